@@ -1,0 +1,42 @@
+# LogGuardian — the two commands: `make run` and `make test` (see README).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(EXTRAS)
+EXTRAS ?= dev,train
+
+.PHONY: run test demo lint bench services clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[$(EXTRAS)]'
+	touch $@
+
+# Runs the sidecar on embedded defaults: no external servers needed.
+run: EXTRAS = dev
+run: $(STAMP)
+	$(BIN)/logguardian serve
+
+demo: EXTRAS = dev
+demo: $(STAMP)
+	$(BIN)/logguardian demo
+
+# Installs everything the tests need (Python deps, Prometheus/Alertmanager, the
+# Elasticsearch runner, Helm) and runs the whole suite. Missing services fail.
+test: $(STAMP) services
+	$(BIN)/ruff check sidecar tests bench
+	$(BIN)/pytest
+
+services:
+	bash tests/services/install.sh
+
+lint: $(STAMP)
+	$(BIN)/ruff check sidecar tests bench
+	$(BIN)/ruff format --check sidecar tests bench
+
+bench: $(STAMP)
+	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) logguardian-state .pytest_cache .ruff_cache

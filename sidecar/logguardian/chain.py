@@ -1,0 +1,34 @@
+"""Builds the processor chain and exporters from settings: the one place that says
+which stages a record passes through, in order."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .config import Settings
+from .metrics import Metrics
+from .pipeline import Exporter, Processor
+
+if TYPE_CHECKING:
+    from .server import Sidecar
+
+ReadinessCheck = Callable[[], tuple[bool, str]]
+# Called once the pipeline runs; returns an async stop callback (or None).
+Starter = Callable[["Sidecar"], Awaitable[Callable[[], Awaitable[Any]] | None]]
+
+
+@dataclass
+class Components:
+    processors: list[Processor] = field(default_factory=list)
+    exporters: list[Exporter] = field(default_factory=list)
+    readiness: dict[str, ReadinessCheck] = field(default_factory=dict)
+    starters: list[Starter] = field(default_factory=list)
+    # Named handles the REST/gRPC APIs need.
+    handles: dict[str, Any] = field(default_factory=dict)
+
+
+def build_components(settings: Settings, metrics: Metrics) -> Components:
+    components = Components()
+    return components

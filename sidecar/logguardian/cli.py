@@ -1,0 +1,72 @@
+"""`logguardian` entry point (DESIGN §5, a contract).
+
+Each subcommand lives in `logguardian.commands.<name>` with `run(args) -> int`;
+this module only declares the flags and dispatches, so `--help` stays cheap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+
+def _add_input_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=("raw", "jsonl"), default="raw",
+                   help="raw: one message per line; jsonl: one shipper record per line")
+    p.add_argument("--session-key", metavar="REGEX",
+                   help="regex whose match groups records into sessions (e.g. 'blk_-?\\d+')")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="logguardian", description="LogGuardian log anomaly detection sidecar")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the sidecar")
+    serve.add_argument("--config", type=Path, help="YAML settings file")
+    serve.add_argument("--http-port", type=int, help="HTTP ingest/API port (0 disables)")
+    serve.add_argument("--forward-port", type=int, help="Forward protocol port (0 disables)")
+    serve.add_argument("--grpc-port", type=int, help="gRPC/OTLP port (0 disables)")
+    serve.add_argument("--state-dir", type=Path, help="where state and the local store live")
+
+    demo = sub.add_parser("demo", help="replay a shipped sample with incidents and show findings")
+    demo.add_argument("--speed", type=float, default=0, help="log seconds per wall second (0 = max)")
+    demo.add_argument("--state-dir", type=Path, help="state dir (default: a temp dir)")
+
+    mine = sub.add_parser("mine", help="mine templates: one JSON line per input line")
+    mine.add_argument("file", nargs="?", default="-", help="input file or - for stdin")
+    mine.add_argument("--state", type=Path, help="state dir to restore from and save to")
+
+    train = sub.add_parser("train", help="learn a model bundle from (mostly normal) logs")
+    train.add_argument("files", nargs="+", type=Path)
+    train.add_argument("--out", type=Path, required=True, help="bundle directory to write")
+    _add_input_flags(train)
+
+    score = sub.add_parser("score", help="score records: one JSON line per input record")
+    score.add_argument("file", help="input file or - for stdin")
+    score.add_argument("--model", type=Path, help="model bundle dir (default: detectors only)")
+    _add_input_flags(score)
+
+    ev = sub.add_parser("eval", help="evaluate template mining against Loghub ground truth")
+    ev.add_argument("paths", nargs="+", type=Path, help="*_structured.csv files or dataset dirs")
+
+    bench = sub.add_parser("bench", help="run a benchmark from bench/")
+    bench.add_argument("name", help="benchmark name, e.g. mine, ingest, scenarios, hdfs")
+    bench.add_argument("rest", nargs=argparse.REMAINDER)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module = importlib.import_module(f"logguardian.commands.{args.command}")
+    try:
+        return int(module.run(args) or 0)
+    except BrokenPipeError:
+        return 0
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""Settings (DESIGN §4, a contract).
+
+One pydantic-settings model. Sources, strongest first: `serve` flags, environment
+(`LOGGUARDIAN_*`, `__` for nesting), YAML file (`--config`), defaults. Every
+section forbids unknown keys so a typo stops startup with the key's name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from .record import DEFAULT_SERVICE_FIELDS
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class HttpReceiver(Section):
+    host: str = "0.0.0.0"
+    port: int = Field(9880, ge=0, le=65535, description="0 disables the receiver")
+    auth_token: str | None = Field(None, description="require `Authorization: Bearer <token>`")
+    basic_user: str | None = None
+    basic_password: str | None = None
+    max_body_bytes: int = Field(16 * 1024 * 1024, gt=0, description="413 above this (wire size)")
+    max_decoded_bytes: int = Field(
+        128 * 1024 * 1024, gt=0, description="413 when a compressed body inflates past this"
+    )
+    retry_after_seconds: int = Field(2, ge=1)
+
+
+class ForwardReceiver(Section):
+    host: str = "0.0.0.0"
+    port: int = Field(24224, ge=0, le=65535)
+    shared_key: str | None = Field(None, description="enables the HELO/PING/PONG handshake")
+    self_hostname: str = "logguardian"
+    max_frame_bytes: int = Field(64 * 1024 * 1024, gt=0)
+    idle_timeout_seconds: float = Field(300.0, gt=0)
+
+
+class GrpcReceiver(Section):
+    host: str = "0.0.0.0"
+    port: int = Field(4317, ge=0, le=65535)
+    auth_token: str | None = None
+    max_message_bytes: int = Field(16 * 1024 * 1024, gt=0)
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+
+
+class Receivers(Section):
+    http: HttpReceiver = HttpReceiver()
+    forward: ForwardReceiver = ForwardReceiver()
+    grpc: GrpcReceiver = GrpcReceiver()
+
+
+class Pipeline(Section):
+    queue_records: int = Field(100_000, gt=0, description="bounded queue size, in records")
+    batch_records: int = Field(2_000, gt=0)
+    batch_wait_seconds: float = Field(0.05, ge=0)
+    tick_seconds: float = Field(1.0, gt=0, description="idle tick for time-driven detectors")
+    service_fields: list[str] = list(DEFAULT_SERVICE_FIELDS)
+    max_services: int = Field(500, gt=0, description="label/statistics bound on distinct services")
+
+
+class Templates(Section):
+    max_templates: int = Field(20_000, gt=0)
+    max_tokens: int = Field(256, gt=0)
+    max_line_bytes: int = Field(8192, gt=0)
+    similarity: float = Field(0.5, gt=0, le=1)
+    snapshot_seconds: float = Field(10.0, gt=0)
+
+
+class Detectors(Section):
+    warmup_records: int = Field(1000, ge=0, description="records per service before novelty may alert")
+    threshold: float = Field(0.7, gt=0, le=1, description="fused score at or above = anomaly")
+    window_seconds: float = Field(60.0, gt=0)
+    rare_fraction: float = Field(1e-4, gt=0, lt=1)
+    consecutive_escalate: int = Field(3, ge=1)
+
+
+class Incidents(Section):
+    quiet_seconds: float = Field(300.0, gt=0, description="quiet time before an incident resolves")
+    max_examples: int = Field(5, ge=1)
+
+
+class Model(Section):
+    bundle: Path | None = Field(None, description="model bundle dir; None = the shipped default")
+    enabled: bool = True
+    session_key: str | None = Field(None, description="regex whose match is the session key")
+    session_idle_seconds: float = Field(60.0, gt=0)
+    max_sessions: int = Field(100_000, gt=0)
+    reload_seconds: float = Field(10.0, gt=0)
+
+
+class Elasticsearch(Section):
+    url: str | None = Field(None, description="unset = exporter off")
+    api_key: str | None = None
+    username: str | None = None
+    password: str | None = None
+    ca_certs: Path | None = None
+    verify_certs: bool = True
+    data_stream: str = "logs-logguardian.anomalies-default"
+    enriched: bool = False
+    enriched_data_stream: str = "logs-logguardian.enriched-default"
+    batch_docs: int = Field(500, gt=0)
+    flush_seconds: float = Field(1.0, gt=0)
+    spool_max_bytes: int = Field(256 * 1024 * 1024, gt=0)
+
+
+class Alertmanager(Section):
+    url: list[str] = Field(default_factory=list, description="one or more (HA pairs)")
+    refresh_seconds: float = Field(60.0, gt=0)
+    ends_at_seconds: float = Field(240.0, gt=0)
+    resolved_resend_seconds: float = Field(600.0, ge=0)
+    generator_url: str = "http://localhost:9880/api/v1/incidents"
+    kibana_url_template: str | None = None
+    grafana_url_template: str | None = None
+
+
+class LocalStore(Section):
+    max_annotations: int = Field(200_000, gt=0)
+    max_age_seconds: float = Field(7 * 86400, gt=0)
+
+
+class Exporters(Section):
+    elasticsearch: Elasticsearch = Elasticsearch()
+    alertmanager: Alertmanager = Alertmanager()
+    local: LocalStore = LocalStore()
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="LOGGUARDIAN_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    state_dir: Path = Path("logguardian-state")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    receivers: Receivers = Receivers()
+    pipeline: Pipeline = Pipeline()
+    templates: Templates = Templates()
+    detectors: Detectors = Detectors()
+    incidents: Incidents = Incidents()
+    model: Model = Model()
+    exporters: Exporters = Exporters()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings, env_settings)
+        yaml_file = settings_cls.model_config.get("yaml_file")
+        if yaml_file:
+            sources += (YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file),)
+        return sources
+
+
+class ConfigError(Exception):
+    """A setting is unknown or invalid; the message names it."""
+
+
+def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+    """Settings from flags (`overrides`, nested dicts), env and an optional YAML file."""
+    cls: type[Settings] = Settings
+    if config_file is not None:
+        path = Path(config_file)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+
+        class FileSettings(Settings):
+            model_config = SettingsConfigDict(yaml_file=path)
+
+        cls = FileSettings
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"]) or "(root)"
+        env = "LOGGUARDIAN_" + "__".join(str(p).upper() for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            lines.append(f"unknown setting '{key}' (env {env})")
+        else:
+            lines.append(f"invalid setting '{key}' (env {env}): {err['msg']}")
+    return "; ".join(lines)

@@ -1,0 +1,75 @@
+"""Prometheus metrics (DESIGN §8, a contract): one registry per sidecar instance.
+
+Label values are bounded: receivers, reasons and exporters are fixed sets in the
+code; services are capped at `max_services` distinct values, the rest are `other`.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+OTHER_SERVICE = "other"
+SCORE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
+BATCH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    def __init__(self, max_services: int = 500, registry: CollectorRegistry | None = None):
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.max_services = max_services
+        self._services: set[str] = set()
+        r = self.registry
+        self.received = Counter(
+            "logguardian_received", "Records accepted at a receiver", ["receiver"], registry=r
+        )
+        self.records = Counter(
+            "logguardian_records", "Records fully processed (mined and scored)", ["service"],
+            registry=r,
+        )
+        self.anomalies = Counter(
+            "logguardian_anomalies", "Anomalous records by top reason", ["service", "reason"],
+            registry=r,
+        )
+        self.anomaly_score = Histogram(
+            "logguardian_anomaly_score", "Fused anomaly score per record", ["service"],
+            buckets=SCORE_BUCKETS, registry=r,
+        )
+        self.templates = Gauge(
+            "logguardian_templates", "Templates known per service", ["service"], registry=r
+        )
+        self.incidents_open = Gauge(
+            "logguardian_incidents_open", "Open incidents per service", ["service"], registry=r
+        )
+        self.queue_depth = Gauge(
+            "logguardian_queue_depth", "Records waiting in the pipeline queue", registry=r
+        )
+        self.queue_capacity = Gauge(
+            "logguardian_queue_capacity", "Pipeline queue size limit, in records", registry=r
+        )
+        self.batch_seconds = Histogram(
+            "logguardian_batch_seconds", "Time to run one batch through the processors",
+            buckets=BATCH_BUCKETS, registry=r,
+        )
+        self.rejected = Counter(
+            "logguardian_rejected", "Records or requests refused, by reason", ["reason"],
+            registry=r,
+        )
+        self.processor_errors = Counter(
+            "logguardian_processor_errors", "Unexpected failures inside a processor stage",
+            ["processor"], registry=r,
+        )
+        self.exporter_errors = Counter(
+            "logguardian_exporter_errors", "Failed exporter operations", ["exporter"], registry=r
+        )
+        self.model_loaded = Gauge(
+            "logguardian_model_loaded", "1 when an ONNX model bundle is loaded and serving",
+            registry=r,
+        )
+
+    def service_label(self, service: str) -> str:
+        if service in self._services:
+            return service
+        if len(self._services) < self.max_services:
+            self._services.add(service)
+            return service
+        return OTHER_SERVICE

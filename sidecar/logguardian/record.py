@@ -1,0 +1,192 @@
+"""Record: the one normalized shape every receiver produces (DESIGN §3, a contract).
+
+Receivers hand `normalize()` whatever map the shipper sent; everything downstream
+(mining, detection, exporters) only ever sees `Record`.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+MESSAGE_KEYS: tuple[str, ...] = ("log", "message", "msg", "short_message")
+TIME_KEYS: tuple[str, ...] = ("date", "@timestamp", "time", "timestamp")
+LEVEL_KEYS: tuple[str, ...] = ("level", "log.level", "severity", "severity_text", "loglevel")
+DEFAULT_SERVICE_FIELDS: tuple[str, ...] = (
+    "service.name",
+    "service",
+    "kubernetes.labels.app",
+    "kubernetes.container_name",
+    "app",
+)
+UNKNOWN_SERVICE = "unknown"
+
+# Canonical level names; keys are lower-cased spellings seen in the wild
+# (syslog keywords, log4j, Go/zap, GELF numeric syslog severities).
+_LEVEL_ALIASES: dict[str, str] = {
+    "trace": "trace", "debug": "debug", "dbg": "debug", "fine": "debug", "finer": "trace",
+    "info": "info", "information": "info", "informational": "info", "notice": "info",
+    "inf": "info",
+    "warn": "warn", "warning": "warn", "wrn": "warn",
+    "error": "error", "err": "error", "severe": "error",
+    "fatal": "fatal", "critical": "fatal", "crit": "fatal", "alert": "fatal",
+    "emerg": "fatal", "emergency": "fatal", "panic": "fatal",
+    # GELF/syslog numeric severities
+    "0": "fatal", "1": "fatal", "2": "fatal", "3": "error", "4": "warn",
+    "5": "info", "6": "info", "7": "debug",
+}
+# Only obvious, upper-case level words count when inferring from the message text,
+# so "no errors found" stays unlevelled.
+_LEVEL_IN_TEXT = re.compile(
+    r"\b(FATAL|CRITICAL|PANIC|ERROR|SEVERE|WARN(?:ING)?|INFO|DEBUG|TRACE)\b"
+)
+
+
+@dataclass(slots=True)
+class Record:
+    ts: float
+    message: str
+    service: str
+    level: str | None
+    attributes: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+
+
+def lookup(doc: Mapping[str, Any], path: str) -> Any:
+    """Value at a dotted path, trying the flat key first (`{"service.name": x}`)
+    and then nested maps (`{"service": {"name": x}}`)."""
+    value = doc.get(path)
+    if value is not None:
+        return value
+    if "." not in path:
+        return None
+    current: Any = doc
+    for part in path.split("."):
+        if not isinstance(current, Mapping):
+            return None
+        current = current.get(part)
+        if current is None:
+            return None
+    return current
+
+
+def canonical_level(value: Any) -> str | None:
+    if value is None:
+        return None
+    return _LEVEL_ALIASES.get(str(value).strip().lower())
+
+
+def infer_level(message: str) -> str | None:
+    match = _LEVEL_IN_TEXT.search(message, 0, 200)
+    return canonical_level(match.group(1)) if match else None
+
+
+def parse_time(value: Any) -> float | None:
+    """Epoch seconds from the timestamp shapes shippers send.
+
+    Numbers are seconds, or ms/µs/ns when they are too large to be seconds
+    (Fluent Bit `epoch_ms`, OTLP nanos). Strings are ISO-8601 with any number of
+    fraction digits (Logstash 8 prints 3 to 9), `Z` or an offset; naive times
+    (Fluent Bit `java_sql_timestamp`) are UTC.
+    """
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        v = float(value)
+        if v > 1e17:
+            return v / 1e9
+        if v > 1e14:
+            return v / 1e6
+        if v > 1e11:
+            return v / 1e3
+        return v if v > 0 else None
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        try:
+            return parse_time(float(text))
+        except ValueError:
+            pass
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            return None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.timestamp()
+    return None
+
+
+def message_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if value is None:
+        return ""
+    return str(value)
+
+
+def normalize(
+    doc: Mapping[str, Any],
+    *,
+    source: str,
+    ts: float | None = None,
+    tag: str | None = None,
+    service_fields: Sequence[str] = DEFAULT_SERVICE_FIELDS,
+    now: float | None = None,
+) -> Record:
+    """Build a Record from one shipper map.
+
+    `ts` is a timestamp carried outside the map (forward EventTime, msgpack
+    entry header); a timestamp inside the map wins only when there is none.
+    Raises ValueError when the map has no message at all.
+    """
+    message: Any = None
+    message_key = None
+    for key in MESSAGE_KEYS:
+        message = doc.get(key)
+        if message is not None:
+            message_key = key
+            break
+    if message_key is None:
+        raise ValueError(f"no message field (expected one of {', '.join(MESSAGE_KEYS)})")
+
+    if ts is None:
+        for key in TIME_KEYS:
+            ts = parse_time(doc.get(key))
+            if ts is not None:
+                break
+    if ts is None:
+        ts = now if now is not None else time.time()
+
+    service = None
+    for path in service_fields:
+        service = lookup(doc, path)
+        if isinstance(service, str) and service:
+            break
+        service = None
+    if service is None:
+        service = tag or UNKNOWN_SERVICE
+
+    text = message_text(message)
+    level = None
+    for key in LEVEL_KEYS:
+        raw_level = lookup(doc, key)
+        if raw_level is not None:
+            level = canonical_level(raw_level)
+            if level is not None:
+                break
+    if level is None:
+        level = infer_level(text)
+
+    attributes = {k: v for k, v in doc.items() if k != message_key}
+    if tag is not None:
+        attributes.setdefault("tag", tag)
+    return Record(ts=ts, message=text, service=service, level=level, attributes=attributes,
+                  source=source)

@@ -1,0 +1,153 @@
+"""The running sidecar: wires settings → receivers → pipeline → exporters and owns
+their lifecycle (start in dependency order, stop in reverse, drain on SIGTERM)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from prometheus_client.exposition import choose_encoder
+
+from .chain import Components, build_components
+from .config import Settings
+from .metrics import Metrics
+from .pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+ReadinessCheck = Callable[[], tuple[bool, str]]
+
+
+class Sidecar:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        self.metrics = Metrics(max_services=settings.pipeline.max_services)
+        self.components: Components = build_components(settings, self.metrics)
+        self.pipeline = Pipeline(
+            settings.pipeline,
+            self.components.processors,
+            self.components.exporters,
+            self.metrics,
+        )
+        self.readiness: dict[str, ReadinessCheck] = {
+            "queue": lambda: (
+                not self.pipeline.saturated,
+                f"{self.pipeline.depth}/{self.pipeline.capacity} records queued",
+            ),
+        }
+        self.readiness.update(self.components.readiness)
+        self.http_port: int | None = None
+        self.forward_port: int | None = None
+        self.grpc_port: int | None = None
+        self._runner: web.AppRunner | None = None
+        self._stoppers: list[Callable[[], Awaitable[Any]]] = []
+        self._stopped = asyncio.Event()
+
+    # -- HTTP app ---------------------------------------------------------------------------
+
+    def make_app(self) -> web.Application:
+        from . import api
+        from .receivers import http as http_receiver
+
+        app = web.Application(client_max_size=self.settings.receivers.http.max_body_bytes)
+        app["sidecar"] = self
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
+        http_receiver.add_routes(app, self)
+        api.add_routes(app, self)
+        return app
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        checks = {}
+        ready = True
+        for name, check in self.readiness.items():
+            ok, detail = check()
+            checks[name] = {"ok": ok, "detail": detail}
+            ready = ready and ok
+        return web.json_response(
+            {"status": "ready" if ready else "not ready", "checks": checks},
+            status=200 if ready else 503,
+        )
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+        body = encoder(self.metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        s = self.settings.receivers
+        await self.pipeline.start()
+        self._stoppers.append(self.pipeline.stop)
+        for start in self.components.starters:
+            stop = await start(self)
+            if stop is not None:
+                self._stoppers.append(stop)
+        self._runner = web.AppRunner(self.make_app(), access_log=None)
+        await self._runner.setup()
+        if s.http.port:
+            site = web.TCPSite(self._runner, s.http.host, s.http.port)
+            await site.start()
+            self.http_port = _bound_port(site)
+        if s.forward.port:
+            from .receivers.forward import start_forward_server
+
+            server = await start_forward_server(self, s.forward)
+            self.forward_port = server.sockets[0].getsockname()[1]
+            self._stoppers.append(_close_server(server))
+        if s.grpc.port:
+            from .receivers.grpc import start_grpc_server
+
+            grpc_stop, self.grpc_port = await start_grpc_server(self, s.grpc)
+            self._stoppers.append(grpc_stop)
+        log.info(
+            "logguardian serving: http=%s forward=%s grpc=%s state=%s",
+            self.http_port, self.forward_port, self.grpc_port, self.settings.state_dir,
+        )
+
+    async def stop(self) -> None:
+        """Receivers first (no new work), then the pipeline drains, then the rest."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+        for stop in reversed(self._stoppers):
+            try:
+                await stop()
+            except Exception:
+                log.exception("error during shutdown")
+        self._stopped.set()
+
+    async def run_forever(self) -> None:
+        await self.start()
+        loop = asyncio.get_running_loop()
+        stop_requested = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop_requested.set)
+        await stop_requested.wait()
+        log.info("shutting down: draining %d queued records", self.pipeline.depth)
+        await self.stop()
+
+
+def _bound_port(site: web.TCPSite) -> int:
+    server = site._server  # aiohttp exposes no public accessor for the bound port
+    assert server is not None and server.sockets
+    return int(server.sockets[0].getsockname()[1])
+
+
+def _close_server(server: asyncio.Server) -> Callable[[], Awaitable[None]]:
+    async def close() -> None:
+        server.close()
+        await server.wait_closed()
+
+    return close
