@@ -1,0 +1,64 @@
+"""Shared fixtures: settings in a temp state dir, free ports, a running sidecar."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from logguardian.config import Settings, load_settings
+from logguardian.server import Sidecar
+
+# The shared benchmark data and reference docs sit beside the checkout (../shared).
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+pytest_plugins: list[str] = []
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    """Settings with a temp state dir and only the HTTP receiver on a free port;
+    pass nested dicts to override (e.g. receivers={"forward": {"port": free_port()}})."""
+
+    def make(**overrides: Any) -> Settings:
+        base: dict[str, Any] = {
+            "state_dir": tmp_path / "state",
+            "receivers": {
+                "http": {"host": "127.0.0.1", "port": free_port()},
+                "forward": {"host": "127.0.0.1", "port": 0},
+                "grpc": {"host": "127.0.0.1", "port": 0},
+            },
+        }
+        return load_settings(**_merge(base, overrides))
+
+    return make
+
+
+@pytest.fixture
+async def sidecar(make_settings: Callable[..., Settings]) -> AsyncIterator[Sidecar]:
+    """A running sidecar on default settings (HTTP only)."""
+    running = Sidecar(make_settings())
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()

@@ -1,0 +1,45 @@
+from pathlib import Path
+
+import pytest
+
+from logguardian.commands.serve import flag_overrides
+from logguardian.cli import build_parser
+from logguardian.config import ConfigError, load_settings
+
+
+def test_unknown_key_in_file_is_named(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("exporters:\n  elasticsearch:\n    ulr: http://x\n")
+    with pytest.raises(ConfigError, match=r"exporters\.elasticsearch\.ulr"):
+        load_settings(cfg)
+
+
+def test_bad_value_in_env_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOGGUARDIAN_DETECTORS__WARMUP_RECORDS", "lots")
+    with pytest.raises(ConfigError, match=r"detectors\.warmup_records"):
+        load_settings()
+
+
+def test_precedence_flags_over_env_over_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "receivers:\n  http:\n    port: 1111\n    auth_token: from-file\n"
+        "  forward:\n    port: 2222\n"
+        "incidents:\n  quiet_seconds: 42\n"
+    )
+    monkeypatch.setenv("LOGGUARDIAN_RECEIVERS__HTTP__PORT", "3333")
+    monkeypatch.setenv("LOGGUARDIAN_EXPORTERS__ELASTICSEARCH__URL", "http://es:9200")
+    args = build_parser().parse_args(["serve", "--forward-port", "0"])
+    s = load_settings(cfg, **flag_overrides(args))
+    assert s.receivers.http.port == 3333  # env beats file
+    assert s.receivers.http.auth_token == "from-file"  # file keys not overridden survive
+    assert s.receivers.forward.port == 0  # flag beats file
+    assert s.incidents.quiet_seconds == 42
+    assert s.exporters.elasticsearch.url == "http://es:9200"
+
+
+def test_missing_config_file() -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings("/nonexistent/logguardian.yaml")
