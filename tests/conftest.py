@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from logguardian.config import Settings, load_settings
 from logguardian.server import Sidecar
 

@@ -1,9 +1,8 @@
 from pathlib import Path
 
 import pytest
-
-from logguardian.commands.serve import flag_overrides
 from logguardian.cli import build_parser
+from logguardian.commands.serve import flag_overrides
 from logguardian.config import ConfigError, load_settings
 
 

@@ -20,7 +20,9 @@ def _add_input_flags(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="logguardian", description="LogGuardian log anomaly detection sidecar")
+    parser = argparse.ArgumentParser(
+        prog="logguardian", description="LogGuardian log anomaly detection sidecar"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the sidecar")
@@ -31,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--state-dir", type=Path, help="where state and the local store live")
 
     demo = sub.add_parser("demo", help="replay a shipped sample with incidents and show findings")
-    demo.add_argument("--speed", type=float, default=0, help="log seconds per wall second (0 = max)")
+    demo.add_argument("--speed", type=float, default=0,
+                      help="log seconds per wall second (0 = max)")
     demo.add_argument("--state-dir", type=Path, help="state dir (default: a temp dir)")
 
     mine = sub.add_parser("mine", help="mine templates: one JSON line per input line")

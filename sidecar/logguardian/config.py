@@ -80,7 +80,9 @@ class Templates(Section):
 
 
 class Detectors(Section):
-    warmup_records: int = Field(1000, ge=0, description="records per service before novelty may alert")
+    warmup_records: int = Field(
+        1000, ge=0, description="records per service before novelty may alert"
+    )
     threshold: float = Field(0.7, gt=0, le=1, description="fused score at or above = anomaly")
     window_seconds: float = Field(60.0, gt=0)
     rare_fraction: float = Field(1e-4, gt=0, lt=1)
