@@ -16,3 +16,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
     $(printf '%s\n' "${need_apt[@]}" | sort -u)
 fi
+
+# Helm for the chart tests (helm lint / helm template), built from the Go module
+# proxy into the project-local .tools/bin (git-ignored).
+root=$(cd "$here/../.." && pwd)
+if [ ! -x "$root/.tools/bin/helm" ]; then
+  GO=$(command -v go || echo /usr/local/go/bin/go)
+  GOBIN="$root/.tools/bin" "$GO" install helm.sh/helm/v3/cmd/helm@v3.16.4
+fi
