@@ -54,6 +54,11 @@ class GrpcReceiver(Section):
     max_message_bytes: int = Field(16 * 1024 * 1024, gt=0)
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = Field(None, description="set = require client certs (mTLS)")
+    retry_after_seconds: float = Field(1.0, gt=0, description="RetryInfo delay on a full queue")
+    stream_wait_seconds: float = Field(
+        10.0, gt=0, description="how long a stream waits for queue room before RESOURCE_EXHAUSTED"
+    )
 
 
 class Receivers(Section):

@@ -1,0 +1,1 @@
+"""LogGuardian's own gRPC API (`logguardian.v1`): `ingest.proto` and its generated code."""
