@@ -1,0 +1,117 @@
+{{/* Pod template shared by the DaemonSet and the Deployment. */}}
+{{- define "logguardian.podTemplate" -}}
+{{- $v := .Values -}}
+metadata:
+  labels:
+    {{- include "logguardian.selectorLabels" . | nindent 4 }}
+    {{- with $v.podLabels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  annotations:
+    # Roll the pods when the settings change.
+    checksum/config: {{ include "logguardian.config" . | sha256sum }}
+    {{- with $v.podAnnotations }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+spec:
+  serviceAccountName: {{ include "logguardian.serviceAccountName" . }}
+  terminationGracePeriodSeconds: {{ $v.terminationGracePeriodSeconds }}
+  {{- with $v.priorityClassName }}
+  priorityClassName: {{ . }}
+  {{- end }}
+  {{- with $v.imagePullSecrets }}
+  imagePullSecrets:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  securityContext:
+    {{- toYaml $v.podSecurityContext | nindent 4 }}
+  containers:
+    - name: logguardian
+      image: "{{ $v.image.repository }}:{{ $v.image.tag | default .Chart.AppVersion }}"
+      imagePullPolicy: {{ $v.image.pullPolicy }}
+      args: ["serve", "--config", "/etc/logguardian/config.yaml"]
+      ports:
+        {{- range $name, $port := $v.ports }}
+        {{- if $port }}
+        - name: {{ $name }}
+          containerPort: {{ $port }}
+          protocol: TCP
+          {{- if and $v.hostPorts (eq $v.mode "daemonset") }}
+          hostPort: {{ $port }}
+          {{- end }}
+        {{- end }}
+        {{- end }}
+      env:
+        - name: NODE_NAME
+          valueFrom:
+            fieldRef:
+              fieldPath: spec.nodeName
+        {{- if include "logguardian.hasSecret" . }}
+        {{- $secret := include "logguardian.secretName" . }}
+        {{- $keys := $v.secretKeys }}
+        {{- range $env, $key := dict
+              "LOGGUARDIAN_EXPORTERS__ELASTICSEARCH__API_KEY" $keys.elasticsearchApiKey
+              "LOGGUARDIAN_EXPORTERS__ELASTICSEARCH__USERNAME" $keys.elasticsearchUsername
+              "LOGGUARDIAN_EXPORTERS__ELASTICSEARCH__PASSWORD" $keys.elasticsearchPassword
+              "LOGGUARDIAN_RECEIVERS__HTTP__AUTH_TOKEN" $keys.authToken
+              "LOGGUARDIAN_RECEIVERS__FORWARD__SHARED_KEY" $keys.forwardSharedKey }}
+        - name: {{ $env }}
+          valueFrom:
+            secretKeyRef:
+              name: {{ $secret }}
+              key: {{ $key }}
+              optional: true
+        {{- end }}
+        {{- end }}
+      {{- with $v.livenessProbe }}
+      livenessProbe:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $v.readinessProbe }}
+      readinessProbe:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      resources:
+        {{- toYaml $v.resources | nindent 8 }}
+      securityContext:
+        {{- toYaml $v.securityContext | nindent 8 }}
+      volumeMounts:
+        - name: config
+          mountPath: /etc/logguardian
+          readOnly: true
+        - name: state
+          mountPath: {{ $v.state.mountPath }}
+        - name: tmp
+          mountPath: /tmp
+  volumes:
+    - name: config
+      configMap:
+        name: {{ include "logguardian.fullname" . }}
+    - name: tmp
+      emptyDir: {}
+    {{- if eq $v.mode "daemonset" }}
+    - name: state
+      hostPath:
+        path: {{ $v.state.hostPath }}
+        type: DirectoryOrCreate
+    {{- else if $v.state.persistence.enabled }}
+    - name: state
+      persistentVolumeClaim:
+        claimName: {{ include "logguardian.fullname" . }}
+    {{- else }}
+    - name: state
+      emptyDir: {}
+    {{- end }}
+  {{- with $v.nodeSelector }}
+  nodeSelector:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with $v.affinity }}
+  affinity:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with $v.tolerations }}
+  tolerations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}

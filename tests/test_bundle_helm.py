@@ -1,0 +1,226 @@
+"""Helm chart (helm/logguardian): `helm lint`, `helm template`, and the rendered
+manifests checked against what the sidecar really needs — its config file is loaded
+by the sidecar's own settings loader, secrets reach the settings through env."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from logguardian.config import ConfigError, load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+CHART = ROOT / "helm" / "logguardian"
+RULES = ROOT / "alertmanager" / "rules" / "logguardian.rules.yml"
+
+
+def helm_bin() -> str:
+    local = ROOT / ".tools" / "bin" / "helm"
+    found = str(local) if local.is_file() else shutil.which("helm")
+    if found is None:
+        pytest.fail("helm not installed: run tests/services/install.sh")
+    return found
+
+
+def helm(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([helm_bin(), *args], capture_output=True, text=True, timeout=120)
+
+
+def render(*sets: str, values: dict[str, Any] | None = None, tmp: Path | None = None
+           ) -> dict[tuple[str, str], dict[str, Any]]:
+    """Manifests by (kind, name) from `helm template`."""
+    args = ["template", "lg", str(CHART), "--namespace", "obs"]
+    for s in sets:
+        args += ["--set", s]
+    if values is not None:
+        assert tmp is not None
+        path = tmp / "values.yaml"
+        path.write_text(yaml.safe_dump(values))
+        args += ["-f", str(path)]
+    done = helm(*args)
+    assert done.returncode == 0, done.stderr
+    docs = [d for d in yaml.safe_load_all(done.stdout) if d]
+    return {(d["kind"], d["metadata"]["name"]): d for d in docs}
+
+
+def kinds(manifests: dict[tuple[str, str], dict[str, Any]]) -> set[str]:
+    return {kind for kind, _ in manifests}
+
+
+def workload(manifests: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:
+    found = [m for (k, _), m in manifests.items() if k in ("DaemonSet", "Deployment")]
+    assert len(found) == 1, f"expected one workload, got {[m['kind'] for m in found]}"
+    return found[0]
+
+
+def sidecar_config(manifests: dict[tuple[str, str], dict[str, Any]], tmp: Path) -> Path:
+    path = tmp / "config.yaml"
+    path.write_text(manifests[("ConfigMap", "lg-logguardian")]["data"]["config.yaml"])
+    return path
+
+
+@pytest.mark.parametrize("mode", ["daemonset", "deployment"])
+def test_helm_lint_strict_passes(mode: str) -> None:
+    done = helm("lint", "--strict", str(CHART), "--set", f"mode={mode}",
+                "--set", "serviceMonitor.enabled=true", "--set", "prometheusRule.enabled=true")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 chart(s) failed" in done.stdout
+
+
+def test_daemonset_mode_sits_next_to_fluent_bit(tmp_path: Path) -> None:
+    manifests = render()
+    assert kinds(manifests) >= {"DaemonSet", "ConfigMap", "Service", "ServiceAccount"}
+    assert "Deployment" not in kinds(manifests)
+    assert not kinds(manifests) & {"Secret", "ServiceMonitor", "PrometheusRule"}
+
+    ds = workload(manifests)
+    pod = ds["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http": 9880, "forward": 24224, "grpc": 4317}
+    assert container["args"] == ["serve", "--config", "/etc/logguardian/config.yaml"]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+
+    # The service keeps each node's shipper on its own node's sidecar.
+    svc = manifests[("Service", "lg-logguardian")]
+    assert svc["spec"]["internalTrafficPolicy"] == "Local"
+    assert {p["targetPort"] for p in svc["spec"]["ports"]} == set(ports)
+    assert svc["spec"]["selector"] == ds["spec"]["selector"]["matchLabels"]
+
+    # The rendered config is a valid sidecar config whose ports and state dir match
+    # the pod spec.
+    settings = load_settings(sidecar_config(manifests, tmp_path))
+    assert settings.receivers.http.port == ports["http"]
+    assert settings.receivers.forward.port == ports["forward"]
+    assert settings.receivers.grpc.port == ports["grpc"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts["config"] == "/etc/logguardian"
+    assert str(settings.state_dir) == mounts["state"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["state"]["hostPath"]["path"] == "/var/lib/logguardian"
+    assert volumes["config"]["configMap"]["name"] == "lg-logguardian"
+    assert settings.exporters.elasticsearch.url is None
+    assert settings.exporters.alertmanager.url == []
+
+
+def test_deployment_mode_with_persistent_state(tmp_path: Path) -> None:
+    manifests = render("mode=deployment", "replicaCount=1", "state.persistence.enabled=true",
+                       "state.persistence.size=5Gi")
+    dep = workload(manifests)
+    assert dep["kind"] == "Deployment"
+    assert dep["spec"]["strategy"] == {"type": "Recreate"}
+    pvc = manifests[("PersistentVolumeClaim", "lg-logguardian")]
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "5Gi"
+    volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["state"]["persistentVolumeClaim"]["claimName"] == "lg-logguardian"
+    assert "internalTrafficPolicy" not in manifests[("Service", "lg-logguardian")]["spec"]
+
+    ephemeral = render("mode=deployment")
+    volumes = {v["name"]: v for v in workload(ephemeral)["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["state"] == {"name": "state", "emptyDir": {}}
+    assert ("PersistentVolumeClaim", "lg-logguardian") not in ephemeral
+
+
+def test_values_and_secrets_reach_the_sidecar_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    values = {
+        "elasticsearch": {"url": "https://es.obs:9200", "apiKey": "es-key-123"},
+        "alertmanager": {"urls": ["http://am-0:9093", "http://am-1:9093"],
+                         "kibanaUrlTemplate": "https://kibana/app/discover#/?q={service}"},
+        "auth": {"token": "s3cret-token", "forwardSharedKey": "fwd-key"},
+        "ports": {"grpc": 0},
+        "config": {"detectors": {"threshold": 0.85}, "incidents": {"quiet_seconds": 120}},
+    }
+    manifests = render(values=values, tmp=tmp_path)
+    secret = manifests[("Secret", "lg-logguardian")]["stringData"]
+    container = workload(manifests)["spec"]["template"]["spec"]["containers"][0]
+    assert "grpc" not in {p["name"] for p in container["ports"]}
+
+    # Resolve every env var the way the kubelet would, from the rendered Secret.
+    for env in container["env"]:
+        ref = env.get("valueFrom", {}).get("secretKeyRef")
+        if ref is None:
+            continue
+        assert ref["name"] == "lg-logguardian"
+        if ref["key"] in secret:
+            monkeypatch.setenv(env["name"], secret[ref["key"]])
+        else:
+            assert ref["optional"] is True
+    settings = load_settings(sidecar_config(manifests, tmp_path))
+    assert settings.exporters.elasticsearch.url == "https://es.obs:9200"
+    assert settings.exporters.elasticsearch.api_key == "es-key-123"
+    assert settings.exporters.alertmanager.url == ["http://am-0:9093", "http://am-1:9093"]
+    assert settings.exporters.alertmanager.kibana_url_template.endswith("q={service}")
+    assert settings.receivers.http.auth_token == "s3cret-token"
+    assert settings.receivers.forward.shared_key == "fwd-key"
+    assert settings.receivers.grpc.port == 0
+    assert settings.detectors.threshold == 0.85
+    assert settings.incidents.quiet_seconds == 120
+    # Secrets never land in the ConfigMap.
+    config_text = manifests[("ConfigMap", "lg-logguardian")]["data"]["config.yaml"]
+    assert "es-key-123" not in config_text and "s3cret-token" not in config_text
+
+
+def test_existing_secret_is_referenced_not_created() -> None:
+    manifests = render("existingSecret=platform-logguardian")
+    assert "Secret" not in kinds(manifests)
+    env = workload(manifests)["spec"]["template"]["spec"]["containers"][0]["env"]
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in env if "secretKeyRef" in
+            e.get("valueFrom", {})}
+    assert refs["LOGGUARDIAN_EXPORTERS__ELASTICSEARCH__API_KEY"] == {
+        "name": "platform-logguardian", "key": "elasticsearch-api-key", "optional": True}
+    assert {r["name"] for r in refs.values()} == {"platform-logguardian"}
+
+
+def test_env_names_are_real_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every LOGGUARDIAN_* variable the chart sets must land in a settings field."""
+    manifests = render("existingSecret=x")
+    env = workload(manifests)["spec"]["template"]["spec"]["containers"][0]["env"]
+    names = [e["name"] for e in env if e["name"].startswith("LOGGUARDIAN_")]
+    assert len(names) == 5
+    for name in names:
+        monkeypatch.setenv(name, "value-of-" + name)
+    settings = load_settings().model_dump()
+    for name in names:
+        node: Any = settings
+        for part in name.removeprefix("LOGGUARDIAN_").lower().split("__"):
+            node = node[part]
+        assert node == "value-of-" + name
+
+
+def test_config_typo_is_caught_by_the_sidecar(tmp_path: Path) -> None:
+    manifests = render("config.detectors.treshold=0.9")
+    with pytest.raises(ConfigError, match=r"detectors\.treshold"):
+        load_settings(sidecar_config(manifests, tmp_path))
+
+
+def test_service_monitor_and_prometheus_rule_behind_flags() -> None:
+    manifests = render("serviceMonitor.enabled=true", "prometheusRule.enabled=true",
+                       "serviceMonitor.labels.release=kube-prometheus-stack")
+    sm = manifests[("ServiceMonitor", "lg-logguardian")]
+    svc = manifests[("Service", "lg-logguardian")]
+    (endpoint,) = sm["spec"]["endpoints"]
+    assert endpoint["path"] == "/metrics"
+    assert endpoint["port"] in {p["name"] for p in svc["spec"]["ports"]}
+    assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+    assert sm["spec"]["namespaceSelector"] == {"matchNames": ["obs"]}
+    assert sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+
+    rule = manifests[("PrometheusRule", "lg-logguardian")]
+    assert rule["spec"]["groups"] == yaml.safe_load(RULES.read_text())["groups"]
+    alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
+    assert {"LogGuardianDown", "LogGuardianQueueSaturated",
+            "LogGuardianExporterFailing", "LogGuardianAnomalyRateHigh"} <= alerts
+
+
+def test_unknown_mode_fails_rendering() -> None:
+    done = helm("template", "lg", str(CHART), "--set", "mode=statefulset")
+    assert done.returncode != 0
+    assert "mode must be daemonset or deployment" in done.stderr
