@@ -45,6 +45,7 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
                 "http": {"host": "127.0.0.1", "port": free_port()},
                 "forward": {"host": "127.0.0.1", "port": 0},
                 "grpc": {"host": "127.0.0.1", "port": 0},
+                "tcp": {"host": "127.0.0.1", "port": 0},
             },
         }
         return load_settings(**_merge(base, overrides))

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .config import Settings
+from .exporters.local import FILENAME as STORE_FILE
+from .exporters.local import LocalStore
 from .metrics import Metrics
 from .pipeline import Exporter, Processor
 
@@ -31,4 +33,8 @@ class Components:
 
 def build_components(settings: Settings, metrics: Metrics) -> Components:
     components = Components()
+    # The embedded default exporter: findings are queryable with no external server.
+    store = LocalStore(settings.state_dir / STORE_FILE, settings.exporters.local, metrics)
+    components.exporters.append(store)
+    components.handles["store"] = store
     return components

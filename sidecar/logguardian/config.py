@@ -36,6 +36,9 @@ class HttpReceiver(Section):
         128 * 1024 * 1024, gt=0, description="413 when a compressed body inflates past this"
     )
     retry_after_seconds: int = Field(2, ge=1)
+    tag_header: str = Field(
+        "X-Fluent-Tag", description="header carrying the Fluent Bit tag (`header_tag`)"
+    )
 
 
 class ForwardReceiver(Section):
@@ -44,6 +47,15 @@ class ForwardReceiver(Section):
     shared_key: str | None = Field(None, description="enables the HELO/PING/PONG handshake")
     self_hostname: str = "logguardian"
     max_frame_bytes: int = Field(64 * 1024 * 1024, gt=0)
+    idle_timeout_seconds: float = Field(300.0, gt=0)
+
+
+class TcpReceiver(Section):
+    """Logstash `tcp` output with the `json_lines` codec (or the newline-less `json`)."""
+
+    host: str = "0.0.0.0"
+    port: int = Field(5170, ge=0, le=65535, description="0 disables the receiver")
+    max_line_bytes: int = Field(16 * 1024 * 1024, gt=0)
     idle_timeout_seconds: float = Field(300.0, gt=0)
 
 
@@ -65,6 +77,7 @@ class Receivers(Section):
     http: HttpReceiver = HttpReceiver()
     forward: ForwardReceiver = ForwardReceiver()
     grpc: GrpcReceiver = GrpcReceiver()
+    tcp: TcpReceiver = TcpReceiver()
 
 
 class Pipeline(Section):

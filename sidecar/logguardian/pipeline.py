@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import threading
 import time
@@ -108,6 +109,7 @@ class Pipeline:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pipeline")
         self._has_data: asyncio.Event | None = None
         self._has_room: asyncio.Event | None = None
+        self._closed = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._closing = False
         metrics.queue_capacity.set(self.capacity)
@@ -168,6 +170,7 @@ class Pipeline:
     async def stop(self) -> None:
         """Stop admitting, drain every queued record through the chain, flush exporters."""
         self._closing = True
+        self._closed.set()
         if self._has_data is not None:
             self._has_data.set()
         if self._has_room is not None:
@@ -218,7 +221,9 @@ class Pipeline:
                 and settings.batch_wait_seconds > 0
                 and not self._closing
             ):
-                await asyncio.sleep(settings.batch_wait_seconds)
+                # Fill the batch a little, but never hold up a shutdown drain.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closed.wait(), settings.batch_wait_seconds)
             records = self._take(settings.batch_records)
             await loop.run_in_executor(self._executor, self.run_batch, records)
 

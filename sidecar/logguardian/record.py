@@ -132,6 +132,121 @@ def message_text(value: Any) -> str:
     return str(value)
 
 
+def _compile_path(path: str) -> tuple[str, tuple[str, ...] | None]:
+    return path, (tuple(path.split(".")) if "." in path else None)
+
+
+def _lookup_compiled(doc: dict[str, Any], path: str, parts: tuple[str, ...] | None) -> Any:
+    value = doc.get(path)
+    if value is not None or parts is None:
+        return value
+    current: Any = doc
+    for part in parts:
+        if not isinstance(current, dict):
+            return None
+        current = current.get(part)
+        if current is None:
+            return None
+    return current
+
+
+class Normalizer:
+    """`normalize()` with the field paths compiled once: receivers keep one per
+    settings. A record usually has a handful of keys, so one set intersection
+    with every name we could look at decides which lookups are worth doing."""
+
+    __slots__ = ("_heads", "_level_paths", "_service_paths", "source")
+
+    def __init__(self, source: str, service_fields: Sequence[str] = DEFAULT_SERVICE_FIELDS):
+        self.source = source
+        self._service_paths = tuple(_compile_path(p) for p in service_fields)
+        self._level_paths = tuple(_compile_path(p) for p in LEVEL_KEYS)
+        heads = {*MESSAGE_KEYS, *TIME_KEYS}
+        for path, parts in (*self._service_paths, *self._level_paths):
+            heads.add(path)
+            if parts:
+                heads.add(parts[0])
+        self._heads = frozenset(heads)
+
+    def __call__(
+        self,
+        doc: Mapping[str, Any],
+        ts: float | None = None,
+        tag: str | None = None,
+        now: float | None = None,
+    ) -> Record:
+        """Build a Record from one shipper map.
+
+        `ts` is a timestamp carried outside the map (forward EventTime, msgpack
+        entry header); a timestamp inside the map wins only when there is none.
+        Raises ValueError when the map has no message at all.
+        """
+        if not isinstance(doc, dict):
+            doc = dict(doc)
+        present = self._heads.intersection(doc)
+        message: Any = None
+        message_key = None
+        for key in MESSAGE_KEYS:
+            if key in present:
+                message = doc[key]
+                if message is not None:
+                    message_key = key
+                    break
+        if message_key is None:
+            raise ValueError(f"no message field (expected one of {', '.join(MESSAGE_KEYS)})")
+
+        if ts is None:
+            for key in TIME_KEYS:
+                if key in present:
+                    raw_ts = doc[key]
+                    ts = (raw_ts if raw_ts.__class__ is float and 0 < raw_ts < 1e11
+                          else parse_time(raw_ts))
+                    if ts is not None:
+                        break
+        if ts is None:
+            ts = now if now is not None else time.time()
+
+        service = None
+        for path, parts in self._service_paths:
+            if path in present:
+                service = doc[path]
+            elif parts is not None and parts[0] in present:
+                service = _lookup_compiled(doc, path, parts)
+            else:
+                continue
+            if service.__class__ is str and service:
+                break
+            service = None
+        if service is None:
+            service = tag or UNKNOWN_SERVICE
+
+        text = message if message.__class__ is str else message_text(message)
+        level = None
+        for path, parts in self._level_paths:
+            if path in present:
+                raw_level = doc[path]
+            elif parts is not None and parts[0] in present:
+                raw_level = _lookup_compiled(doc, path, parts)
+            else:
+                continue
+            if raw_level is not None:
+                level = canonical_level(raw_level)
+                if level is not None:
+                    break
+        if level is None:
+            level = infer_level(text)
+
+        attributes = doc.copy()
+        del attributes[message_key]
+        if tag is not None:
+            attributes.setdefault("tag", tag)
+        return Record(ts=ts, message=text, service=service, level=level,
+                      attributes=attributes, source=self.source)
+
+
+_normalizers: dict[tuple[str, tuple[str, ...]], Normalizer] = {}
+
+
 def normalize(
     doc: Mapping[str, Any],
     *,
@@ -141,52 +256,11 @@ def normalize(
     service_fields: Sequence[str] = DEFAULT_SERVICE_FIELDS,
     now: float | None = None,
 ) -> Record:
-    """Build a Record from one shipper map.
-
-    `ts` is a timestamp carried outside the map (forward EventTime, msgpack
-    entry header); a timestamp inside the map wins only when there is none.
-    Raises ValueError when the map has no message at all.
-    """
-    message: Any = None
-    message_key = None
-    for key in MESSAGE_KEYS:
-        message = doc.get(key)
-        if message is not None:
-            message_key = key
-            break
-    if message_key is None:
-        raise ValueError(f"no message field (expected one of {', '.join(MESSAGE_KEYS)})")
-
-    if ts is None:
-        for key in TIME_KEYS:
-            ts = parse_time(doc.get(key))
-            if ts is not None:
-                break
-    if ts is None:
-        ts = now if now is not None else time.time()
-
-    service = None
-    for path in service_fields:
-        service = lookup(doc, path)
-        if isinstance(service, str) and service:
-            break
-        service = None
-    if service is None:
-        service = tag or UNKNOWN_SERVICE
-
-    text = message_text(message)
-    level = None
-    for key in LEVEL_KEYS:
-        raw_level = lookup(doc, key)
-        if raw_level is not None:
-            level = canonical_level(raw_level)
-            if level is not None:
-                break
-    if level is None:
-        level = infer_level(text)
-
-    attributes = {k: v for k, v in doc.items() if k != message_key}
-    if tag is not None:
-        attributes.setdefault("tag", tag)
-    return Record(ts=ts, message=text, service=service, level=level, attributes=attributes,
-                  source=source)
+    """One-off form of `Normalizer` (see there); hot paths should hold a Normalizer."""
+    key = (source, tuple(service_fields))
+    normalizer = _normalizers.get(key)
+    if normalizer is None:
+        if len(_normalizers) > 64:
+            _normalizers.clear()
+        normalizer = _normalizers[key] = Normalizer(source, key[1])
+    return normalizer(doc, ts=ts, tag=tag, now=now)

@@ -45,6 +45,7 @@ class Sidecar:
         self.http_port: int | None = None
         self.forward_port: int | None = None
         self.grpc_port: int | None = None
+        self.tcp_port: int | None = None
         self._runner: web.AppRunner | None = None
         self._stoppers: list[Callable[[], Awaitable[Any]]] = []
         self._stopped = asyncio.Event()
@@ -106,14 +107,21 @@ class Sidecar:
             server = await start_forward_server(self, s.forward)
             self.forward_port = server.sockets[0].getsockname()[1]
             self._stoppers.append(_close_server(server))
+        if s.tcp.port:
+            from .receivers.tcp import start_tcp_server
+
+            tcp_server = await start_tcp_server(self, s.tcp)
+            self.tcp_port = tcp_server.sockets[0].getsockname()[1]
+            self._stoppers.append(_close_server(tcp_server))
         if s.grpc.port:
             from .receivers.grpc import start_grpc_server
 
             grpc_stop, self.grpc_port = await start_grpc_server(self, s.grpc)
             self._stoppers.append(grpc_stop)
         log.info(
-            "logguardian serving: http=%s forward=%s grpc=%s state=%s",
-            self.http_port, self.forward_port, self.grpc_port, self.settings.state_dir,
+            "logguardian serving: http=%s forward=%s tcp=%s grpc=%s state=%s",
+            self.http_port, self.forward_port, self.tcp_port, self.grpc_port,
+            self.settings.state_dir,
         )
 
     async def stop(self) -> None:
@@ -137,6 +145,15 @@ class Sidecar:
         await stop_requested.wait()
         log.info("shutting down: draining %d queued records", self.pipeline.depth)
         await self.stop()
+        log.info("stopped: %d records processed", self.processed_records())
+
+    def processed_records(self) -> int:
+        return int(sum(
+            sample.value
+            for family in self.metrics.records.collect()
+            for sample in family.samples
+            if sample.name.endswith("_total")
+        ))
 
 
 def _bound_port(site: web.TCPSite) -> int:

@@ -1,14 +1,142 @@
-"""HTTP ingest receiver: `POST /api/v1/logs` (placeholder until the receiver lands)."""
+"""HTTP ingest receiver: `POST /api/v1/logs` for Fluent Bit's `http` output (every
+format, gzip) and Logstash's `http` output (`json`, `json_batch`).
+
+Status codes follow what the shippers do with them (reference doc §1, §3): 200
+once the good records are queued (bad ones are reported in the body, since any
+other 2xx/4xx would make Fluent Bit retry or drop the whole chunk), 503 +
+Retry-After for "queue full, retry", 400 only for a body with nothing decodable.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import base64
+import binascii
+import hmac
+from typing import TYPE_CHECKING, Any
 
+import orjson
 from aiohttp import web
 
+from ..record import Normalizer
+from . import decode
+from .decode import Decoded, DecodeError, TooLarge
+
 if TYPE_CHECKING:
+    from ..config import HttpReceiver
+    from ..metrics import Metrics
+    from ..pipeline import Pipeline
     from ..server import Sidecar
+
+RECEIVER = "http"
+
+
+def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=status, body=orjson.dumps(payload), content_type="application/json",
+        headers=headers,
+    )
+
+
+class HttpIngest:
+    def __init__(
+        self, settings: HttpReceiver, pipeline: Pipeline, metrics: Metrics,
+        service_fields: list[str],
+    ):
+        self.settings = settings
+        self.pipeline = pipeline
+        self.metrics = metrics
+        self.normalize = Normalizer(RECEIVER, service_fields)
+        self._basic: bytes | None = None
+        if settings.basic_user is not None:
+            creds = f"{settings.basic_user}:{settings.basic_password or ''}".encode()
+            self._basic = creds
+
+    def _authorized(self, request: web.Request) -> bool:
+        s = self.settings
+        if s.auth_token is None and self._basic is None:
+            return True
+        header = request.headers.get("Authorization", "")
+        scheme, _, value = header.partition(" ")
+        scheme = scheme.lower()
+        value = value.strip()
+        if s.auth_token is not None and scheme == "bearer":
+            return hmac.compare_digest(value.encode(), s.auth_token.encode())
+        if self._basic is not None and scheme == "basic":
+            try:
+                given = base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError):
+                return False
+            return hmac.compare_digest(given, self._basic)
+        return False
+
+    def _refuse(self, status: int, reason: str, message: str,
+                headers: dict[str, str] | None = None, count: int = 1) -> web.Response:
+        self.metrics.rejected.labels(reason).inc(count)
+        return _json(status, {"error": message}, headers)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        s = self.settings
+        if not self._authorized(request):
+            challenge = 'Bearer realm="logguardian"' if s.auth_token else (
+                'Basic realm="logguardian"')
+            return self._refuse(401, decode.UNAUTHORIZED, "missing or wrong credentials",
+                                {"WWW-Authenticate": challenge})
+        length = request.content_length
+        if length is not None and length > s.max_body_bytes:
+            return self._refuse(413, decode.TOO_LARGE,
+                                f"body of {length} bytes is over the {s.max_body_bytes}-byte limit")
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return self._refuse(413, decode.TOO_LARGE,
+                                f"body is over the {s.max_body_bytes}-byte limit")
+        encoding = request.headers.get("Content-Encoding", "").strip().lower()
+        if encoding in ("gzip", "x-gzip"):
+            try:
+                body = decode.inflate_gzip(body, s.max_decoded_bytes)
+            except TooLarge as exc:
+                return self._refuse(413, decode.TOO_LARGE, str(exc))
+            except DecodeError as exc:
+                return self._refuse(400, decode.MALFORMED, str(exc))
+        elif encoding not in ("", "identity"):
+            return self._refuse(415, decode.UNSUPPORTED,
+                                f"Content-Encoding {encoding!r} is not supported (use gzip)")
+
+        tag = request.headers.get(s.tag_header) or None
+        try:
+            decoded = self.decode(body, request.content_type, tag)
+        except DecodeError as exc:
+            return self._refuse(400, decode.MALFORMED, str(exc))
+
+        records = decoded.records
+        if records and not self.pipeline.offer(records, RECEIVER):
+            return self._refuse(
+                503, decode.QUEUE_FULL, "pipeline queue is full, retry later",
+                {"Retry-After": str(s.retry_after_seconds)}, count=len(records),
+            )
+        for reason, n in decoded.reasons.items():
+            self.metrics.rejected.labels(reason).inc(n)
+        return _json(200, {"accepted": len(records), "rejected": decoded.rejected,
+                           "errors": decoded.errors})
+
+    def decode(self, body: bytes, content_type: str, tag: str | None) -> Decoded:
+        """By Content-Type; a missing or generic type is sniffed (JSON starts with
+        `[`/`{`, a msgpack entry with an array marker)."""
+        if "msgpack" in content_type or (
+            content_type in ("", "application/octet-stream") and not decode.looks_like_json(body)
+        ):
+            if not body:
+                raise DecodeError("empty body")
+            decoded = decode.decode_msgpack_entries(body, self.normalize, tag)
+            if not decoded.records and decoded.reasons.get(decode.MALFORMED):
+                raise DecodeError(f"no decodable msgpack entry: {decoded.errors[0]}")
+            return decoded
+        return decode.decode_json(body, self.normalize, tag)
 
 
 def add_routes(app: web.Application, sidecar: Sidecar) -> None:
-    pass
+    settings = sidecar.settings
+    ingest = HttpIngest(settings.receivers.http, sidecar.pipeline, sidecar.metrics,
+                        settings.pipeline.service_fields)
+    app.router.add_post("/api/v1/logs", ingest.handle)
+    app.router.add_put("/api/v1/logs", ingest.handle)

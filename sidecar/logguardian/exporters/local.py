@@ -1,0 +1,267 @@
+"""Local store: the embedded default exporter. Annotations and incidents go to
+SQLite under the state dir, so `make run` shows findings with no external server.
+
+`export()` runs on the pipeline worker and only hands rows to a writer thread;
+SQLite I/O never stalls processing. Readers (REST API) use their own connection
+(WAL mode lets them read while the writer writes). Size and age are bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ..config import LocalStore as LocalStoreSettings
+from ..metrics import Metrics
+from ..pipeline import Batch
+from ..signals import Annotation, Incident
+
+log = logging.getLogger(__name__)
+
+NAME = "local"
+FILENAME = "store.sqlite3"
+PRUNE_SECONDS = 5.0
+MAX_PENDING_BATCHES = 10_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS annotations (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL,
+    ts REAL NOT NULL,
+    service TEXT NOT NULL,
+    doc BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS annotations_ts ON annotations(ts);
+CREATE INDEX IF NOT EXISTS annotations_service_ts ON annotations(service, ts);
+CREATE TABLE IF NOT EXISTS incidents (
+    id TEXT PRIMARY KEY,
+    service TEXT NOT NULL,
+    open INTEGER NOT NULL,
+    last_seen REAL NOT NULL,
+    doc BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS incidents_last_seen ON incidents(last_seen);
+"""
+
+_Row = tuple[str, float, str, bytes]
+_Work = tuple[list[_Row], list[tuple[str, str, int, float, bytes]]]
+
+
+def annotation_doc(a: Annotation) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "ts": a.ts,
+        "service": a.service,
+        "message": a.message,
+        "level": a.level,
+        "score": a.score,
+        "reasons": [
+            {"kind": r.kind, "score": r.score, "text": r.text, "severity": r.severity,
+             "confidence": r.confidence}
+            for r in a.reasons
+        ],
+        "template_id": a.template_id,
+        "template": a.template_text,
+        "session": a.session,
+        "incident_id": a.incident_id,
+        "attributes": a.attributes,
+    }
+
+
+def incident_doc(i: Incident) -> dict[str, Any]:
+    doc = asdict(i)
+    doc["open"] = i.open
+    return doc
+
+
+class LocalStore:
+    name = NAME
+
+    def __init__(self, path: Path, settings: LocalStoreSettings, metrics: Metrics):
+        self.path = path
+        self.settings = settings
+        self.metrics = metrics
+        self._queue: queue.Queue[_Work | None] = queue.Queue(MAX_PENDING_BATCHES)
+        self._thread: threading.Thread | None = None
+        self._read_local = threading.local()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.executescript(_SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        return db
+
+    # -- exporter (worker thread) -----------------------------------------------------------
+
+    def export(self, batch: Batch) -> None:
+        if not batch.annotations and not batch.incidents:
+            return
+        opt = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+        rows = [
+            (a.id, a.ts, a.service, orjson.dumps(annotation_doc(a), default=str, option=opt))
+            for a in batch.annotations
+        ]
+        incidents = [
+            (i.id, i.service, int(i.open), i.last_seen,
+             orjson.dumps(incident_doc(i), default=str, option=opt))
+            for i in batch.incidents
+        ]
+        try:
+            self._queue.put_nowait((rows, incidents))
+        except queue.Full:
+            # The writer is stuck (disk?) for ~10k batches: count and say so rather
+            # than stall detection or grow without bound.
+            self.metrics.exporter_errors.labels(NAME).inc()
+            log.error("local store: writer backlog full, %d annotations and %d incident "
+                      "updates not stored", len(rows), len(incidents))
+
+    async def start(self) -> None:
+        self._thread = threading.Thread(target=self._write_loop, name="local-store", daemon=True)
+        self._thread.start()
+
+    async def stop(self) -> None:
+        if self._thread is None:
+            return
+        self._queue.put(None)
+        await asyncio.to_thread(self._thread.join)
+        self._thread = None
+
+    def flush(self) -> None:
+        """Block until every exported batch is written (tests, shutdown)."""
+        self._queue.join()
+
+    async def aflush(self) -> None:
+        await asyncio.to_thread(self._queue.join)
+
+    # -- writer thread ---------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        db = self._connect()
+        last_prune = 0.0
+        try:
+            while True:
+                work = self._queue.get()
+                if work is None:
+                    self._queue.task_done()
+                    return
+                items = [work]
+                # Coalesce whatever else is waiting into one transaction.
+                stop = False
+                while len(items) < 256:
+                    try:
+                        more = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is None:
+                        stop = True
+                        break
+                    items.append(more)
+                try:
+                    self._write(db, items)
+                    now = time.time()
+                    if now - last_prune >= PRUNE_SECONDS:
+                        self._prune(db, now)
+                        last_prune = now
+                except sqlite3.Error:
+                    self.metrics.exporter_errors.labels(NAME).inc()
+                    log.exception("local store: write failed")
+                finally:
+                    for _ in range(len(items) + (1 if stop else 0)):
+                        self._queue.task_done()
+                if stop:
+                    return
+        finally:
+            db.close()
+
+    def _write(self, db: sqlite3.Connection, items: list[_Work]) -> None:
+        with db:
+            for rows, incidents in items:
+                if rows:
+                    db.executemany(
+                        "INSERT INTO annotations(id, ts, service, doc) VALUES (?, ?, ?, ?)", rows
+                    )
+                if incidents:
+                    db.executemany(
+                        "INSERT INTO incidents(id, service, open, last_seen, doc) "
+                        "VALUES (?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
+                        "service=excluded.service, open=excluded.open, "
+                        "last_seen=excluded.last_seen, doc=excluded.doc",
+                        incidents,
+                    )
+        self._trim_count(db)
+
+    def _trim_count(self, db: sqlite3.Connection) -> None:
+        """Keep at most `max_annotations` rows: seq only grows, so everything at or
+        below max(seq) - limit is older than the newest `limit` rows."""
+        with db:
+            db.execute(
+                "DELETE FROM annotations WHERE seq <= (SELECT MAX(seq) FROM annotations) - ?",
+                (self.settings.max_annotations,),
+            )
+
+    def _prune(self, db: sqlite3.Connection, now: float) -> None:
+        cutoff = now - self.settings.max_age_seconds
+        with db:
+            db.execute("DELETE FROM annotations WHERE ts < ?", (cutoff,))
+            db.execute("DELETE FROM incidents WHERE open = 0 AND last_seen < ?", (cutoff,))
+            # Incidents are few, but an endless stream of resolved ones is still bounded.
+            db.execute(
+                "DELETE FROM incidents WHERE open = 0 AND id IN (SELECT id FROM incidents "
+                "WHERE open = 0 ORDER BY last_seen DESC LIMIT -1 OFFSET ?)",
+                (self.settings.max_annotations,),
+            )
+
+    # -- queries (any thread) --------------------------------------------------------------
+
+    def _reader(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._read_local, "db", None)
+        if db is None:
+            db = self._read_local.db = self._connect()
+        return db
+
+    def anomalies(
+        self, service: str | None = None, since: float | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Most recent first."""
+        where, args = [], []
+        if service is not None:
+            where.append("service = ?")
+            args.append(service)
+        if since is not None:
+            where.append("ts >= ?")
+            args.append(since)
+        sql = "SELECT doc FROM annotations"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY ts DESC, seq DESC LIMIT ?"
+        args.append(max(0, int(limit)))
+        return [orjson.loads(doc) for (doc,) in self._reader().execute(sql, args)]
+
+    def incidents(self, open_only: bool = False, limit: int = 100) -> list[dict[str, Any]]:
+        """Open first, then most recently active."""
+        sql = "SELECT doc FROM incidents"
+        if open_only:
+            sql += " WHERE open = 1"
+        sql += " ORDER BY open DESC, last_seen DESC LIMIT ?"
+        return [orjson.loads(doc) for (doc,) in
+                self._reader().execute(sql, (max(0, int(limit)),))]
+
+    def close(self) -> None:
+        db = getattr(self._read_local, "db", None)
+        if db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                db.close()
+            self._read_local.db = None
