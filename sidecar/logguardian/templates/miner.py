@@ -1,0 +1,372 @@
+"""Streaming template miner: masked line → template id, learning as it goes.
+
+Three tiers, cheapest first:
+
+1. shape cache: line with digits removed → template id (one dict lookup);
+2. exact cache: fully masked line → template id;
+3. learning: split into units, compare with templates of the same length, and
+   either generalize the closest (positions that differ become `<*>`) or start a
+   new template.
+
+A template keeps its id for life, however much it generalizes. When two
+templates become identical the younger one is merged into the older and the
+mapping is kept, so ids written into annotations or feedback stay resolvable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from ..config import Templates as TemplateSettings
+from . import masking
+from .tokenize import WILDCARD, separator, units, word
+
+EMPTY_TEMPLATE = "<EMPTY>"
+TRUNCATED = "<…>"
+# Caches are dropped wholesale when they reach these sizes: cheaper than LRU
+# bookkeeping on every line, and they refill from the next few batches.
+SHAPE_CACHE_MAX = 200_000
+EXACT_CACHE_MAX = 100_000
+
+
+@dataclass(slots=True)
+class Template:
+    id: str
+    units: list[str]
+    seq: int
+    first_seen: float
+    last_seen: float
+    count: int = 0
+    services: dict[str, int] = field(default_factory=dict)
+    text: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.text:
+            self.text = "".join(self.units).rstrip() or EMPTY_TEMPLATE
+
+
+@dataclass(slots=True, frozen=True)
+class TemplateInfo:
+    id: str
+    text: str
+    count: int
+    services: dict[str, int]
+    first_seen: float
+    last_seen: float
+
+
+def template_id(first_text: str) -> str:
+    """Content-derived, so the same first variant gets the same id in every run."""
+    return hashlib.blake2b(first_text.encode("utf-8", "surrogatepass"), digest_size=5).hexdigest()
+
+
+class TemplateMiner:
+    def __init__(self, settings: TemplateSettings | None = None):
+        self.settings = settings or TemplateSettings()
+        self._templates: dict[str, Template] = {}
+        self._buckets: dict[int, list[Template]] = {}
+        self._merged: dict[str, str] = {}
+        self._shape: dict[bytes, str] = {}
+        self._exact: dict[str, str] = {}
+        self._seq = 0
+        self._service_templates: Counter[str] = Counter()
+        self.version = 0  # bumps on every change to the template set (for snapshots)
+        self.lines = 0
+
+    # -- queries -----------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._templates)
+
+    def resolve(self, tid: str) -> str:
+        """Follows merges old → new; unknown ids come back unchanged."""
+        seen = 0
+        while tid in self._merged and seen < 64:
+            tid = self._merged[tid]
+            seen += 1
+        return tid
+
+    def text(self, tid: str) -> str | None:
+        t = self._templates.get(self.resolve(tid))
+        return t.text if t is not None else None
+
+    def templates(self) -> Iterator[TemplateInfo]:
+        for t in self._templates.values():
+            yield TemplateInfo(t.id, t.text, t.count, dict(t.services), t.first_seen,
+                               t.last_seen)
+
+    def get(self, tid: str) -> TemplateInfo | None:
+        t = self._templates.get(self.resolve(tid))
+        if t is None:
+            return None
+        return TemplateInfo(t.id, t.text, t.count, dict(t.services), t.first_seen, t.last_seen)
+
+    def merges(self) -> dict[str, str]:
+        return dict(self._merged)
+
+    def service_template_counts(self) -> dict[str, int]:
+        return dict(self._service_templates)
+
+    def match(self, message: str) -> tuple[str, str] | None:
+        """The template `message` belongs to, without learning anything."""
+        line = masking.clean(message, self.settings.max_line_bytes)
+        masked = masking.mask(line)
+        tid = self._exact.get(masked)
+        if tid is None:
+            toks = self._units(masked)
+            found = self._closest(toks)
+            if found is None or not _covers(found.units, toks):
+                return None
+            tid = found.id
+        t = self._templates.get(self.resolve(tid))
+        return None if t is None else (t.id, t.text)
+
+    # -- learning ----------------------------------------------------------------------
+
+    def add(self, message: str, service: str = "", ts: float | None = None) -> tuple[str, str]:
+        return self.add_batch([message], [service], None if ts is None else [ts])[0]
+
+    def add_batch(
+        self,
+        messages: Sequence[str],
+        services: Sequence[str] | None = None,
+        ts: Sequence[float] | float | None = None,
+    ) -> list[tuple[str, str]]:
+        ids = self.assign(messages)
+        texts = {tid: self._templates[tid].text for tid in set(ids)}
+        out = [(tid, texts[tid]) for tid in ids]
+        self._count(ids, services, ts)
+        return out
+
+    def assign(self, messages: Sequence[str]) -> list[str]:
+        """Template id per message (learning, but not counting)."""
+        if not messages:
+            return []
+        lines = masking.clean_many(messages, self.settings.max_line_bytes)
+        keys = masking.shape_keys(lines)
+        shape = self._shape
+        ids: list[str | None] = [shape.get(k) for k in keys]
+        if None in ids:
+            merges_before = len(self._merged)
+            misses = [i for i, tid in enumerate(ids) if tid is None]
+            masked = masking.mask_many([lines[i] for i in misses])
+            exact = self._exact
+            if len(shape) + len(misses) > SHAPE_CACHE_MAX:
+                shape.clear()
+            for i, m in zip(misses, masked, strict=True):
+                tid = exact.get(m)
+                if tid is None:
+                    tid = self._learn(m)
+                    if len(exact) >= EXACT_CACHE_MAX:
+                        exact.clear()
+                    exact[m] = tid
+                ids[i] = tid
+                shape[keys[i]] = tid
+            if len(self._merged) != merges_before:
+                ids = [self.resolve(t) for t in ids]  # type: ignore[arg-type]
+        self.lines += len(ids)
+        return ids  # type: ignore[return-value]
+
+    def _count(
+        self,
+        ids: list[str],
+        services: Sequence[str] | None,
+        ts: Sequence[float] | float | None,
+    ) -> None:
+        templates = self._templates
+        if services is None:
+            services = [""] * len(ids)
+        for (tid, service), n in Counter(zip(ids, services, strict=True)).items():
+            t = templates[tid]
+            t.count += n
+            seen = t.services.get(service)
+            if seen is None:
+                t.services[service] = n
+                self._service_templates[service] += 1
+            else:
+                t.services[service] = seen + n
+        if ts is None or isinstance(ts, float | int):
+            now = time.time() if ts is None else float(ts)
+            for tid in set(ids):
+                t = templates[tid]
+                if now > t.last_seen:
+                    t.last_seen = now
+        else:
+            for tid, when in dict(zip(ids, ts, strict=True)).items():
+                t = templates[tid]
+                if when > t.last_seen:
+                    t.last_seen = when
+                if when < t.first_seen:
+                    t.first_seen = when
+        if len(templates) > self.settings.max_templates:
+            self._evict()
+
+    def _units(self, masked: str) -> list[str]:
+        toks = units(masked)
+        limit = self.settings.max_tokens
+        if len(toks) > limit:
+            toks = toks[: limit - 1]
+            toks.append(TRUNCATED)
+        return toks
+
+    def _closest(self, toks: list[str]) -> Template | None:
+        bucket = self._buckets.get(len(toks))
+        if not bucket:
+            return None
+        best: Template | None = None
+        best_score = -1.0
+        n = len(toks)
+        for cand in bucket:
+            same = 0
+            wild = 0
+            for a, b in zip(cand.units, toks, strict=True):
+                if a == b:
+                    same += 1
+                elif a.startswith(WILDCARD):
+                    wild += 1
+            score = (same + wild) / n
+            if score > best_score or (score == best_score and best is not None
+                                      and cand.count > best.count):
+                best, best_score = cand, score
+        if best is None or best_score < self.settings.similarity:
+            return None
+        return best
+
+    def _learn(self, masked: str) -> str:
+        toks = self._units(masked)
+        found = self._closest(toks)
+        if found is None:
+            return self._create(toks).id
+        if not _covers(found.units, toks):
+            self._generalize(found, toks)
+        return self.resolve(found.id)
+
+    def _create(self, toks: list[str]) -> Template:
+        now = time.time()
+        self._seq += 1
+        text = "".join(toks).rstrip() or EMPTY_TEMPLATE
+        base = template_id(text)
+        tid = base
+        n = 1
+        while tid in self._templates or tid in self._merged:
+            n += 1
+            tid = f"{base}-{n}"
+        t = Template(id=tid, units=list(toks), seq=self._seq, first_seen=now, last_seen=now)
+        self._templates[tid] = t
+        self._buckets.setdefault(len(toks), []).append(t)
+        self.version += 1
+        return t
+
+    def _generalize(self, t: Template, toks: list[str]) -> None:
+        for i, (a, b) in enumerate(zip(t.units, toks, strict=True)):
+            if a != b and not a.startswith(WILDCARD):
+                sep = separator(a)
+                if word(b) == b and sep and separator(b) != sep:
+                    sep = separator(b)
+                t.units[i] = WILDCARD + sep
+        t.text = "".join(t.units).rstrip() or EMPTY_TEMPLATE
+        self.version += 1
+        for other in self._buckets[len(t.units)]:
+            if other is not t and other.units == t.units:
+                older, younger = (other, t) if other.seq < t.seq else (t, other)
+                self._merge(younger, older)
+                break
+
+    def _merge(self, young: Template, old: Template) -> None:
+        old.count += young.count
+        for service, n in young.services.items():
+            if service in old.services:
+                old.services[service] += n
+                self._service_templates[service] -= 1
+            else:
+                old.services[service] = n
+        old.first_seen = min(old.first_seen, young.first_seen)
+        old.last_seen = max(old.last_seen, young.last_seen)
+        self._drop(young)
+        self._merged[young.id] = old.id
+        for src, dst in self._merged.items():
+            if dst == young.id:
+                self._merged[src] = old.id
+
+    def _drop(self, t: Template) -> None:
+        del self._templates[t.id]
+        self._buckets[len(t.units)].remove(t)
+        self._shape.clear()
+        self._exact.clear()
+        self.version += 1
+
+    def _evict(self) -> None:
+        """Under pressure, forget the rarest, stalest tenth of the templates."""
+        limit = self.settings.max_templates
+        keep = limit - max(1, limit // 10)
+        ranked = sorted(self._templates.values(), key=lambda t: (t.count, t.last_seen))
+        for t in ranked[: len(ranked) - keep]:
+            for service in t.services:
+                self._service_templates[service] -= 1
+            self._drop(t)
+        dead = [k for k, v in self._merged.items() if v not in self._templates]
+        for k in dead:
+            del self._merged[k]
+
+    # -- persistence -------------------------------------------------------------------
+
+    def export_state(self) -> dict[str, object]:
+        return {
+            "format": 1,
+            "seq": self._seq,
+            "lines": self.lines,
+            "templates": [
+                {"id": t.id, "units": t.units, "seq": t.seq, "count": t.count,
+                 "services": t.services, "first_seen": t.first_seen, "last_seen": t.last_seen}
+                for t in self._templates.values()
+            ],
+            "merged": self._merged,
+        }
+
+    def import_state(self, state: dict[str, object]) -> None:
+        if state.get("format") != 1:
+            raise ValueError(f"unsupported template snapshot format: {state.get('format')!r}")
+        self._templates.clear()
+        self._buckets.clear()
+        self._shape.clear()
+        self._exact.clear()
+        self._service_templates.clear()
+        raw = state["templates"]
+        assert isinstance(raw, list)
+        for item in sorted(raw, key=lambda d: d["seq"]):
+            t = Template(id=item["id"], units=list(item["units"]), seq=item["seq"],
+                         first_seen=item["first_seen"], last_seen=item["last_seen"],
+                         count=item["count"], services=dict(item["services"]))
+            self._templates[t.id] = t
+            self._buckets.setdefault(len(t.units), []).append(t)
+            self._service_templates.update(t.services.keys())
+        merged = state.get("merged") or {}
+        assert isinstance(merged, dict)
+        self._merged = dict(merged)
+        seq = state.get("seq", 0)
+        self._seq = int(seq) if isinstance(seq, int) else 0
+        lines = state.get("lines", 0)
+        self.lines = int(lines) if isinstance(lines, int) else 0
+        self.version += 1
+
+    def save(self, path: object) -> None:
+        from .persistence import save_snapshot
+
+        save_snapshot(self, path)
+
+    def load(self, path: object) -> bool:
+        from .persistence import load_snapshot
+
+        return load_snapshot(self, path)
+
+
+def _covers(template_units: list[str], toks: list[str]) -> bool:
+    for a, b in zip(template_units, toks, strict=True):
+        if a != b and not a.startswith(WILDCARD):
+            return False
+    return True
+

@@ -1,0 +1,58 @@
+"""Atomic template snapshots: write a temp file, fsync, rename over the old one.
+
+A crash mid-write leaves the previous snapshot intact; a restart restores ids,
+counts and merges so known templates do not look new.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+if TYPE_CHECKING:
+    from .miner import TemplateMiner
+
+log = logging.getLogger(__name__)
+SNAPSHOT_NAME = "templates.json"
+
+
+def snapshot_path(path: Any) -> Path:
+    """A directory means `<dir>/templates.json`; anything else is the file itself."""
+    p = Path(path)
+    return p / SNAPSHOT_NAME if p.is_dir() or not p.suffix else p
+
+
+def write_atomic(target: Path, data: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, target)
+
+
+def save_snapshot(miner: TemplateMiner, path: Any) -> Path:
+    target = snapshot_path(path)
+    write_atomic(target, orjson.dumps(miner.export_state()))
+    return target
+
+
+def load_snapshot(miner: TemplateMiner, path: Any) -> bool:
+    """Restore from a snapshot; False when there is none. A corrupt snapshot is
+    logged and ignored (the miner starts empty) rather than blocking startup."""
+    target = snapshot_path(path)
+    try:
+        raw = target.read_bytes()
+    except FileNotFoundError:
+        return False
+    try:
+        miner.import_state(orjson.loads(raw))
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AssertionError) as exc:
+        log.error("ignoring unreadable template snapshot %s: %s", target, exc)
+        return False
+    return True

@@ -1,0 +1,113 @@
+"""The first processor: every record gets `template_id` / `template` from the miner.
+
+Snapshots are serialized on the worker thread (the miner is only ever touched
+there, under the pipeline lock) and written by a background thread, at most every
+`snapshot_seconds`; `SnapshotFlusher` writes the final one after the pipeline has
+drained, so a clean restart loses nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import orjson
+
+from ..config import Settings
+from ..metrics import Metrics
+from ..pipeline import Batch
+from .miner import TemplateMiner
+from .persistence import SNAPSHOT_NAME, write_atomic
+
+log = logging.getLogger(__name__)
+
+
+class TemplateStage:
+    name = "template"
+
+    def __init__(self, settings: Settings, metrics: Metrics | None = None):
+        self.settings = settings.templates
+        self.metrics = metrics
+        self.miner = TemplateMiner(settings.templates)
+        self.path: Path = settings.state_dir / SNAPSHOT_NAME
+        if self.miner.load(self.path):
+            log.info("restored %d templates from %s", len(self.miner), self.path)
+        self._saved_at = time.monotonic()
+        self._saved_lines = self.miner.lines
+        self._saved_version = self.miner.version
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="template-snapshot")
+        self._pending: Future[None] | None = None
+
+    def process(self, batch: Batch) -> None:
+        records = batch.records
+        if records:
+            pairs = self.miner.add_batch(
+                [r.message for r in records],
+                [r.service for r in records],
+                [r.ts for r in records],
+            )
+            batch.template_ids = [p[0] for p in pairs]
+            batch.templates = [p[1] for p in pairs]
+            self._export_gauge({r.service for r in records})
+        if time.monotonic() - self._saved_at >= self.settings.snapshot_seconds:
+            self.snapshot()
+
+    def _export_gauge(self, services: set[str]) -> None:
+        if self.metrics is None:
+            return
+        counts = self.miner.service_template_counts()
+        for service in services:
+            label = self.metrics.service_label(service)
+            if label == service:
+                self.metrics.templates.labels(label).set(counts.get(service, 0))
+
+    @property
+    def dirty(self) -> bool:
+        return (self.miner.lines != self._saved_lines
+                or self.miner.version != self._saved_version)
+
+    def snapshot(self, wait: bool = False) -> None:
+        """Serialize now (caller holds the miner), write in the background."""
+        self._saved_at = time.monotonic()
+        if not self.dirty:
+            return
+        if self._pending is not None and not self._pending.done() and not wait:
+            return  # the previous write is still going; try again next period
+        data = orjson.dumps(self.miner.export_state())
+        self._saved_lines = self.miner.lines
+        self._saved_version = self.miner.version
+        self._pending = self._writer.submit(self._write, data)
+        if wait:
+            self._pending.result()
+
+    def _write(self, data: bytes) -> None:
+        try:
+            write_atomic(self.path, data)
+        except OSError:
+            log.exception("could not write template snapshot %s", self.path)
+
+    def close(self) -> None:
+        """Final snapshot; call once no batch can run any more."""
+        self.snapshot(wait=True)
+        self._writer.shutdown(wait=True)
+
+
+class SnapshotFlusher:
+    """An exporter only for its `stop`: the pipeline stops exporters after the last
+    batch has been processed, which is exactly when the final snapshot is due."""
+
+    name = "template-snapshot"
+
+    def __init__(self, stage: TemplateStage):
+        self.stage = stage
+
+    def export(self, batch: Batch) -> None:
+        pass
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        self.stage.close()
