@@ -188,10 +188,16 @@ class Normalizer:
         message_key = None
         for key in MESSAGE_KEYS:
             if key in present:
-                message = doc[key]
-                if message is not None:
-                    message_key = key
-                    break
+                value = doc[key]
+                if value is None:
+                    continue
+                if value.__class__ is dict:
+                    # ECS `log` is an object ({"level":…, "file":…}): text elsewhere wins.
+                    if message_key is None:
+                        message, message_key = value, key
+                    continue
+                message, message_key = value, key
+                break
         if message_key is None:
             raise ValueError(f"no message field (expected one of {', '.join(MESSAGE_KEYS)})")
 

@@ -95,7 +95,8 @@ class Sidecar:
             stop = await start(self)
             if stop is not None:
                 self._stoppers.append(stop)
-        self._runner = web.AppRunner(self.make_app(), access_log=None)
+        # The ingest receiver inflates bodies itself, with a bomb guard and its own limits.
+        self._runner = web.AppRunner(self.make_app(), access_log=None, auto_decompress=False)
         await self._runner.setup()
         if s.http.port:
             site = web.TCPSite(self._runner, s.http.host, s.http.port)
