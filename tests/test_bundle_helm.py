@@ -81,7 +81,7 @@ def test_daemonset_mode_sits_next_to_fluent_bit(tmp_path: Path) -> None:
     pod = ds["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"http": 9880, "forward": 24224, "grpc": 4317}
+    assert ports == {"http": 9880, "forward": 24224, "tcp": 5170, "grpc": 4317}
     assert container["args"] == ["serve", "--config", "/etc/logguardian/config.yaml"]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
@@ -99,6 +99,7 @@ def test_daemonset_mode_sits_next_to_fluent_bit(tmp_path: Path) -> None:
     assert settings.receivers.http.port == ports["http"]
     assert settings.receivers.forward.port == ports["forward"]
     assert settings.receivers.grpc.port == ports["grpc"]
+    assert settings.receivers.tcp.port == ports["tcp"]
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     assert mounts["config"] == "/etc/logguardian"
     assert str(settings.state_dir) == mounts["state"]

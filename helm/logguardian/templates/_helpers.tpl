@@ -55,6 +55,7 @@ true
   "receivers" (dict
     "http" (dict "host" "0.0.0.0" "port" (int $v.ports.http))
     "forward" (dict "host" "0.0.0.0" "port" (int $v.ports.forward))
+    "tcp" (dict "host" "0.0.0.0" "port" (int $v.ports.tcp))
     "grpc" (dict "host" "0.0.0.0" "port" (int $v.ports.grpc)))
 -}}
 {{- $exporters := dict -}}
