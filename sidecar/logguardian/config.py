@@ -94,6 +94,9 @@ class Templates(Section):
     max_tokens: int = Field(256, gt=0)
     max_line_bytes: int = Field(8192, gt=0)
     similarity: float = Field(0.5, gt=0, le=1)
+    variable_min_values: int = Field(
+        3, ge=2, description="distinct words seen at a position before it becomes <*>"
+    )
     snapshot_seconds: float = Field(10.0, gt=0)
 
 

@@ -20,6 +20,10 @@ _DIGITS = b"0123456789"
 _BINARY = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ufffd]+")
 _NEWLINES = re.compile(r"[\r\n]+")
 
+_TLD = (
+    r"(?:com|net|org|edu|gov|mil|info|biz|local|internal|lan|ar|at|au|be|br|ca|ch|cl|cn|cz|de|dk"
+    r"|es|eu|fi|fr|hk|ie|il|jp|kr|mx|nl|nz|ph|pl|pt|ru|se|sg|th|tr|tw|ua|uk|us|vn|za)"
+)
 # Order matters: specific shapes first, so a UUID is not eaten as numbers.
 _RULES: tuple[tuple[str, str], ...] = (
     # URLs and paths (two or more segments, query string included) come first so
@@ -34,13 +38,12 @@ _RULES: tuple[tuple[str, str], ...] = (
     (r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b", "<UUID>"),
     (r"\b[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+\b", "<EMAIL>"),
     (r"\b(?:[0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}\b", "<MAC>"),
+    # Host names: dotted names ending in a common top-level domain.
+    (r"(?<![\w.-])(?:[A-Za-z0-9-]+\.)+" + _TLD + r"\b(?![.-])", "<HOST>"),
     (r"(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?![\w.]*\d)", "<IP>"),
     (r"(?<![\w:])(?=[0-9a-fA-F:]*\d)(?:[0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]{1,4}(?![\w:])", "<IP>"),
     (r"(?<![\w:>])(?=[0-9a-fA-F:]*\d)(?:[0-9a-fA-F]{1,4}(?::[0-9a-fA-F]{1,4})*)?::"
      r"(?:[0-9a-fA-F]{1,4}(?::[0-9a-fA-F]{1,4})*)?(?![\w:])", "<IP>"),
-    # Host names with a digit in them (dsl-1-2-3-4.isp.net); lower case only, so
-    # Java class names (org.apache.hadoop.v2.App) stay literal.
-    (r"(?<![\w.-])(?=[a-z0-9-]*\d)[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,6}\b(?![.-])", "<HOST>"),
     # Kubernetes pod names: <deployment>-<replicaset hash>-<5 char suffix>
     (r"\b([a-z0-9]+(?:-[a-z0-9]+)*)-[bcdfghjklmnpqrstvwxz2-9]{6,10}-[bcdfghjklmnpqrstvwxz2-9]{5}\b",
      r"\1-<POD>"),
@@ -48,15 +51,19 @@ _RULES: tuple[tuple[str, str], ...] = (
     # Bare hex ids (hashes, request ids): 8+ hex chars mixing digits and letters.
     (r"\b(?=[0-9a-fA-F]*[0-9])(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{8,}\b", "<HEX>"),
     (r"\b\d{1,2}:\d{2}(?::\d{2})?(?:[.,]\d+)?\b", "<TIME>"),
-    # A sign belongs to the number only when it does not follow a word (a-1-2).
-    (r"(?:(?<![A-Za-z0-9.-])[-+])?\d+(?:\.\d+)*", "<NUM>"),
+    # A sign belongs to the number only when it does not follow a word (a-1-2); a
+    # unit of measure belongs to it too ("12 KB" and "3 MB" are the same field).
+    (r"(?:(?<![A-Za-z0-9.-])[-+])?\d+(?:\.\d+)*(?: ?[KMGTP]i?B\b| ?B\b|(?:ms|us|ns|s|%)(?![\w.]))?",
+     "<NUM>"),
     # Lists and glued runs of values ("<IP>,<IP>", "<NUM><NUM>") are one value.
-    (r"(<[A-Z]+>)(?:,? ?<[A-Z]+>)+(?=[\s\"'\]),;]|$)", r"\1"),
+    (r"(<[A-Z]+>)(?:, ?<[A-Z]+>|<[A-Z]+>)+", r"\1"),
+    # An empty value in parentheses, "from 1.2.3.4 () at": same slot as "(host)".
+    (r"(?<=\s)\(\)(?=\s|$)", "(<NONE>)"),
 )
 _COMPILED = tuple((re.compile(pattern), repl) for pattern, repl in _RULES)
 
 PLACEHOLDERS = ("<TS>", "<UUID>", "<EMAIL>", "<URL>", "<PATH>", "<MAC>", "<IP>", "<HOST>",
-                "<POD>", "<HEX>", "<TIME>", "<NUM>", "<BIN>")
+                "<POD>", "<HEX>", "<TIME>", "<NUM>", "<BIN>", "<NONE>")
 
 
 def clean(message: str, max_chars: int) -> str:

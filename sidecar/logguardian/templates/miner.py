@@ -16,6 +16,7 @@ mapping is kept, so ids written into annotations or feedback stay resolvable.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 
 from ..config import Templates as TemplateSettings
 from . import masking
-from .tokenize import WILDCARD, separator, units, word
+from .tokenize import SEPARATORS, WILDCARD, separator, units, word
 
 EMPTY_TEMPLATE = "<EMPTY>"
 TRUNCATED = "<…>"
@@ -43,10 +44,13 @@ class Template:
     count: int = 0
     services: dict[str, int] = field(default_factory=dict)
     text: str = ""
+    var: list[bool] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.text:
             self.text = "".join(self.units).rstrip() or EMPTY_TEMPLATE
+        if not self.var:
+            self.var = [_is_variable(u) for u in self.units]
 
 
 @dataclass(slots=True, frozen=True)
@@ -68,7 +72,7 @@ class TemplateMiner:
     def __init__(self, settings: TemplateSettings | None = None):
         self.settings = settings or TemplateSettings()
         self._templates: dict[str, Template] = {}
-        self._buckets: dict[int, list[Template]] = {}
+        self._buckets: dict[tuple[int, str], list[Template]] = {}
         self._merged: dict[str, str] = {}
         self._shape: dict[bytes, str] = {}
         self._exact: dict[str, str] = {}
@@ -117,9 +121,8 @@ class TemplateMiner:
         masked = masking.mask(line)
         tid = self._exact.get(masked)
         if tid is None:
-            toks = self._units(masked)
-            found = self._closest(toks)
-            if found is None or not _covers(found.units, toks):
+            found, _ = self._scan(self._units(masked))
+            if found is None:
                 return None
             tid = found.id
         t = self._templates.get(self.resolve(tid))
@@ -206,44 +209,86 @@ class TemplateMiner:
             self._evict()
 
     def _units(self, masked: str) -> list[str]:
-        toks = units(masked)
+        toks = units(masked.strip())
         limit = self.settings.max_tokens
         if len(toks) > limit:
             toks = toks[: limit - 1]
             toks.append(TRUNCATED)
         return toks
 
-    def _closest(self, toks: list[str]) -> Template | None:
-        bucket = self._buckets.get(len(toks))
-        if not bucket:
-            return None
-        best: Template | None = None
-        best_score = -1.0
+    def _bucket(self, toks: list[str]) -> list[Template]:
+        return self._buckets.setdefault(_bucket_key(toks), [])
+
+    def _scan(
+        self, toks: list[str]
+    ) -> tuple[Template | None, dict[tuple[int, ...], list[Template]]]:
+        """The template that takes `toks` by differing only in variable positions
+        (most literal agreement wins), and the near misses grouped by the literal
+        positions where they differ."""
         n = len(toks)
-        for cand in bucket:
+        is_var = [_is_variable(u) for u in toks]
+        max_words = max(1, int(n * (1.0 - self.settings.similarity)))
+        best: Template | None = None
+        best_same = -1
+        siblings: dict[tuple[int, ...], list[Template]] = {}
+        for cand in self._buckets.get(_bucket_key(toks), ()):
             same = 0
-            wild = 0
-            for a, b in zip(cand.units, toks, strict=True):
+            words: list[int] = []
+            cvar = cand.var
+            for i, a in enumerate(cand.units):
+                b = toks[i]
                 if a == b:
                     same += 1
-                elif a.startswith(WILDCARD):
-                    wild += 1
-            score = (same + wild) / n
-            if score > best_score or (score == best_score and best is not None
-                                      and cand.count > best.count):
-                best, best_score = cand, score
-        if best is None or best_score < self.settings.similarity:
-            return None
-        return best
+                elif cvar[i] and (is_var[i] or a.startswith(WILDCARD)):
+                    continue
+                elif len(words) < max_words:
+                    words.append(i)
+                else:
+                    break
+            else:
+                if not words:
+                    if same > best_same:
+                        best, best_same = cand, same
+                else:
+                    siblings.setdefault(tuple(words), []).append(cand)
+        return best, siblings
 
     def _learn(self, masked: str) -> str:
         toks = self._units(masked)
-        found = self._closest(toks)
-        if found is None:
-            return self._create(toks).id
-        if not _covers(found.units, toks):
-            self._generalize(found, toks)
-        return self.resolve(found.id)
+        best, siblings = self._scan(toks)
+        if best is not None:
+            if not _covers(best.units, toks):
+                best = self._generalize(best, toks)
+            return best.id
+        need = self.settings.variable_min_values - 1
+        for positions, group in siblings.items():
+            if len(group) < need or not self._may_vary(toks, group, positions):
+                continue
+            group.sort(key=lambda t: t.seq)
+            survivor = group[0]
+            for other in group[1:]:
+                survivor = self._generalize(survivor, other.units)
+            return self._generalize(survivor, toks).id
+        return self._create(toks).id
+
+    @staticmethod
+    def _may_vary(toks: list[str], group: list[Template], positions: tuple[int, ...]) -> bool:
+        """Literal words become `<*>` only when several distinct values were seen, and
+        never for capitalized words (GET/POST, Started/Stopped, SCREEN_ON) or
+        `key=value` values, which in practice name different events rather than vary
+        within one."""
+        for i in positions:
+            values = {word(toks[i])}
+            for t in group:
+                values.add(word(t.units[i]))
+            if len(values) <= len(group):
+                return False  # two near misses share a value: not a free slot
+            for v in values:
+                if v[:1].isupper():
+                    return False
+            if i and toks[i - 1].endswith("="):
+                return False
+        return True
 
     def _create(self, toks: list[str]) -> Template:
         now = time.time()
@@ -257,24 +302,33 @@ class TemplateMiner:
             tid = f"{base}-{n}"
         t = Template(id=tid, units=list(toks), seq=self._seq, first_seen=now, last_seen=now)
         self._templates[tid] = t
-        self._buckets.setdefault(len(toks), []).append(t)
+        self._bucket(toks).append(t)
         self.version += 1
         return t
 
-    def _generalize(self, t: Template, toks: list[str]) -> None:
+    def _generalize(self, t: Template, toks: list[str]) -> Template:
+        """Widen `t` to also cover `toks`, then fold in any template it now covers
+        (the older id survives). Returns the surviving template."""
         for i, (a, b) in enumerate(zip(t.units, toks, strict=True)):
             if a != b and not a.startswith(WILDCARD):
                 sep = separator(a)
-                if word(b) == b and sep and separator(b) != sep:
-                    sep = separator(b)
                 t.units[i] = WILDCARD + sep
+                t.var[i] = True
         t.text = "".join(t.units).rstrip() or EMPTY_TEMPLATE
         self.version += 1
-        for other in self._buckets[len(t.units)]:
-            if other is not t and other.units == t.units:
-                older, younger = (other, t) if other.seq < t.seq else (t, other)
-                self._merge(younger, older)
-                break
+        survivor = t
+        for other in list(self._bucket(t.units)):
+            if (other is survivor or self._templates.get(other.id) is not other
+                    or not _covers(survivor.units, other.units)):
+                continue
+            if other.seq < survivor.seq:
+                other.units, other.var = list(survivor.units), list(survivor.var)
+                other.text = survivor.text
+                self._merge(survivor, other)
+                survivor = other
+            else:
+                self._merge(other, survivor)
+        return survivor
 
     def _merge(self, young: Template, old: Template) -> None:
         old.count += young.count
@@ -294,7 +348,11 @@ class TemplateMiner:
 
     def _drop(self, t: Template) -> None:
         del self._templates[t.id]
-        self._buckets[len(t.units)].remove(t)
+        bucket = self._bucket(t.units)
+        for i, other in enumerate(bucket):
+            if other is t:
+                del bucket[i]
+                break
         self._shape.clear()
         self._exact.clear()
         self.version += 1
@@ -342,7 +400,7 @@ class TemplateMiner:
                          first_seen=item["first_seen"], last_seen=item["last_seen"],
                          count=item["count"], services=dict(item["services"]))
             self._templates[t.id] = t
-            self._buckets.setdefault(len(t.units), []).append(t)
+            self._bucket(t.units).append(t)
             self._service_templates.update(t.services.keys())
         merged = state.get("merged") or {}
         assert isinstance(merged, dict)
@@ -362,6 +420,25 @@ class TemplateMiner:
         from .persistence import load_snapshot
 
         return load_snapshot(self, path)
+
+
+_PLACEHOLDER = re.compile(r"<[A-Z*…]+>")
+
+
+def _is_variable(unit: str) -> bool:
+    """A unit holding a placeholder (`<NUM>`, `blk_<NUM>`, `<*>`) is a value slot."""
+    return "<" in unit and _PLACEHOLDER.search(unit) is not None
+
+
+def _bucket_key(toks: list[str]) -> tuple[int, str]:
+    """Length plus the first word: a leading literal word names the event (Drain's
+    insight), so lines that start differently never merge. Value slots share a key."""
+    head = ""
+    for unit in toks:
+        if unit.strip(SEPARATORS):
+            head = unit
+            break
+    return (len(toks), "<*>" if _is_variable(head) else head)
 
 
 def _covers(template_units: list[str], toks: list[str]) -> bool:
