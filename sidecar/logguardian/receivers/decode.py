@@ -9,6 +9,7 @@ path fall back to per-element decoding, so a bad line costs the slow path once.
 from __future__ import annotations
 
 import json
+import re
 import struct
 import zlib
 from collections.abc import Iterable
@@ -169,14 +170,18 @@ def decode_json(body: bytes, normalize: Normalizer, tag: str | None = None) -> D
     if start == len(body):
         raise DecodeError("empty body")
     first = body[start]
+    lines = b"\n" in body.rstrip()
     if first == 0x5B:  # [
         try:
             docs = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
-            raise DecodeError(f"body is not valid JSON: {exc}") from None
-        add_docs(out, docs, normalize, tag, "element")
-        return out
-    if first != 0x7B:  # {
+            if not lines:
+                raise DecodeError(f"body is not valid JSON: {exc}") from None
+        else:
+            add_docs(out, docs if docs.__class__ is list else [docs], normalize, tag,
+                     "element")
+            return out
+    elif first != 0x7B and not lines:  # {
         raise DecodeError(
             f"expected a JSON array or object(s), body starts with {body[start:start + 16]!r}"
         )
@@ -277,7 +282,7 @@ def decode_json_prefix(data: bytes) -> tuple[list[Any], list[str], int]:
         try:
             doc, nxt = _decoder.raw_decode(text, pos)
         except json.JSONDecodeError as exc:
-            if exc.pos >= end or exc.msg.startswith("Unterminated string"):
+            if _incomplete(text, exc):
                 break
             bad.append(f"invalid JSON at offset {exc.pos}: {exc.msg}")
             skip = text.find("{", pos + 1)
@@ -287,6 +292,17 @@ def decode_json_prefix(data: bytes) -> tuple[list[Any], list[str], int]:
         pos = nxt
     consumed = len(text[:pos].encode("utf-8", "surrogateescape"))
     return docs, bad, consumed
+
+
+_PARTIAL_TOKEN = re.compile(r"[\s\w.+-]{0,32}")
+
+
+def _incomplete(text: str, exc: json.JSONDecodeError) -> bool:
+    """Did the value fail only because the buffer ends inside it (more bytes could
+    complete it), rather than because it is wrong?"""
+    if exc.msg.startswith("Unterminated string"):
+        return True
+    return _PARTIAL_TOKEN.fullmatch(text, exc.pos) is not None
 
 
 def _skip_ws(body: bytes, pos: int) -> int:

@@ -1,0 +1,139 @@
+"""Property tests on the wire decoders: every framing round-trips, arbitrary bytes
+never crash them, and stream splits never change what a connection yields."""
+
+from __future__ import annotations
+
+import contextlib
+import struct
+from typing import Any
+
+import msgpack
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from logguardian.config import TcpReceiver
+from logguardian.metrics import Metrics
+from logguardian.receivers import decode
+from logguardian.receivers.tcp import TcpServer
+from logguardian.record import Normalizer
+
+normalize = Normalizer("test")
+
+json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**53), 2**53),
+                         st.text(st.characters(exclude_categories=("Cs",)), max_size=20))
+# Messages deliberately include the characters our fast paths split on.
+messages = st.text(
+    alphabet=st.sampled_from(list("ab }{[]\n\"\\,:é✓")) | st.characters(exclude_categories=("Cs",)),
+    max_size=40,
+)
+records = st.lists(
+    st.fixed_dictionaries({"log": messages},
+                          optional={"stream": st.sampled_from(["stdout", "stderr"]),
+                                    "extra": json_scalars,
+                                    "kubernetes": st.fixed_dictionaries(
+                                        {"labels": st.fixed_dictionaries(
+                                            {"app": st.text(min_size=1, max_size=8)})})}),
+    min_size=1, max_size=30,
+)
+
+
+def frame(docs: list[dict[str, Any]], fmt: str) -> bytes:
+    parts = [orjson.dumps(d) for d in docs]
+    if fmt == "json":
+        return b"[" + b",".join(parts) + b"]"
+    if fmt == "json_lines":
+        return b"".join(p + b"\n" for p in parts)
+    if fmt == "json_stream":
+        return b"".join(parts)
+    if fmt == "crlf_lines":
+        return b"".join(p + b"\r\n" for p in parts)
+    raise AssertionError(fmt)
+
+
+@pytest.mark.parametrize("fmt", ["json", "json_lines", "json_stream", "crlf_lines"])
+@given(docs=records)
+@settings(max_examples=150, deadline=None)
+def test_json_framings_round_trip(fmt: str, docs: list[dict[str, Any]]) -> None:
+    out = decode.decode_json(frame(docs, fmt), normalize)
+    assert out.rejected == 0, out.errors
+    assert [r.message for r in out.records] == [d["log"] for d in docs]
+    assert [r.attributes.get("extra") for r in out.records] == [d.get("extra") for d in docs]
+
+
+@given(docs=records, stamps=st.lists(st.tuples(st.integers(1, 2**32 - 1),
+                                                st.integers(0, 999_999_999)),
+                                      min_size=30, max_size=30),
+       metadata=st.booleans())
+@settings(max_examples=150, deadline=None)
+def test_msgpack_entries_round_trip_with_event_time(
+    docs: list[dict[str, Any]], stamps: list[tuple[int, int]], metadata: bool
+) -> None:
+    chunk = b""
+    for doc, (sec, ns) in zip(docs, stamps, strict=False):
+        t = msgpack.ExtType(0, struct.pack(">II", sec, ns))
+        chunk += msgpack.packb([[t, {}] if metadata else t, doc])
+    out = decode.decode_msgpack_entries(chunk, normalize)
+    assert out.rejected == 0
+    assert [r.message for r in out.records] == [d["log"] for d in docs]
+    for r, (sec, ns) in zip(out.records, stamps, strict=False):
+        assert r.ts == pytest.approx(sec + ns / 1e9, abs=1e-6)
+
+
+@given(body=st.binary(max_size=300))
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_arbitrary_bytes_never_crash_the_decoders(body: bytes) -> None:
+    for fn in (decode.decode_json, decode.decode_msgpack_entries):
+        try:
+            out = fn(body, normalize)
+        except decode.DecodeError:
+            continue
+        assert out.rejected == sum(out.reasons.values())
+        assert set(out.reasons) <= set(decode.REJECT_REASONS)
+    with contextlib.suppress(decode.DecodeError, decode.TooLarge):
+        decode.inflate_gzip(body, 10_000)
+
+
+@given(docs=records, bad=st.lists(st.sampled_from([b"nope", b"{oops", b"[1,2]", b'"str"',
+                                                   b'{"no_log":1}']), max_size=5),
+       seed=st.randoms(use_true_random=False))
+@settings(max_examples=150, deadline=None)
+def test_bad_lines_are_counted_and_never_cost_good_ones(
+    docs: list[dict[str, Any]], bad: list[bytes], seed: Any
+) -> None:
+    lines = [orjson.dumps(d) for d in docs] + bad
+    seed.shuffle(lines)
+    out = decode.decode_json(b"\n".join(lines) + b"\n", normalize)
+    good = [orjson.loads(line)["log"] for line in lines if line not in bad]
+    assert [r.message for r in out.records] == good
+    assert out.rejected == len(bad)
+
+
+@given(docs=records, cuts=st.lists(st.integers(1, 200), min_size=1, max_size=40),
+       newline=st.booleans())
+@settings(max_examples=150, deadline=None)
+def test_tcp_stream_split_anywhere_yields_the_same_events(
+    docs: list[dict[str, Any]], cuts: list[int], newline: bool
+) -> None:
+    server = TcpServer(TcpReceiver(), pipeline=None, metrics=Metrics(),  # type: ignore[arg-type]
+                       service_fields=["service"])
+    stream = b"".join(orjson.dumps(d) + (b"\n" if newline else b"") for d in docs)
+    got: list[str] = []
+    pending, delimited, pos = b"", False, 0
+    for cut in [*cuts, len(stream)]:
+        piece = stream[pos:pos + cut]
+        pos += cut
+        if not piece:
+            continue
+        pending += piece
+        delimited = delimited or b"\n" in piece
+        out, pending = server._decode_available(pending, delimited)
+        assert out.rejected == 0, out.errors
+        got.extend(r.message for r in out.records)
+    if pos < len(stream):
+        pending += stream[pos:]
+        out, pending = server._decode_available(pending, delimited or newline)
+        got.extend(r.message for r in out.records)
+    if pending.strip():
+        got.extend(r.message for r in server._decode_final(pending).records)
+    assert got == [d["log"] for d in docs]
