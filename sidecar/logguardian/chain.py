@@ -41,6 +41,10 @@ def build_components(settings: Settings, metrics: Metrics) -> Components:
     components.exporters.append(SnapshotFlusher(template_stage))
     components.handles["miner"] = template_stage.miner
     components.handles["template_stage"] = template_stage
+    # Sessions + ONNX sequence/session model (issue 5): needs template texts, feeds fuse.
+    from .detectors.model import build_model_stage
+
+    build_model_stage(settings, metrics, components)
     # The embedded default exporter: findings are queryable with no external server.
     store = LocalStore(settings.state_dir / STORE_FILE, settings.exporters.local, metrics)
     components.exporters.append(store)

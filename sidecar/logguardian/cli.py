@@ -45,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("files", nargs="+", type=Path)
     train.add_argument("--out", type=Path, required=True, help="bundle directory to write")
     _add_input_flags(train)
+    train.add_argument("--window", type=int, help="templates of context per prediction (10)")
+    train.add_argument("--arch", choices=("lstm", "gru"), help="recurrent cell (lstm)")
+    train.add_argument("--epochs", type=int, help="training epochs (30)")
+    train.add_argument("--target-fpr", type=float, help="held-out session FPR target (0.001)")
+    train.add_argument("--idle-seconds", type=float,
+                       help="a session closes after this much log time without records (3600)")
 
     score = sub.add_parser("score", help="score records: one JSON line per input record")
     score.add_argument("file", help="input file or - for stdin")

@@ -1,0 +1,356 @@
+"""Sequence and session model stage: ONNX next-template prediction per session.
+
+Runs after the template miner. Every record with a session key extends its session's
+window of the last k templates; the bundle's ONNX model gives the probability of the
+record's template after that window (DeepLog-style). Sessions repeat heavily, so
+scores are cached by (window, template): a batch runs onnxruntime once, on only the
+windows it has not seen, and most records cost a dict lookup. When a session closes
+(idle timeout in stream time, or an end template) the session model checks the set
+of templates it contained.
+
+The bundle hot-reloads: a starter polls its files and loads a changed bundle off the
+worker thread; the worker swaps it in at the start of its next batch, so no record
+is dropped or scored half by one model and half by another. Sessions opened under
+the previous model finish unscored (their windows use the old vocabulary).
+
+A missing or broken bundle leaves the stage idle: the sidecar keeps detecting on
+statistics alone and says so in `/readyz` and `logguardian_model_loaded`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..bundle import DEFAULT_BUNDLE, PAD, UNK, Bundle, BundleError, load_bundle, signature
+from ..config import Settings
+from ..metrics import Metrics
+from ..pipeline import Batch
+from ..sessions import Session, SessionKeyer, SessionTable
+from ..signals import Annotation, Reason, Severity
+
+if TYPE_CHECKING:
+    from ..chain import Components
+    from ..server import Sidecar
+
+log = logging.getLogger(__name__)
+
+SCORE_CACHE_MAX = 500_000
+INFER_CHUNK = 4096
+UNKNOWN_SCORE = 0.95
+SESSION_SCORE = 0.9
+
+
+class ModelStage:
+    """Processor: sessionizes records and scores them with the bundle's models."""
+
+    name = "model"
+
+    def __init__(self, settings: Settings, metrics: Metrics, bundle_path: Path | None = None):
+        self.settings = settings.model
+        self.anchor = settings.detectors.threshold
+        self.metrics = metrics
+        self.bundle_path = Path(bundle_path or settings.model.bundle or DEFAULT_BUNDLE)
+        self.bundle: Bundle | None = None
+        self.error: str | None = None
+        self.generation = 0
+        self.keyer = SessionKeyer(self.settings.session_key)
+        self.sessions = SessionTable(self.settings.session_idle_seconds,
+                                     self.settings.max_sessions)
+        self.cache_limit = SCORE_CACHE_MAX
+        # Which findings to report; all on in the sidecar, switched off one at a time by
+        # bench/hdfs.py to show what each part of the model contributes.
+        self.detect_unknown = True
+        self.detect_sequence = True
+        self.detect_sessions = True
+        self.inferences = 0  # windows sent to onnxruntime (for benchmarks)
+        self._index: dict[str, int] = {}
+        self._scores: dict[tuple[tuple[int, ...], int], float] = {}
+        self._pending: Bundle | None = None
+        self._signature = signature(self.bundle_path)
+        self._close_all = False
+        try:
+            self._install(load_bundle(self.bundle_path))
+        except BundleError as exc:
+            self._fail(str(exc))
+
+    # -- bundle lifecycle -----------------------------------------------------------------
+
+    def _install(self, bundle: Bundle) -> None:
+        self.bundle = bundle
+        self.error = None
+        self.generation += 1
+        self._index.clear()
+        self._scores.clear()
+        if self.settings.session_key is None and bundle.session_key:
+            self.keyer = SessionKeyer(bundle.session_key)
+        # The idle timeout the bundle was trained with fits its sessions (HDFS blocks log
+        # minutes apart); an explicitly configured one wins.
+        trained_idle = bundle.meta.get("session_idle_seconds")
+        if "session_idle_seconds" not in self.settings.model_fields_set and trained_idle:
+            self.sessions.idle_seconds = float(trained_idle)
+        self.metrics.model_loaded.set(1)
+        log.info("model bundle %s loaded: %d templates, window %d", bundle.path,
+                 len(bundle.vocab) - 2, bundle.window)
+
+    def _fail(self, error: str) -> None:
+        self.error = error
+        if self.bundle is None:
+            self.metrics.model_loaded.set(0)
+            log.error("%s; detecting on statistics alone", error)
+        else:
+            log.error("%s; still serving the previous bundle", error)
+
+    def offer_bundle(self, bundle: Bundle) -> None:
+        """Hands a freshly loaded bundle to the worker, which installs it between batches."""
+        self._pending = bundle
+
+    def close_all(self) -> None:
+        """Closes every session at the next batch (end of an offline input)."""
+        self._close_all = True
+
+    def readiness(self) -> tuple[bool, str]:
+        bundle = self.bundle
+        if bundle is None:
+            return True, f"no model ({self.error}); detecting on statistics alone"
+        detail = (f"bundle {bundle.path} loaded (generation {self.generation}, "
+                  f"{len(bundle.vocab) - 2} templates, window {bundle.window}, "
+                  f"{len(self.sessions)} open sessions)")
+        if self.error:
+            detail += f"; reload failed: {self.error}"
+        return True, detail
+
+    async def watch(self, sidecar: Sidecar) -> Callable[[], Awaitable[None]]:
+        """Starter: polls the bundle directory and reloads it when its files change."""
+
+        async def poll() -> None:
+            while True:
+                await asyncio.sleep(self.settings.reload_seconds)
+                await self.check_reload()
+
+        task = asyncio.create_task(poll(), name="model-reload")
+
+        async def stop() -> None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+        return stop
+
+    async def check_reload(self) -> bool:
+        current = signature(self.bundle_path)
+        if current == self._signature:
+            return False
+        self._signature = current
+        try:
+            bundle = await asyncio.to_thread(load_bundle, self.bundle_path)
+        except BundleError as exc:
+            self._fail(str(exc))
+            return False
+        self.offer_bundle(bundle)
+        return True
+
+    # -- processing -----------------------------------------------------------------------
+
+    def process(self, batch: Batch) -> None:
+        pending = self._pending
+        if pending is not None:
+            self._pending = None
+            self._install(pending)
+        bundle = self.bundle
+        if bundle is None:
+            return
+        records = batch.records
+        templates = batch.templates
+        sessions = batch.sessions
+        table = self.sessions
+        keyer_key = self.keyer.key
+        index_of = self._index
+        vocab_index = bundle.vocab.index
+        scores = self._scores
+        generation = self.generation
+        ends = bundle.end_templates
+        pad = (PAD,) * bundle.window
+        if len(scores) > self.cache_limit:
+            scores.clear()
+        todo: list[tuple[int, tuple[tuple[int, ...], int], Session, int]] = []
+        missing: set[tuple[int, ...]] = set()
+        newest: float | None = None
+        ended: list[tuple[int, Session]] = []
+
+        for i, record in enumerate(records):
+            text = templates[i]
+            if text is None:
+                continue
+            key = keyer_key(record)
+            if key is None:
+                continue
+            sessions[i] = key
+            ts = record.ts
+            if newest is None or ts > newest:
+                newest = ts
+            session = table.get(record.service, key)
+            if session is None:
+                session = Session(key, record.service, pad, generation, ts, ts)
+                table.open(session)
+            else:
+                table.touch(session)
+                if ts > session.last_ts:
+                    session.last_ts = ts
+            idx = index_of.get(text)
+            if idx is None:
+                idx = index_of[text] = vocab_index(text, record.message)
+            session.records += 1
+            if session.generation == generation:
+                if idx == UNK:
+                    if self.detect_unknown:
+                        self._flag_unknown(batch, i, session, text)
+                else:
+                    item = (session.window, idx)
+                    if item not in scores:
+                        missing.add(session.window)
+                    todo.append((i, item, session, session.records))
+            session.window = (*session.window[1:], idx)
+            counts = session.counts
+            counts[idx] = counts.get(idx, 0) + 1
+            session.last_record = record
+            session.last_template_id = batch.template_ids[i]
+            session.last_template = text
+            if idx in ends:
+                ended.append((i, session))
+
+        if missing:
+            self._infer(bundle, missing, todo)
+        if todo and self.detect_sequence:
+            self._score(batch, bundle, todo)
+        for i, session in ended:
+            table.close(session)
+            self._verdict(batch, bundle, session, index=i)
+        table.advance(newest, batch.now)
+        closing = table.drain() if self._close_all else table.expired()
+        self._close_all = False
+        for session in closing:
+            self._verdict(batch, bundle, session, index=None)
+
+    def _infer(self, bundle: Bundle, missing: set[tuple[int, ...]],
+               todo: list[tuple[int, tuple[tuple[int, ...], int], Session, int]]) -> None:
+        scores = self._scores
+        windows = list(missing)
+        row_of = {w: r for r, w in enumerate(windows)}
+        logp = np.concatenate([
+            bundle.predict(np.asarray(windows[s:s + INFER_CHUNK], dtype=np.int64))
+            for s in range(0, len(windows), INFER_CHUNK)
+        ])
+        self.inferences += len(windows)
+        for _, item, _, _ in todo:
+            if item not in scores:
+                window, idx = item
+                scores[item] = -float(logp[row_of[window], idx])
+
+    def _score(self, batch: Batch, bundle: Bundle,
+               todo: list[tuple[int, tuple[tuple[int, ...], int], Session, int]]) -> None:
+        scores = self._scores
+        threshold = bundle.nll_threshold
+        for i, item, session, number in todo:
+            nll = scores[item]
+            if nll < threshold:
+                continue
+            score = self.anchor + (1 - self.anchor) * min(1.0, (nll - threshold) / threshold)
+            window, idx = item
+            previous = next((t for t in reversed(window) if t != PAD), PAD)
+            batch.add_reason(i, Reason(
+                "sequence", score,
+                f"template '{bundle.vocab.text(idx)}' is unexpected in session {session.key} "
+                f"after '{bundle.vocab.text(previous)}' (p={math.exp(-nll):.1e})",
+                _severity(score), 1.0,
+            ))
+            if not session.flagged_at or number < session.flagged_at:
+                session.flagged_at = number
+
+    def _flag_unknown(self, batch: Batch, i: int, session: Session, text: str) -> None:
+        batch.add_reason(i, Reason(
+            "sequence", UNKNOWN_SCORE,
+            f"template '{text}' never occurred in normal sessions (session {session.key})",
+            "high", 1.0,
+        ))
+        if not session.flagged_at:
+            session.flagged_at = session.records
+
+    def _verdict(self, batch: Batch, bundle: Bundle, session: Session,
+                 index: int | None) -> None:
+        """Session model at close; only sessions the sequence model did not flag already."""
+        model = bundle.session_model
+        if (model is None or not model.enabled or not self.detect_sessions or session.flagged_at
+                or session.generation != self.generation or not model.unseen(session.counts)):
+            return
+        session.flagged_at = session.records
+        reason = Reason("session", SESSION_SCORE, _describe(bundle, session), "high", 1.0)
+        if index is not None:
+            batch.add_reason(index, reason)
+            return
+        record = session.last_record
+        if record is None:
+            return
+        batch.annotations.append(Annotation(
+            id=uuid.uuid4().hex, ts=record.ts, service=record.service,
+            message=record.message, level=record.level, score=SESSION_SCORE,
+            reasons=[reason], template_id=session.last_template_id,
+            template_text=session.last_template, session=session.key,
+            attributes=record.attributes,
+        ))
+        metrics = self.metrics
+        metrics.anomalies.labels(metrics.service_label(record.service), "session").inc()
+
+
+def _severity(score: float) -> Severity:
+    return "high" if score >= 0.9 else "medium"
+
+
+def _describe(bundle: Bundle, session: Session) -> str:
+    """Names what the closest common normal session had that this one lacked (or added)."""
+    assert bundle.session_model is not None
+    have = frozenset(session.counts)
+    common = list(bundle.session_model.support)[:200]
+    nearest = min(common, key=lambda s: len(s ^ have), default=frozenset())
+    lacking = ", ".join(f"'{bundle.vocab.text(t)}'" for t in sorted(nearest - have)[:3])
+    extra = ", ".join(f"'{bundle.vocab.text(t)}'" for t in sorted(have - nearest)[:3])
+    text = f"session {session.key} closed after {session.records} records with a template " \
+           f"combination never seen in normal sessions"
+    if lacking:
+        text += f"; missing {lacking}"
+    if extra:
+        text += f"; unusual {extra}"
+    return text
+
+
+def build_model_stage(settings: Settings, metrics: Metrics, components: Components) -> None:
+    """Registers the model stage (chain position: right after the template miner)."""
+    if not settings.model.enabled:
+        metrics.model_loaded.set(0)
+        components.readiness["model"] = lambda: (True, "model disabled by settings")
+        return
+    stage = ModelStage(settings, metrics)
+    components.processors.append(stage)
+    components.readiness["model"] = stage.readiness
+    components.starters.append(stage.watch)
+    components.handles["model"] = stage
+
+
+def stage_info(stage: ModelStage) -> dict[str, Any]:
+    bundle = stage.bundle
+    return {
+        "loaded": bundle is not None,
+        "error": stage.error,
+        "generation": stage.generation,
+        "path": str(stage.bundle_path),
+        "open_sessions": len(stage.sessions),
+        "templates": len(bundle.vocab) - 2 if bundle else 0,
+    }
