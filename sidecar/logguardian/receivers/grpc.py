@@ -44,6 +44,7 @@ from ..record import (
     message_text,
     parse_time,
 )
+from .decode import INVALID_RECORD, QUEUE_FULL, UNAUTHORIZED
 from .proto import ingest_pb2, ingest_pb2_grpc
 
 if TYPE_CHECKING:
@@ -306,7 +307,7 @@ class Admission:
                 grpc.StatusCode.UNAVAILABLE, "logguardian is shutting down; retry",
                 trailing_metadata=extra,
             )
-        self.metrics.rejected.labels("queue_full").inc(records)
+        self.metrics.rejected.labels(QUEUE_FULL).inc(records)
         code = grpc.StatusCode.RESOURCE_EXHAUSTED
         message = (f"pipeline queue full ({self.pipeline.depth}/{self.pipeline.capacity} "
                    "records); retry later")
@@ -341,7 +342,7 @@ class Admission:
 
     def count_malformed(self, n: int) -> None:
         if n:
-            self.metrics.rejected.labels("malformed").inc(n)
+            self.metrics.rejected.labels(INVALID_RECORD).inc(n)
 
 
 # -- services -----------------------------------------------------------------------------
@@ -513,7 +514,7 @@ class TokenAuth(grpc.aio.ServerInterceptor):
                 given = value.encode() if isinstance(value, str) else value
                 if hmac.compare_digest(given, self._expected):
                     return handler
-        self._metrics.rejected.labels("unauthorized").inc()
+        self._metrics.rejected.labels(UNAUTHORIZED).inc()
         return _denied(handler)
 
 
