@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .config import Settings
+from .detectors import online as detection
 from .exporters.local import FILENAME as STORE_FILE
 from .exporters.local import LocalStore
 from .metrics import Metrics
@@ -49,4 +50,6 @@ def build_components(settings: Settings, metrics: Metrics) -> Components:
     store = LocalStore(settings.state_dir / STORE_FILE, settings.exporters.local, metrics)
     components.exporters.append(store)
     components.handles["store"] = store
+    # Online detection (issue 4): after mining and the session model, before exporters.
+    detection.register(components, settings, metrics, settings.state_dir)
     return components

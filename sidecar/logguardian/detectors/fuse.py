@@ -1,0 +1,101 @@
+"""Fuse every detector's reasons into one score per record, and annotate anomalies.
+
+The strongest reason sets the score; a second, independent one (another kind) adds
+half its weight of what is left, so two weak signals can cross the threshold but
+never outrank a strong one. Templates an operator marked "normal" never alert.
+Record-less findings (silence, drops) become annotations of their own.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+
+from ..config import Detectors
+from ..feedback import FeedbackStore
+from ..metrics import Metrics
+from ..pipeline import Batch
+from ..signals import SEVERITIES, Annotation, Reason
+from .context import DetectionContext
+
+MAX_REASONS = 3
+MAX_MESSAGE = 2000
+
+
+def fuse(reasons: list[Reason]) -> tuple[float, list[Reason]]:
+    """Score and the top reasons, one per kind, strongest first."""
+    best: dict[str, Reason] = {}
+    for reason in reasons:
+        kept = best.get(reason.kind)
+        if kept is None or reason.score > kept.score:
+            best[reason.kind] = reason
+    top = sorted(best.values(), key=lambda r: r.score, reverse=True)[:MAX_REASONS]
+    score = top[0].score
+    if len(top) > 1:
+        score = 1.0 - (1.0 - score) * (1.0 - 0.5 * top[1].score)
+    return min(1.0, max(0.0, score)), top
+
+
+def new_id() -> str:
+    return os.urandom(12).hex()
+
+
+class FuseStage:
+    name = "fuse"
+
+    def __init__(self, settings: Detectors, context: DetectionContext, feedback: FeedbackStore,
+                 metrics: Metrics):
+        self.settings = settings
+        self.context = context
+        self.feedback = feedback
+        self.metrics = metrics
+        self.anomalies_by_service: collections.Counter[str] = collections.Counter()
+
+    def is_anomaly(self, score: float, template_id: str | None) -> bool:
+        return score >= self.settings.threshold and not self.feedback.suppressed(template_id)
+
+    def process(self, batch: Batch) -> None:
+        threshold = self.settings.threshold
+        suppressed = self.feedback.suppressed_ids
+        metrics = self.metrics
+        records = batch.records
+        for i in sorted(batch.reasons):
+            score, top = fuse(batch.reasons[i])
+            batch.reasons[i] = top
+            batch.scores[i] = score
+            record = records[i]
+            label = metrics.service_label(record.service)
+            metrics.anomaly_score.labels(label).observe(score)
+            tid = batch.template_ids[i]
+            if score < threshold or tid in suppressed:
+                continue
+            batch.annotations.append(Annotation(
+                id=new_id(), ts=record.ts, service=record.service,
+                message=record.message[:MAX_MESSAGE], level=record.level, score=score,
+                reasons=top, template_id=tid, template_text=batch.templates[i],
+                session=batch.sessions[i], attributes=record.attributes,
+            ))
+            self._count(label, top[0].kind, record.service)
+        findings = self.context.findings
+        if findings:
+            self.context.findings = []
+            for finding in findings:
+                reason = finding.reason
+                if reason.score < threshold or finding.template_id in suppressed:
+                    continue
+                batch.annotations.append(Annotation(
+                    id=new_id(), ts=finding.ts, service=finding.service, message=reason.text,
+                    level=None, score=reason.score, reasons=[reason],
+                    template_id=finding.template_id, template_text=None,
+                    attributes={"logguardian.finding": reason.kind},
+                ))
+                self._count(metrics.service_label(finding.service), reason.kind,
+                            finding.service)
+
+    def _count(self, label: str, kind: str, service: str) -> None:
+        self.metrics.anomalies.labels(label, kind).inc()
+        self.anomalies_by_service[service] += 1
+
+
+def top_severity(reasons: list[Reason]) -> str:
+    return max((r.severity for r in reasons), key=SEVERITIES.index, default="low")

@@ -1,0 +1,105 @@
+"""Novelty and rarity per service: a template never (or hardly ever) seen in this
+service is worth a look, more so at error/fatal level.
+
+Per record this is one dict lookup and an increment. Nothing alerts until the
+service has passed `warmup_records`, so a fresh sidecar learns instead of paging.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..config import Detectors
+from ..pipeline import Batch
+from ..signals import Reason
+from .context import severity_for
+
+# Score of a first-seen template by level: any new template reaches the threshold;
+# error/fatal ones go well past it. Rare (seen, but below rare_fraction) templates
+# only cross it at fatal level; otherwise they add weight to other findings.
+NOVEL_SCORE = {"fatal": 0.97, "error": 0.9, "warn": 0.8}
+NOVEL_DEFAULT = 0.75
+RARE_SCORE = {"fatal": 0.75, "error": 0.6, "warn": 0.5}
+RARE_DEFAULT = 0.4
+
+
+class _Service:
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.counts: dict[str, int] = {}
+
+
+class NoveltyStage:
+    name = "novelty"
+
+    def __init__(self, settings: Detectors, max_services: int = 500):
+        self.settings = settings
+        self.max_services = max_services
+        self.services: dict[str, _Service] = {}
+
+    def _service(self, name: str) -> _Service:
+        st = self.services.get(name)
+        if st is None:
+            if len(self.services) >= self.max_services:
+                name = "other"
+                st = self.services.get(name)
+                if st is not None:
+                    return st
+            st = self.services[name] = _Service()
+        return st
+
+    def process(self, batch: Batch) -> None:
+        warmup = self.settings.warmup_records
+        rare_fraction = self.settings.rare_fraction
+        threshold = self.settings.threshold
+        services = self.services
+        tids = batch.template_ids
+        for i, record in enumerate(batch.records):
+            st = services.get(record.service) or self._service(record.service)
+            st.total += 1
+            tid = tids[i]
+            if tid is None:
+                continue
+            seen = st.counts.get(tid, 0)
+            st.counts[tid] = seen + 1
+            if st.total <= warmup:
+                continue
+            if seen == 0:
+                score = NOVEL_SCORE.get(record.level or "", NOVEL_DEFAULT)
+                batch.add_reason(i, Reason(
+                    "novelty", score,
+                    f"template {tid} first seen in {record.service}",
+                    severity_for(score, threshold), 1.0,
+                ))
+            elif seen + 1 < st.total * rare_fraction:
+                score = RARE_SCORE.get(record.level or "", RARE_DEFAULT)
+                batch.add_reason(i, Reason(
+                    "rare", score,
+                    f"template {tid} rare in {record.service} "
+                    f"({seen} of {st.total} records)",
+                    severity_for(score, threshold), min(1.0, st.total * rare_fraction / 10),
+                ))
+
+    def learn(self, service: str, template_id: str, count: int = 1) -> None:
+        """Fold a template into a service's baseline (feedback "normal")."""
+        st = self._service(service)
+        st.counts[template_id] = st.counts.get(template_id, 0) + count
+
+    def merge(self, old: str, new: str) -> None:
+        """The miner merged template `old` into `new`: carry the counts over."""
+        for st in self.services.values():
+            n = st.counts.pop(old, 0)
+            if n:
+                st.counts[new] = st.counts.get(new, 0) + n
+
+    def snapshot(self) -> dict[str, Any]:
+        return {name: {"total": st.total, "counts": dict(st.counts)}
+                for name, st in self.services.items()}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        for name, data in state.items():
+            st = self.services[name] = _Service()
+            st.total = int(data["total"])
+            st.counts = {str(k): int(v) for k, v in data["counts"].items()}

@@ -1,0 +1,146 @@
+"""Wires online detection into the chain: clock → novelty → rolling statistics →
+fuse → incidents, with operator feedback and state that survives restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from ..config import Settings
+from ..feedback import FeedbackStore, Verdict, write_atomic
+from ..incidents import IncidentStage
+from ..metrics import Metrics
+from ..pipeline import Batch
+from .context import ClockStage, DetectionContext
+from .fuse import FuseStage
+from .novelty import NoveltyStage
+from .stats import RollingStatsStage
+
+if TYPE_CHECKING:
+    from ..chain import Components
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "detection.json"
+FEEDBACK_FILE = "feedback.json"
+STATE_VERSION = 1
+
+
+class Detection:
+    """The detection stages and their shared state, as one unit to snapshot."""
+
+    def __init__(self, settings: Settings, metrics: Metrics, state_dir: Path | None):
+        max_services = settings.pipeline.max_services
+        self.state_path = state_dir / STATE_FILE if state_dir is not None else None
+        self.context = DetectionContext()
+        self.feedback = FeedbackStore(state_dir / FEEDBACK_FILE if state_dir else None)
+        self.novelty = NoveltyStage(settings.detectors, max_services)
+        self.stats = RollingStatsStage(settings.detectors, self.context, max_services)
+        self.fuse = FuseStage(settings.detectors, self.context, self.feedback, metrics)
+        self.incidents = IncidentStage(settings.incidents, self.context, metrics)
+        self.feedback.listeners.append(self._on_feedback)
+        self.restore()
+
+    @property
+    def stages(self) -> list[Any]:
+        return [ClockStage(self.context), self.novelty, self.stats, self.fuse, self.incidents]
+
+    def _on_feedback(self, template_id: str, verdict: Verdict) -> None:
+        if verdict == "normal":
+            for service in list(self.novelty.services):
+                self.novelty.learn(service, template_id)
+            self.stats.forget(template_id)
+
+    def snapshot(self) -> bytes:
+        """Call under the pipeline lock; cheap enough to do between batches."""
+        return orjson.dumps({
+            "version": STATE_VERSION,
+            "clock": [self.context.now, self.context.lag],
+            "novelty": self.novelty.snapshot(),
+            "stats": self.stats.snapshot(),
+            "incidents": self.incidents.snapshot(),
+        }, option=orjson.OPT_SERIALIZE_NUMPY)
+
+    def save(self, data: bytes) -> None:
+        if self.state_path is not None:
+            write_atomic(self.state_path, data)
+
+    def restore(self) -> None:
+        if self.state_path is None or not self.state_path.is_file():
+            return
+        try:
+            state = orjson.loads(self.state_path.read_bytes())
+            if state.get("version") != STATE_VERSION:
+                raise ValueError(f"state version {state.get('version')} != {STATE_VERSION}")
+            self.context.now, self.context.lag = state["clock"]
+            self.novelty.restore(state["novelty"])
+            self.stats.restore(state["stats"])
+            self.incidents.restore(state["incidents"])
+        except Exception as exc:  # a bad snapshot must not stop the sidecar
+            log.error("ignoring detection state %s: %s", self.state_path, exc)
+
+
+
+class SnapshotStage:
+    """Last detection stage: snapshots the detection state from the worker thread (the
+    only thread that touches it) at most every `interval` s, written in the background.
+    Also an exporter, for `stop`: the pipeline stops exporters once the last batch is
+    through, which is when the final snapshot is due."""
+
+    name = "detection-snapshot"
+
+    def __init__(self, detection: Detection, interval: float):
+        self.detection = detection
+        self.interval = interval
+        self._saved_at = time.monotonic()
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="detection-snapshot")
+        self._pending: Future[None] | None = None
+
+    def process(self, batch: Batch) -> None:
+        if time.monotonic() - self._saved_at < self.interval:
+            return
+        if self._pending is not None and not self._pending.done():
+            return  # the previous write is still going; try again next batch
+        self._saved_at = time.monotonic()
+        self._pending = self._writer.submit(self._write, self.detection.snapshot())
+
+    def _write(self, data: bytes) -> None:
+        try:
+            self.detection.save(data)
+        except OSError:
+            log.exception("could not write detection snapshot %s", self.detection.state_path)
+
+    def export(self, batch: Batch) -> None:
+        pass
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        data = self.detection.snapshot()
+        await asyncio.to_thread(self._flush, data)
+
+    def _flush(self, data: bytes) -> None:
+        self._writer.shutdown(wait=True)
+        self._write(data)
+
+
+def register(components: Components, settings: Settings, metrics: Metrics,
+             state_dir: Path | None = None) -> Detection:
+    detection = Detection(settings, metrics, state_dir)
+    components.processors.extend(detection.stages)
+    components.handles["detection"] = detection
+    components.handles["feedback"] = detection.feedback
+    components.handles["incidents"] = detection.incidents
+    components.handles["fuse"] = detection.fuse
+    if state_dir is not None:
+        snapshots = SnapshotStage(detection, settings.templates.snapshot_seconds)
+        components.processors.append(snapshots)
+        components.exporters.append(snapshots)
+    return detection
