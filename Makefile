@@ -38,5 +38,12 @@ lint: $(STAMP)
 bench: $(STAMP)
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
 
+# Rebuilds the small model bundle shipped with the package (HDFS block sessions).
+default-bundle: $(STAMP)
+	$(BIN)/python ../shared/tools/hdfs_replay.py --normal ../shared/data/hdfs/train_normal.txt \
+		--seed 1 > $(VENV)/hdfs-train.log
+	$(BIN)/logguardian train $(VENV)/hdfs-train.log --session-key 'blk_-?\d+' \
+		--out sidecar/logguardian/default_bundle
+
 clean:
 	rm -rf $(VENV) logguardian-state .pytest_cache .ruff_cache
