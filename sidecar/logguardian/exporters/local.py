@@ -33,28 +33,36 @@ FILENAME = "store.sqlite3"
 PRUNE_SECONDS = 5.0
 MAX_PENDING_BATCHES = 10_000
 
+# Age bounds use the time a row was stored, not the record's own timestamp, so
+# replaying old logs (benchmarks, demos) still keeps their findings.
+SCHEMA_VERSION = 2
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS annotations (
+DROP TABLE IF EXISTS annotations;
+DROP TABLE IF EXISTS incidents;
+CREATE TABLE annotations (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL,
     ts REAL NOT NULL,
     service TEXT NOT NULL,
+    stored_at REAL NOT NULL,
     doc BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS annotations_ts ON annotations(ts);
-CREATE INDEX IF NOT EXISTS annotations_service_ts ON annotations(service, ts);
-CREATE TABLE IF NOT EXISTS incidents (
+CREATE INDEX annotations_ts ON annotations(ts);
+CREATE INDEX annotations_service_ts ON annotations(service, ts);
+CREATE INDEX annotations_stored_at ON annotations(stored_at);
+CREATE TABLE incidents (
     id TEXT PRIMARY KEY,
     service TEXT NOT NULL,
     open INTEGER NOT NULL,
     last_seen REAL NOT NULL,
+    stored_at REAL NOT NULL,
     doc BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS incidents_last_seen ON incidents(last_seen);
+CREATE INDEX incidents_stored_at ON incidents(stored_at);
 """
 
-_Row = tuple[str, float, str, bytes]
-_Work = tuple[list[_Row], list[tuple[str, str, int, float, bytes]]]
+_Row = tuple[str, float, str, float, bytes]
+_Work = tuple[list[_Row], list[tuple[str, str, int, float, float, bytes]]]
 
 
 def annotation_doc(a: Annotation) -> dict[str, Any]:
@@ -95,8 +103,12 @@ class LocalStore:
         self._thread: threading.Thread | None = None
         self._read_local = threading.local()
         path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.executescript(_SCHEMA)
+        db = self._connect()
+        try:
+            if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                db.executescript(_SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION};")
+        finally:
+            db.close()
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
@@ -110,12 +122,14 @@ class LocalStore:
         if not batch.annotations and not batch.incidents:
             return
         opt = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+        now = time.time()
         rows = [
-            (a.id, a.ts, a.service, orjson.dumps(annotation_doc(a), default=str, option=opt))
+            (a.id, a.ts, a.service, now,
+             orjson.dumps(annotation_doc(a), default=str, option=opt))
             for a in batch.annotations
         ]
         incidents = [
-            (i.id, i.service, int(i.open), i.last_seen,
+            (i.id, i.service, int(i.open), i.last_seen, now,
              orjson.dumps(incident_doc(i), default=str, option=opt))
             for i in batch.incidents
         ]
@@ -151,6 +165,7 @@ class LocalStore:
     def _write_loop(self) -> None:
         db = self._connect()
         last_prune = 0.0
+        prune_every = min(PRUNE_SECONDS, self.settings.max_age_seconds / 2)
         try:
             while True:
                 work = self._queue.get()
@@ -172,7 +187,7 @@ class LocalStore:
                 try:
                     self._write(db, items)
                     now = time.time()
-                    if now - last_prune >= PRUNE_SECONDS:
+                    if now - last_prune >= prune_every:
                         self._prune(db, now)
                         last_prune = now
                 except sqlite3.Error:
@@ -191,14 +206,16 @@ class LocalStore:
             for rows, incidents in items:
                 if rows:
                     db.executemany(
-                        "INSERT INTO annotations(id, ts, service, doc) VALUES (?, ?, ?, ?)", rows
+                        "INSERT INTO annotations(id, ts, service, stored_at, doc) "
+                        "VALUES (?, ?, ?, ?, ?)", rows,
                     )
                 if incidents:
                     db.executemany(
-                        "INSERT INTO incidents(id, service, open, last_seen, doc) "
-                        "VALUES (?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
+                        "INSERT INTO incidents(id, service, open, last_seen, stored_at, doc) "
+                        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
                         "service=excluded.service, open=excluded.open, "
-                        "last_seen=excluded.last_seen, doc=excluded.doc",
+                        "last_seen=excluded.last_seen, stored_at=excluded.stored_at, "
+                        "doc=excluded.doc",
                         incidents,
                     )
         self._trim_count(db)
@@ -215,8 +232,8 @@ class LocalStore:
     def _prune(self, db: sqlite3.Connection, now: float) -> None:
         cutoff = now - self.settings.max_age_seconds
         with db:
-            db.execute("DELETE FROM annotations WHERE ts < ?", (cutoff,))
-            db.execute("DELETE FROM incidents WHERE open = 0 AND last_seen < ?", (cutoff,))
+            db.execute("DELETE FROM annotations WHERE stored_at < ?", (cutoff,))
+            db.execute("DELETE FROM incidents WHERE open = 0 AND stored_at < ?", (cutoff,))
             # Incidents are few, but an endless stream of resolved ones is still bounded.
             db.execute(
                 "DELETE FROM incidents WHERE open = 0 AND id IN (SELECT id FROM incidents "
