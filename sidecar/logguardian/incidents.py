@@ -38,6 +38,7 @@ class IncidentStage:
         self.open: dict[str, Incident] = {}
         self.resolved: collections.deque[Incident] = collections.deque(maxlen=RECENT_RESOLVED)
         self._seq = 0
+        self._reason_keys: dict[str, set[tuple[str, str | None]]] = {}
 
     def process(self, batch: Batch) -> None:
         changed: dict[str, Incident] = {}
@@ -91,16 +92,22 @@ class IncidentStage:
         tid = annotation.template_id
         if tid and tid not in incident.template_ids and len(incident.template_ids) < MAX_TEMPLATES:
             incident.template_ids.append(tid)
-        if annotation.reasons:
-            text = annotation.reasons[0].text
-            if text not in incident.reasons and len(incident.reasons) < MAX_REASONS:
-                incident.reasons.append(text)
+        if annotation.reasons and len(incident.reasons) < MAX_REASONS:
+            # One line per kind of finding and template: a burst repeats the same
+            # reason with growing numbers, the first one says it.
+            top = annotation.reasons[0]
+            keys = self._reason_keys.setdefault(incident.id, set())
+            key = (top.kind, tid)
+            if key not in keys:
+                keys.add(key)
+                incident.reasons.append(top.text)
         if len(incident.examples) < self.settings.max_examples:
             incident.examples.append(annotation.message[:MAX_EXAMPLE_CHARS])
 
     def _resolve(self, incident: Incident, at: float) -> None:
         incident.resolved_at = at
         self.open.pop(incident.service, None)
+        self._reason_keys.pop(incident.id, None)
         self.resolved.append(incident)
         self.metrics.incidents_open.labels(self.metrics.service_label(incident.service)).dec()
 

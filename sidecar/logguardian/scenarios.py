@@ -10,12 +10,15 @@ and `bench/scenarios.py`.
 
 from __future__ import annotations
 
+import gzip
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 DAY = 86400.0
 KINDS = ("error_burst", "new_fatal", "rate_spike", "silence")
@@ -256,7 +259,45 @@ def shipper_records(traffic: Traffic, seed: int = 0) -> Iterator[dict[str, Any]]
         yield {
             "date": round(t, 6),
             "log": line,
-            "stream": "stdout",
-            "kubernetes": {"namespace_name": "shop", "labels": {"app": service},
-                           "container_name": service, "pod_name": f"{service}-7d9f8-x2k4p"},
+            "kubernetes": {"namespace_name": "shop", "labels": {"app": service}},
         }
+
+
+# -- the demo sample -----------------------------------------------------------------
+
+DEMO_START = 1_767_261_600.0  # 2026-01-01 10:00 UTC: late-morning ramp-up
+DEMO_DURATION = 2 * 3600.0
+DEMO_SEED = 7
+
+
+def demo_injections(start: float = DEMO_START) -> list[Injection]:
+    minute = 60.0
+    return [
+        Injection("error_burst", "payments", start + 40 * minute, start + 43 * minute,
+                  "the routine 'charge declined' error at ~2/s"),
+        Injection("new_fatal", "inventory", start + 55 * minute, start + 56 * minute,
+                  "OutOfMemoryError, a fatal line never seen before"),
+        Injection("rate_spike", "checkout", start + 70 * minute, start + 74 * minute,
+                  "GET /api/cart at 8x its rate"),
+        Injection("silence", "auth", start + 85 * minute, start + 93 * minute,
+                  "auth stops logging for 8 minutes"),
+    ]
+
+
+def write_demo_sample(directory: Path) -> int:
+    """Regenerate the shipped sample (deterministic): `python -m logguardian.scenarios`."""
+    injections = demo_injections()
+    traffic = generate(DEMO_START, DEMO_DURATION, injections, seed=DEMO_SEED)
+    directory.mkdir(parents=True, exist_ok=True)
+    with gzip.GzipFile(directory / "sample.jsonl.gz", "wb", mtime=0) as out:
+        for doc in shipper_records(traffic, DEMO_SEED):
+            out.write(orjson.dumps(doc) + b"\n")
+    truth = {"start": DEMO_START, "duration": DEMO_DURATION, "records": len(traffic),
+             "services": traffic.services, "injections": [i.to_dict() for i in injections]}
+    (directory / "truth.json").write_bytes(orjson.dumps(truth, option=orjson.OPT_INDENT_2))
+    return len(traffic)
+
+
+if __name__ == "__main__":
+    target = Path(__file__).resolve().parent / "data" / "demo"
+    print(f"wrote {write_demo_sample(target)} records to {target}")

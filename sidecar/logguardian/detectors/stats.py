@@ -127,6 +127,7 @@ class RollingStatsStage:
         self.services: dict[str, _Service] = {}
         self.next_window = -1  # oldest window not yet closed; -1 until the first record
         self.late_records = 0
+        self._next_silence_check = 0.0
 
     # -- per record -----------------------------------------------------------------
 
@@ -157,6 +158,11 @@ class RollingStatsStage:
             if ts >= close_at:
                 self._close_until(ts)
                 close_at = (self.next_window + 1) * width + lateness
+            if ts >= self._next_silence_check:
+                # A batch can span minutes of log time (a backlog, a replay): look for
+                # silence as log time passes, not only once per batch.
+                self._check_silence(ts)
+                self._next_silence_check = ts + width / 8
             w = int(ts // width)
             if w < self.next_window:
                 self.late_records += 1
@@ -361,8 +367,10 @@ class RollingStatsStage:
                 + ((q1 - cc) / (q3 - q1 + np.sqrt(q1) + 1.0) >= IQR0)
                 + ((prev + 1.0) / (cc + 1.0) >= ROC0))
         zero_run = st.zero_run[ok]
+        # A window with nothing at all from the service is the service's silence (found
+        # from the clock), not its templates'.
         silent = ((cc == 0) & (mean >= SILENCE_EXPECTED) & (q1 >= 1.0) & (ok > 0)
-                  & (zero_run < HISTORY // 2))
+                  & (zero_run < HISTORY // 2) & (c[0] > 0))
         dropped = (cc > 0) & (mean >= DROP_MIN_MEAN) & (down >= 2)
         end = (w + 1) * self.width
         threshold = self.settings.threshold
