@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     score = sub.add_parser("score", help="score records: one JSON line per input record")
     score.add_argument("file", help="input file or - for stdin")
     score.add_argument("--model", type=Path, help="model bundle dir (default: detectors only)")
+    score.add_argument("--state-dir", type=Path,
+                       help="restore/keep detector state here (default: a temp dir)")
     _add_input_flags(score)
 
     ev = sub.add_parser("eval", help="evaluate template mining against Loghub ground truth")
