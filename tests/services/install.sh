@@ -24,3 +24,26 @@ if [ ! -x "$root/.tools/bin/helm" ]; then
   GO=$(command -v go || echo /usr/local/go/bin/go)
   GOBIN="$root/.tools/bin" "$GO" install helm.sh/helm/v3/cmd/helm@v3.16.4
 fi
+
+# Elasticsearch 8: Elastic's integration-test distribution from Maven Central (needs
+# Java 17+ and Maven). ES refuses to run as root, so root runs it as a system user.
+es_version=$(sed -n 's:.*<elasticsearch.version>\(.*\)</elasticsearch.version>.*:\1:p' "$here/pom.xml")
+if [ "$(id -u)" -eq 0 ]; then
+  services_dir=${LOGGUARDIAN_SERVICES_DIR:-/opt/logguardian-services}
+else
+  services_dir=${LOGGUARDIAN_SERVICES_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/logguardian-services}
+fi
+if [ ! -x "$services_dir/elasticsearch-$es_version/bin/elasticsearch" ]; then
+  if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+      openjdk-17-jre-headless maven
+  fi
+  mkdir -p "$services_dir"
+  mvn -B -q -f "$here/pom.xml" dependency:unpack -Dservices.dir="$services_dir"
+  chmod -R a+rX "$services_dir"
+fi
+if [ "$(id -u)" -eq 0 ] && ! id logguardian-es >/dev/null 2>&1; then
+  useradd --system --no-create-home --shell /usr/sbin/nologin logguardian-es
+fi
+echo "services ready: prometheus, alertmanager, elasticsearch $es_version in $services_dir"
