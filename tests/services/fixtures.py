@@ -12,6 +12,7 @@ answering scrapes and posts while the test waits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -101,10 +102,8 @@ class _Process:
 
     def signal(self, sig: int) -> None:
         if self.proc is not None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                pass
 
     def stop(self, timeout: float = 30.0) -> None:
         if self.proc is None:
