@@ -247,10 +247,10 @@ class IngestMapper:
                 if len(errors) < MAX_ERRORS:
                     errors.append(ingest_pb2.RecordError(index=index, message="empty message"))
                 continue
-            attributes = dict(item.attributes)
+            attributes = dict(item.attributes) if item.attributes else {}
             service = item.service or _service(attributes, self.service_fields)
             level = canonical_level(item.level) if item.level else None
-            if level is None:
+            if level is None and attributes:
                 for key in LEVEL_KEYS:
                     level = canonical_level(attributes.get(key))
                     if level is not None:
