@@ -149,7 +149,8 @@ async def test_otlp_export_from_the_otel_sdk_counted_per_service(start: Start) -
         asyncio.to_thread(otel_emit, target(sidecar), "checkout",
                           [f"payment {i} declined" for i in range(250)]),
         asyncio.to_thread(otel_emit, target(sidecar), "search",
-                          [f"query {i} took 3 ms" for i in range(40)]),
+                          [f"query {i} took 3 ms" for i in range(40)],
+                          compression=grpc.Compression.Gzip),
     )
     assert sample(sidecar, "logguardian_received_total", receiver="otlp") == 290
     await until(lambda: processed(sidecar, "checkout") == 250

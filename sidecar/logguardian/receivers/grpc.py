@@ -9,6 +9,13 @@ queue answers RESOURCE_EXHAUSTED with a RetryInfo, which OTLP exporters (Go
 collector: status details; Python SDK: the `google.rpc.retryinfo-bin` trailer)
 and gRPC's own retry policy (`grpc-retry-pushback-ms`) all honour; shutdown
 answers UNAVAILABLE, which every client retries.
+
+Shippers: Fluent Bit `[OUTPUT] name opentelemetry, host <sidecar>, port 4317,
+grpc on` (the whole record map arrives as a kvlist body); an OpenTelemetry
+Collector `otlp` exporter with `endpoint: <sidecar>:4317` (add `tls: {insecure:
+true}` without TLS, `headers: {authorization: "Bearer <token>"}` with
+`receivers.grpc.auth_token`). Health checks (grpc.health.v1, e.g. Kubernetes
+`grpc:` probes) never need the token; everything else does when one is set.
 """
 
 from __future__ import annotations
