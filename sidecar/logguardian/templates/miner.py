@@ -139,24 +139,35 @@ class TemplateMiner:
         services: Sequence[str] | None = None,
         ts: Sequence[float] | float | None = None,
     ) -> list[tuple[str, str]]:
+        ids, texts = self.mine(messages, services, ts)
+        return list(zip(ids, texts, strict=True))
+
+    def mine(
+        self,
+        messages: Sequence[str],
+        services: Sequence[str] | None = None,
+        ts: Sequence[float] | float | None = None,
+    ) -> tuple[list[str], list[str]]:
+        """`add_batch` as two aligned lists (template ids, template texts): what the
+        pipeline stage stores, without a tuple per record."""
         ids = self.assign(messages)
-        texts = {tid: self._templates[tid].text for tid in set(ids)}
-        out = [(tid, texts[tid]) for tid in ids]
+        templates = self._templates
+        text_of = {tid: templates[tid].text for tid in set(ids)}
+        texts = list(map(text_of.__getitem__, ids))
         self._count(ids, services, ts)
-        return out
+        return ids, texts
 
     def assign(self, messages: Sequence[str]) -> list[str]:
         """Template id per message (learning, but not counting)."""
         if not messages:
             return []
-        lines = masking.clean_many(messages, self.settings.max_line_bytes)
-        keys = masking.shape_keys(lines)
+        lines, keys = masking.prepare(messages, self.settings.max_line_bytes)
         shape = self._shape
-        ids: list[str | None] = [shape.get(k) for k in keys]
+        ids: list[str | None] = list(map(shape.get, keys))
         if None in ids:
             merges_before = len(self._merged)
             misses = [i for i, tid in enumerate(ids) if tid is None]
-            masked = masking.mask_many([lines[i] for i in misses])
+            masked = masking.mask_many([lines[i] for i in misses], [keys[i] for i in misses])
             exact = self._exact
             if len(shape) + len(misses) > SHAPE_CACHE_MAX:
                 shape.clear()
@@ -181,9 +192,13 @@ class TemplateMiner:
         ts: Sequence[float] | float | None,
     ) -> None:
         templates = self._templates
-        if services is None:
-            services = [""] * len(ids)
-        for (tid, service), n in Counter(zip(ids, services, strict=True)).items():
+        if services is None or (services and services.count(services[0]) == len(services)):
+            service = services[0] if services else ""
+            pairs = ((tid, service, n) for tid, n in Counter(ids).items())
+        else:
+            pairs = ((tid, service, n)
+                     for (tid, service), n in Counter(zip(ids, services, strict=True)).items())
+        for tid, service, n in pairs:
             t = templates[tid]
             t.count += n
             seen = t.services.get(service)

@@ -43,13 +43,13 @@ class TemplateStage:
     def process(self, batch: Batch) -> None:
         records = batch.records
         if records:
-            pairs = self.miner.add_batch(
+            ids, texts = self.miner.mine(
                 [r.message for r in records],
                 [r.service for r in records],
                 [r.ts for r in records],
             )
-            batch.template_ids = [p[0] for p in pairs]
-            batch.templates = [p[1] for p in pairs]
+            batch.template_ids = list(ids)
+            batch.templates = list(texts)
             self._export_gauge({r.service for r in records})
         if time.monotonic() - self._saved_at >= self.settings.snapshot_seconds:
             self.snapshot()
