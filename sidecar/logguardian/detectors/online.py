@@ -75,15 +75,18 @@ class Detection:
         if self.state_path is None or not self.state_path.is_file():
             return
         try:
-            state = orjson.loads(self.state_path.read_bytes())
-            if state.get("version") != STATE_VERSION:
-                raise ValueError(f"state version {state.get('version')} != {STATE_VERSION}")
-            self.context.now, self.context.lag = state["clock"]
-            self.novelty.restore(state["novelty"])
-            self.stats.restore(state["stats"])
-            self.incidents.restore(state["incidents"])
+            self.restore_from(self.state_path.read_bytes())
         except Exception as exc:  # a bad snapshot must not stop the sidecar
             log.error("ignoring detection state %s: %s", self.state_path, exc)
+
+    def restore_from(self, data: bytes) -> None:
+        state = orjson.loads(data)
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"state version {state.get('version')} != {STATE_VERSION}")
+        self.context.now, self.context.lag = state["clock"]
+        self.novelty.restore(state["novelty"])
+        self.stats.restore(state["stats"])
+        self.incidents.restore(state["incidents"])
 
 
 

@@ -1,0 +1,224 @@
+"""Rolling statistics on crafted series: what must alert (spike, level shift, silence,
+error burst) and what must not (flat, slow drift, diurnal season, late records)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from logguardian.config import load_settings
+from logguardian.detectors import stats as stats_mod
+from logguardian.detectors.online import Detection
+from logguardian.metrics import Metrics
+from logguardian.pipeline import Batch
+from logguardian.record import Record
+from logguardian.signals import Annotation
+
+T0 = 1_700_000_000.0 - 1_700_000_000.0 % 86400  # midnight UTC
+MIN = 60.0
+Rate = Callable[[int, str], float]
+
+
+def make_detection(**detectors: object) -> Detection:
+    settings = load_settings(state_dir=Path("/nonexistent"), detectors=detectors)
+    return Detection(settings, Metrics(), None)
+
+
+def minute_records(rng: np.random.Generator, minute: int, rate: Rate, tids: tuple[str, ...],
+                   service: str = "svc", level: Callable[[str], str | None] = lambda t: None,
+                   ) -> tuple[list[Record], list[str]]:
+    recs: list[tuple[float, str]] = []
+    for tid in tids:
+        n = rng.poisson(rate(minute, tid))
+        recs += [(T0 + minute * MIN + u, tid) for u in rng.uniform(0, MIN, n)]
+    recs.sort()
+    return ([Record(ts=float(t), message=f"m {tid}", service=service, level=level(tid))
+             for t, tid in recs], [tid for _, tid in recs])
+
+
+def feed(detection: Detection, rate: Rate, minutes: int, tids: tuple[str, ...] = ("T1",),
+         seed: int = 1, level: Callable[[str], str | None] = lambda t: None,
+         start: int = 0) -> list[Annotation]:
+    """One batch per minute of log time, like a sidecar under steady traffic."""
+    rng = np.random.default_rng(seed)
+    found: list[Annotation] = []
+    for m in range(start, start + minutes):
+        records, ids = minute_records(rng, m, rate, tids, level=level)
+        batch = Batch(records=records, now=T0 + (m + 1) * MIN, template_ids=ids,
+                      templates=list(ids))
+        for stage in detection.stages:
+            stage.process(batch)
+        found += batch.annotations
+    return found
+
+
+def tick(detection: Detection, now: float) -> list[Annotation]:
+    batch = Batch(records=[], now=now)
+    for stage in detection.stages:
+        stage.process(batch)
+    return batch.annotations
+
+
+def minute_of(a: Annotation) -> float:
+    return (a.ts - T0) / MIN
+
+
+def test_flat_traffic_never_alerts() -> None:
+    assert feed(make_detection(), lambda m, t: 100, 240, tids=("T1", "T2")) == []
+
+
+def test_spike_flags_the_record_that_crosses_the_limit() -> None:
+    d = make_detection()
+    assert feed(d, lambda m, t: 100, 120) == []
+    tick(d, T0 + 120 * MIN + 16)  # closes minute 119: its limits apply to minute 120
+    limit = d.stats.services["svc"].limits["T1"][0]
+    found = feed(d, lambda m, t: 1000, 3, start=120)
+    assert found, "a 10x spike must alert"
+    first = found[0]
+    assert first.reasons[0].kind == "rate"
+    assert first.template_id == "T1"
+    assert 120 <= minute_of(first) < 120.5  # caught inside the window, not after it
+    assert first.score == pytest.approx(0.7, abs=0.01)  # exactly at the limit = threshold
+    # Exactly the limit-th record of the window carries it.
+    assert _count_before(first, T0 + 120 * MIN) + 1 == int(limit)
+    assert "T1" in first.reasons[0].text and "x its 1h baseline" in first.reasons[0].text
+    # Burst flags are capped per window, so a spike cannot flood the exporters.
+    per_window = [sum(1 for a in found if int(minute_of(a)) == m) for m in (120, 121, 122)]
+    assert max(per_window) <= stats_mod.MAX_FLAGS
+
+
+def _count_before(first: Annotation, window_start: float) -> int:
+    # The generator is seeded: replay minute 120 to count T1 records before `first`.
+    records, _ = minute_records(np.random.default_rng(1), 120, lambda m, t: 1000, ("T1",))
+    return sum(1 for r in records if window_start <= r.ts < first.ts)
+
+
+def test_level_shift_alerts_then_becomes_the_new_normal() -> None:
+    d = make_detection()
+    feed(d, lambda m, t: 100, 120)
+    found = feed(d, lambda m, t: 300, 120, start=120)
+    assert found and minute_of(found[0]) < 121
+    assert all(a.reasons[0].kind == "rate" for a in found)
+    # Baselines adapt (bounded steps), so a lasting shift stops alerting.
+    assert max(minute_of(a) for a in found) < 150
+    streaks = [a.reasons[0].severity for a in found if minute_of(a) >= 122]
+    assert "high" in streaks or "critical" in streaks  # consecutive windows escalate
+
+
+def test_slow_drift_does_not_alert() -> None:
+    # Traffic triples over 10 hours: far slower than the 1 h baselines move.
+    assert feed(make_detection(), lambda m, t: 100 * (1 + m / 300), 600) == []
+
+
+def test_diurnal_season_does_not_alert() -> None:
+    def daily(m: int, t: str) -> float:
+        return 60 * (1 + 0.7 * math.cos(2 * math.pi * (m / 1440 - 15 / 24)))
+
+    assert feed(make_detection(), daily, int(1.5 * 1440), tids=("T1", "T2")) == []
+
+
+def test_service_silence_is_found_from_the_clock_and_held_open() -> None:
+    d = make_detection()
+    feed(d, lambda m, t: 100, 120)
+    # The service stops; time moves on through empty ticks every 10 s of log time.
+    found: list[Annotation] = []
+    for k in range(1, 61):
+        batch = Batch(records=[], now=T0 + 120 * MIN + 10 * k)
+        d.context.lag = 0.0
+        for stage in d.stages:
+            stage.process(batch)
+        found += batch.annotations
+    assert found, "a service at 100/min going quiet for 10 min must alert"
+    assert {a.reasons[0].kind for a in found} == {"silence"}
+    assert all(a.service == "svc" and a.template_id is None for a in found)
+    first = (found[0].ts - (T0 + 120 * MIN))
+    assert 30 <= first <= 40  # half a window of quiet and ~30 missing records
+    # Re-reported about once per window while it lasts, so the incident stays open.
+    assert 9 <= len(found) <= 11
+
+
+def test_steady_template_stopping_is_a_silence_finding() -> None:
+    d = make_detection()
+    feed(d, lambda m, t: 50, 120, tids=("T1", "T2"))
+    found = feed(d, lambda m, t: 0 if t == "T2" else 50, 5, tids=("T1", "T2"), start=120)
+    assert found
+    assert {(a.reasons[0].kind, a.template_id) for a in found} == {("silence", "T2")}
+    assert "T2 in svc stopped" in found[0].reasons[0].text
+
+
+def test_error_burst_raises_error_ratio() -> None:
+    d = make_detection()
+
+    def level(tid: str) -> str | None:
+        return "error" if tid == "E" else "info"
+
+    assert feed(d, lambda m, t: 100 if t == "OK" else 1, 120, tids=("OK", "E"),
+                level=level) == []
+    found = feed(d, lambda m, t: 100 if t == "OK" else 40, 2, tids=("OK", "E"),
+                 level=level, start=120)
+    kinds = {r.kind for a in found for r in a.reasons}
+    assert "error_ratio" in kinds
+    first_ratio = next(a for a in found if any(r.kind == "error_ratio" for r in a.reasons))
+    assert first_ratio.level == "error"
+    assert minute_of(first_ratio) < 120.5
+
+
+def test_late_records_do_not_corrupt_closed_windows() -> None:
+    d = make_detection()
+    feed(d, lambda m, t: 100, 60)
+    st = d.stats.services["svc"]
+    before = st.hist.copy(), st.mean.copy()
+    # A batch of records 10 minutes late: counted as late, windows untouched.
+    late = [Record(ts=T0 + 50 * MIN + i, message="m", service="svc", level=None)
+            for i in range(500)]
+    batch = Batch(records=late, now=T0 + 61 * MIN, template_ids=["T1"] * 500,
+                  templates=["T1"] * 500)
+    for stage in d.stages:
+        stage.process(batch)
+    assert d.stats.late_records == 500
+    assert np.array_equal(st.hist, before[0], equal_nan=True)
+    assert np.array_equal(st.mean, before[1])
+    assert batch.annotations == []
+
+
+def test_out_of_order_within_lateness_counts_like_sorted() -> None:
+    rng = np.random.default_rng(3)
+    sorted_d, shuffled_d = make_detection(), make_detection()
+    for m in range(30):
+        records, ids = minute_records(rng, m, lambda m, t: 80, ("T1",))
+        order = np.argsort(np.asarray([r.ts for r in records])
+                           + rng.uniform(-5, 5, len(records)))  # 5 s of jitter
+        for d, idx in ((sorted_d, range(len(records))), (shuffled_d, order)):
+            recs = [records[i] for i in idx]
+            batch = Batch(records=recs, now=T0 + (m + 1) * MIN,
+                          template_ids=[ids[i] for i in idx], templates=[ids[i] for i in idx])
+            for stage in d.stages:
+                stage.process(batch)
+    a, b = sorted_d.stats.services["svc"], shuffled_d.stats.services["svc"]
+    assert shuffled_d.stats.late_records == 0
+    assert np.array_equal(a.hist, b.hist, equal_nan=True)
+
+
+def test_memory_is_bounded_per_service() -> None:
+    d = make_detection()
+    tids = tuple(f"T{i}" for i in range(stats_mod.MAX_ROWS + 500))
+    feed(d, lambda m, t: 1.0, 6, tids=tids)
+    st = d.stats.services["svc"]
+    assert st.rows == stats_mod.MAX_ROWS
+    assert st.hist.shape[1] == stats_mod.HISTORY
+
+
+def test_snapshot_restore_keeps_baselines() -> None:
+    d = make_detection()
+    feed(d, lambda m, t: 100, 120)
+    restored = make_detection()
+    restored.restore_from(d.snapshot())
+    a, b = d.stats.services["svc"], restored.stats.services["svc"]
+    assert a.limits == b.limits
+    assert np.allclose(a.mean[: a.rows], b.mean[: b.rows])
+    # The restored detector catches the next spike at once and finds nothing new.
+    found = feed(restored, lambda m, t: 1000, 1, start=120)
+    assert found and {r.kind for a in found for r in a.reasons} == {"rate"}
