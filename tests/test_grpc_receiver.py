@@ -497,3 +497,28 @@ async def test_stop_drains_what_was_acknowledged(make_settings: Callable[..., Se
     await sidecar.stop()
     assert accepted == 10_000
     assert processed(sidecar, "drain") == 10_000
+
+
+async def test_shutdown_answers_unavailable_and_keeps_what_was_acked(
+    make_settings: Callable[..., Settings],
+) -> None:
+    sidecar = Sidecar(make_settings(receivers={"grpc": {"port": free_port()}}))
+    await sidecar.start()
+    async with grpc.aio.insecure_channel(target(sidecar)) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        watch = health.Watch(health_pb2.HealthCheckRequest())
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+        call = ingest_pb2_grpc.IngestStub(channel).PushAcked()
+        await call.write(push_request(50, "leaving"))
+        assert (await call.read()).accepted == 50
+        stopping = asyncio.create_task(sidecar.stop())
+        assert (await asyncio.wait_for(watch.read(), 5)).status == (
+            health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        watch.cancel()
+        await call.write(push_request(50, "leaving", start=50))
+        assert await call.code() == grpc.StatusCode.UNAVAILABLE
+        assert dict(await call.trailing_metadata())["logguardian-queued-requests"] == "1"
+        await stopping
+    assert processed(sidecar, "leaving") == 50
+    assert sample(sidecar, "logguardian_rejected_total", reason="shutting_down") == 50
