@@ -61,6 +61,22 @@ class Metrics:
         self.exporter_errors = Counter(
             "logguardian_exporter_errors", "Failed exporter operations", ["exporter"], registry=r
         )
+        # Exporter health: a slow or absent server shows up here, never as lost data.
+        self.exporter_sent = Counter(
+            "logguardian_exporter_sent", "Items an exporter delivered", ["exporter"], registry=r
+        )
+        self.exporter_pending = Gauge(
+            "logguardian_exporter_pending", "Items waiting in an exporter (memory + spool)",
+            ["exporter"], registry=r,
+        )
+        self.exporter_spool_bytes = Gauge(
+            "logguardian_exporter_spool_bytes", "Bytes held in an exporter's on-disk spool",
+            ["exporter"], registry=r,
+        )
+        self.exporter_dropped = Counter(
+            "logguardian_exporter_dropped", "Items an exporter gave up on, by reason",
+            ["exporter", "reason"], registry=r,
+        )
         self.model_loaded = Gauge(
             "logguardian_model_loaded", "1 when an ONNX model bundle is loaded and serving",
             registry=r,
