@@ -106,6 +106,11 @@ def test_daemonset_mode_sits_next_to_fluent_bit(tmp_path: Path) -> None:
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["state"]["hostPath"]["path"] == "/var/lib/logguardian"
     assert volumes["config"]["configMap"]["name"] == "lg-logguardian"
+    # The root-owned hostPath is handed to the non-root user before the sidecar starts.
+    (init,) = pod["initContainers"]
+    user = pod["securityContext"]["runAsUser"]
+    assert init["command"] == ["chown", f"{user}:{user}", mounts["state"]]
+    assert {m["name"] for m in init["volumeMounts"]} == {"state"}
     assert settings.exporters.elasticsearch.url is None
     assert settings.exporters.alertmanager.url == []
 
@@ -121,6 +126,7 @@ def test_deployment_mode_with_persistent_state(tmp_path: Path) -> None:
     volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
     assert volumes["state"]["persistentVolumeClaim"]["claimName"] == "lg-logguardian"
     assert "internalTrafficPolicy" not in manifests[("Service", "lg-logguardian")]["spec"]
+    assert "initContainers" not in dep["spec"]["template"]["spec"]
 
     ephemeral = render("mode=deployment")
     volumes = {v["name"]: v for v in workload(ephemeral)["spec"]["template"]["spec"]["volumes"]}

@@ -25,6 +25,25 @@ spec:
   {{- end }}
   securityContext:
     {{- toYaml $v.podSecurityContext | nindent 4 }}
+  {{- if and (eq $v.mode "daemonset") $v.state.hostPathInit.enabled }}
+  initContainers:
+    - name: state-owner
+      image: {{ $v.state.hostPathInit.image }}
+      command: ["chown", "{{ $v.podSecurityContext.runAsUser }}:{{ $v.podSecurityContext.runAsGroup }}", "{{ $v.state.mountPath }}"]
+      securityContext:
+        runAsNonRoot: false
+        runAsUser: 0
+        allowPrivilegeEscalation: false
+        capabilities:
+          drop: [ALL]
+          add: [CHOWN]
+      resources:
+        requests: {cpu: 10m, memory: 16Mi}
+        limits: {memory: 32Mi}
+      volumeMounts:
+        - name: state
+          mountPath: {{ $v.state.mountPath }}
+  {{- end }}
   containers:
     - name: logguardian
       image: "{{ $v.image.repository }}:{{ $v.image.tag | default .Chart.AppVersion }}"
