@@ -399,11 +399,11 @@ async def test_token_auth_on_every_rpc_but_health(start: Start) -> None:
     await until(lambda: processed(sidecar, "api") == 3)
 
 
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    cert, key = directory / "cert.pem", directory / "key.pem"
+def self_signed(directory: Path, name: str = "localhost") -> tuple[Path, Path]:
+    cert, key = directory / f"{name}.pem", directory / f"{name}.key"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name},IP:127.0.0.1",
          "-keyout", str(key), "-out", str(cert)],
         check=True, capture_output=True,
     )
@@ -423,6 +423,34 @@ async def test_tls(start: Start, tmp_path: Path) -> None:
     assert plaintext.value.code() in (grpc.StatusCode.UNAVAILABLE,
                                       grpc.StatusCode.DEADLINE_EXCEEDED)
     assert sample(sidecar, "logguardian_received_total", receiver="grpc") == 4
+
+
+async def test_mutual_tls_requires_a_trusted_client_certificate(
+    start: Start, tmp_path: Path
+) -> None:
+    cert, key = self_signed(tmp_path)
+    client_cert, client_key = self_signed(tmp_path, "shipper")
+    stranger_cert, stranger_key = self_signed(tmp_path, "stranger")
+    sidecar = await start({"tls_cert_file": str(cert), "tls_key_file": str(key),
+                           "tls_client_ca_file": str(client_cert)})
+
+    async def push(*identity: Path) -> int:
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=cert.read_bytes(),
+            **({"private_key": identity[1].read_bytes(),
+                "certificate_chain": identity[0].read_bytes()} if identity else {}),
+        )
+        async with grpc.aio.secure_channel(f"localhost:{sidecar.grpc_port}",
+                                           credentials) as channel:
+            stub = ingest_pb2_grpc.IngestStub(channel)
+            return (await stub.Push(push_request(2, "mtls"), timeout=5)).accepted
+
+    assert await push(client_cert, client_key) == 2
+    for identity in [(), (stranger_cert, stranger_key)]:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await push(*identity)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert sample(sidecar, "logguardian_received_total", receiver="grpc") == 2
 
 
 async def test_tls_key_without_cert_is_a_startup_error(
