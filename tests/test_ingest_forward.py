@@ -324,3 +324,20 @@ async def test_many_concurrent_connections(start: Any) -> None:
     await asyncio.gather(*(one(c) for c in range(clients)))
     records = await capture.wait_for(clients * frames * 5)
     assert len({r.message for r in records}) == clients * frames * 5
+
+
+async def test_non_log_signals_are_refused_but_acked(start: Any) -> None:
+    sidecar, capture = await start()
+    client = await Client.connect(sidecar.forward_port)
+    # Fluent Bit metrics (fluent_signal 1) carry a cmetrics payload, not log entries.
+    await client.send(msgpack.packb(["m", b"\x85\xa4meta\x80", {"fluent_signal": 1,
+                                                              "chunk": "met"}],
+                                    use_bin_type=True))
+    assert await client.reply() == {"ack": "met"}
+    await client.send(msgpack.packb(["t", [[1718012392, {"log": "a log"}]], {"chunk": "l"}]))
+    assert await client.reply() == {"ack": "l"}
+    records = await capture.wait_for(1)
+    assert [r.message for r in records] == ["a log"]
+    assert sidecar.metrics.registry.get_sample_value(
+        "logguardian_rejected_total", {"reason": "unsupported"}) == 1
+    await client.close()

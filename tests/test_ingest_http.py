@@ -360,3 +360,17 @@ async def test_metrics_endpoint_exposes_ingest_counters(
     assert 'logguardian_received_total{receiver="http"} 3.0' in text
     assert 'logguardian_records_total{service="checkout"} 2.0' in text
     assert "logguardian_batch_seconds_count" in text
+
+
+async def test_large_chunk_is_decoded_off_the_event_loop_intact(
+    start: Any, client: aiohttp.ClientSession
+) -> None:
+    _sidecar, capture, url = await start()
+    # About the size of a full Fluent Bit chunk rendered as JSON (> 1 MB).
+    docs = [{"date": 1718012392.0 + i, "log": f"line {i} " + "y" * 300} for i in range(6000)]
+    body = orjson.dumps(docs)
+    assert len(body) > 1024 * 1024
+    async with client.post(url, data=body) as r:
+        assert r.status == 200 and (await r.json())["accepted"] == 6000
+    records = await capture.wait_for(6000)
+    assert [r.message.split(" ")[1] for r in records] == [str(i) for i in range(6000)]

@@ -128,7 +128,13 @@ class ForwardServer:
             # PackedForward / CompressedPackedForward: [tag, entries-bytes, option?]
             option = message[2] if len(message) > 2 else None
             payload = _as_bytes(second)
-            if isinstance(option, dict) and option.get("compressed") == "gzip":
+            signal = option.get("fluent_signal") if isinstance(option, dict) else None
+            if signal not in (None, 0):
+                # Fluent Bit metrics/traces (cmetrics/ctraces payloads) routed here by
+                # mistake: refuse them visibly, but ack so the shipper does not retry forever.
+                out.reject(decode.UNSUPPORTED, f"fluent_signal {signal} is not logs")
+                payload = b""
+            elif isinstance(option, dict) and option.get("compressed") == "gzip":
                 try:
                     payload = decode.inflate_gzip(payload, self.settings.max_frame_bytes)
                 except (DecodeError, TooLarge) as exc:

@@ -9,6 +9,7 @@ Retry-After for "queue full, retry", 400 only for a body with nothing decodable.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from ..server import Sidecar
 
 RECEIVER = "http"
+OFFLOAD_BYTES = 1024 * 1024
 
 
 def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> web.Response:
@@ -104,7 +106,11 @@ class HttpIngest:
 
         tag = request.headers.get(s.tag_header) or None
         try:
-            decoded = self.decode(body, request.content_type, tag)
+            if len(body) > OFFLOAD_BYTES:
+                # Keep the loop responsive (forward acks, probes) during big decodes.
+                decoded = await asyncio.to_thread(self.decode, body, request.content_type, tag)
+            else:
+                decoded = self.decode(body, request.content_type, tag)
         except DecodeError as exc:
             return self._refuse(400, decode.MALFORMED, str(exc))
 
