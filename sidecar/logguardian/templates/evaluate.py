@@ -52,7 +52,12 @@ def load_loghub(path: Path) -> Dataset:
         path = found[0]
     messages, ids, templates = [], [], []
     with open(path, newline="", encoding="utf-8", errors="replace") as fh:
-        for row in csv.DictReader(fh):
+        reader = csv.DictReader(fh)
+        missing = {"Content", "EventId", "EventTemplate"} - set(reader.fieldnames or ())
+        if missing:
+            names = ", ".join(sorted(missing))
+            raise ValueError(f"{path}: not a Loghub structured CSV (no {names})")
+        for row in reader:
             messages.append(row["Content"])
             ids.append(row["EventId"])
             templates.append(row["EventTemplate"])

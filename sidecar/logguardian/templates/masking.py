@@ -3,8 +3,8 @@
 Two tiers, both run over a whole batch joined by newlines so the regex engine
 loops in C instead of Python:
 
-* `shape_keys` drops every digit (one `bytes.translate`). Lines that differ only
-  in their digits almost always share a template, so this key fronts a cache and
+* `shape_keys` writes every digit as "0" (one `bytes.translate`). Lines that
+  differ only in digit values share a template, so this key fronts a cache and
   most lines never reach a regex at all.
 * `mask_many` rewrites IPs, UUIDs, hex, timestamps, paths, emails, pod suffixes
   and numbers into `<IP>`, `<UUID>`… for the lines the cache did not know.
@@ -16,9 +16,10 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-_DIGITS = b"0123456789"
 # Control characters (except tab) and U+FFFD runs: what binary garbage decodes to.
-_BINARY = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ufffd]+")
+# Lone surrogates (undecodable bytes smuggled through) count too: they cannot be
+# written as UTF-8, so they must not reach a template text or a snapshot.
+_BINARY = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ufffd\ud800-\udfff]+")
 _NEWLINES = re.compile(r"[\r\n]+")
 
 _TLD = (
@@ -104,18 +105,21 @@ RULES: tuple[Rule, ...] = (
     _rule(r"\d+(?:\.\d+)*(?: ?[KMGTP]i?B\b| ?B\b|(?:ms|us|ns|s|%)(?![\w.]))?", "<NUM>",
           digits=True),
     # Lists and glued runs of values ("<IP>,<IP>", "<NUM><NUM>") are one value.
-    _rule(r"(<[A-Z]+>)(?:, ?<[A-Z]+>|<[A-Z]+>)+", r"\1", ">,<", "><", "> <"),
+    _rule(r"(<[A-Z]+>)(?:, ?<[A-Z]+>|<[A-Z]+>)+", r"\1", ">,", "><"),
     # An empty value in parentheses, "from 1.2.3.4 () at": same slot as "(host)".
-    _rule(r" \(\)(?= |$)", " (<NONE>)", " ()"),
+    _rule(r" \(\)(?=[ \n]|$)", " (<NONE>)", " ()"),
 )
 
 PLACEHOLDERS = ("<TS>", "<UUID>", "<EMAIL>", "<URL>", "<PATH>", "<MAC>", "<IP>", "<HOST>",
                 "<POD>", "<HEX>", "<TIME>", "<NUM>", "<BIN>", "<NONE>")
 
-# bytes.translate table for `prepare`: control characters other than tab and
-# newline become NUL so one `in` test finds them; digits are deleted separately.
-_CONTROL_TO_NUL = bytes(
-    0 if (b < 0x20 and b not in (0x09, 0x0A)) or b == 0x7F else b for b in range(256)
+# bytes.translate tables for shape keys: every digit becomes "0", and in `prepare`
+# control characters other than tab and newline become NUL so one `in` test finds
+# them.
+_DIGIT_TO_ZERO = bytes(0x30 if 0x30 <= b <= 0x39 else b for b in range(256))
+_KEY_TABLE = bytes(
+    0 if (b < 0x20 and b not in (0x09, 0x0A)) or b == 0x7F else c
+    for b, c in enumerate(_DIGIT_TO_ZERO)
 )
 
 
@@ -125,7 +129,7 @@ def clean(message: str, max_chars: int) -> str:
         message = message[:max_chars]
     if "\n" in message or "\r" in message:
         message = _NEWLINES.sub(" ", message)
-    if not message.isprintable() or "\ufffd" in message:
+    if not message.isascii() or not message.isprintable():
         message = _BINARY.sub("<BIN>", message)
     return message
 
@@ -141,7 +145,7 @@ def prepare(messages: Sequence[str], max_chars: int) -> tuple[list[str], list[by
     joined = "\n".join(lines)
     if joined.isascii() and lines and max(map(len, lines)) <= max_chars:
         raw = joined.encode("ascii")
-        keys = raw.translate(_CONTROL_TO_NUL, _DIGITS)
+        keys = raw.translate(_KEY_TABLE)
         if b"\x00" not in keys and raw.count(b"\n") == len(lines) - 1:
             return lines, keys.split(b"\n")
     lines = [clean(m, max_chars) for m in lines]
@@ -149,8 +153,10 @@ def prepare(messages: Sequence[str], max_chars: int) -> tuple[list[str], list[by
 
 
 def shape_keys(lines: Sequence[str]) -> list[bytes]:
-    """Cache keys: each line with its digits removed (lines must be newline-free)."""
-    return "\n".join(lines).encode("utf-8", "surrogatepass").translate(None, _DIGITS).split(b"\n")
+    """Cache keys: each line with every digit written "0" (lines must be
+    newline-free). Lines that differ only in digit values share a key; keeping the
+    lengths means a key never mixes lines that mask differently ("" and "0")."""
+    return "\n".join(lines).encode("utf-8", "surrogatepass").translate(_DIGIT_TO_ZERO).split(b"\n")
 
 
 def _apply(text: str, digits: bool) -> str:
@@ -179,8 +185,7 @@ def mask_many(lines: Sequence[str], keys: Sequence[bytes] | None = None) -> list
         return []
     if keys is None:
         return _apply("\n".join(lines), True).split("\n")
-    plain = [i for i, (line, key) in enumerate(zip(lines, keys, strict=True))
-             if len(key) == len(line) and line.isascii()]
+    plain = [i for i, key in enumerate(keys) if b"0" not in key]
     if not plain:
         return _apply("\n".join(lines), True).split("\n")
     out = list(lines)

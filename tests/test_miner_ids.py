@@ -1,0 +1,95 @@
+"""Template ids: stable under generalization, merges resolvable, deterministic, and
+kept across a snapshot/restore (what annotations and feedback rely on)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import orjson
+import pytest
+from logguardian.config import Templates
+from logguardian.templates.miner import TemplateMiner, template_id
+from logguardian.templates.persistence import SNAPSHOT_NAME
+
+
+def test_id_is_kept_when_the_template_generalizes() -> None:
+    miner = TemplateMiner()
+    first_id, first_text = miner.add("session opened for user cyrus by (uid=0)")
+    assert first_text == "session opened for user cyrus by (uid=<NUM>)"
+    assert miner.add("session opened for user news by (uid=0)")[0] != first_id
+    tid, text = miner.add("session opened for user test by (uid=0)")
+    # Three distinct users: the position became a variable, under the FIRST id.
+    assert (tid, text) == (first_id, "session opened for user <*> by (uid=<NUM>)")
+    assert miner.add("session opened for user alice by (uid=7)") == (first_id, text)
+    assert len(miner) == 1
+
+
+def test_merged_ids_resolve_to_the_survivor() -> None:
+    miner = TemplateMiner()
+    a = miner.add("worker alpha started")[0]
+    b = miner.add("worker beta started")[0]
+    c = miner.add("worker gamma started")[0]
+    assert a == c != b
+    assert miner.resolve(b) == a
+    assert miner.merges() == {b: a}
+    info = miner.get(b)
+    assert info is not None and info.id == a and info.count == 3
+
+
+def test_capitalized_words_and_key_values_stay_literal() -> None:
+    """GET/POST and state=Started/Stopped name different events, however many there are."""
+    miner = TemplateMiner()
+    methods = {miner.add(f'10.0.0.1 "{m} /v2/servers HTTP/1.1" status: 200')[0]
+               for m in ("GET", "POST", "DELETE", "PUT")}
+    states = {miner.add(f"vm state={s} after 3 ms")[0]
+              for s in ("running", "paused", "stopped", "crashed")}
+    assert len(methods) == 4
+    assert len(states) == 4
+
+
+def test_ids_are_content_derived_and_deterministic() -> None:
+    lines = [f"job {i} done in {i * 7} ms on node-{i % 3}" for i in range(50)]
+    one, two = TemplateMiner(), TemplateMiner()
+    ids_one = [t for t, _ in one.add_batch(lines)]
+    ids_two = [two.add(line)[0] for line in lines]
+    assert ids_one == ids_two
+    assert ids_one[0] == template_id("job <NUM> done in <NUM> ms on node-<NUM>")
+
+
+def test_snapshot_round_trip_keeps_ids_counts_and_merges(tmp_path: Path) -> None:
+    miner = TemplateMiner()
+    lines = ["worker alpha started", "worker beta started", "worker gamma started",
+             "disk /dev/sda1 is 91% full", "disk /dev/sdb2 is 12% full"]
+    before = [t for t, _ in miner.add_batch(lines, ["a", "a", "b", "a", "b"], 1000.0)]
+    miner.save(tmp_path)
+    assert (tmp_path / SNAPSHOT_NAME).is_file()
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+    restored = TemplateMiner()
+    assert restored.load(tmp_path)
+    assert {i.id: (i.text, i.count, i.services) for i in restored.templates()} == {
+        i.id: (i.text, i.count, i.services) for i in miner.templates()
+    }
+    assert restored.merges() == miner.merges()
+    # New lines of known templates get the old ids; nothing looks new after restart.
+    assert restored.add("worker delta started")[0] == restored.resolve(before[1])
+    assert restored.add("disk /dev/sdc3 is 50% full")[0] == before[3]
+    assert len(restored) == len(miner)
+
+
+def test_corrupt_or_foreign_snapshot_is_ignored(tmp_path: Path,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / SNAPSHOT_NAME).write_bytes(b"{not json")
+    miner = TemplateMiner()
+    assert miner.load(tmp_path) is False
+    (tmp_path / SNAPSHOT_NAME).write_bytes(orjson.dumps({"format": 99, "templates": []}))
+    assert miner.load(tmp_path) is False
+    assert "ignoring unreadable template snapshot" in caplog.text
+    assert miner.add("still works 1")[1] == "still works <NUM>"
+
+
+def test_missing_snapshot_starts_empty(tmp_path: Path) -> None:
+    miner = TemplateMiner(Templates())
+    assert miner.load(tmp_path / "nothing-here") is False
+    assert len(miner) == 0
