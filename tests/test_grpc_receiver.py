@@ -325,6 +325,13 @@ async def test_push_stream_resumes_after_a_full_queue_without_loss_or_duplicates
     await asyncio.sleep(0.2)
     assert processed(sidecar, "batchjob") == 160
 
+    with_bad = [push_request(3, "batchjob"), push_request(3, "batchjob")]
+    with_bad[1].records[2].message = ""
+    async with grpc.aio.insecure_channel(target(sidecar)) as channel:
+        response = await ingest_pb2_grpc.IngestStub(channel).PushStream(send(with_bad))
+    assert (response.accepted, response.rejected) == (5, 1)
+    assert [(e.request, e.index, e.message) for e in response.errors] == [(1, 2, "empty message")]
+
 
 async def test_score_answers_per_record_in_order(start: Start) -> None:
     sidecar = await start()

@@ -398,10 +398,12 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
             records, bad, found = self.mapper.records(request.records, time.time())
             await self.admission.put(records, "grpc", context, queued)
             self.admission.count_malformed(bad)
+            for error in found[: MAX_ERRORS - len(errors)]:
+                error.request = queued
+                errors.append(error)
             queued += 1
             accepted += len(records)
             rejected += bad
-            errors.extend(found[: MAX_ERRORS - len(errors)])
         return ingest_pb2.PushResponse(accepted=accepted, rejected=rejected, errors=errors)
 
     async def PushAcked(
@@ -461,7 +463,11 @@ class PipelineHealth(health.aio.HealthServicer):
         self._poller: asyncio.Task[None] | None = None
 
     def ready(self) -> bool:
-        return all(check()[0] for check in self.sidecar.readiness.values())
+        try:
+            return all(check()[0] for check in self.sidecar.readiness.values())
+        except Exception:
+            log.exception("a readiness check failed; reporting NOT_SERVING")
+            return False
 
     async def refresh(self) -> None:
         status = (health_pb2.HealthCheckResponse.SERVING if self.ready()

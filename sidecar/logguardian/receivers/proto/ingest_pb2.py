@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(logguardian/receivers/proto/ingest.proto\x12\x0elogguardian.v1\"\xbc\x01\n\tLogRecord\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12\r\n\x05level\x18\x03 \x01(\t\x12\x0c\n\x04time\x18\x04 \x01(\x01\x12=\n\nattributes\x18\x05 \x03(\x0b\x32).logguardian.v1.LogRecord.AttributesEntry\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"9\n\x0bPushRequest\x12*\n\x07records\x18\x01 \x03(\x0b\x32\x19.logguardian.v1.LogRecord\"-\n\x0bRecordError\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0f\n\x07message\x18\x02 \x01(\t\"_\n\x0cPushResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x04\x12\x10\n\x08rejected\x18\x02 \x01(\x04\x12+\n\x06\x65rrors\x18\x03 \x03(\x0b\x32\x1b.logguardian.v1.RecordError\"h\n\x03\x41\x63k\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x04\x12\x10\n\x08rejected\x18\x03 \x01(\x04\x12+\n\x06\x65rrors\x18\x04 \x03(\x0b\x32\x1b.logguardian.v1.RecordError\":\n\x0cScoreRequest\x12*\n\x07records\x18\x01 \x03(\x0b\x32\x19.logguardian.v1.LogRecord\"E\n\x06Reason\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x10\n\x08severity\x18\x04 \x01(\t\"\xc7\x01\n\x0cScoredRecord\x12\x18\n\x0btemplate_id\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x15\n\x08template\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x14\n\x07session\x18\x03 \x01(\tH\x02\x88\x01\x01\x12\r\n\x05score\x18\x04 \x01(\x01\x12\x0f\n\x07\x61nomaly\x18\x05 \x01(\x08\x12\'\n\x07reasons\x18\x06 \x03(\x0b\x32\x16.logguardian.v1.ReasonB\x0e\n\x0c_template_idB\x0b\n\t_templateB\n\n\x08_session\">\n\rScoreResponse\x12-\n\x07results\x18\x01 \x03(\x0b\x32\x1c.logguardian.v1.ScoredRecord2\x9f\x02\n\x06Ingest\x12\x41\n\x04Push\x12\x1b.logguardian.v1.PushRequest\x1a\x1c.logguardian.v1.PushResponse\x12I\n\nPushStream\x12\x1b.logguardian.v1.PushRequest\x1a\x1c.logguardian.v1.PushResponse(\x01\x12\x41\n\tPushAcked\x12\x1b.logguardian.v1.PushRequest\x1a\x13.logguardian.v1.Ack(\x01\x30\x01\x12\x44\n\x05Score\x12\x1c.logguardian.v1.ScoreRequest\x1a\x1d.logguardian.v1.ScoreResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(logguardian/receivers/proto/ingest.proto\x12\x0elogguardian.v1\"\xbc\x01\n\tLogRecord\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12\r\n\x05level\x18\x03 \x01(\t\x12\x0c\n\x04time\x18\x04 \x01(\x01\x12=\n\nattributes\x18\x05 \x03(\x0b\x32).logguardian.v1.LogRecord.AttributesEntry\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"9\n\x0bPushRequest\x12*\n\x07records\x18\x01 \x03(\x0b\x32\x19.logguardian.v1.LogRecord\">\n\x0bRecordError\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07request\x18\x03 \x01(\r\"_\n\x0cPushResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x04\x12\x10\n\x08rejected\x18\x02 \x01(\x04\x12+\n\x06\x65rrors\x18\x03 \x03(\x0b\x32\x1b.logguardian.v1.RecordError\"h\n\x03\x41\x63k\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x04\x12\x10\n\x08rejected\x18\x03 \x01(\x04\x12+\n\x06\x65rrors\x18\x04 \x03(\x0b\x32\x1b.logguardian.v1.RecordError\":\n\x0cScoreRequest\x12*\n\x07records\x18\x01 \x03(\x0b\x32\x19.logguardian.v1.LogRecord\"E\n\x06Reason\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x10\n\x08severity\x18\x04 \x01(\t\"\xc7\x01\n\x0cScoredRecord\x12\x18\n\x0btemplate_id\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x15\n\x08template\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x14\n\x07session\x18\x03 \x01(\tH\x02\x88\x01\x01\x12\r\n\x05score\x18\x04 \x01(\x01\x12\x0f\n\x07\x61nomaly\x18\x05 \x01(\x08\x12\'\n\x07reasons\x18\x06 \x03(\x0b\x32\x16.logguardian.v1.ReasonB\x0e\n\x0c_template_idB\x0b\n\t_templateB\n\n\x08_session\">\n\rScoreResponse\x12-\n\x07results\x18\x01 \x03(\x0b\x32\x1c.logguardian.v1.ScoredRecord2\x9f\x02\n\x06Ingest\x12\x41\n\x04Push\x12\x1b.logguardian.v1.PushRequest\x1a\x1c.logguardian.v1.PushResponse\x12I\n\nPushStream\x12\x1b.logguardian.v1.PushRequest\x1a\x1c.logguardian.v1.PushResponse(\x01\x12\x41\n\tPushAcked\x12\x1b.logguardian.v1.PushRequest\x1a\x13.logguardian.v1.Ack(\x01\x30\x01\x12\x44\n\x05Score\x12\x1c.logguardian.v1.ScoreRequest\x1a\x1d.logguardian.v1.ScoreResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,19 +40,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PUSHREQUEST']._serialized_start=251
   _globals['_PUSHREQUEST']._serialized_end=308
   _globals['_RECORDERROR']._serialized_start=310
-  _globals['_RECORDERROR']._serialized_end=355
-  _globals['_PUSHRESPONSE']._serialized_start=357
-  _globals['_PUSHRESPONSE']._serialized_end=452
-  _globals['_ACK']._serialized_start=454
-  _globals['_ACK']._serialized_end=558
-  _globals['_SCOREREQUEST']._serialized_start=560
-  _globals['_SCOREREQUEST']._serialized_end=618
-  _globals['_REASON']._serialized_start=620
-  _globals['_REASON']._serialized_end=689
-  _globals['_SCOREDRECORD']._serialized_start=692
-  _globals['_SCOREDRECORD']._serialized_end=891
-  _globals['_SCORERESPONSE']._serialized_start=893
-  _globals['_SCORERESPONSE']._serialized_end=955
-  _globals['_INGEST']._serialized_start=958
-  _globals['_INGEST']._serialized_end=1245
+  _globals['_RECORDERROR']._serialized_end=372
+  _globals['_PUSHRESPONSE']._serialized_start=374
+  _globals['_PUSHRESPONSE']._serialized_end=469
+  _globals['_ACK']._serialized_start=471
+  _globals['_ACK']._serialized_end=575
+  _globals['_SCOREREQUEST']._serialized_start=577
+  _globals['_SCOREREQUEST']._serialized_end=635
+  _globals['_REASON']._serialized_start=637
+  _globals['_REASON']._serialized_end=706
+  _globals['_SCOREDRECORD']._serialized_start=709
+  _globals['_SCOREDRECORD']._serialized_end=908
+  _globals['_SCORERESPONSE']._serialized_start=910
+  _globals['_SCORERESPONSE']._serialized_end=972
+  _globals['_INGEST']._serialized_start=975
+  _globals['_INGEST']._serialized_end=1262
 # @@protoc_insertion_point(module_scope)

@@ -34,12 +34,14 @@ class PushRequest(_message.Message):
     def __init__(self, records: _Optional[_Iterable[_Union[LogRecord, _Mapping]]] = ...) -> None: ...
 
 class RecordError(_message.Message):
-    __slots__ = ("index", "message")
+    __slots__ = ("index", "message", "request")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
     index: int
     message: str
-    def __init__(self, index: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+    request: int
+    def __init__(self, index: _Optional[int] = ..., message: _Optional[str] = ..., request: _Optional[int] = ...) -> None: ...
 
 class PushResponse(_message.Message):
     __slots__ = ("accepted", "rejected", "errors")
