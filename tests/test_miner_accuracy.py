@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from logguardian.templates.evaluate import evaluate, load_loghub, score
-
 from conftest import SHARED
+from logguardian.templates.evaluate import evaluate, load_loghub, score
 
 LOGHUB = SHARED / "data" / "loghub"
 DATASETS = sorted(p.name for p in LOGHUB.iterdir() if p.is_dir()) if LOGHUB.is_dir() else []

@@ -3,6 +3,7 @@ snapshots on stop and restores on start."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -59,3 +60,26 @@ async def test_restart_keeps_ids(make_settings: Callable[..., Settings]) -> None
     assert after.template_ids == before.template_ids[::-1]
     counts = {info.id: info.count for info in miner.templates()}
     assert sum(counts.values()) == 2 * len(lines)
+
+
+async def test_templates_gauge_and_periodic_snapshot(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(templates={"snapshot_seconds": 0.2},
+                             pipeline={"tick_seconds": 0.1})
+    sidecar = Sidecar(settings)
+    await sidecar.start()
+    try:
+        await sidecar.pipeline.run_now(_records(["a 1 happened", "b 2 happened"], "api")
+                                       + _records(["a 3 happened"], "web"))
+        registry = sidecar.metrics.registry
+        assert registry.get_sample_value("logguardian_templates", {"service": "api"}) == 2
+        assert registry.get_sample_value("logguardian_templates", {"service": "web"}) == 1
+        snapshot = settings.state_dir / "templates.json"
+        for _ in range(50):  # idle ticks drive the periodic snapshot
+            if snapshot.is_file():
+                break
+            await asyncio.sleep(0.1)
+        assert snapshot.is_file(), "no periodic snapshot while running"
+    finally:
+        await sidecar.stop()
