@@ -52,4 +52,24 @@ def build_components(settings: Settings, metrics: Metrics) -> Components:
     components.handles["store"] = store
     # Online detection (issue 4): after mining and the session model, before exporters.
     detection.register(components, settings, metrics, settings.state_dir)
+    # External exporters (issue 6): only when configured; each spools or retries so a
+    # slow or absent server never blocks the worker.
+    exporters = settings.exporters
+    if exporters.elasticsearch.url:
+        from .exporters.elasticsearch import ElasticsearchExporter
+
+        es = ElasticsearchExporter(exporters.elasticsearch, settings.state_dir, metrics)
+        components.exporters.append(es)
+        components.handles["elasticsearch"] = es
+        components.readiness["elasticsearch"] = es.status
+    if exporters.alertmanager.url:
+        from .exporters.alertmanager import AlertmanagerExporter
+
+        incidents = components.handles.get("incidents")
+        am = AlertmanagerExporter(
+            exporters.alertmanager, metrics,
+            open_incidents=(lambda: list(incidents.open.values())) if incidents else None,
+        )
+        components.exporters.append(am)
+        components.handles["alertmanager"] = am
     return components

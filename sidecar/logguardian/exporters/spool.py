@@ -42,6 +42,7 @@ class Spool:
         self._segments = [s for s in self._segments if s >= self._head_segment] or [
             self._head_segment
         ]
+        self._segment_path(self._segments[-1]).touch()
         self._repair_tail(self._segments[-1])
         self._sizes = {s: self._size(s) for s in self._segments}
         self._items = self._count_items()
