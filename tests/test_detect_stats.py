@@ -123,14 +123,16 @@ def test_diurnal_season_does_not_alert() -> None:
 def test_service_silence_is_found_from_the_clock_and_held_open() -> None:
     d = make_detection()
     feed(d, lambda m, t: 100, 120)
-    # The service stops; time moves on through empty ticks every 10 s of log time.
+    # "svc" stops while "web" keeps logging, one batch per 10 s of log time.
     found: list[Annotation] = []
     for k in range(1, 61):
-        batch = Batch(records=[], now=T0 + 120 * MIN + 10 * k)
-        d.context.lag = 0.0
+        now = T0 + 120 * MIN + 10 * k
+        web = [Record(ts=now - 10 + i, message="w", service="web", level=None)
+               for i in range(10)]
+        batch = Batch(records=web, now=now, template_ids=["W"] * 10, templates=["W"] * 10)
         for stage in d.stages:
             stage.process(batch)
-        found += batch.annotations
+        found += [a for a in batch.annotations if a.service == "svc"]
     assert found, "a service at 100/min going quiet for 10 min must alert"
     assert {a.reasons[0].kind for a in found} == {"silence"}
     assert all(a.service == "svc" and a.template_id is None for a in found)
@@ -138,6 +140,13 @@ def test_service_silence_is_found_from_the_clock_and_held_open() -> None:
     assert 30 <= first <= 40  # half a window of quiet and ~30 missing records
     # Re-reported about once per window while it lasts, so the incident stays open.
     assert 9 <= len(found) <= 11
+
+
+def test_no_service_is_blamed_when_the_whole_stream_stops() -> None:
+    d = make_detection()
+    feed(d, lambda m, t: 100, 120)
+    # Nothing arrives at all (shipper down): idle ticks for 10 minutes.
+    assert [a for k in range(1, 61) for a in tick(d, T0 + 120 * MIN + 10 * k)] == []
 
 
 def test_steady_template_stopping_is_a_silence_finding() -> None:
@@ -169,8 +178,8 @@ def test_error_burst_raises_error_ratio() -> None:
 def test_late_records_do_not_corrupt_closed_windows() -> None:
     d = make_detection()
     feed(d, lambda m, t: 100, 60)
-    st = d.stats.services["svc"]
-    before = st.hist.copy(), st.mean.copy()
+    rows = d.stats.rows
+    before = rows.hist.copy(), rows.mean.copy()
     # A batch of records 10 minutes late: counted as late, windows untouched.
     late = [Record(ts=T0 + 50 * MIN + i, message="m", service="svc", level=None)
             for i in range(500)]
@@ -179,8 +188,8 @@ def test_late_records_do_not_corrupt_closed_windows() -> None:
     for stage in d.stages:
         stage.process(batch)
     assert d.stats.late_records == 500
-    assert np.array_equal(st.hist, before[0], equal_nan=True)
-    assert np.array_equal(st.mean, before[1])
+    assert np.array_equal(rows.hist, before[0], equal_nan=True)
+    assert np.array_equal(rows.mean, before[1])
     assert batch.annotations == []
 
 
@@ -197,9 +206,8 @@ def test_out_of_order_within_lateness_counts_like_sorted() -> None:
                           template_ids=[ids[i] for i in idx], templates=[ids[i] for i in idx])
             for stage in d.stages:
                 stage.process(batch)
-    a, b = sorted_d.stats.services["svc"], shuffled_d.stats.services["svc"]
     assert shuffled_d.stats.late_records == 0
-    assert np.array_equal(a.hist, b.hist, equal_nan=True)
+    assert np.array_equal(sorted_d.stats.rows.hist, shuffled_d.stats.rows.hist, equal_nan=True)
 
 
 def test_memory_is_bounded_per_service() -> None:
@@ -208,7 +216,8 @@ def test_memory_is_bounded_per_service() -> None:
     feed(d, lambda m, t: 1.0, 6, tids=tids)
     st = d.stats.services["svc"]
     assert st.rows == stats_mod.MAX_ROWS
-    assert st.hist.shape[1] == stats_mod.HISTORY
+    assert d.stats.rows.count == stats_mod.MAX_ROWS
+    assert d.stats.rows.hist.shape[1] == stats_mod.HISTORY
 
 
 def test_snapshot_restore_keeps_baselines() -> None:
@@ -217,8 +226,8 @@ def test_snapshot_restore_keeps_baselines() -> None:
     restored = make_detection()
     restored.restore_from(d.snapshot())
     a, b = d.stats.services["svc"], restored.stats.services["svc"]
-    assert a.limits == b.limits
-    assert np.allclose(a.mean[: a.rows], b.mean[: b.rows])
+    assert a.limits == b.limits and a.limits
+    assert d.stats.baseline("svc") == restored.stats.baseline("svc")
     # The restored detector catches the next spike at once and finds nothing new.
     found = feed(restored, lambda m, t: 1000, 1, start=120)
     assert found and {r.kind for a in found for r in a.reasons} == {"rate"}

@@ -1,17 +1,17 @@
 """Rolling statistics per (service, template) and per service, in log-time windows.
 
-Counts are kept per window of `window_seconds`. When a window closes, each
-service's rows (row 0 = all records of the service, then one per template) are
-scored at once with numpy by the four methods ops teams know: EWMA mean/variance
-z-score, median/MAD, IQR fences and rate of change. A deviation needs two methods
-to agree; the reason names them, so one finding per thing, not four.
+Counts are kept per window of `window_seconds`. When a window closes, every row
+(one per service for all its records, one per (service, template)) of every
+service is scored in one numpy pass by the four methods ops teams know: EWMA
+mean/variance z-score, median/MAD, IQR fences and rate of change. A deviation
+needs two methods to agree and gives one finding, not four.
 
 Spikes are caught inside the open window: every close precomputes, per template,
 the count at which two methods would agree, so the per-record cost is a dict
 lookup and a compare, and a burst is flagged on the record that crosses the limit
 instead of a window later. Error ratio is checked the same way on error records.
-Silence (a service or a steady template stops) is checked from the log clock on
-every batch, including idle ticks.
+Silence (a service or a steady template stops while the rest of the stream flows)
+is checked from the log clock as it passes, including on idle ticks.
 
 Windows follow record timestamps: a window stays open `LATENESS` after its end for
 out-of-order records; records later than that are counted as late and left out,
@@ -49,10 +49,12 @@ SILENCE_EXPECTED = 30.0  # records expected but missing before silence alerts
 
 
 class _Window:
-    __slots__ = ("counts", "err_flags", "errors", "flags", "start", "total")
+    __slots__ = ("counts", "end", "err_flags", "errors", "flags", "number", "start", "total")
 
-    def __init__(self, start: float) -> None:
-        self.start = start
+    def __init__(self, number: int, width: float) -> None:
+        self.number = number
+        self.start = number * width
+        self.end = self.start + width
         self.total = 0
         self.errors = 0
         self.err_flags = 0
@@ -60,24 +62,58 @@ class _Window:
         self.flags: dict[str, int] = {}
 
 
-class _Service:
-    """Rolling state of one service: row 0 is the service total, then one row per
-    template, all advanced together at each window close."""
+CLOSED = _Window(-1, 0.0)  # empty range: never current
 
-    def __init__(self, name: str):
+
+class _Rows:
+    """Rolling state of every (service, key) row in one set of arrays, so closing a
+    window costs one vectorized pass whatever the number of services. Key "" is a
+    service's total."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.owner: list[_Service] = []
+        self.key: list[str] = []
+        self.pos = 0  # ring position in `hist`, shared: every row advances at each close
+        self._alloc(64)
+
+    def _alloc(self, cap: int) -> None:
+        def grow(a: np.ndarray | None, fill: float, dtype: type) -> np.ndarray:
+            out = np.full((cap, HISTORY) if dtype is np.float32 else cap, fill, dtype=dtype)
+            if a is not None:
+                out[: len(a)] = a
+            return out
+
+        old = getattr(self, "hist", None)
+        self.hist = grow(old, np.nan, np.float32)  # NaN = no data yet
+        for name, dtype in (("mean", np.float64), ("var", np.float64), ("prev", np.float64),
+                            ("n", np.int64), ("streak", np.int64), ("zero_run", np.int64),
+                            ("svc", np.int64), ("total", np.int64)):
+            setattr(self, name, grow(getattr(self, name, None), 0, dtype))
+
+    def add(self, owner: _Service, key: str) -> int:
+        r = self.count
+        if r >= len(self.mean):
+            self._alloc(2 * len(self.mean))
+        self.count += 1
+        self.owner.append(owner)
+        self.key.append(key)
+        self.svc[r] = owner.num
+        self.total[r] = owner.index.get("", r)
+        return r
+
+
+class _Service:
+    """Per-service state that is not a row: open windows, limits, errors, silence."""
+
+    def __init__(self, name: str, num: int, rows: _Rows):
         self.name = name
-        self.index: dict[str, int] = {"": 0}
-        self.keys: list[str] = [""]
-        cap = 16
-        self.hist = np.full((cap, HISTORY), np.nan, dtype=np.float32)  # NaN = no data yet
-        self.mean = np.zeros(cap)
-        self.var = np.zeros(cap)
-        self.prev = np.zeros(cap)
-        self.n = np.zeros(cap, dtype=np.int64)
-        self.streak = np.zeros(cap, dtype=np.int64)
-        self.zero_run = np.zeros(cap, dtype=np.int64)
-        self.pos = 0
+        self.num = num
+        self._rows = rows
+        self.index: dict[str, int] = {}
+        self.index[""] = rows.add(self, "")
         self.windows: dict[int, _Window] = {}
+        self.current = CLOSED  # the window most records go to, checked before `windows`
         # Per-template spike limit for the open window: (count, baseline mean, z scale).
         self.limits: dict[str, tuple[float, float, float]] = {}
         self.err_mean = 0.0  # EWMA of error records per window
@@ -91,28 +127,14 @@ class _Service:
 
     @property
     def rows(self) -> int:
-        return len(self.keys)
+        return len(self.index)
 
     def row(self, key: str) -> int | None:
         r = self.index.get(key)
-        if r is not None or len(self.keys) >= MAX_ROWS:
+        if r is not None or len(self.index) >= MAX_ROWS:
             return r
-        r = len(self.keys)
-        if r >= len(self.mean):
-            self._grow(2 * len(self.mean))
-        self.index[key] = r
-        self.keys.append(key)
+        r = self.index[key] = self._rows.add(self, key)
         return r
-
-    def _grow(self, cap: int) -> None:
-        def grow(a: np.ndarray) -> np.ndarray:
-            out = np.full((cap, *a.shape[1:]), np.nan if a.ndim == 2 else 0, dtype=a.dtype)
-            out[: len(a)] = a
-            return out
-
-        self.hist = grow(self.hist)
-        self.mean, self.var, self.prev = grow(self.mean), grow(self.var), grow(self.prev)
-        self.n, self.streak, self.zero_run = grow(self.n), grow(self.streak), grow(self.zero_run)
 
 
 class RollingStatsStage:
@@ -124,6 +146,7 @@ class RollingStatsStage:
         self.max_services = max_services
         self.width = settings.window_seconds
         self.lateness = settings.window_seconds * LATENESS
+        self.rows = _Rows()
         self.services: dict[str, _Service] = {}
         self.next_window = -1  # oldest window not yet closed; -1 until the first record
         self.late_records = 0
@@ -139,7 +162,7 @@ class RollingStatsStage:
                 st = self.services.get(name)
                 if st is not None:
                     return st
-            st = self.services[name] = _Service(name)
+            st = self.services[name] = _Service(name, len(self.services), self.rows)
         return st
 
     def process(self, batch: Batch) -> None:
@@ -151,26 +174,31 @@ class RollingStatsStage:
         if self.next_window < 0 and batch.records:
             self.next_window = int(min(r.ts for r in batch.records) // width)
         close_at = (self.next_window + 1) * width + lateness
+        # One compare per record guards the three rare events: a window to close, a
+        # silence check due, a timestamp from the future.
+        hurdle = min(close_at, self._next_silence_check, skew)
         for i, record in enumerate(batch.records):
             ts = record.ts
-            if ts > skew:
-                ts = skew
-            if ts >= close_at:
-                self._close_until(ts)
-                close_at = (self.next_window + 1) * width + lateness
-            if ts >= self._next_silence_check:
-                # A batch can span minutes of log time (a backlog, a replay): look for
-                # silence as log time passes, not only once per batch.
-                self._check_silence(ts)
-                self._next_silence_check = ts + width / 8
-            w = int(ts // width)
-            if w < self.next_window:
-                self.late_records += 1
-                continue
+            if ts >= hurdle:
+                if ts > skew:
+                    ts = skew
+                if ts >= close_at:
+                    self._close_until(ts)
+                    close_at = (self.next_window + 1) * width + lateness
+                if ts >= self._next_silence_check:
+                    # A batch can span minutes of log time (a backlog, a replay): look
+                    # for silence as log time passes, not only once per batch.
+                    self._check_silence(ts)
+                    self._next_silence_check = ts + width / 8
+                hurdle = min(close_at, self._next_silence_check, skew)
             st = services.get(record.service) or self._service(record.service)
-            window = st.windows.get(w)
-            if window is None:
-                window = st.windows[w] = _Window(w * width)
+            window = st.current
+            if not window.start <= ts < window.end:
+                found = self._window(st, ts)
+                if found is None:
+                    self.late_records += 1
+                    continue
+                window = found
             window.total += 1
             if ts > st.last_ts:
                 st.last_ts = ts
@@ -178,7 +206,7 @@ class RollingStatsStage:
                 window.errors += 1
                 if (window.errors >= MIN_ERRORS and st.err_n >= MIN_WINDOWS
                         and window.err_flags < MAX_FLAGS):
-                    self._check_errors(batch, i, st, window, w)
+                    self._check_errors(batch, i, st, window)
             tid = tids[i]
             if tid is None:
                 continue
@@ -192,6 +220,17 @@ class RollingStatsStage:
             if self.context.now >= close_at:
                 self._close_until(self.context.now)
 
+    def _window(self, st: _Service, ts: float) -> _Window | None:
+        """The open window `ts` falls in (made current), or None when already closed."""
+        w = int(ts // self.width)
+        if w < self.next_window:
+            return None
+        window = st.windows.get(w)
+        if window is None:
+            window = st.windows[w] = _Window(w, self.width)
+        st.current = window
+        return window
+
     def _flag_spike(self, batch: Batch, i: int, ts: float, st: _Service, window: _Window,
                     tid: str, count: int, limit: tuple[float, float, float]) -> None:
         flagged = window.flags.get(tid, 0)
@@ -202,7 +241,7 @@ class RollingStatsStage:
         threshold = self.settings.threshold
         score = score_at(count - mean, at - mean, threshold)
         row = st.index[tid]
-        escalate = 1 if st.streak[row] + 1 >= self.settings.consecutive_escalate else 0
+        escalate = 1 if self.rows.streak[row] + 1 >= self.settings.consecutive_escalate else 0
         # Explain against the part of the window that has passed: a burst 10 s into
         # the window is a rate, not a count.
         elapsed = min(1.0, max(0.05, (ts - window.start) / self.width))
@@ -213,10 +252,10 @@ class RollingStatsStage:
             "rate", score,
             f"rate of {tid} in {st.name} {base} {HISTORY * self.width / 3600:g}h baseline "
             f"(z={z:.1f})",
-            severity_for(score, threshold, escalate), _confidence(st.n[row]),
+            severity_for(score, threshold, escalate), _confidence(self.rows.n[row]),
         ))
 
-    def _check_errors(self, batch: Batch, i: int, st: _Service, window: _Window, w: int) -> None:
+    def _check_errors(self, batch: Batch, i: int, st: _Service, window: _Window) -> None:
         n, e = window.total, window.errors
         p = (st.err_mean + 0.5) / (st.tot_mean + 1.0)
         expected = n * p
@@ -227,7 +266,7 @@ class RollingStatsStage:
         score = score_at(e - expected, spread, threshold)
         window.err_flags += 1
         escalate = 1 if st.err_streak + 1 >= self.settings.consecutive_escalate else 0
-        st.err_flagged.add(w)
+        st.err_flagged.add(window.number)
         batch.add_reason(i, Reason(
             "error_ratio", score,
             f"error ratio in {st.name} {e / n:.0%} vs {p:.1%} baseline "
@@ -238,13 +277,21 @@ class RollingStatsStage:
     # -- silence (every batch, ticks too) ------------------------------------------------
 
     def _check_silence(self, now: float) -> None:
+        """A service is silent while the rest of the stream flows. When nothing at all
+        arrives, the shipper or ingest stopped: that is pipeline health (received
+        rate), not every service failing at once."""
+        services = self.services.values()
+        if not services or max(st.last_ts for st in services) < now - self.width / 2:
+            return
         threshold = self.settings.threshold
-        for st in self.services.values():
-            if st.last_ts >= now - self.width / 2 or st.n[0] < MIN_WINDOWS:
+        rows = self.rows
+        for st in services:
+            if st.last_ts >= now - self.width / 2 or rows.n[st.index[""]] < MIN_WINDOWS:
                 st.silent_since = None
                 continue
             gap = now - st.last_ts
-            expected = float(st.mean[0]) / self.width * gap
+            total = st.index[""]
+            expected = float(rows.mean[total]) / self.width * gap
             if expected < SILENCE_EXPECTED:
                 continue
             if st.silent_since is None:
@@ -257,7 +304,7 @@ class RollingStatsStage:
             self.context.findings.append(Finding(st.name, now, Reason(
                 "silence", score,
                 f"{st.name} silent for {_duration(gap)} (~{expected:.0f} records expected)",
-                severity_for(score, threshold, escalate), _confidence(st.n[0]),
+                severity_for(score, threshold, escalate), _confidence(rows.n[total]),
             )))
 
     # -- window close -------------------------------------------------------------------
@@ -270,116 +317,139 @@ class RollingStatsStage:
             # the empty stretch says nothing about any one service.
             self.next_window = last - HISTORY
         while self.next_window <= last:
-            for st in self.services.values():
-                self._close_window(st, self.next_window)
+            self._close_window(self.next_window)
             self.next_window += 1
 
-    def _close_window(self, st: _Service, w: int) -> None:
-        window = st.windows.pop(w, None)
-        for stale in [k for k in st.windows if k < w]:
-            st.windows.pop(stale)
-        if window is not None:
-            for tid in window.counts:
-                st.row(tid)
-        rows = st.rows
+    def _close_window(self, w: int) -> None:
+        R = self.rows
+        closed: list[tuple[_Service, _Window]] = []
+        for st in self.services.values():
+            window = st.windows.pop(w, None)
+            if st.current.number <= w:
+                st.current = CLOSED
+            if st.windows:
+                for stale in [k for k in st.windows if k < w]:
+                    st.windows.pop(stale)
+            if window is not None:
+                for tid in window.counts:
+                    st.row(tid)
+                closed.append((st, window))
+            self._update_errors(st, w, window)
+        rows = R.count
         c = np.zeros(rows)
-        if window is not None:
-            c[0] = window.total
+        flagged = np.zeros(rows, dtype=bool)
+        surged = np.zeros(len(self.services), dtype=bool)  # a template spiked in the service
+        for st, window in closed:
             idx = st.index
+            c[idx[""]] = window.total
             for tid, k in window.counts.items():
                 r = idx.get(tid)
                 if r is not None:
                     c[r] = k
-        mean, var, n = st.mean[:rows], st.var[:rows], st.n[:rows]
-        held = self._score_drops(st, w, c, window)
-        if st.silent_since is not None:
-            held = c == 0  # freeze the service's baseline while it is silent
-        self._update_errors(st, w, window)
+            if window.flags:
+                surged[st.num] = True
+                for tid in window.flags:
+                    flagged[idx[tid]] = True
+        silent_svc = np.fromiter((st.silent_since is not None for st in self.services.values()),
+                                 dtype=bool, count=len(self.services))
+        svc = R.svc[:rows]
+        service_silent = silent_svc[svc]
+        mean, var, n = R.mean[:rows], R.var[:rows], R.n[:rows]
+
+        ok = np.flatnonzero(n >= MIN_WINDOWS)
+        robust = _robust(R.hist[ok], n[ok]) if len(ok) else None
+        held = np.zeros(rows, dtype=bool)
+        if robust is not None:
+            self._findings(w, ok, robust, c, service_silent, surged, held)
+        held |= service_silent & (c == 0)  # hold a silent service's baseline
 
         std = np.sqrt(var + mean + 1.0)
-        mature = n >= MIN_WINDOWS
-        clipped = np.where(mature, np.minimum(c, mean + Z0 * std), c)
+        clipped = np.where(n >= MIN_WINDOWS, np.minimum(c, mean + Z0 * std), c)
         clipped = np.where(held, mean, clipped)
         delta = clipped - mean
         fresh = n == 0
-        st.mean[:rows] = np.where(fresh, c, mean + ALPHA * delta)
-        st.var[:rows] = np.where(fresh, 0.0, (1 - ALPHA) * (var + ALPHA * delta * delta))
-        st.hist[:rows, st.pos] = c
-        st.pos = (st.pos + 1) % HISTORY
-        st.prev[:rows] = c
-        st.n[:rows] += 1
-        st.zero_run[:rows] = np.where(c == 0, st.zero_run[:rows] + 1, 0)
-        flagged = np.zeros(rows, dtype=bool)
-        if window is not None:
-            for tid in window.flags:
-                r = st.index.get(tid)
-                if r is not None:
-                    flagged[r] = True
-        st.streak[:rows] = np.where(flagged, st.streak[:rows] + 1, 0)
-        self._set_limits(st)
+        R.mean[:rows] = np.where(fresh, c, mean + ALPHA * delta)
+        R.var[:rows] = np.where(fresh, 0.0, (1 - ALPHA) * (var + ALPHA * delta * delta))
+        R.hist[:rows, R.pos] = c
+        R.pos = (R.pos + 1) % HISTORY
+        R.prev[:rows] = c
+        R.n[:rows] += 1
+        R.zero_run[:rows] = np.where(c == 0, R.zero_run[:rows] + 1, 0)
+        R.streak[:rows] = np.where(flagged, R.streak[:rows] + 1, 0)
+        self._set_limits(ok, robust)
 
-    def _set_limits(self, st: _Service) -> None:
-        """Per template, the count at which two of the four methods would flag."""
-        rows = st.rows
-        ok = np.flatnonzero(st.n[:rows] >= MIN_WINDOWS)
-        ok = ok[ok > 0]
-        if not len(ok):
+    def _set_limits(
+        self, ok: np.ndarray, robust: tuple[np.ndarray, ...] | None
+    ) -> None:
+        """Per template, the count at which two of the four methods would flag. Uses
+        the robust statistics of the history before the window just closed."""
+        R = self.rows
+        for st in self.services.values():
             st.limits = {}
+        if robust is None:
             return
-        mean = st.mean[ok]
-        std = np.sqrt(st.var[ok] + mean + 1.0)
-        med, mad, q1, q3 = _robust(st.hist[ok], st.n[ok])
+        med, mad, q1, q3 = robust
+        keep = ok != R.total[ok]  # templates only; totals get no per-record limit
+        ok = ok[keep]
+        if not len(ok):
+            return
+        med, mad, q1, q3 = med[keep], mad[keep], q1[keep], q3[keep]
+        mean = R.mean[ok]
+        std = np.sqrt(R.var[ok] + mean + 1.0)
         at = np.sort(np.stack([
             mean + Z0 * std,
             med + R0 * (1.4826 * mad + np.sqrt(med) + 1.0),
             q3 + IQR0 * (q3 - q1 + np.sqrt(q3) + 1.0),
-            (st.prev[ok] + 1.0) * ROC0,
+            (R.prev[ok] + 1.0) * ROC0,
         ]), axis=0)[1]
         at = np.ceil(np.maximum(at, mean + MIN_EXCESS))
-        keys = st.keys
-        st.limits = {
-            keys[r]: (a, m, s)
-            for r, a, m, s in zip(ok.tolist(), at.tolist(), mean.tolist(), std.tolist(),
-                                  strict=True)
-        }
+        owner, key = R.owner, R.key
+        for r, a, m, s in zip(ok.tolist(), at.tolist(), mean.tolist(), std.tolist(),
+                              strict=True):
+            owner[r].limits[key[r]] = (a, m, s)
 
-    def _score_drops(
-        self, st: _Service, w: int, c: np.ndarray, window: _Window | None
-    ) -> np.ndarray:
+    def _findings(self, w: int, ok: np.ndarray, robust: tuple[np.ndarray, ...], c: np.ndarray,
+                  service_silent: np.ndarray, surged: np.ndarray, held: np.ndarray) -> None:
         """Record-less findings at close: a steady template gone quiet, a drop in rate,
-        or a service-wide surge no single template explains. Returns the rows found
-        silent, whose baseline is held while they stay silent."""
-        rows = st.rows
-        held = np.zeros(rows, dtype=bool)
-        if st.silent_since is not None:
-            return held  # the service silence finding covers its templates
-        ok = np.flatnonzero(st.n[:rows] >= MIN_WINDOWS)
-        if not len(ok):
-            return held
+        or a service-wide surge no single template explains. Marks in `held` the rows
+        found silent, whose baseline is held while they stay silent."""
+        R = self.rows
+        med, mad, q1, q3 = robust
         cc = c[ok]
-        mean = st.mean[ok]
-        std = np.sqrt(st.var[ok] + mean + 1.0)
+        mean = R.mean[ok]
+        std = np.sqrt(R.var[ok] + mean + 1.0)
         z = (cc - mean) / std
-        med, mad, q1, q3 = _robust(st.hist[ok], st.n[ok])
-        robust = (cc - med) / (1.4826 * mad + np.sqrt(med) + 1.0)
-        prev = st.prev[ok]
-        down = ((-z >= Z0).astype(int) + (-robust >= R0)
+        rz = (cc - med) / (1.4826 * mad + np.sqrt(med) + 1.0)
+        prev = R.prev[ok]
+        down = ((-z >= Z0).astype(int) + (-rz >= R0)
                 + ((q1 - cc) / (q3 - q1 + np.sqrt(q1) + 1.0) >= IQR0)
                 + ((prev + 1.0) / (cc + 1.0) >= ROC0))
-        zero_run = st.zero_run[ok]
+        up = ((z >= Z0).astype(int) + (rz >= R0)
+              + ((cc - q3) / (q3 - q1 + np.sqrt(q3) + 1.0) >= IQR0)
+              + ((cc + 1.0) / (prev + 1.0) >= ROC0))
+        zero_run = R.zero_run[ok]
+        total = R.total[ok]
+        is_total = ok == total
+        live = ~service_silent[ok]  # a silent service's own finding covers its rows
         # A window with nothing at all from the service is the service's silence (found
         # from the clock), not its templates'.
-        silent = ((cc == 0) & (mean >= SILENCE_EXPECTED) & (q1 >= 1.0) & (ok > 0)
-                  & (zero_run < HISTORY // 2) & (c[0] > 0))
-        dropped = (cc > 0) & (mean >= DROP_MIN_MEAN) & (down >= 2)
+        silent = (live & ~is_total & (cc == 0) & (mean >= SILENCE_EXPECTED) & (q1 >= 1.0)
+                  & (zero_run < HISTORY // 2) & (c[total] > 0))
+        dropped = live & (cc > 0) & (mean >= DROP_MIN_MEAN) & (down >= 2)
+        surge = (live & is_total & ~surged[R.svc[ok]] & (up >= 2)
+                 & (cc >= mean + MIN_EXCESS))
+        hits = np.flatnonzero(silent | dropped | surge)
+        if not len(hits):
+            return
         end = (w + 1) * self.width
         threshold = self.settings.threshold
         escalate_after = self.settings.consecutive_escalate
-        for j in np.flatnonzero(silent | dropped).tolist():
+        for j in hits.tolist():
             r = int(ok[j])
-            key = st.keys[r]
-            what = f"rate of {key} in {st.name}" if r else f"record rate of {st.name}"
-            m = float(mean[j])
+            st, key = R.owner[r], R.key[r]
+            what = f"rate of {key} in {st.name}" if key else f"record rate of {st.name}"
+            m, count = float(mean[j]), float(cc[j])
+            escalate = 0
             if silent[j]:
                 held[r] = True
                 run = int(zero_run[j]) + 1
@@ -388,29 +458,20 @@ class RollingStatsStage:
                 text = (f"{key} in {st.name} stopped for {_duration(run * self.width)} "
                         f"(~{m:.0f} per {self.width:g}s expected)")
                 escalate = 1 if run >= escalate_after else 0
-            else:
+            elif dropped[j]:
                 score = score_at(float(-z[j]), Z0, threshold)
                 kind = "rate"
-                text = (f"{what} dropped to {cc[j] / m:.2f}x its baseline "
-                        f"(z={z[j]:.1f}, ~{m - cc[j]:.0f} records missing)")
-                escalate = 0
+                text = (f"{what} dropped to {count / m:.2f}x its baseline "
+                        f"(z={z[j]:.1f}, ~{m - count:.0f} records missing)")
+            else:
+                score = score_at(float(z[j]), Z0, threshold)
+                kind = "rate"
+                text = (f"{what} {count / max(m, 1.0):.1f}x its baseline "
+                        f"(z={z[j]:.1f}, {count:.0f} in {self.width:g}s)")
             self.context.findings.append(Finding(st.name, end, Reason(
                 kind, score, text, severity_for(score, threshold, escalate),
-                _confidence(int(st.n[r])),
+                _confidence(int(R.n[r])),
             ), key or None))
-        if ok[0] == 0 and (window is None or not window.flags):
-            up = (int(z[0] >= Z0) + int(robust[0] >= R0)
-                  + int((cc[0] - q3[0]) / (q3[0] - q1[0] + np.sqrt(q3[0]) + 1.0) >= IQR0)
-                  + int((cc[0] + 1.0) / (prev[0] + 1.0) >= ROC0))
-            if up >= 2 and cc[0] >= mean[0] + MIN_EXCESS:
-                score = score_at(float(z[0]), Z0, threshold)
-                self.context.findings.append(Finding(st.name, end, Reason(
-                    "rate", score,
-                    f"record rate of {st.name} {cc[0] / max(mean[0], 1.0):.1f}x its baseline "
-                    f"(z={z[0]:.1f}, {cc[0]:.0f} in {self.width:g}s)",
-                    severity_for(score, threshold), _confidence(int(st.n[0])),
-                )))
-        return held
 
     def _update_errors(self, st: _Service, w: int, window: _Window | None) -> None:
         total = window.total if window is not None else 0
@@ -429,58 +490,58 @@ class RollingStatsStage:
             st.tot_mean += ALPHA * (total - st.tot_mean)
         st.err_n += 1
 
-    # -- feedback and persistence -------------------------------------------------------
+    # -- feedback, inspection and persistence ----------------------------------------------
 
     def forget(self, template_id: str) -> None:
-        """Drop a template's spike limit (feedback "normal"): its current rate becomes
-        the baseline as the next windows close."""
+        """Restart a template's baseline (feedback "normal"): its current rate becomes
+        the normal one as the next windows close."""
         for st in self.services.values():
             st.limits.pop(template_id, None)
             r = st.index.get(template_id)
             if r is not None:
-                st.n[r] = 0
+                self.rows.n[r] = 0
+                self.rows.hist[r] = np.nan
+
+    def baseline(self, service: str) -> dict[str, float]:
+        """EWMA mean records per window, by template ("" = the whole service)."""
+        st = self.services[service]
+        return {key: float(self.rows.mean[r]) for key, r in st.index.items()}
 
     def snapshot(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"next_window": self.next_window, "services": {}}
+        R = self.rows
+        out: dict[str, Any] = {"next_window": self.next_window, "pos": R.pos, "services": {}}
         for name, st in self.services.items():
-            rows = st.rows
+            keys = list(st.index)
+            idx = np.asarray([st.index[k] for k in keys])
             out["services"][name] = {
-                "keys": list(st.keys),
-                "hist": np.nan_to_num(st.hist[:rows], nan=-1.0).tolist(),
-                "mean": st.mean[:rows].tolist(),
-                "var": st.var[:rows].tolist(),
-                "prev": st.prev[:rows].tolist(),
-                "n": st.n[:rows].tolist(),
-                "streak": st.streak[:rows].tolist(),
-                "zero_run": st.zero_run[:rows].tolist(),
-                "pos": st.pos,
+                "keys": keys,
+                "hist": np.nan_to_num(R.hist[idx], nan=-1.0).tolist(),
+                **{f: getattr(R, f)[idx].tolist()
+                   for f in ("mean", "var", "prev", "n", "streak", "zero_run")},
                 "err": [st.err_mean, st.tot_mean, st.err_n, st.err_streak],
                 "last_ts": st.last_ts,
+                "limits": st.limits,
             }
         return out
 
     def restore(self, state: dict[str, Any]) -> None:
         self.next_window = int(state["next_window"])
+        R = self.rows
+        R.pos = int(state.get("pos", 0))
         for name, data in state["services"].items():
-            st = self.services[name] = _Service(name)
-            keys = [str(k) for k in data["keys"]]
-            st._grow(max(16, len(keys)))
-            st.keys = keys
-            st.index = {k: r for r, k in enumerate(keys)}
-            rows = len(keys)
-            hist = np.asarray(data["hist"], dtype=np.float32).reshape(rows, HISTORY)
-            st.hist[:rows] = np.where(hist < 0, np.nan, hist)
-            st.mean[:rows] = data["mean"]
-            st.var[:rows] = data["var"]
-            st.prev[:rows] = data["prev"]
-            st.n[:rows] = data["n"]
-            st.streak[:rows] = data["streak"]
-            st.zero_run[:rows] = data["zero_run"]
-            st.pos = int(data["pos"])
-            st.err_mean, st.tot_mean, st.err_n, st.err_streak = data["err"]
-            st.err_n, st.err_streak = int(st.err_n), int(st.err_streak)
+            st = self._service(name)
+            for key in data["keys"]:
+                st.row(str(key))
+            idx = np.asarray([st.index[str(k)] for k in data["keys"]])
+            hist = np.asarray(data["hist"], dtype=np.float32).reshape(len(idx), HISTORY)
+            R.hist[idx] = np.where(hist < 0, np.nan, hist)
+            for f in ("mean", "var", "prev", "n", "streak", "zero_run"):
+                getattr(R, f)[idx] = data[f]
+            st.err_mean, st.tot_mean, err_n, err_streak = data["err"]
+            st.err_n, st.err_streak = int(err_n), int(err_streak)
             st.last_ts = float(data["last_ts"])
-            self._set_limits(st)
+            st.limits = {str(k): (float(a), float(m), float(sd))
+                         for k, (a, m, sd) in data["limits"].items()}
 
 
 def _robust(
