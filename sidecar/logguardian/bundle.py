@@ -103,7 +103,8 @@ class Bundle:
     meta: dict[str, Any]
     vocab: Vocabulary
     window: int
-    nll_threshold: float
+    surprise_threshold: float
+    surprise_base: float
     session_model: SessionSetModel | None
     session_key: str | None
     end_templates: frozenset[int]
@@ -161,7 +162,8 @@ def load_bundle(path: Path | str) -> Bundle:
         texts = [str(entry["text"]) for entry in meta["vocab"]]
         ids = [str(entry["id"]) for entry in meta["vocab"]]
         window = int(meta["window"])
-        nll_threshold = float(meta["thresholds"]["sequence_nll"])
+        surprise_threshold = float(meta["thresholds"]["sequence_surprise"])
+        surprise_base = float(meta["thresholds"]["surprise_base"])
         session_doc = meta.get("session_model")
         session_model = SessionSetModel.from_json(session_doc) if session_doc else None
         end_templates = frozenset(int(i) for i in meta.get("end_templates", []))
@@ -204,7 +206,8 @@ def load_bundle(path: Path | str) -> Bundle:
                 from None
     vocab = Vocabulary(texts, ids, matcher)
     bundle = Bundle(
-        path=path, meta=meta, vocab=vocab, window=window, nll_threshold=nll_threshold,
+        path=path, meta=meta, vocab=vocab, window=window,
+        surprise_threshold=surprise_threshold, surprise_base=surprise_base,
         session_model=session_model, session_key=meta.get("session_key"),
         end_templates=end_templates, runner=runner,
         input_name=runner.get_inputs()[0].name, loaded_at=time.time(),

@@ -55,6 +55,7 @@ class Session:
     last_ts: float
     records: int = 0
     counts: dict[int, int] = field(default_factory=dict)
+    surprise: float = 0.0  # summed excess -log p over the bundle's base (see calibrate.py)
     flagged_at: int = 0  # 1-based record number of the first model flag, 0 = none
     last_record: Record | None = None
     last_template_id: str | None = None

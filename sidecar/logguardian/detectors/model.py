@@ -2,11 +2,12 @@
 
 Runs after the template miner. Every record with a session key extends its session's
 window of the last k templates; the bundle's ONNX model gives the probability of the
-record's template after that window (DeepLog-style). Sessions repeat heavily, so
-scores are cached by (window, template): a batch runs onnxruntime once, on only the
-windows it has not seen, and most records cost a dict lookup. When a session closes
-(idle timeout in stream time, or an end template) the session model checks the set
-of templates it contained.
+record's template after that window (DeepLog-style), and a session is flagged once
+its summed surprise (excess -log p over a base, see training/calibrate.py) passes the
+calibrated threshold. Sessions repeat heavily, so scores are cached by (window,
+template): a batch runs onnxruntime once, on only the windows it has not seen, and
+most records cost a dict lookup. When a session closes (idle timeout in stream time,
+or an end template) the session model checks the set of templates it contained.
 
 The bundle hot-reloads: a starter polls its files and loads a changed bundle off the
 worker thread; the worker swaps it in at the start of its next batch, so no record
@@ -258,18 +259,24 @@ class ModelStage:
     def _score(self, batch: Batch, bundle: Bundle,
                todo: list[tuple[int, tuple[tuple[int, ...], int], Session, int]]) -> None:
         scores = self._scores
-        threshold = bundle.nll_threshold
+        threshold = bundle.surprise_threshold
+        base = bundle.surprise_base
+        anchor = self.anchor
         for i, item, session, number in todo:
             nll = scores[item]
-            if nll < threshold:
+            if nll <= base:
                 continue
-            score = self.anchor + (1 - self.anchor) * min(1.0, (nll - threshold) / threshold)
+            session.surprise += nll - base
+            if session.surprise < threshold:
+                continue
+            score = anchor + (1 - anchor) * min(1.0, (session.surprise - threshold) / threshold)
             window, idx = item
             previous = next((t for t in reversed(window) if t != PAD), PAD)
             batch.add_reason(i, Reason(
                 "sequence", score,
                 f"template '{bundle.vocab.text(idx)}' is unexpected in session {session.key} "
-                f"after '{bundle.vocab.text(previous)}' (p={math.exp(-nll):.1e})",
+                f"after '{bundle.vocab.text(previous)}' (p={math.exp(-nll):.1e}; session "
+                f"surprise {session.surprise:.1f} >= {threshold:.1f})",
                 _severity(score), 1.0,
             ))
             if not session.flagged_at or number < session.flagged_at:

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from ..bundle import write_bundle
 from ..detectors.session_model import SessionSetModel
-from .calibrate import choose_threshold, fpr, session_max_nll
+from .calibrate import SURPRISE_BASE, choose_threshold, fpr, session_surprise
 from .dataset import build_dataset, end_templates, read_records, windows
 
 
@@ -66,7 +66,7 @@ def train_bundle(files: Sequence[Path], out: Path, options: TrainOptions) -> dic
     def predict(batch: Any) -> Any:
         return runner.run(None, {input_name: batch})[0]
 
-    held_scores = session_max_nll(predict, heldout, options.window)
+    held_scores = session_surprise(predict, heldout, options.window)
     threshold, quantile = choose_threshold(held_scores, options.target_fpr)
     sets = SessionSetModel.fit(fit)
     sets.calibrate(heldout, options.target_fpr)
@@ -89,8 +89,9 @@ def train_bundle(files: Sequence[Path], out: Path, options: TrainOptions) -> dic
                 zip(data.vocab_ids, data.vocab_texts, data.vocab_counts, strict=True))
         ],
         "thresholds": {
-            "sequence_nll": threshold,
-            "heldout_quantile_nll": quantile,
+            "sequence_surprise": threshold,
+            "surprise_base": SURPRISE_BASE,
+            "heldout_quantile_surprise": quantile,
             "target_fpr": options.target_fpr,
         },
         "session_model": sets.to_json(),
