@@ -1,0 +1,198 @@
+"""Elasticsearch faults: a 60 s outage in the middle of a replay, a spool that outlives
+the sidecar, and a frozen node that must not slow ingest. Afterwards every annotation
+the sidecar found is in ES exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+from logguardian.config import Elasticsearch as EsSettings
+from logguardian.config import Settings
+from logguardian.exporters.elasticsearch import ElasticsearchExporter
+from logguardian.metrics import Metrics
+from logguardian.pipeline import Batch
+from logguardian.server import Sidecar
+from logguardian.signals import Annotation, Reason
+from services.fixtures import ElasticsearchNode, _free_port
+from services.traffic import anomaly_ids, normal_records, novel_records, post_logs
+
+SERVICES = ("checkout", "catalog", "payments")
+OUTAGE_SECONDS = 60.0
+
+
+def stream_name() -> str:
+    return f"logs-logguardian.anomalies-t{uuid.uuid4().hex[:10]}"
+
+
+def sidecar_settings(make_settings: Callable[..., Settings], url: str, stream: str) -> Settings:
+    return make_settings(
+        detectors={"warmup_records": 50},
+        exporters={"elasticsearch": {"url": url, "data_stream": stream, "flush_seconds": 0.2}},
+    )
+
+
+async def drained(exporter: ElasticsearchExporter, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while exporter.pending:
+        assert time.monotonic() < deadline, (
+            f"{exporter.pending} still waiting: {exporter.status()}")
+        await asyncio.sleep(0.2)
+
+
+def gauge(metrics: Metrics, name: str) -> float:
+    return getattr(metrics, name).labels("elasticsearch")._value.get()
+
+
+async def test_es_down_60s_mid_replay_every_annotation_lands_exactly_once(
+    elasticsearch: ElasticsearchNode, make_settings: Callable[..., Settings]
+) -> None:
+    stream = stream_name()
+    sidecar = Sidecar(sidecar_settings(make_settings, elasticsearch.url, stream))
+    await sidecar.start()
+    exporter: ElasticsearchExporter = sidecar.components.handles["elasticsearch"]
+    port = sidecar.http_port
+    line = 1
+    try:
+        async with aiohttp.ClientSession() as http:
+            for service in SERVICES:
+                await post_logs(http, port, normal_records(service, 100))
+
+            async def replay_step() -> None:
+                nonlocal line
+                for service in SERVICES:
+                    await post_logs(http, port, normal_records(service, 20)
+                                    + novel_records(service, line, 2))
+                line += 2
+
+            for _ in range(5):  # ES up
+                await replay_step()
+            await drained(exporter, 30)
+            before_outage = len(await anomaly_ids(http, port))
+            assert before_outage > 0 and elasticsearch.count(stream) == before_outage
+
+            await asyncio.to_thread(elasticsearch.stop)
+            outage_started = time.monotonic()
+            spooled = 0.0
+            while time.monotonic() - outage_started < OUTAGE_SECONDS:
+                await replay_step()  # the receiver keeps answering 200 (post_logs checks)
+                spooled = max(spooled, gauge(sidecar.metrics, "exporter_spool_bytes"))
+                await asyncio.sleep(3.0)
+            during = len(await anomaly_ids(http, port)) - before_outage
+            assert during > 0, "the outage must fall in the middle of the findings"
+            assert spooled > 0, "what ES could not take went to the spool"
+            assert not exporter.connected
+
+            await asyncio.to_thread(elasticsearch.start)
+            for _ in range(3):  # and the replay goes on after ES is back
+                await replay_step()
+            await drained(exporter, 90)
+            found = await anomaly_ids(http, port)
+    finally:
+        await sidecar.stop()
+
+    hits = elasticsearch.search(stream, size=10_000)
+    ids = [h["_id"] for h in hits]
+    assert len(ids) == len(set(ids)) == len(found), "exactly once: count equality"
+    assert set(ids) == found
+    assert gauge(sidecar.metrics, "exporter_spool_bytes") == 0
+    assert sidecar.metrics.exporter_dropped.labels("elasticsearch", "spool_full")._value.get() == 0
+
+
+def annotation(i: int) -> Annotation:
+    return Annotation(
+        id=f"spooled-{i:04d}", ts=1_795_000_000.0 + i, service="checkout",
+        message=f"ERROR payment {i} declined", level="error", score=0.9,
+        reasons=[Reason("novelty", 0.9, "new template", "high")], template_id="t1",
+        template_text="ERROR payment <NUM> declined",
+    )
+
+
+async def test_spool_survives_a_restart_and_drains_in_order(
+    elasticsearch: ElasticsearchNode, tmp_path: Path
+) -> None:
+    stream = stream_name()
+    dead_url = f"http://127.0.0.1:{_free_port()}"  # nothing listens: ES "down"
+    first = ElasticsearchExporter(
+        EsSettings(url=dead_url, data_stream=stream, flush_seconds=0.1, batch_docs=100),
+        tmp_path, Metrics())
+    await first.start()
+    for chunk in range(5):
+        batch = Batch(records=[], now=time.time())
+        batch.annotations.extend(annotation(chunk * 100 + i) for i in range(100))
+        first.export(batch)
+    deadline = time.monotonic() + 30
+    while len(first.spool) < 400 and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    await first.stop()  # the sidecar goes away with ES still down
+    assert len(first.spool) == 500, "nothing lost: all of it is on disk"
+
+    metrics = Metrics()
+    second = ElasticsearchExporter(
+        EsSettings(url=elasticsearch.url, data_stream=stream, flush_seconds=0.1,
+                   batch_docs=100), tmp_path, metrics)
+    assert second.pending == 500
+    await second.start()
+    await drained(second, 60)
+    await second.stop()
+
+    hits = elasticsearch.search(stream, size=1000)
+    assert len(hits) == 500
+    # One shard: _seq_no is the order ES indexed them — the order they were found.
+    ordered = [h["_id"] for h in sorted(
+        elasticsearch.request("POST", f"/{stream}/_search", {
+            "size": 1000, "seq_no_primary_term": True, "query": {"match_all": {}},
+        })["hits"]["hits"], key=lambda h: h["_seq_no"])]
+    assert ordered == [f"spooled-{i:04d}" for i in range(500)]
+    assert metrics.exporter_sent.labels("elasticsearch")._value.get() == 500
+
+
+async def test_frozen_es_never_blocks_ingest(
+    elasticsearch: ElasticsearchNode, make_settings: Callable[..., Settings]
+) -> None:
+    stream = stream_name()
+    sidecar = Sidecar(sidecar_settings(make_settings, elasticsearch.url, stream))
+    await sidecar.start()
+    exporter: ElasticsearchExporter = sidecar.components.handles["elasticsearch"]
+    port = sidecar.http_port
+    sent = 0
+    try:
+        async with aiohttp.ClientSession() as http:
+            await post_logs(http, port, normal_records("checkout", 100))
+            sent += 100
+            elasticsearch.pause()  # accepts connections, never answers
+            worst = 0.0
+            for step in range(15):
+                started = time.monotonic()
+                await post_logs(http, port, normal_records("checkout", 500)
+                                + novel_records("checkout", 1 + step * 5, 5))
+                worst = max(worst, time.monotonic() - started)
+                sent += 505
+                await asyncio.sleep(0.5)
+            # Ingest went on: everything was processed while ES was frozen.
+            deadline = time.monotonic() + 10
+            records = sidecar.metrics.records.labels("checkout")
+            while records._value.get() < sent and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            assert records._value.get() == sent
+            assert sidecar.pipeline.depth == 0
+            assert worst < 2.0, f"a POST took {worst:.2f}s while ES was frozen"
+            # The exporter holds the findings, and says so.
+            assert gauge(sidecar.metrics, "exporter_pending") > 0
+            deadline = time.monotonic() + 20  # the stuck request times out → spool
+            while gauge(sidecar.metrics, "exporter_spool_bytes") == 0:
+                assert time.monotonic() < deadline, exporter.status()
+                await asyncio.sleep(0.2)
+            elasticsearch.resume()
+            await drained(exporter, 60)
+            found = await anomaly_ids(http, port)
+    finally:
+        elasticsearch.resume()
+        await sidecar.stop()
+    assert len(found) > 0
+    ids = [h["_id"] for h in elasticsearch.search(stream, size=10_000)]
+    assert len(ids) == len(set(ids)) and set(ids) == found
