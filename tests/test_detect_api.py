@@ -90,6 +90,8 @@ async def test_incidents_from_replayed_traffic_and_restart(
     finally:
         await sidecar.stop()
     assert (settings.state_dir / "detection.json").is_file()
+    stored_incidents = sidecar.components.handles["store"].incidents(open_only=True)
+    assert pay[0]["id"] in {i["id"] for i in stored_incidents}, "incidents reach the store"
 
     # Restart on the same state dir: baselines, known templates and the open
     # incident are back; the next minutes of traffic raise nothing new.

@@ -115,7 +115,7 @@ class _Service:
         self.windows: dict[int, _Window] = {}
         self.current = CLOSED  # the window most records go to, checked before `windows`
         # Per-template spike limit for the open window: (count, baseline mean, z scale).
-        self.limits: dict[str, tuple[float, float, float]] = {}
+        self.limits: dict[str, Limit] = {}
         self.err_mean = 0.0  # EWMA of error records per window
         self.tot_mean = 0.0  # EWMA of records per window (unclipped, for the ratio)
         self.err_n = 0
@@ -232,12 +232,12 @@ class RollingStatsStage:
         return window
 
     def _flag_spike(self, batch: Batch, i: int, ts: float, st: _Service, window: _Window,
-                    tid: str, count: int, limit: tuple[float, float, float]) -> None:
+                    tid: str, count: int, limit: Limit) -> None:
         flagged = window.flags.get(tid, 0)
         if flagged >= MAX_FLAGS:
             return
         window.flags[tid] = flagged + 1
-        at, mean, scale = limit
+        at, mean, scale, methods = limit
         threshold = self.settings.threshold
         score = score_at(count - mean, at - mean, threshold)
         row = st.index[tid]
@@ -251,7 +251,7 @@ class RollingStatsStage:
         batch.add_reason(i, Reason(
             "rate", score,
             f"rate of {tid} in {st.name} {base} {HISTORY * self.width / 3600:g}h baseline "
-            f"(z={z:.1f})",
+            f"(z={z:.1f}; {_agreeing(count, methods)})",
             severity_for(score, threshold, escalate), _confidence(self.rows.n[row]),
         ))
 
@@ -396,17 +396,17 @@ class RollingStatsStage:
         med, mad, q1, q3 = med[keep], mad[keep], q1[keep], q3[keep]
         mean = R.mean[ok]
         std = np.sqrt(R.var[ok] + mean + 1.0)
-        at = np.sort(np.stack([
+        methods = np.stack([
             mean + Z0 * std,
             med + R0 * (1.4826 * mad + np.sqrt(med) + 1.0),
             q3 + IQR0 * (q3 - q1 + np.sqrt(q3) + 1.0),
             (R.prev[ok] + 1.0) * ROC0,
-        ]), axis=0)[1]
-        at = np.ceil(np.maximum(at, mean + MIN_EXCESS))
+        ])
+        at = np.ceil(np.maximum(np.sort(methods, axis=0)[1], mean + MIN_EXCESS))
         owner, key = R.owner, R.key
-        for r, a, m, s in zip(ok.tolist(), at.tolist(), mean.tolist(), std.tolist(),
-                              strict=True):
-            owner[r].limits[key[r]] = (a, m, s)
+        for r, a, m, s, each in zip(ok.tolist(), at.tolist(), mean.tolist(), std.tolist(),
+                                    methods.T.round(1).tolist(), strict=True):
+            owner[r].limits[key[r]] = (a, m, s, tuple(each))
 
     def _findings(self, w: int, ok: np.ndarray, robust: tuple[np.ndarray, ...], c: np.ndarray,
                   service_silent: np.ndarray, surged: np.ndarray, held: np.ndarray) -> None:
@@ -421,12 +421,13 @@ class RollingStatsStage:
         z = (cc - mean) / std
         rz = (cc - med) / (1.4826 * mad + np.sqrt(med) + 1.0)
         prev = R.prev[ok]
-        down = ((-z >= Z0).astype(int) + (-rz >= R0)
-                + ((q1 - cc) / (q3 - q1 + np.sqrt(q1) + 1.0) >= IQR0)
-                + ((prev + 1.0) / (cc + 1.0) >= ROC0))
-        up = ((z >= Z0).astype(int) + (rz >= R0)
-              + ((cc - q3) / (q3 - q1 + np.sqrt(q3) + 1.0) >= IQR0)
-              + ((cc + 1.0) / (prev + 1.0) >= ROC0))
+        down_votes = np.stack([-z >= Z0, -rz >= R0,
+                               (q1 - cc) / (q3 - q1 + np.sqrt(q1) + 1.0) >= IQR0,
+                               (prev + 1.0) / (cc + 1.0) >= ROC0])
+        up_votes = np.stack([z >= Z0, rz >= R0,
+                             (cc - q3) / (q3 - q1 + np.sqrt(q3) + 1.0) >= IQR0,
+                             (cc + 1.0) / (prev + 1.0) >= ROC0])
+        down, up = down_votes.sum(axis=0), up_votes.sum(axis=0)
         zero_run = R.zero_run[ok]
         total = R.total[ok]
         is_total = ok == total
@@ -462,12 +463,14 @@ class RollingStatsStage:
                 score = score_at(float(-z[j]), Z0, threshold)
                 kind = "rate"
                 text = (f"{what} dropped to {count / m:.2f}x its baseline "
-                        f"(z={z[j]:.1f}, ~{m - count:.0f} records missing)")
+                        f"(z={z[j]:.1f}, ~{m - count:.0f} records missing; "
+                        f"{_named(down_votes[:, j])})")
             else:
                 score = score_at(float(z[j]), Z0, threshold)
                 kind = "rate"
                 text = (f"{what} {count / max(m, 1.0):.1f}x its baseline "
-                        f"(z={z[j]:.1f}, {count:.0f} in {self.width:g}s)")
+                        f"(z={z[j]:.1f}, {count:.0f} in {self.width:g}s; "
+                        f"{_named(up_votes[:, j])})")
             self.context.findings.append(Finding(st.name, end, Reason(
                 kind, score, text, severity_for(score, threshold, escalate),
                 _confidence(int(R.n[r])),
@@ -540,8 +543,22 @@ class RollingStatsStage:
             st.err_mean, st.tot_mean, err_n, err_streak = data["err"]
             st.err_n, st.err_streak = int(err_n), int(err_streak)
             st.last_ts = float(data["last_ts"])
-            st.limits = {str(k): (float(a), float(m), float(sd))
-                         for k, (a, m, sd) in data["limits"].items()}
+            st.limits = {str(k): (float(a), float(m), float(sd), tuple(each))
+                         for k, (a, m, sd, each) in data["limits"].items()}
+
+
+METHODS = ("EWMA z", "MAD", "IQR", "rate of change")
+# Per template for the open window: (count that flags, baseline mean, z scale, the
+# count at which each of METHODS alone would flag).
+Limit = tuple[float, float, float, tuple[float, ...]]
+
+
+def _agreeing(count: int, methods: tuple[float, ...]) -> str:
+    return _named([count >= at for at in methods])
+
+
+def _named(votes: Any) -> str:
+    return " + ".join(name for name, vote in zip(METHODS, votes, strict=True) if vote) + " agree"
 
 
 def _robust(
