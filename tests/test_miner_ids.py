@@ -93,3 +93,27 @@ def test_missing_snapshot_starts_empty(tmp_path: Path) -> None:
     miner = TemplateMiner(Templates())
     assert miner.load(tmp_path / "nothing-here") is False
     assert len(miner) == 0
+
+
+def test_first_and_last_seen_follow_record_time_and_services_are_counted() -> None:
+    """Replayed logs carry old timestamps: first/last seen come from the records."""
+    miner = TemplateMiner()
+    miner.add_batch(["job 1 ok", "job 2 ok", "job 3 ok"], ["a", "b", "a"],
+                    [1_000.0, 1_005.0, 1_010.0])
+    miner.add("job 4 ok", "c", 2_000.0)
+    (info,) = miner.templates()
+    assert (info.first_seen, info.last_seen) == (1_000.0, 2_000.0)
+    assert info.services == {"a": 2, "b": 1, "c": 1}
+    assert miner.service_template_counts() == {"a": 1, "b": 1, "c": 1}
+
+
+def test_per_template_service_counts_are_bounded() -> None:
+    from logguardian.templates.miner import MAX_SERVICES_PER_TEMPLATE, OTHER_SERVICE
+
+    miner = TemplateMiner()
+    n = MAX_SERVICES_PER_TEMPLATE + 40
+    miner.add_batch(["ping 1"] * n, [f"svc-{i}" for i in range(n)], 1.0)
+    (info,) = miner.templates()
+    assert len(info.services) == MAX_SERVICES_PER_TEMPLATE + 1
+    assert info.services[OTHER_SERVICE] == 40
+    assert info.count == n

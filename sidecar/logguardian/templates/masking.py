@@ -71,25 +71,30 @@ _POD = "[bcdfghjklmnpqrstvwxz2-9]"
 # into many positions, specific shapes (UUID, IP) before bare numbers, and the
 # folding rules last because they read placeholders.
 RULES: tuple[Rule, ...] = (
-    _rule(r"\b[a-z][a-z0-9+.-]*://[^\s\"'<>]+", "<URL>", "://"),
+    _rule(r"[a-z](?<![\w+.-][a-z])[a-z0-9+.-]*://[^\s\"'<>]+", "<URL>", "://"),
     _rule(r"/(?<![\w./<>-]/)[\w.@%+~:-]+(?:/[\w.@%+~:-]+)+/?(?:\?[^\s\"'<>]*)?", "<PATH>", "/"),
     # 2024-01-31T12:00:00.123Z, 2015-10-18 18:01:47,978
     _rule(r"\d{4}-\d{2}-\d{2}[T ]\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?\b",
-          "<TS>", ":", digits=True),
+          "<TS>", ":", digits=True, probe=r"-\d\d-\d\d[T ]\d"),
     # Sun Jul 3 12:00:01 2005, Jun 14 15:16:01 (syslog)
-    _rule(r"\b(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) +)?(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct"
-          r"|Nov|Dec) +\d{1,2} +\d{1,2}:\d{2}:\d{2}(?: +\d{4})?\b", "<TS>", *_MONTHS, digits=True),
+    _rule(r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun|Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+          r"(?<!\w...) +(?:(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) +)?"
+          r"\d{1,2} +\d{1,2}:\d{2}:\d{2}(?: +\d{4})?\b", "<TS>", *_MONTHS, digits=True),
     _rule(rf"{_HEXCH}{{8}}-{_HEXCH}{{4}}-{_HEXCH}{{4}}-{_HEXCH}{{4}}-{_HEXCH}{{12}}\b",
-          "<UUID>", "-", digits=True),
-    _rule(r"\b[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+\b", "<EMAIL>", "@"),
+          "<UUID>", "-", digits=True, probe=rf"-{_HEXCH}{{4}}-{_HEXCH}{{4}}-"),
+    _rule(r"\b[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+\b", "<EMAIL>", "@",
+          probe=r"@[A-Za-z0-9-]+\.[A-Za-z]"),
     _rule(rf"{_HEXCH}{{2}}(?<!\w{_HEXCH}{{2}}):(?:{_HEXCH}{{2}}:){{4}}{_HEXCH}{{2}}\b", "<MAC>",
-          ":", digits=True),
+          ":", digits=True, probe=rf":{_HEXCH}{{2}}:{_HEXCH}{{2}}:"),
     # Host names: dotted names ending in a common top-level domain.
-    _rule(r"(?<![\w.-])(?:[A-Za-z0-9-]+\.)+" + _TLD + r"\b(?![.-])", "<HOST>",
+    _rule(r"[A-Za-z0-9](?<![\w.-][A-Za-z0-9])[A-Za-z0-9-]*\.(?:[A-Za-z0-9-]+\.)*" + _TLD
+          + r"\b(?![.-])", "<HOST>",
           probe=r"\." + _TLD + r"\b"),
-    _rule(r"\d(?<![\w.]\d)\d{0,2}(?:\.\d{1,3}){3}(?![\w.]*\d)", "<IP>", ".", digits=True),
+    _rule(r"\d(?<![\w.]\d)\d{0,2}(?:\.\d{1,3}){3}(?![\w.]*\d)", "<IP>", ".", digits=True,
+          probe=r"\.\d{1,3}\.\d{1,3}\."),
     _rule(rf"{_HEXCH}(?<![\w:]{_HEXCH}){_HEXCH}{{0,3}}:(?:{_HEXCH}{{1,4}}:){{6}}{_HEXCH}{{1,4}}"
-          r"(?![\w:])", "<IP>", ":", digits=True),
+          r"(?![\w:])", "<IP>", ":", digits=True,
+          probe=rf":{_HEXCH}{{1,4}}:{_HEXCH}{{1,4}}:{_HEXCH}{{1,4}}:"),
     _rule(rf"(?<![\w:>])(?=[0-9a-fA-F:]*\d)(?:{_HEXCH}{{1,4}}(?::{_HEXCH}{{1,4}})*)?::"
           rf"(?:{_HEXCH}{{1,4}}(?::{_HEXCH}{{1,4}})*)?(?![\w:])", "<IP>", "::", digits=True),
     # Kubernetes pod names: <deployment>-<replicaset hash>-<5 char suffix>

@@ -19,7 +19,7 @@ import hashlib
 import re
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..config import Templates as TemplateSettings
@@ -31,6 +31,9 @@ TRUNCATED = "<…>"
 # Caches are dropped wholesale when they reach these sizes: cheaper than LRU
 # bookkeeping on every line, and they refill from the next few batches.
 SHAPE_CACHE_MAX = 200_000
+# Per-template service counts beyond this many services are pooled as "other".
+MAX_SERVICES_PER_TEMPLATE = 64
+OTHER_SERVICE = "other"
 EXACT_CACHE_MAX = 100_000
 
 
@@ -98,10 +101,11 @@ class TemplateMiner:
         t = self._templates.get(self.resolve(tid))
         return t.text if t is not None else None
 
-    def templates(self) -> Iterator[TemplateInfo]:
-        for t in self._templates.values():
-            yield TemplateInfo(t.id, t.text, t.count, dict(t.services), t.first_seen,
-                               t.last_seen)
+    def templates(self) -> list[TemplateInfo]:
+        """A copy of every template's info. The miner belongs to the pipeline worker:
+        callers on other threads hold `Pipeline.lock` while calling this."""
+        return [TemplateInfo(t.id, t.text, t.count, dict(t.services), t.first_seen, t.last_seen)
+                for t in self._templates.values()]
 
     def get(self, tid: str) -> TemplateInfo | None:
         t = self._templates.get(self.resolve(tid))
@@ -150,22 +154,24 @@ class TemplateMiner:
     ) -> tuple[list[str], list[str]]:
         """`add_batch` as two aligned lists (template ids, template texts): what the
         pipeline stage stores, without a tuple per record."""
-        ids = self.assign(messages)
+        ids = self.assign(messages, ts)
         templates = self._templates
         text_of = {tid: templates[tid].text for tid in set(ids)}
         texts = list(map(text_of.__getitem__, ids))
         self._count(ids, services, ts)
         return ids, texts
 
-    def assign(self, messages: Sequence[str]) -> list[str]:
-        """Template id per message (learning, but not counting)."""
+    def assign(
+        self, messages: Sequence[str], ts: Sequence[float] | float | None = None
+    ) -> list[str]:
+        """Template id per message (learning, but not counting). `ts` only dates
+        the templates this call creates."""
         if not messages:
             return []
         lines, keys = masking.prepare(messages, self.settings.max_line_bytes)
         shape = self._shape
         ids: list[str | None] = list(map(shape.get, keys))
         if None in ids:
-            merges_before = len(self._merged)
             misses = [i for i, tid in enumerate(ids) if tid is None]
             masked = masking.mask_many([lines[i] for i in misses], [keys[i] for i in misses])
             exact = self._exact
@@ -174,14 +180,18 @@ class TemplateMiner:
             for i, m in zip(misses, masked, strict=True):
                 tid = exact.get(m)
                 if tid is None:
-                    tid = self._learn(m)
+                    when = (time.time() if ts is None
+                            else float(ts) if isinstance(ts, float | int) else ts[i])
+                    tid = self._learn(m, when)
                     if len(exact) >= EXACT_CACHE_MAX:
                         exact.clear()
                     exact[m] = tid
                 ids[i] = tid
                 shape[keys[i]] = tid
-            if len(self._merged) != merges_before:
-                ids = [self.resolve(t) for t in ids]  # type: ignore[arg-type]
+        merged = self._merged
+        if merged and not merged.keys().isdisjoint(ids):
+            # Cache entries written before a merge still name the younger id.
+            ids = [self.resolve(t) for t in ids]  # type: ignore[arg-type]
         self.lines += len(ids)
         return ids  # type: ignore[return-value]
 
@@ -202,6 +212,9 @@ class TemplateMiner:
             t = templates[tid]
             t.count += n
             seen = t.services.get(service)
+            if seen is None and len(t.services) >= MAX_SERVICES_PER_TEMPLATE:
+                service = OTHER_SERVICE
+                seen = t.services.get(service)
             if seen is None:
                 t.services[service] = n
                 self._service_templates[service] += 1
@@ -268,7 +281,7 @@ class TemplateMiner:
                     siblings.setdefault(tuple(words), []).append(cand)
         return best, siblings
 
-    def _learn(self, masked: str) -> str:
+    def _learn(self, masked: str, when: float) -> str:
         toks = self._units(masked)
         best, siblings = self._scan(toks)
         if best is not None:
@@ -284,7 +297,7 @@ class TemplateMiner:
             for other in group[1:]:
                 survivor = self._generalize(survivor, other.units)
             return self._generalize(survivor, toks).id
-        return self._create(toks).id
+        return self._create(toks, when).id
 
     @staticmethod
     def _may_vary(toks: list[str], group: list[Template], positions: tuple[int, ...]) -> bool:
@@ -305,8 +318,7 @@ class TemplateMiner:
                 return False
         return True
 
-    def _create(self, toks: list[str]) -> Template:
-        now = time.time()
+    def _create(self, toks: list[str], now: float) -> Template:
         self._seq += 1
         text = "".join(toks).rstrip() or EMPTY_TEMPLATE
         base = template_id(text)
@@ -355,21 +367,24 @@ class TemplateMiner:
                 old.services[service] = n
         old.first_seen = min(old.first_seen, young.first_seen)
         old.last_seen = max(old.last_seen, young.last_seen)
-        self._drop(young)
+        self._drop(young, forget_lines=False)
         self._merged[young.id] = old.id
         for src, dst in self._merged.items():
             if dst == young.id:
                 self._merged[src] = old.id
 
-    def _drop(self, t: Template) -> None:
+    def _drop(self, t: Template, forget_lines: bool = True) -> None:
+        """Remove a template. Cached lines that pointed at it are forgotten, unless
+        it was merged: then they still resolve through the merge map."""
         del self._templates[t.id]
         bucket = self._bucket(t.units)
         for i, other in enumerate(bucket):
             if other is t:
                 del bucket[i]
                 break
-        self._shape.clear()
-        self._exact.clear()
+        if forget_lines:
+            self._shape.clear()
+            self._exact.clear()
         self.version += 1
 
     def _evict(self) -> None:
