@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from conftest import SHARED
 from logguardian.templates.evaluate import evaluate, load_loghub, score
+from logguardian.templates.miner import TemplateMiner
 
 LOGHUB = SHARED / "data" / "loghub"
 DATASETS = sorted(p.name for p in LOGHUB.iterdir() if p.is_dir()) if LOGHUB.is_dir() else []
@@ -39,3 +46,37 @@ def test_scoring_counts_only_exact_groups() -> None:
     split = score("x", ["1", "9", "2", "2", "3"], tmpl, truth, tmpl)
     assert split.ga == pytest.approx(0.6)
     assert split.fga == pytest.approx(2 * (2 / 4) * (2 / 3) / (2 / 4 + 2 / 3))
+
+
+def _replay_events() -> dict[int, tuple[str, str, str]]:
+    spec = importlib.util.spec_from_file_location("hdfs_replay",
+                                                  SHARED / "tools" / "hdfs_replay.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.EVENTS
+
+
+def test_raw_hdfs_replay_lines_group_exactly_by_event(tmp_path: Path) -> None:
+    """Whole raw lines (date, pid, level, component, message), as `logguardian mine`
+    and the session model see them: one template per HDFS event, no more, no less."""
+    hdfs = SHARED / "data" / "hdfs"
+    out = tmp_path / "hdfs.log"
+    with out.open("w") as fh:
+        subprocess.run([sys.executable, str(SHARED / "tools" / "hdfs_replay.py"),
+                        "--normal", str(hdfs / "dev_normal.txt"),
+                        "--abnormal", str(hdfs / "dev_abnormal.txt"),
+                        "--normal-sessions", "400", "--abnormal-sessions", "200",
+                        "--seed", "3"], stdout=fh, check=True, timeout=120)
+    lines = out.read_text().splitlines()
+    patterns = []
+    for event, (level, component, fmt) in _replay_events().items():
+        content = re.sub(r"\\\{\w+\\\}|\{\w+\}", "(.+?)", re.escape(fmt))
+        patterns.append((str(event), re.compile(
+            rf"\d{{6}} \d{{6}} \d+ {level} {re.escape(component)}: {content}$")))
+    truth = [next(e for e, p in patterns if p.match(line)) for line in lines]
+    miner = TemplateMiner()
+    ids = [miner.resolve(t) for t, _ in miner.add_batch(lines)]
+    result = score("replay", ids, [""] * len(ids), truth, [""] * len(ids))
+    assert result.true_groups >= 15
+    assert result.ga == 1.0, (result.predicted_groups, result.true_groups)
