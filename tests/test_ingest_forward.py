@@ -282,6 +282,9 @@ async def test_disconnect_mid_frame_and_garbage_do_not_hurt_other_connections(
     junk = await Client.connect(sidecar.forward_port)
     await junk.send(b"\xc1" * 64)  # 0xc1 is never valid msgpack
     assert await junk.closed_by_server()
+    junk = await Client.connect(sidecar.forward_port)
+    await junk.send(b"\x81\x80\x00")  # a map whose key is a map: unhashable in Python
+    assert await junk.closed_by_server()
 
     # The first connection keeps working; a split frame arrives in pieces just fine.
     frame = msgpack.packb(["t", [[1718012392, {"log": "after"}]], {"chunk": "2"}])
@@ -292,7 +295,7 @@ async def test_disconnect_mid_frame_and_garbage_do_not_hurt_other_connections(
     await asyncio.sleep(0.1)
     assert [r.message for r in records] == ["before", "after"]
     assert sidecar.metrics.registry.get_sample_value(
-        "logguardian_rejected_total", {"reason": "malformed"}) == 1
+        "logguardian_rejected_total", {"reason": "malformed"}) == 2
     await good.close()
 
 

@@ -55,6 +55,11 @@ def ext_hook(code: int, data: bytes) -> Any:
     return msgpack.ExtType(code, data)
 
 
+# What a hostile byte stream can make msgpack raise (TypeError: a map key that is
+# itself a map).
+UNPACK_ERRORS = (msgpack.UnpackException, ValueError, TypeError)
+
+
 def make_unpacker(max_buffer_size: int = 0) -> msgpack.Unpacker:
     # surrogateescape keeps a `str` PackedForward payload (Fluentd's out_forward)
     # byte-exact so it can be re-read as msgpack.
@@ -325,13 +330,16 @@ def decode_msgpack_entries(
     unpacker = make_unpacker(max(len(data), 1))
     unpacker.feed(data)
     index = 0
-    try:
-        for entry in unpacker:
-            add_entry(out, entry, normalize, tag, index)
-            index += 1
-    except (msgpack.UnpackException, ValueError) as exc:
-        out.reject(MALFORMED, f"entry {index}: undecodable msgpack ({type(exc).__name__})")
-        return out
+    while True:
+        try:
+            entry = next(unpacker)
+        except StopIteration:
+            break
+        except UNPACK_ERRORS as exc:
+            out.reject(MALFORMED, f"entry {index}: undecodable msgpack ({type(exc).__name__})")
+            return out
+        add_entry(out, entry, normalize, tag, index)
+        index += 1
     if unpacker.tell() < len(data):
         out.reject(MALFORMED, f"entry {index}: truncated msgpack data")
     return out

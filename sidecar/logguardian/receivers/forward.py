@@ -93,7 +93,7 @@ class ForwardServer:
                         message = next(unpacker)
                     except StopIteration:
                         break
-                    except (msgpack.UnpackException, ValueError) as exc:
+                    except decode.UNPACK_ERRORS as exc:
                         raise ProtocolError(f"undecodable msgpack: {exc}") from None
                     if not await self._frame(message, writer):
                         return
@@ -187,7 +187,7 @@ class ForwardServer:
                 ping = next(unpacker)
             except StopIteration:
                 continue
-            except (msgpack.UnpackException, ValueError) as exc:
+            except decode.UNPACK_ERRORS as exc:
                 raise ProtocolError(f"undecodable handshake: {exc}") from None
         if ping.__class__ is not list or len(ping) < 4 or ping[0] != "PING":
             raise ProtocolError("expected PING after HELO")
