@@ -137,3 +137,14 @@ def test_tcp_stream_split_anywhere_yields_the_same_events(
     if pending.strip():
         got.extend(r.message for r in server._decode_final(pending).records)
     assert got == [d["log"] for d in docs]
+
+
+def test_deeply_nested_json_is_refused_not_a_crash() -> None:
+    deep = b'{"a":' + b"[" * 100_000
+    with pytest.raises(decode.DecodeError, match="nested too deeply"):
+        decode.decode_json(deep, normalize)
+    for body in (b'{"log":"kept"}' + deep, b'{"log":"kept"}\n' + deep + b"\n"):
+        out = decode.decode_json(body, normalize)
+        assert [r.message for r in out.records] == ["kept"] and out.rejected == 1
+    docs, bad, consumed = decode.decode_json_prefix(deep)
+    assert docs == [] and bad and consumed == len(deep)

@@ -247,6 +247,13 @@ def split_json_objects(body: bytes) -> tuple[list[Any], list[tuple[str, str]]]:
 _decoder = json.JSONDecoder()
 
 
+def _raw_decode(text: str, pos: int) -> tuple[Any, int]:
+    try:
+        return _decoder.raw_decode(text, pos)
+    except RecursionError:  # the stdlib scanner recurses; orjson stops at depth 1024
+        raise json.JSONDecodeError("nested too deeply", text, pos) from None
+
+
 def _decode_concatenated(data: bytes) -> tuple[list[Any], list[str]]:
     """Slow path: values back to back with optional whitespace; after a bad value,
     resume at the next `{` so one corrupt object does not cost the rest."""
@@ -260,7 +267,7 @@ def _decode_concatenated(data: bytes) -> tuple[list[Any], list[str]]:
         if pos >= end:
             break
         try:
-            doc, pos = _decoder.raw_decode(text, pos)
+            doc, pos = _raw_decode(text, pos)
             docs.append(doc)
         except json.JSONDecodeError as exc:
             bad.append(f"invalid JSON at offset {exc.pos}: {exc.msg}")
@@ -285,7 +292,7 @@ def decode_json_prefix(data: bytes) -> tuple[list[Any], list[str], int]:
         if pos >= end:
             break
         try:
-            doc, nxt = _decoder.raw_decode(text, pos)
+            doc, nxt = _raw_decode(text, pos)
         except json.JSONDecodeError as exc:
             if _incomplete(text, exc):
                 break
