@@ -106,3 +106,18 @@ def test_feedback_normal_suppresses_and_anomalous_rearms(tmp_path: Path) -> None
     assert again.feedback.get("NEW") is not None
     assert again.feedback.get("NEW").verdict == "anomalous"  # type: ignore[union-attr]
     assert not again.feedback.suppressed("NEW")
+
+
+def test_every_record_is_observed_in_the_score_histogram() -> None:
+    d = detection(warmup=10)
+    run(d, [("pay", "T1", None)] * 10)
+    run(d, [("pay", "T1", None)] * 5 + [("pay", "NEW", "fatal")], start=T0 + 100)
+    child = d.fuse.metrics.anomaly_score.labels("pay")
+    samples = {s.name + str(s.labels.get("le", "")): s.value
+               for metric in d.fuse.metrics.registry.collect() for s in metric.samples
+               if s.name.startswith("logguardian_anomaly_score")
+               and s.labels.get("service") == "pay"}
+    assert child is not None
+    assert samples["logguardian_anomaly_score_count"] == 16
+    assert samples["logguardian_anomaly_score_bucket0.1"] == 15  # all but the fatal one
+    assert samples["logguardian_anomaly_score_sum"] == pytest.approx(0.97)

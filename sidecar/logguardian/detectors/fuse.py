@@ -3,13 +3,16 @@
 The strongest reason sets the score; a second, independent one (another kind) adds
 half its weight of what is left, so two weak signals can cross the threshold but
 never outrank a strong one. Templates an operator marked "normal" never alert.
-Record-less findings (silence, drops) become annotations of their own.
+Record-less findings (silence, drops) become annotations of their own. Every
+record is observed in `logguardian_anomaly_score` (most at 0).
 """
 
 from __future__ import annotations
 
 import collections
+import operator
 import os
+from typing import Any
 
 from ..config import Detectors
 from ..feedback import FeedbackStore
@@ -18,6 +21,7 @@ from ..pipeline import Batch
 from ..signals import SEVERITIES, Annotation, Reason
 from .context import DetectionContext
 
+_SERVICE = operator.attrgetter("service")
 MAX_REASONS = 3
 MAX_MESSAGE = 2000
 
@@ -50,6 +54,18 @@ class FuseStage:
         self.feedback = feedback
         self.metrics = metrics
         self.anomalies_by_service: collections.Counter[str] = collections.Counter()
+        self._children: dict[str, Any] = {}
+
+    def _score_child(self, service: str) -> Any:
+        """Labelled histogram children, cached: `labels()` costs more than a batch's
+        worth of detection for small batches."""
+        child = self._children.get(service)
+        if child is None:
+            label = self.metrics.service_label(service)
+            child = self._children[service] = self.metrics.anomaly_score.labels(label)
+            if len(self._children) > 4 * self.metrics.max_services:
+                self._children.clear()
+        return child
 
     def is_anomaly(self, score: float, template_id: str | None) -> bool:
         return score >= self.settings.threshold and not self.feedback.suppressed(template_id)
@@ -59,13 +75,14 @@ class FuseStage:
         suppressed = self.feedback.suppressed_ids
         metrics = self.metrics
         records = batch.records
+        unscored = collections.Counter(map(_SERVICE, records))
         for i in sorted(batch.reasons):
             score, top = fuse(batch.reasons[i])
             batch.reasons[i] = top
             batch.scores[i] = score
             record = records[i]
-            label = metrics.service_label(record.service)
-            metrics.anomaly_score.labels(label).observe(score)
+            unscored[record.service] -= 1
+            self._score_child(record.service).observe(score)
             tid = batch.template_ids[i]
             if score < threshold or tid in suppressed:
                 continue
@@ -75,7 +92,10 @@ class FuseStage:
                 reasons=top, template_id=tid, template_text=batch.templates[i],
                 session=batch.sessions[i], attributes=record.attributes,
             ))
-            self._count(label, top[0].kind, record.service)
+            self._count(metrics.service_label(record.service), top[0].kind, record.service)
+        for service, n in unscored.items():
+            if n:
+                observe_zeros(self._score_child(service), n)
         findings = self.context.findings
         if findings:
             self.context.findings = []
@@ -95,6 +115,18 @@ class FuseStage:
     def _count(self, label: str, kind: str, service: str) -> None:
         self.metrics.anomalies.labels(label, kind).inc()
         self.anomalies_by_service[service] += 1
+
+
+def observe_zeros(child: Any, n: int) -> None:
+    """`n` observations of score 0 (records no detector spoke about) in one step:
+    they all land in the first bucket and add nothing to the sum. prometheus_client
+    has no bulk observe; a loop would cost more than all detection together."""
+    buckets = getattr(child, "_buckets", None)
+    if buckets:
+        buckets[0].inc(n)
+    else:  # a client version without the attribute: correct, just slower
+        for _ in range(n):
+            child.observe(0.0)
 
 
 def top_severity(reasons: list[Reason]) -> str:
