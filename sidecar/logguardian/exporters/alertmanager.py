@@ -244,9 +244,17 @@ class AlertmanagerExporter:
                 payload.append(gone)
         status, body = await self._post(url, payload)
         if status == 200:
+            self._sent.inc(len(due))
             self._accepted(url, due, now)
         elif status == 400:
             await self._split_invalid(url, due, now, body)
+        elif 400 < status < 500:
+            # The whole post was refused (e.g. 422 schema): resending it cannot help;
+            # the next refresh tries again after the operator fixed the config.
+            self._errors.inc()
+            self.metrics.exporter_dropped.labels(NAME, "rejected").inc(len(due))
+            log.error("alertmanager %s refused the post (%d): %s", url, status, body[:300])
+            self._accepted(url, due, now)
         else:
             self._errors.inc()
             delay = min(self._backoff.get(url, BACKOFF_START) * 2,
@@ -260,7 +268,6 @@ class AlertmanagerExporter:
             tracked.sent[url] = now
             if all(url in tracked.sent for url in self.urls):
                 tracked.stale_labels.clear()
-        self._sent.inc(len(posted))
         self._backoff.pop(url, None)
         self._retry_at.pop(url, None)
 
@@ -272,10 +279,12 @@ class AlertmanagerExporter:
         for tracked in due:
             status, detail = await self._post(url, [alert(tracked.incident, self.settings,
                                                           now)])
-            if status == 400:
+            if status == 200:
+                self._sent.inc()
+            else:
                 self.metrics.exporter_dropped.labels(NAME, "rejected").inc()
-                log.error("alertmanager %s rejected the alert for incident %s: %s",
-                          url, tracked.incident.id, detail[:300])
+                log.error("alertmanager %s rejected the alert for incident %s (%d): %s",
+                          url, tracked.incident.id, status, detail[:300])
         self._accepted(url, due, now)
 
     async def _post(self, url: str, payload: list[dict[str, Any]]) -> tuple[int, str]:
