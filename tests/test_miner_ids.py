@@ -83,6 +83,8 @@ def test_corrupt_or_foreign_snapshot_is_ignored(tmp_path: Path,
     (tmp_path / SNAPSHOT_NAME).write_bytes(b"{not json")
     miner = TemplateMiner()
     assert miner.load(tmp_path) is False
+    kept = [p for p in os.listdir(tmp_path) if ".corrupt-" in p]
+    assert len(kept) == 1 and (tmp_path / kept[0]).read_bytes() == b"{not json"
     (tmp_path / SNAPSHOT_NAME).write_bytes(orjson.dumps({"format": 99, "templates": []}))
     assert miner.load(tmp_path) is False
     assert "ignoring unreadable template snapshot" in caplog.text

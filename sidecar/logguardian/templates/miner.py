@@ -2,7 +2,8 @@
 
 Three tiers, cheapest first:
 
-1. shape cache: line with digits removed → template id (one dict lookup);
+1. shape cache: line with every digit written "0" → template id (one dict lookup,
+   keys made for a whole batch at once);
 2. exact cache: fully masked line → template id;
 3. learning: split into units, compare with templates of the same length, and
    either generalize the closest (positions that differ become `<*>`) or start a
@@ -21,6 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..config import Templates as TemplateSettings
 from . import masking
@@ -31,10 +33,10 @@ TRUNCATED = "<…>"
 # Caches are dropped wholesale when they reach these sizes: cheaper than LRU
 # bookkeeping on every line, and they refill from the next few batches.
 SHAPE_CACHE_MAX = 200_000
+EXACT_CACHE_MAX = 100_000
 # Per-template service counts beyond this many services are pooled as "other".
 MAX_SERVICES_PER_TEMPLATE = 64
 OTHER_SERVICE = "other"
-EXACT_CACHE_MAX = 100_000
 
 
 @dataclass(slots=True)
@@ -72,6 +74,16 @@ def template_id(first_text: str) -> str:
 
 
 class TemplateMiner:
+    """Learns templates from a stream; see the module docstring for the tiers.
+
+    The grouping rule: value slots (placeholders such as `<NUM>`, or words holding
+    one, like `blk_<NUM>`) may differ freely between lines of one template; literal
+    words may differ only once `variable_min_values` distinct words were seen at
+    that position among otherwise-identical lines, and never when capitalized or
+    the value of a `key=`. Lines of different length or first word never share a
+    template. Not thread-safe: one owner (the pipeline worker) at a time.
+    """
+
     def __init__(self, settings: TemplateSettings | None = None):
         self.settings = settings or TemplateSettings()
         self._templates: dict[str, Template] = {}
@@ -368,10 +380,16 @@ class TemplateMiner:
         old.first_seen = min(old.first_seen, young.first_seen)
         old.last_seen = max(old.last_seen, young.last_seen)
         self._drop(young, forget_lines=False)
-        self._merged[young.id] = old.id
-        for src, dst in self._merged.items():
+        merged = self._merged
+        merged[young.id] = old.id
+        for src, dst in merged.items():
             if dst == young.id:
-                self._merged[src] = old.id
+                merged[src] = old.id
+        if len(merged) > self.settings.max_templates:
+            while len(merged) > self.settings.max_templates:
+                del merged[next(iter(merged))]  # oldest merge first
+            self._shape.clear()  # cached lines may name a forgotten id
+            self._exact.clear()
 
     def _drop(self, t: Template, forget_lines: bool = True) -> None:
         """Remove a template. Cached lines that pointed at it are forgotten, unless
@@ -416,37 +434,42 @@ class TemplateMiner:
         }
 
     def import_state(self, state: dict[str, object]) -> None:
+        """Replace everything with a snapshot's content; on a malformed snapshot the
+        miner is left as it was (the caller logs and carries on)."""
         if state.get("format") != 1:
             raise ValueError(f"unsupported template snapshot format: {state.get('format')!r}")
-        self._templates.clear()
-        self._buckets.clear()
-        self._shape.clear()
-        self._exact.clear()
-        self._service_templates.clear()
         raw = state["templates"]
-        assert isinstance(raw, list)
+        merged = state.get("merged") or {}
+        if not isinstance(raw, list) or not isinstance(merged, dict):
+            raise ValueError("template snapshot: 'templates' must be a list, 'merged' a map")
+        templates: dict[str, Template] = {}
         for item in sorted(raw, key=lambda d: d["seq"]):
-            t = Template(id=item["id"], units=list(item["units"]), seq=item["seq"],
-                         first_seen=item["first_seen"], last_seen=item["last_seen"],
-                         count=item["count"], services=dict(item["services"]))
-            self._templates[t.id] = t
+            t = Template(id=str(item["id"]), units=[str(u) for u in item["units"]],
+                         seq=int(item["seq"]), first_seen=float(item["first_seen"]),
+                         last_seen=float(item["last_seen"]), count=int(item["count"]),
+                         services={str(k): int(v) for k, v in item["services"].items()})
+            templates[t.id] = t
+        seq, lines = state.get("seq", 0), state.get("lines", 0)
+        self._templates = templates
+        self._buckets = {}
+        self._service_templates = Counter()
+        for t in templates.values():
             self._bucket(t.units).append(t)
             self._service_templates.update(t.services.keys())
-        merged = state.get("merged") or {}
-        assert isinstance(merged, dict)
-        self._merged = dict(merged)
-        seq = state.get("seq", 0)
-        self._seq = int(seq) if isinstance(seq, int) else 0
-        lines = state.get("lines", 0)
-        self.lines = int(lines) if isinstance(lines, int) else 0
+        self._merged = {str(k): str(v) for k, v in merged.items()}
+        self._shape.clear()
+        self._exact.clear()
+        self._seq = seq if isinstance(seq, int) else len(templates)
+        self.lines = lines if isinstance(lines, int) else 0
         self.version += 1
 
-    def save(self, path: object) -> None:
+    def save(self, path: str | Path) -> None:
         from .persistence import save_snapshot
 
         save_snapshot(self, path)
 
-    def load(self, path: object) -> bool:
+    def load(self, path: str | Path) -> bool:
+        """Restore from a snapshot file or state dir; False if there is none."""
         from .persistence import load_snapshot
 
         return load_snapshot(self, path)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,11 @@ def write_atomic(target: Path, data: bytes) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, target)
+    dir_fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # the rename itself survives a power cut
+    finally:
+        os.close(dir_fd)
 
 
 def save_snapshot(miner: TemplateMiner, path: Any) -> Path:
@@ -44,7 +50,8 @@ def save_snapshot(miner: TemplateMiner, path: Any) -> Path:
 
 def load_snapshot(miner: TemplateMiner, path: Any) -> bool:
     """Restore from a snapshot; False when there is none. A corrupt snapshot is
-    logged and ignored (the miner starts empty) rather than blocking startup."""
+    logged and moved aside (kept for inspection, not overwritten by the next save);
+    the miner starts empty rather than blocking startup."""
     target = snapshot_path(path)
     try:
         raw = target.read_bytes()
@@ -52,7 +59,13 @@ def load_snapshot(miner: TemplateMiner, path: Any) -> bool:
         return False
     try:
         miner.import_state(orjson.loads(raw))
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AssertionError) as exc:
-        log.error("ignoring unreadable template snapshot %s: %s", target, exc)
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        aside = target.with_name(f"{target.name}.corrupt-{int(time.time())}")
+        log.error("ignoring unreadable template snapshot %s (%s); moved to %s",
+                  target, exc, aside.name)
+        try:
+            os.replace(target, aside)
+        except OSError:
+            log.exception("could not move %s aside", target)
         return False
     return True
