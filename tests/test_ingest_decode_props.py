@@ -148,3 +148,27 @@ def test_deeply_nested_json_is_refused_not_a_crash() -> None:
         assert [r.message for r in out.records] == ["kept"] and out.rejected == 1
     docs, bad, consumed = decode.decode_json_prefix(deep)
     assert docs == [] and bad and consumed == len(deep)
+
+
+json_values = st.recursive(
+    json_scalars | st.floats(allow_nan=False, allow_infinity=False),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+shipper_keys = st.sampled_from(["log", "message", "msg", "short_message", "date", "time",
+                                "@timestamp", "timestamp", "level", "log.level", "severity",
+                                "service", "service.name", "kubernetes", "app", "x"])
+
+
+@given(doc=st.dictionaries(shipper_keys, json_values, max_size=8))
+@settings(max_examples=400, deadline=None)
+def test_normalize_any_json_map_yields_a_record_or_a_clear_error(doc: dict[str, Any]) -> None:
+    try:
+        r = normalize(doc)
+    except ValueError as exc:
+        assert "no message field" in str(exc)
+        return
+    assert isinstance(r.message, str) and isinstance(r.service, str) and r.service
+    assert isinstance(r.ts, float) and 0 < r.ts < 1e12
+    assert r.level in (None, "trace", "debug", "info", "warn", "error", "fatal")

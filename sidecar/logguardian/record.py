@@ -97,7 +97,12 @@ def parse_time(value: Any) -> float | None:
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        v = float(value)
+        try:
+            v = float(value)
+        except OverflowError:
+            return None
+        if not 0 < v < 1e20:  # also refuses NaN and infinity
+            return None
         if v > 1e17:
             return v / 1e9
         if v > 1e14:
