@@ -2,24 +2,25 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(EXTRAS)
 EXTRAS ?= dev,train
+# One stamp per extras set: a `make run` (dev) install must not stand in for the
+# `make test` one (dev,train).
+STAMP  := $(VENV)/.installed-$(EXTRAS)
+DEV_STAMP := $(VENV)/.installed-dev
 
 .PHONY: run test demo lint bench services clean
 
-$(STAMP): pyproject.toml
+$(VENV)/.installed-%: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[$(EXTRAS)]'
+	$(BIN)/pip install --quiet -e '.[$*]'
 	touch $@
 
 # Runs the sidecar on embedded defaults: no external servers needed.
-run: EXTRAS = dev
-run: $(STAMP)
+run: $(DEV_STAMP)
 	$(BIN)/logguardian serve
 
-demo: EXTRAS = dev
-demo: $(STAMP)
+demo: $(DEV_STAMP)
 	$(BIN)/logguardian demo
 
 # Installs everything the tests need (Python deps, Prometheus/Alertmanager, the
