@@ -16,13 +16,14 @@ from typing import Any
 
 import pytest
 import yaml
-from aiohttp import web
+from aiohttp import ClientSession, web
 from conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 AM_DIR = ROOT / "alertmanager"
 RULES = AM_DIR / "rules" / "logguardian.rules.yml"
 RULE_TESTS = AM_DIR / "rules" / "logguardian.rules.test.yml"
+SIDECAR_ALERTS = ("LogAnomaly", "NewLogTemplate", "LogRateAnomaly")  # DESIGN §8
 
 
 def tool(name: str) -> str:
@@ -218,4 +219,56 @@ async def test_real_alertmanager_routes_inhibits_and_renders(alertmanager_factor
         assert not any("NewLogTemplate" in json.dumps(body) for _, body in sink.received)
         assert not any("KubePodCrashLooping" in json.dumps(body) for _, body in sink.received)
     finally:
+        await sink.stop()
+
+
+async def test_sidecar_incident_reaches_the_right_receiver(
+    alertmanager_factory: Any, make_settings: Any
+) -> None:
+    """End to end: the sidecar's own incident alert (for a never-seen fatal line),
+    through the shipped routing and templates in a real Alertmanager, to the receiver
+    its severity calls for."""
+    from logguardian.server import Sidecar
+
+    sink = Sink()
+    await sink.start()
+    am = alertmanager_factory(config_for_test(sink.url))
+    sidecar = Sidecar(make_settings(
+        detectors={"warmup_records": 100},
+        exporters={"alertmanager": {"url": [am.url], "refresh_seconds": 1}},
+    ))
+    await sidecar.start()
+    try:
+        normal = [{"service": "payments", "log": f"charge {i} captured in {i % 40} ms"}
+                  for i in range(300)]
+        novel = "FATAL ledger journal corrupted, refusing writes"
+        async with ClientSession() as http:
+            for body in (normal, [{"service": "payments", "log": novel, "level": "error"}]):
+                async with http.post(f"http://127.0.0.1:{sidecar.http_port}/api/v1/logs",
+                                     json=body) as resp:
+                    assert resp.status == 200, await resp.text()
+        deadline = time.monotonic() + 60
+        while not (alerts := [a for a in await asyncio.to_thread(am.alerts, service="payments")
+                              if a["labels"]["alertname"] in SIDECAR_ALERTS]):
+            assert time.monotonic() < deadline, "the sidecar raised no incident alert"
+            await asyncio.sleep(0.5)
+        (alert,) = alerts
+        alertname, severity = alert["labels"]["alertname"], alert["labels"]["severity"]
+        paging = severity in ("critical", "high")
+        while not (sink.pagerduty() if paging else sink.opsgenie()):
+            assert time.monotonic() < deadline, f"no notification for severity {severity}"
+            await asyncio.sleep(0.2)
+        if paging:
+            (note,) = sink.pagerduty()
+            assert note["payload"]["summary"] == f"[FIRING:1] {alertname} on payments"
+            text = note["payload"]["custom_details"]["alerts"]
+        else:
+            (note,) = sink.opsgenie()
+            assert note["message"] == f"[FIRING:1] {alertname} on payments"
+            text = note["description"]
+        assert f"severity: {severity}" in text
+        assert alert["annotations"]["summary"] in text
+        assert novel in text  # the sidecar's example lines are rendered
+    finally:
+        await sidecar.stop()
         await sink.stop()
