@@ -25,6 +25,8 @@ fi
 root=$(cd "$here/../.." && pwd)
 if [ ! -x "$root/.tools/bin/helm" ]; then
   GO=$(command -v go || echo /usr/local/go/bin/go)
+  # Go needs a cache dir; without HOME (bare CI env) keep it under .tools.
+  [ -n "${HOME:-}" ] || export GOPATH="$root/.tools/go" GOCACHE="$root/.tools/go-build"
   GOBIN="$root/.tools/bin" "$GO" install helm.sh/helm/v3/cmd/helm@v3.16.4
 fi
 
