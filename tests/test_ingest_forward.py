@@ -189,6 +189,8 @@ async def test_packed_forward_bin_and_str_with_metadata_and_markers(
 
 def _raw_str(data: bytes) -> bytes:
     n = len(data)
+    if n < 32:
+        return bytes([0xA0 | n]) + data
     if n < 256:
         return b"\xd9" + bytes([n]) + data
     if n < 65536:
@@ -243,8 +245,11 @@ async def test_shared_key_handshake(start: Any) -> None:
     nonce = helo[1]["nonce"]
     salt = os.urandom(16)
     digest = hashlib.sha512(salt + b"fluent-bit-host" + nonce + b"k3y").hexdigest()
-    await client.send(msgpack.packb(["PING", "fluent-bit-host", salt, digest, "", ""],
-                                    use_bin_type=True))
+    # As Fluent Bit's out_forward packs it: six str items, the 16 random salt bytes
+    # as a raw str (not valid UTF-8), empty username/password.
+    await client.send(b"\x96" + msgpack.packb("PING") + msgpack.packb("fluent-bit-host")
+                      + _raw_str(salt) + msgpack.packb(digest) + msgpack.packb("")
+                      + msgpack.packb(""))
     pong = await client.reply()
     assert pong[:4] == ["PONG", True, "", "sidecar-1"]
     assert pong[4] == hashlib.sha512(salt + b"sidecar-1" + nonce + b"k3y").hexdigest()
