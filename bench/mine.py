@@ -7,9 +7,10 @@ on a busy machine even when the absolute figures move:
    with its default settings, one fresh miner per dataset, one global config.
 2. Lines/s on the Loghub message mix (the 8 datasets interleaved) repeated to
    >= 500k lines, and on raw HDFS lines rendered by `hdfs_replay.py` (>= 300k).
-3. A 1M-line stream (HDFS replay; every line has fresh block ids, ports, times):
-   templates and lines/s per 100k-line segment, for both miners.
-4. Peak RSS of a process that mines that stream, for each miner.
+3. Two 1M-line streams — HDFS replay (fresh block ids, ports, times on every
+   line) and the Loghub mix with every number redrawn on each pass — templates
+   and lines/s per 100k-line segment, for both miners.
+4. Peak RSS of a fresh process that mines each stream, for each miner.
 
     .venv/bin/python bench/mine.py [--quick]
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import multiprocessing
+import random
 import re
 import subprocess
 import sys
@@ -163,9 +165,34 @@ def hdfs_replay(out: Path, sessions: int, seed: int = 11) -> list[str]:
     return out.read_text().splitlines()
 
 
-def stream(lines: Sequence[str], segment: int) -> None:
+def fresh_mix(mix: Sequence[str], total: int, seed: int = 5) -> list[str]:
+    """The Loghub mix cycled to `total` lines with every number redrawn on every
+    pass: same events, never the same line twice. Free-standing numbers also change
+    length (counts, sizes, durations); digits inside a token (ids, addresses,
+    times) keep their length, as real ids do."""
+    rng = random.Random(seed)
+    joined = "\n".join(mix)
+
+    def redraw(match: re.Match[str]) -> str:
+        digits = match.group()
+        before = joined[match.start() - 1:match.start()]
+        after = joined[match.end():match.end() + 1]
+        if before in (" ", "=", "(", "") and after in (" ", ",", ")", "\n", ""):
+            return str(rng.randrange(10 ** rng.randint(1, len(digits) + 2)))
+        return "".join(rng.choice("0123456789") for _ in digits)
+
+    out: list[str] = []
+    while len(out) < total:
+        out.extend(_DIGIT_RUN.sub(redraw, joined).split("\n"))
+    return out[:total]
+
+
+_DIGIT_RUN = re.compile(r"\d+")
+
+
+def stream(title: str, lines: Sequence[str], segment: int) -> None:
     """Templates and speed per segment: flat means no growth in either."""
-    print(f"== Long stream: {len(lines):,} raw HDFS lines, per {segment:,}-line segment")
+    print(f"== Long stream: {len(lines):,} {title}, per {segment:,}-line segment")
     print(f"   {'lines':>9} {'ours tmpl':>9} {'ours l/s':>10} {'Drain3 clus':>11} "
           f"{'Drain3 l/s':>10}")
     ours = TemplateMiner()
@@ -239,6 +266,7 @@ def main() -> None:
     mix_lines = 100_000 if args.quick else 512_000
     hdfs_sessions = 3_000 if args.quick else 16_000  # ~20 lines per session
     stream_sessions = 5_000 if args.quick else 52_000
+    stream_lines = 100_000 if args.quick else 1_000_000
     segment = 25_000 if args.quick else 100_000
 
     accuracy()
@@ -252,8 +280,14 @@ def main() -> None:
         compare("Raw HDFS lines (hdfs_replay.py)", hdfs, 3)
         long_path = Path(tmp) / "stream.log"
         long = hdfs_replay(long_path, stream_sessions, seed=12)
-        stream(long, segment)
+        stream("raw HDFS lines", long, segment)
         peak_rss(long_path, len(long))
+        del long
+        fresh_path = Path(tmp) / "fresh.log"
+        fresh = fresh_mix(mix, stream_lines)
+        fresh_path.write_text("\n".join(fresh) + "\n")
+        stream("Loghub mix lines, numbers redrawn each pass", fresh, segment)
+        peak_rss(fresh_path, len(fresh))
 
 
 if __name__ == "__main__":

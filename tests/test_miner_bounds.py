@@ -60,5 +60,6 @@ def test_caches_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     for chunk in _batched(lines, 50):
         miner.add_batch(chunk)
         assert len(miner._shape) <= 100 + 50
+        assert len(miner._loose) <= 100 + 50
         assert len(miner._exact) <= 100
     assert len(miner) == 1

@@ -164,6 +164,17 @@ def shape_keys(lines: Sequence[str]) -> list[bytes]:
     return "\n".join(lines).encode("utf-8", "surrogatepass").translate(_DIGIT_TO_ZERO).split(b"\n")
 
 
+_ZERO_RUN = re.compile(rb"00+")
+
+
+def fold_keys(keys: Sequence[bytes]) -> list[bytes]:
+    """Shape keys with each run of "0" folded to one: the key of lines that differ
+    in the values and lengths of their numbers. Newline-free keys only."""
+    if not keys:
+        return []
+    return _ZERO_RUN.sub(b"0", b"\n".join(keys)).split(b"\n")
+
+
 def _apply(text: str, digits: bool) -> str:
     for rule in RULES:
         if rule.digits and not digits:

@@ -3,7 +3,8 @@
 Three tiers, cheapest first:
 
 1. shape cache: line with every digit written "0" → template id (one dict lookup,
-   keys made for a whole batch at once);
+   keys made for a whole batch at once); on a miss, the same key with each run of
+   digits folded to one "0" (numbers of another length);
 2. exact cache: fully masked line → template id;
 3. learning: split into units, compare with templates of the same length, and
    either generalize the closest (positions that differ become `<*>`) or start a
@@ -90,6 +91,7 @@ class TemplateMiner:
         self._buckets: dict[tuple[int, str], list[Template]] = {}
         self._merged: dict[str, str] = {}
         self._shape: dict[bytes, str] = {}
+        self._loose: dict[bytes, str] = {}
         self._exact: dict[str, str] = {}
         self._seq = 0
         self._service_templates: Counter[str] = Counter()
@@ -185,21 +187,40 @@ class TemplateMiner:
         ids: list[str | None] = list(map(shape.get, keys))
         if None in ids:
             misses = [i for i, tid in enumerate(ids) if tid is None]
-            masked = masking.mask_many([lines[i] for i in misses], [keys[i] for i in misses])
-            exact = self._exact
             if len(shape) + len(misses) > SHAPE_CACHE_MAX:
                 shape.clear()
-            for i, m in zip(misses, masked, strict=True):
-                tid = exact.get(m)
+            # Tier 1b: same shape up to the length of each number ("took 5 ms" and
+            # "took 125 ms"): one regex pass over the missed keys only.
+            folded = masking.fold_keys([keys[i] for i in misses])
+            loose = self._loose
+            if len(loose) + len(misses) > SHAPE_CACHE_MAX:
+                loose.clear()
+            unknown: list[int] = []
+            unknown_folded: list[bytes] = []
+            for i, fk in zip(misses, folded, strict=True):
+                tid = loose.get(fk)
                 if tid is None:
-                    when = (time.time() if ts is None
-                            else float(ts) if isinstance(ts, float | int) else ts[i])
-                    tid = self._learn(m, when)
-                    if len(exact) >= EXACT_CACHE_MAX:
-                        exact.clear()
-                    exact[m] = tid
-                ids[i] = tid
-                shape[keys[i]] = tid
+                    unknown.append(i)
+                    unknown_folded.append(fk)
+                else:
+                    ids[i] = tid
+                    shape[keys[i]] = tid
+            if unknown:
+                masked = masking.mask_many([lines[i] for i in unknown],
+                                           [keys[i] for i in unknown])
+                exact = self._exact
+                for i, fk, m in zip(unknown, unknown_folded, masked, strict=True):
+                    tid = exact.get(m)
+                    if tid is None:
+                        when = (time.time() if ts is None
+                                else float(ts) if isinstance(ts, float | int) else ts[i])
+                        tid = self._learn(m, when)
+                        if len(exact) >= EXACT_CACHE_MAX:
+                            exact.clear()
+                        exact[m] = tid
+                    ids[i] = tid
+                    shape[keys[i]] = tid
+                    loose[fk] = tid
         merged = self._merged
         if merged and not merged.keys().isdisjoint(ids):
             # Cache entries written before a merge still name the younger id.
@@ -389,6 +410,7 @@ class TemplateMiner:
             while len(merged) > self.settings.max_templates:
                 del merged[next(iter(merged))]  # oldest merge first
             self._shape.clear()  # cached lines may name a forgotten id
+            self._loose.clear()
             self._exact.clear()
 
     def _drop(self, t: Template, forget_lines: bool = True) -> None:
@@ -402,6 +424,7 @@ class TemplateMiner:
                 break
         if forget_lines:
             self._shape.clear()
+            self._loose.clear()
             self._exact.clear()
         self.version += 1
 
@@ -458,6 +481,7 @@ class TemplateMiner:
             self._service_templates.update(t.services.keys())
         self._merged = {str(k): str(v) for k, v in merged.items()}
         self._shape.clear()
+        self._loose.clear()
         self._exact.clear()
         self._seq = seq if isinstance(seq, int) else len(templates)
         self.lines = lines if isinstance(lines, int) else 0
