@@ -44,7 +44,7 @@ class TrainResult:
 
 def train(rows: Counter[tuple[int, ...]], vocab: int, *, arch: str = "lstm",
           epochs: int = 30, batch_size: int = 256, lr: float = 3e-3, seed: int = 0,
-          threads: int = 2, progress: Any = None) -> TrainResult:
+          threads: int = 1, progress: Any = None) -> TrainResult:
     """Fits on distinct (window, next) rows weighted by how often they occur."""
     torch.manual_seed(seed)
     torch.set_num_threads(threads)

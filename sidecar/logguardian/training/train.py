@@ -31,7 +31,7 @@ class TrainOptions:
     target_fpr: float = 0.001
     holdout: float = 0.15
     seed: int = 0
-    threads: int = 2
+    threads: int = 1  # the net is small: a second intra-op thread only adds contention
     progress: bool | None = None  # None: only on a terminal
 
 

@@ -1,0 +1,126 @@
+"""`logguardian train`: dataset building, ONNX export fidelity, the written bundle."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from conftest import SHARED
+from logguardian.bundle import MINER_FILE, MODEL_FILE, PAD, load_bundle
+from logguardian.record import Record
+from logguardian.training.dataset import build_dataset, end_templates, windows
+
+torch = pytest.importorskip("torch")  # the `train` extra; `make test` installs it
+from logguardian.training.torch_model import (  # noqa: E402
+    export_onnx,
+    torch_log_probs,
+    train,
+)
+
+REPLAY = SHARED / "tools" / "hdfs_replay.py"
+HDFS = SHARED / "data" / "hdfs"
+BLOCK = r"blk_-?\d+"
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "logguardian.cli", *args],
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def train_jsonl(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("train") / "train.jsonl"
+    with path.open("w") as fh:
+        subprocess.run([sys.executable, str(REPLAY), "--normal", str(HDFS / "train_normal.txt"),
+                        "--normal-sessions", "400", "--seed", "5", "--format", "jsonl"],
+                       stdout=fh, check=True)
+        fh.write("this line is not json\n")
+        fh.write('{"no_message_field": 1}\n')
+    return path
+
+
+def test_dataset_groups_records_into_sessions_of_final_templates() -> None:
+    records = [Record(float(i), m, "svc", None, {}, "t") for i, m in enumerate([
+        "open session 7 user 100", "open session 8 user 200", "read 512 bytes session 7",
+        "close session 7", "read 64 bytes session 8", "close session 8", "noise without key",
+    ])]
+    data = build_dataset(records, r"session (\d+)", idle_seconds=3600)
+    assert data.records == 7 and data.keyed_records == 6
+    assert len(data.sessions) == 2 and len(data.vocab_texts) == 3
+    # same steps in both sessions map to the same (final, generalized) template index
+    assert data.sessions[0] == data.sessions[1]
+    assert len(set(data.sessions[0])) == 3 and min(data.sessions[0]) >= 2
+    assert sorted(data.vocab_counts) == [2, 2, 2]
+
+
+def test_idle_gap_splits_a_key_into_two_sessions() -> None:
+    records = [Record(ts, f"step {n} of job 1", "svc", None, {}, "t")
+               for ts, n in ((0, 1), (10, 2), (5000, 1), (5010, 2))]
+    data = build_dataset(records, r"job \d+", idle_seconds=60)
+    assert len(data.sessions) == 2
+
+
+def test_windows_are_distinct_rows_with_counts() -> None:
+    rows = windows([[2, 3], [2, 3], [2, 4]], k=2)
+    assert rows[(PAD, PAD, 2)] == 3
+    assert rows[(PAD, 2, 3)] == 2 and rows[(PAD, 2, 4)] == 1
+
+
+def test_end_templates_are_only_ever_last() -> None:
+    sessions = [[2, 3, 4]] * 30 + [[2, 4]] * 30 + [[2, 3, 3, 5]] * 30
+    assert end_templates(sessions) == [4, 5]
+
+
+@pytest.mark.parametrize("arch", ["lstm", "gru"])
+def test_onnx_export_matches_torch(arch: str) -> None:
+    sessions = [[2, 3, 4, 5, 5, 6], [2, 4, 3, 5, 6], [2, 3, 4, 5, 5, 5, 6]] * 10
+    rows = windows(sessions, k=4)
+    result = train(rows, vocab=7, arch=arch, epochs=80)
+    runner = ort.InferenceSession(export_onnx(result.model, 4),
+                                  providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    for batch_size in (1, 7, 300):
+        batch = rng.integers(0, 7, size=(batch_size, 4), dtype=np.int64)
+        onnx_out = runner.run(None, {"window": batch})[0]
+        torch_out = torch_log_probs(result.model, batch)
+        assert onnx_out.shape == (batch_size, 7)
+        np.testing.assert_allclose(onnx_out, torch_out, atol=1e-4, rtol=1e-4)
+    # and it learned: the most likely successor of (…, 2, 3, 4) is 5
+    seen = np.array([[PAD, 2, 3, 4]], dtype=np.int64)
+    assert int(runner.run(None, {"window": seen})[0].argmax()) == 5
+
+
+def test_train_cli_writes_a_loadable_calibrated_bundle(train_jsonl: Path,
+                                                       tmp_path: Path) -> None:
+    out = tmp_path / "bundle"
+    done = cli("train", str(train_jsonl), "--out", str(out), "--format", "jsonl",
+               "--session-key", BLOCK, "--epochs", "8", "--window", "6")
+    assert done.returncode == 0, done.stderr
+    assert "wrote" in done.stderr and done.stdout == ""
+    meta = json.loads((out / "bundle.json").read_text())
+    assert meta["format_version"] == 1 and meta["window"] == 6
+    assert meta["session_key"] == BLOCK
+    assert meta["training"]["bad_lines"] == 2
+    assert meta["training"]["sessions"] == 400
+    assert meta["heldout"]["sessions"] == 60
+    assert meta["thresholds"]["sequence_surprise"] > 0
+    assert {MODEL_FILE, MINER_FILE} == set(meta["files"])
+    texts = [v["text"] for v in meta["vocab"]]
+    assert any("Receiving block blk_" in t for t in texts)
+    bundle = load_bundle(out)
+    assert len(bundle.vocab) == len(texts) + 2
+
+
+def test_train_cli_reports_bad_input_clearly(tmp_path: Path) -> None:
+    done = cli("train", str(tmp_path / "missing.log"), "--out", str(tmp_path / "b"))
+    assert done.returncode == 2 and "no such file" in done.stderr
+    log = tmp_path / "plain.log"
+    log.write_text("hello world\n" * 50)
+    done = cli("train", str(log), "--out", str(tmp_path / "b"), "--session-key", r"blk_\d+")
+    assert done.returncode == 2 and "no sessions" in done.stderr
+    assert not (tmp_path / "b").exists()
