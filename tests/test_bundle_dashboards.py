@@ -202,15 +202,17 @@ async def feed(url: str, seconds: float, warmup: int) -> None:
     """Steady normal traffic for both services; once past warm-up, a few lines of
     never-seen templates in payments every round, plus one malformed record."""
     rng = random.Random(7)
-    sent = 0
+    sent = anomalous_rounds = 0
     deadline = time.monotonic() + seconds
     async with aiohttp.ClientSession() as http:
-        while time.monotonic() < deadline:
+        # However slow the machine, at least a few rounds carry anomalies.
+        while time.monotonic() < deadline or anomalous_rounds < 3:
             records = [{"service": svc, "log": normal_line(rng), "level": "info"}
                        for svc in SERVICES for _ in range(50)]
             if sent >= warmup:
                 records += [{"service": "payments", "level": "error", "log": novel_line(rng)}
                             for _ in range(3)]
+                anomalous_rounds += 1
             body = b"".join(orjson.dumps(r) + b"\n" for r in records) + b'{"nomessage": 1}\n'
             async with http.post(f"{url}/api/v1/logs", data=body,
                                  headers={"Content-Type": "application/x-ndjson"}) as resp:
@@ -255,7 +257,7 @@ async def test_every_promql_expression_returns_data(
     try:
         url = f"http://127.0.0.1:{sidecar.http_port}"
         prom = prometheus_factory([f"127.0.0.1:{sidecar.http_port}"], rule_files=[RULES])
-        feeding = asyncio.create_task(feed(url, seconds=20, warmup=1000))
+        feeding = asyncio.create_task(feed(url, seconds=20, warmup=300))
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, prom.wait_for,
                                    "sum(rate(logguardian_anomalies_total[1m])) > 0", 60)
@@ -349,7 +351,7 @@ async def test_every_es_query_returns_annotations(
                                                          "flush_seconds": 0.2})
     await sidecar.start()
     try:
-        await feed(f"http://127.0.0.1:{sidecar.http_port}", seconds=6, warmup=1000)
+        await feed(f"http://127.0.0.1:{sidecar.http_port}", seconds=6, warmup=300)
         deadline = time.monotonic() + 60
         while True:
             try:
