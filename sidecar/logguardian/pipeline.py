@@ -215,7 +215,7 @@ class Pipeline:
                     await asyncio.wait_for(self._has_data.wait(), settings.tick_seconds)
                 except TimeoutError:
                     await loop.run_in_executor(self._executor, self.run_batch, [])
-                    continue
+                continue  # woken by data, or by stop() with nothing left to drain
             if (
                 self._depth < settings.batch_records
                 and settings.batch_wait_seconds > 0
