@@ -10,6 +10,7 @@ from aiohttp import web
 
 from . import detection_api
 from .record import parse_time
+from .server import SIDECAR_KEY
 
 if TYPE_CHECKING:
     from .server import Sidecar
@@ -28,7 +29,7 @@ def _bad_request(message: str) -> web.HTTPBadRequest:
 async def _anomalies(request: web.Request) -> web.Response:
     """`GET /api/v1/anomalies?service=&since=&limit=`: recent annotations from the
     local store, newest first. `since` is epoch seconds or ISO-8601."""
-    sidecar: Sidecar = request.app["sidecar"]
+    sidecar: Sidecar = request.app[SIDECAR_KEY]
     store = sidecar.components.handles.get("store")
     if store is None:
         raise web.HTTPServiceUnavailable(text='{"error": "local store is not enabled"}',

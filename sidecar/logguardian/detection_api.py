@@ -18,6 +18,7 @@ from .feedback import VERDICTS, FeedbackStore
 from .incidents import incident_dict
 from .pipeline import Batch
 from .record import Record, normalize
+from .server import SIDECAR_KEY
 
 if TYPE_CHECKING:
     from .detectors.fuse import FuseStage
@@ -88,7 +89,7 @@ def _limit(request: web.Request, default: int, most: int) -> int:
 async def _templates(request: web.Request) -> web.Response:
     """Templates with counts, first/last seen, per-service counts and feedback state
     ("suppressed" once marked normal), most frequent first."""
-    sidecar: Sidecar = request.app["sidecar"]
+    sidecar: Sidecar = request.app[SIDECAR_KEY]
     miner = sidecar.components.handles.get("miner")
     feedback: FeedbackStore | None = sidecar.components.handles.get("feedback")
     if miner is None:
@@ -117,7 +118,7 @@ async def _templates(request: web.Request) -> web.Response:
 async def _feedback(request: web.Request) -> web.Response:
     """`{"verdict": "normal"|"anomalous", "note": "..."}`: "normal" suppresses alerts
     for the template and folds it into the baselines; "anomalous" re-arms it."""
-    sidecar: Sidecar = request.app["sidecar"]
+    sidecar: Sidecar = request.app[SIDECAR_KEY]
     if not _authorized(request, sidecar):
         return _error(401, "unauthorized")
     miner = sidecar.components.handles.get("miner")
@@ -153,7 +154,7 @@ async def _feedback(request: web.Request) -> web.Response:
 async def _incidents(request: web.Request) -> web.Response:
     """Open incidents (newest first), then recently resolved ones; `?open=true` for
     open ones only."""
-    sidecar: Sidecar = request.app["sidecar"]
+    sidecar: Sidecar = request.app[SIDECAR_KEY]
     stage: IncidentStage | None = sidecar.components.handles.get("incidents")
     if stage is None:
         return _error(503, "detection is not running")
@@ -168,7 +169,7 @@ async def _score(request: web.Request) -> web.Response:
     """Synchronous scoring for Logstash's `http` filter: one record (object) in, one
     annotation out; an array in, an array out, with `{"error": …}` in the place of
     any record that could not be read, so one bad record spoils nothing else."""
-    sidecar: Sidecar = request.app["sidecar"]
+    sidecar: Sidecar = request.app[SIDECAR_KEY]
     if not _authorized(request, sidecar):
         return _error(401, "unauthorized")
     try:

@@ -58,7 +58,7 @@ class Sidecar:
         from .receivers import http as http_receiver
 
         app = web.Application(client_max_size=self.settings.receivers.http.max_body_bytes)
-        app["sidecar"] = self
+        app[SIDECAR_KEY] = self
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
@@ -167,6 +167,9 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
+
+
+SIDECAR_KEY: web.AppKey[Sidecar] = web.AppKey("sidecar", Sidecar)
 
 
 def _bound_port(site: web.TCPSite) -> int:
