@@ -11,8 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
+import pytest
 from logguardian.config import Elasticsearch as EsSettings
 from logguardian.config import Settings
+from logguardian.exporters import elasticsearch as es_module
 from logguardian.exporters.elasticsearch import ElasticsearchExporter
 from logguardian.metrics import Metrics
 from logguardian.pipeline import Batch
@@ -152,8 +154,11 @@ async def test_spool_survives_a_restart_and_drains_in_order(
 
 
 async def test_frozen_es_never_blocks_ingest(
-    elasticsearch: ElasticsearchNode, make_settings: Callable[..., Settings]
+    elasticsearch: ElasticsearchNode, make_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Give up on a silent node after 3 s instead of 30, to keep the test short.
+    monkeypatch.setattr(es_module, "REQUEST_TIMEOUT", 3.0)
     stream = stream_name()
     sidecar = Sidecar(sidecar_settings(make_settings, elasticsearch.url, stream))
     await sidecar.start()
