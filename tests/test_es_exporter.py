@@ -151,3 +151,34 @@ async def test_mapping_clash_keeps_the_finding_without_the_clashing_fields(
     assert docs["ann-2"]["logguardian"]["template"]["id"] == "t7"
     assert docs["ann-3"]["kubernetes"]["pod_name"] == "b-0", "its neighbour is untouched"
     assert metrics.exporter_dropped.labels("elasticsearch", "rejected")._value.get() == 0
+
+
+async def test_enriched_mode_writes_every_record_with_its_findings(
+    elasticsearch: ElasticsearchNode, make_settings: Callable[..., Settings]
+) -> None:
+    namespace = uuid.uuid4().hex[:10]
+    enriched = f"logs-logguardian.enriched-t{namespace}"
+    settings = make_settings(
+        detectors={"warmup_records": 50},
+        exporters={"elasticsearch": {
+            "url": elasticsearch.url, "data_stream": f"logs-logguardian.anomalies-t{namespace}",
+            "enriched": True, "enriched_data_stream": enriched, "flush_seconds": 0.2}},
+    )
+    sidecar = Sidecar(settings)
+    await sidecar.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            await post_logs(http, sidecar.http_port, normal_records("catalog", 300))
+            await post_logs(http, sidecar.http_port, novel_records("catalog", 1, 10))
+            await asyncio.sleep(1.0)
+            found = await anomaly_ids(http, sidecar.http_port)
+        await wait_delivered(sidecar.components.handles["elasticsearch"])
+    finally:
+        await sidecar.stop()
+    assert elasticsearch.count(enriched) == 310, "every record, once"
+    flagged = elasticsearch.count(
+        enriched, {"range": {"logguardian.score": {"gte": settings.detectors.threshold}}})
+    assert flagged == len(found) > 0, "the same records the sidecar annotated"
+    doc = elasticsearch.search(enriched, {"match": {"message": "GET"}}, size=1)[0]["_source"]
+    assert doc["event"]["kind"] == "event" and doc["service"]["name"] == "catalog"
+    assert doc["logguardian"]["template"]["id"]
