@@ -55,7 +55,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _mine(miner: TemplateMiner, source: BinaryIO, out: BinaryIO,
           encoded: dict[tuple[str, str], bytes], args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    progress = tqdm(unit=" lines", unit_scale=True, disable=not sys.stderr.isatty(),
+                    file=sys.stderr)
     for chunk in read_chunks(source):
+        progress.update(len(chunk))
         parts = []
         for pair in miner.add_batch(chunk):
             line = encoded.get(pair)
@@ -67,6 +72,7 @@ def _mine(miner: TemplateMiner, source: BinaryIO, out: BinaryIO,
             parts.append(line)
         out.write(b"".join(parts))
     out.flush()
+    progress.close()
     if args.state is not None:
         miner.save(args.state)
     return 0

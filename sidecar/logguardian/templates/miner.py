@@ -508,14 +508,13 @@ def _is_variable(unit: str) -> bool:
 
 
 def _bucket_key(toks: list[str]) -> tuple[int, str]:
-    """Length plus the first word: a leading literal word names the event (Drain's
-    insight), so lines that start differently never merge. Value slots share a key."""
-    head = ""
+    """Length plus the first literal word: the leading word names the event
+    (Drain's insight), so lines that start differently never merge. Leading value
+    slots (a timestamp or an address before the message) are skipped."""
     for unit in toks:
-        if unit.strip(SEPARATORS):
-            head = unit
-            break
-    return (len(toks), "<*>" if _is_variable(head) else head)
+        if unit.strip(SEPARATORS) and not _is_variable(unit):
+            return (len(toks), unit)
+    return (len(toks), "<*>")
 
 
 def _covers(template_units: list[str], toks: list[str]) -> bool:
