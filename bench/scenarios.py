@@ -43,10 +43,12 @@ def run(days: float, seed: int, mine: bool) -> dict[str, float | list[float] | i
     traffic = scenarios.generate(START, duration, plan, seed=seed)
     levels = traffic.levels
     names = traffic.services
-    records = [Record(ts=t, message="", service=names[s], level=levels[k], attributes={},
-                      source="bench")
-               for t, s, k in zip(traffic.ts.tolist(), traffic.service.tolist(),
-                                  traffic.template.tolist(), strict=True)]
+    records = [
+        Record(ts=t, message="", service=names[s], level=levels[k], attributes={}, source="bench")
+        for t, s, k in zip(
+            traffic.ts.tolist(), traffic.service.tolist(), traffic.template.tolist(), strict=True
+        )
+    ]
     tids = traffic.template_ids()
     settings = load_settings(state_dir=Path("/nonexistent"))
     mine_seconds = 0.0
@@ -57,10 +59,11 @@ def run(days: float, seed: int, mine: bool) -> dict[str, float | list[float] | i
         miner = TemplateMiner(settings.templates)
         started = time.perf_counter()
         for i in range(0, len(lines), BATCH):
-            chunk = records[i:i + BATCH]
-            pairs = miner.add_batch(lines[i:i + BATCH], [r.service for r in chunk],
-                                    [r.ts for r in chunk])
-            tids[i:i + BATCH] = [p[0] for p in pairs]
+            chunk = records[i : i + BATCH]
+            pairs = miner.add_batch(
+                lines[i : i + BATCH], [r.service for r in chunk], [r.ts for r in chunk]
+            )
+            tids[i : i + BATCH] = [p[0] for p in pairs]
         mine_seconds = time.perf_counter() - started
 
     detection = Detection(settings, Metrics(), None)
@@ -71,8 +74,9 @@ def run(days: float, seed: int, mine: bool) -> dict[str, float | list[float] | i
     started = time.perf_counter()
     for i, j in cuts:
         chunk = records[i:j]
-        batch = Batch(records=chunk, now=chunk[-1].ts + 1.0, template_ids=tids[i:j],
-                      templates=tids[i:j])
+        batch = Batch(
+            records=chunk, now=chunk[-1].ts + 1.0, template_ids=tids[i:j], templates=tids[i:j]
+        )
         for stage in stages:
             stage.process(batch)
         for inc in batch.incidents:
@@ -95,8 +99,12 @@ def run(days: float, seed: int, mine: bool) -> dict[str, float | list[float] | i
     delays = []
     missed = []
     for inj in plan:
-        hits = [inc for inc in found if inc.service == inj.service
-                and inj.start - MATCH_BEFORE <= inc.started_at <= inj.end + MATCH_AFTER]
+        hits = [
+            inc
+            for inc in found
+            if inc.service == inj.service
+            and inj.start - MATCH_BEFORE <= inc.started_at <= inj.end + MATCH_AFTER
+        ]
         if not hits:
             missed.append(f"{inj.kind}@{inj.service}")
             continue
@@ -105,12 +113,20 @@ def run(days: float, seed: int, mine: bool) -> dict[str, float | list[float] | i
     false = [inc for inc in found if inc.id not in matched]
     n = len(records)
     return {
-        "records": n, "injected": len(plan), "detected": len(plan) - len(missed),
-        "missed": missed, "delays": delays, "false": len(false),
-        "false_detail": [f"{inc.service}@{(inc.started_at - START) / 3600:.1f}h "
-                         f"{inc.reasons[0] if inc.reasons else ''}" for inc in false],
+        "records": n,
+        "injected": len(plan),
+        "detected": len(plan) - len(missed),
+        "missed": missed,
+        "delays": delays,
+        "false": len(false),
+        "false_detail": [
+            f"{inc.service}@{(inc.started_at - START) / 3600:.1f}h "
+            f"{inc.reasons[0] if inc.reasons else ''}"
+            for inc in false
+        ],
         "service_days": days * len(names),
-        "detect_us": detect_seconds / n * 1e6, "floor_us": floor_seconds / n * 1e6,
+        "detect_us": detect_seconds / n * 1e6,
+        "floor_us": floor_seconds / n * 1e6,
         "mine_us": mine_seconds / n * 1e6,
     }
 
@@ -131,8 +147,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=float, default=3.0)
     parser.add_argument("--seeds", type=int, default=2)
-    parser.add_argument("--true-templates", dest="mine", action="store_false",
-                        help="use the generator's template ids instead of mining")
+    parser.add_argument(
+        "--true-templates",
+        dest="mine",
+        action="store_false",
+        help="use the generator's template ids instead of mining",
+    )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
     totals = {"records": 0, "injected": 0, "detected": 0, "false": 0, "service_days": 0.0}
@@ -144,35 +164,51 @@ def main() -> int:
             totals[key] += r[key]  # type: ignore[operator]
         delays += r["delays"]  # type: ignore[arg-type]
         cost.append((r["detect_us"], r["floor_us"], r["mine_us"]))
-        print(f"seed {seed}: {r['records']:,} records, detected {r['detected']}/{r['injected']}"
-              f" (missed: {', '.join(r['missed']) or 'none'}), false incidents {r['false']}, "
-              f"detection {r['detect_us']:.2f} us/record")  # type: ignore[str-format]
+        print(
+            f"seed {seed}: {r['records']:,} records, detected {r['detected']}/{r['injected']}"
+            f" (missed: {', '.join(r['missed']) or 'none'}), false incidents {r['false']}, "
+            f"detection {r['detect_us']:.2f} us/record"
+        )  # type: ignore[str-format]
         if args.verbose:
             for line in r["false_detail"]:  # type: ignore[union-attr]
                 print("   false:", line)
     detect_us = statistics.median(c[0] for c in cost)
     floor_us = statistics.median(c[1] for c in cost)
-    print(f"\nscenarios: {args.seeds} seeds x {args.days:g} days x 4 services, "
-          f"{totals['records']:,} records")
-    print(f"detection rate      {totals['detected']}/{totals['injected']} "
-          f"({totals['detected'] / totals['injected']:.0%})")
+    print(
+        f"\nscenarios: {args.seeds} seeds x {args.days:g} days x 4 services, "
+        f"{totals['records']:,} records"
+    )
+    print(
+        f"detection rate      {totals['detected']}/{totals['injected']} "
+        f"({totals['detected'] / totals['injected']:.0%})"
+    )
     if delays:
         seconds = [d for _, d in delays]
-        print(f"time to detect      median {statistics.median(seconds):.0f} s, "
-              f"max {max(seconds):.0f} s (log time)")
+        print(
+            f"time to detect      median {statistics.median(seconds):.0f} s, "
+            f"max {max(seconds):.0f} s (log time)"
+        )
         for kind in scenarios.KINDS:
             got = [d for k, d in delays if k == kind]
             if got:
-                print(f"  {kind:<17} median {statistics.median(got):.0f} s, "
-                      f"max {max(got):.0f} s over {len(got)}")
-    print(f"false incidents     {totals['false']} = "
-          f"{totals['false'] / totals['service_days']:.2f} per service per day")
-    print(f"detection cost      {detect_us:.2f} us/record "
-          f"(bare dict-update loop {floor_us:.2f} us/record, ratio {detect_us / floor_us:.1f}x)")
+                print(
+                    f"  {kind:<17} median {statistics.median(got):.0f} s, "
+                    f"max {max(got):.0f} s over {len(got)}"
+                )
+    print(
+        f"false incidents     {totals['false']} = "
+        f"{totals['false'] / totals['service_days']:.2f} per service per day"
+    )
+    print(
+        f"detection cost      {detect_us:.2f} us/record "
+        f"(bare dict-update loop {floor_us:.2f} us/record, ratio {detect_us / floor_us:.1f}x)"
+    )
     if args.mine:
         mine_us = statistics.median(c[2] for c in cost)
-        print(f"mining cost         {mine_us:.2f} us/record "
-              f"(detection / mining = {detect_us / mine_us:.2f})")
+        print(
+            f"mining cost         {mine_us:.2f} us/record "
+            f"(detection / mining = {detect_us / mine_us:.2f})"
+        )
     return 0
 
 

@@ -10,15 +10,23 @@ import time
 
 def test_demo_finds_every_injected_incident() -> None:
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "logguardian.cli", "demo"],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "logguardian.cli", "demo"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     elapsed = time.monotonic() - started
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "through POST /api/v1/logs" in out
     assert "4/4 injected incidents detected" in out
-    for kind, service in (("error burst", "payments"), ("new fatal template", "inventory"),
-                          ("rate spike", "checkout"), ("service silent", "auth")):
+    for kind, service in (
+        ("error burst", "payments"),
+        ("new fatal template", "inventory"),
+        ("rate spike", "checkout"),
+        ("service silent", "auth"),
+    ):
         line = next(x for x in out.splitlines() if x.strip().startswith(kind))
         assert service in line and "detected after" in line, line
     assert "why: error ratio in payments" in out

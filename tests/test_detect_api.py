@@ -21,16 +21,23 @@ TRUTH = orjson.loads((SAMPLE / "truth.json").read_bytes())
 
 def sample_lines(until: float) -> list[bytes]:
     with gzip.open(SAMPLE / "sample.jsonl.gz", "rb") as f:
-        return list(itertools.takewhile(lambda line: orjson.loads(line)["date"] < until,
-                                        (line for line in f.read().split(b"\n") if line)))
+        return list(
+            itertools.takewhile(
+                lambda line: orjson.loads(line)["date"] < until,
+                (line for line in f.read().split(b"\n") if line),
+            )
+        )
 
 
 async def replay(sidecar: Sidecar, lines: list[bytes]) -> None:
     base = f"http://127.0.0.1:{sidecar.http_port}"
     async with aiohttp.ClientSession() as http:
         for i in range(0, len(lines), 1000):
-            async with http.post(f"{base}/api/v1/logs", data=b"\n".join(lines[i:i + 1000]),
-                                 headers={"Content-Type": "application/x-ndjson"}) as resp:
+            async with http.post(
+                f"{base}/api/v1/logs",
+                data=b"\n".join(lines[i : i + 1000]),
+                headers={"Content-Type": "application/x-ndjson"},
+            ) as resp:
                 assert resp.status == 200
     while sidecar.pipeline.depth:
         await sidecar.pipeline.run_now([])
@@ -40,14 +47,21 @@ async def replay(sidecar: Sidecar, lines: list[bytes]) -> None:
 async def test_score_api_shapes(sidecar: Sidecar) -> None:
     base = f"http://127.0.0.1:{sidecar.http_port}"
     async with aiohttp.ClientSession() as http:
-        async with http.post(f"{base}/api/v1/score",
-                             json={"message": "GET /cart/1 200", "service": "shop"}) as resp:
+        async with http.post(
+            f"{base}/api/v1/score", json={"message": "GET /cart/1 200", "service": "shop"}
+        ) as resp:
             one = await resp.json()
         assert set(one) == {"template_id", "template", "session", "score", "anomaly", "reasons"}
         assert one["template"] and one["anomaly"] is False  # warm-up: nothing alerts yet
-        async with http.post(f"{base}/api/v1/score", json=[
-                {"message": "GET /cart/2 200"}, {"nomessage": 1}, 7,
-                {"message": "GET /cart/3 200"}]) as resp:
+        async with http.post(
+            f"{base}/api/v1/score",
+            json=[
+                {"message": "GET /cart/2 200"},
+                {"nomessage": 1},
+                7,
+                {"message": "GET /cart/3 200"},
+            ],
+        ) as resp:
             many = await resp.json()
         assert [("error" in m) for m in many] == [False, True, True, False]
         assert "no message field" in many[1]["error"]
@@ -61,7 +75,8 @@ async def test_score_api_shapes(sidecar: Sidecar) -> None:
 
 
 async def test_incidents_from_replayed_traffic_and_restart(
-        make_settings: Callable[..., Settings], tmp_path: Path) -> None:
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
     """The first hour of the demo sample holds the payments error burst (40 min in)."""
     burst = next(i for i in TRUTH["injections"] if i["kind"] == "error_burst")
     settings = make_settings()
@@ -100,8 +115,9 @@ async def test_incidents_from_replayed_traffic_and_restart(
     try:
         detection = sidecar.components.handles["detection"]
         assert detection.stats.services["payments"].limits == learned
-        (still_open,) = [i for i in detection.incidents.list(open_only=True)
-                         if i.service == "payments"]
+        (still_open,) = [
+            i for i in detection.incidents.list(open_only=True) if i.service == "payments"
+        ]
         assert still_open.id == pay[0]["id"]
         since = burst["start"] + 120
         lines = sample_lines(burst["start"] + 600)

@@ -19,8 +19,10 @@ T0 = 1_700_000_000.0
 
 def run(d: Detection, rows: list[tuple[str, str, str | None]], start: float = T0) -> Batch:
     """rows: (service, template id, level), one record per second."""
-    records = [Record(ts=start + i, message=f"line {tid}", service=svc, level=level)
-               for i, (svc, tid, level) in enumerate(rows)]
+    records = [
+        Record(ts=start + i, message=f"line {tid}", service=svc, level=level)
+        for i, (svc, tid, level) in enumerate(rows)
+    ]
     ids = [tid for _, tid, _ in rows]
     batch = Batch(records=records, now=start + len(rows), template_ids=ids, templates=list(ids))
     for stage in d.stages:
@@ -29,8 +31,9 @@ def run(d: Detection, rows: list[tuple[str, str, str | None]], start: float = T0
 
 
 def detection(tmp_path: Path | None = None, warmup: int = 50) -> Detection:
-    settings = load_settings(state_dir=tmp_path or Path("/nonexistent"),
-                             detectors={"warmup_records": warmup})
+    settings = load_settings(
+        state_dir=tmp_path or Path("/nonexistent"), detectors={"warmup_records": warmup}
+    )
     return Detection(settings, Metrics(), tmp_path)
 
 
@@ -45,8 +48,9 @@ def test_warmup_learns_without_alerting() -> None:
 def test_first_seen_template_after_warmup() -> None:
     d = detection(warmup=50)
     run(d, [("pay", "T1", "info")] * 50)
-    batch = run(d, [("pay", "T1", "info"), ("pay", "NEW", "info"), ("pay", "NEW", "info")],
-                start=T0 + 100)
+    batch = run(
+        d, [("pay", "T1", "info"), ("pay", "NEW", "info"), ("pay", "NEW", "info")], start=T0 + 100
+    )
     assert 0 not in batch.reasons and 2 not in batch.reasons  # known, and now seen once
     (reason,) = batch.reasons[1]
     assert reason.kind == "novelty"
@@ -58,8 +62,11 @@ def test_first_seen_template_after_warmup() -> None:
 def test_error_and_fatal_novelty_weigh_more() -> None:
     d = detection(warmup=10)
     run(d, [("pay", "T1", "info")] * 10)
-    batch = run(d, [("pay", "I", "info"), ("pay", "W", "warn"), ("pay", "E", "error"),
-                    ("pay", "F", "fatal")], start=T0 + 100)
+    batch = run(
+        d,
+        [("pay", "I", "info"), ("pay", "W", "warn"), ("pay", "E", "error"), ("pay", "F", "fatal")],
+        start=T0 + 100,
+    )
     scores = [batch.scores[i] for i in range(4)]
     assert scores == sorted(scores) and len(set(scores)) == 4
     assert batch.reasons[3][0].severity == "critical"
@@ -84,8 +91,9 @@ def test_rare_template_adds_weight_but_alone_stays_below_threshold() -> None:
 
 
 def test_fuse_takes_the_strongest_and_half_of_an_independent_second() -> None:
-    score, top = fuse([Reason("rate", 0.6, "a"), Reason("rare", 0.4, "b"),
-                       Reason("rate", 0.5, "c")])
+    score, top = fuse(
+        [Reason("rate", 0.6, "a"), Reason("rare", 0.4, "b"), Reason("rate", 0.5, "c")]
+    )
     assert [r.text for r in top] == ["a", "b"]  # one per kind, strongest first
     assert score == pytest.approx(1 - 0.4 * 0.8)
     assert fuse([Reason("novelty", 0.9, "x")])[0] == pytest.approx(0.9)
@@ -113,10 +121,12 @@ def test_every_record_is_observed_in_the_score_histogram() -> None:
     run(d, [("pay", "T1", None)] * 10)
     run(d, [("pay", "T1", None)] * 5 + [("pay", "NEW", "fatal")], start=T0 + 100)
     child = d.fuse.metrics.anomaly_score.labels("pay")
-    samples = {s.name + str(s.labels.get("le", "")): s.value
-               for metric in d.fuse.metrics.registry.collect() for s in metric.samples
-               if s.name.startswith("logguardian_anomaly_score")
-               and s.labels.get("service") == "pay"}
+    samples = {
+        s.name + str(s.labels.get("le", "")): s.value
+        for metric in d.fuse.metrics.registry.collect()
+        for s in metric.samples
+        if s.name.startswith("logguardian_anomaly_score") and s.labels.get("service") == "pay"
+    }
     assert child is not None
     assert samples["logguardian_anomaly_score_count"] == 16
     assert samples["logguardian_anomaly_score_bucket0.1"] == 15  # all but the fatal one

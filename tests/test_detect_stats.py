@@ -27,28 +27,45 @@ def make_detection(**detectors: object) -> Detection:
     return Detection(settings, Metrics(), None)
 
 
-def minute_records(rng: np.random.Generator, minute: int, rate: Rate, tids: tuple[str, ...],
-                   service: str = "svc", level: Callable[[str], str | None] = lambda t: None,
-                   ) -> tuple[list[Record], list[str]]:
+def minute_records(
+    rng: np.random.Generator,
+    minute: int,
+    rate: Rate,
+    tids: tuple[str, ...],
+    service: str = "svc",
+    level: Callable[[str], str | None] = lambda t: None,
+) -> tuple[list[Record], list[str]]:
     recs: list[tuple[float, str]] = []
     for tid in tids:
         n = rng.poisson(rate(minute, tid))
         recs += [(T0 + minute * MIN + u, tid) for u in rng.uniform(0, MIN, n)]
     recs.sort()
-    return ([Record(ts=float(t), message=f"m {tid}", service=service, level=level(tid))
-             for t, tid in recs], [tid for _, tid in recs])
+    return (
+        [
+            Record(ts=float(t), message=f"m {tid}", service=service, level=level(tid))
+            for t, tid in recs
+        ],
+        [tid for _, tid in recs],
+    )
 
 
-def feed(detection: Detection, rate: Rate, minutes: int, tids: tuple[str, ...] = ("T1",),
-         seed: int = 1, level: Callable[[str], str | None] = lambda t: None,
-         start: int = 0) -> list[Annotation]:
+def feed(
+    detection: Detection,
+    rate: Rate,
+    minutes: int,
+    tids: tuple[str, ...] = ("T1",),
+    seed: int = 1,
+    level: Callable[[str], str | None] = lambda t: None,
+    start: int = 0,
+) -> list[Annotation]:
     """One batch per minute of log time, like a sidecar under steady traffic."""
     rng = np.random.default_rng(seed)
     found: list[Annotation] = []
     for m in range(start, start + minutes):
         records, ids = minute_records(rng, m, rate, tids, level=level)
-        batch = Batch(records=records, now=T0 + (m + 1) * MIN, template_ids=ids,
-                      templates=list(ids))
+        batch = Batch(
+            records=records, now=T0 + (m + 1) * MIN, template_ids=ids, templates=list(ids)
+        )
         for stage in detection.stages:
             stage.process(batch)
         found += batch.annotations
@@ -127,8 +144,7 @@ def test_service_silence_is_found_from_the_clock_and_held_open() -> None:
     found: list[Annotation] = []
     for k in range(1, 61):
         now = T0 + 120 * MIN + 10 * k
-        web = [Record(ts=now - 10 + i, message="w", service="web", level=None)
-               for i in range(10)]
+        web = [Record(ts=now - 10 + i, message="w", service="web", level=None) for i in range(10)]
         batch = Batch(records=web, now=now, template_ids=["W"] * 10, templates=["W"] * 10)
         for stage in d.stages:
             stage.process(batch)
@@ -136,7 +152,7 @@ def test_service_silence_is_found_from_the_clock_and_held_open() -> None:
     assert found, "a service at 100/min going quiet for 10 min must alert"
     assert {a.reasons[0].kind for a in found} == {"silence"}
     assert all(a.service == "svc" and a.template_id is None for a in found)
-    first = (found[0].ts - (T0 + 120 * MIN))
+    first = found[0].ts - (T0 + 120 * MIN)
     assert 30 <= first <= 40  # half a window of quiet and ~30 missing records
     # Re-reported about once per window while it lasts, so the incident stays open.
     assert 9 <= len(found) <= 11
@@ -164,10 +180,10 @@ def test_error_burst_raises_error_ratio() -> None:
     def level(tid: str) -> str | None:
         return "error" if tid == "E" else "info"
 
-    assert feed(d, lambda m, t: 100 if t == "OK" else 1, 120, tids=("OK", "E"),
-                level=level) == []
-    found = feed(d, lambda m, t: 100 if t == "OK" else 40, 2, tids=("OK", "E"),
-                 level=level, start=120)
+    assert feed(d, lambda m, t: 100 if t == "OK" else 1, 120, tids=("OK", "E"), level=level) == []
+    found = feed(
+        d, lambda m, t: 100 if t == "OK" else 40, 2, tids=("OK", "E"), level=level, start=120
+    )
     kinds = {r.kind for a in found for r in a.reasons}
     assert "error_ratio" in kinds
     first_ratio = next(a for a in found if any(r.kind == "error_ratio" for r in a.reasons))
@@ -181,10 +197,12 @@ def test_late_records_do_not_corrupt_closed_windows() -> None:
     rows = d.stats.rows
     before = rows.hist.copy(), rows.mean.copy()
     # A batch of records 10 minutes late: counted as late, windows untouched.
-    late = [Record(ts=T0 + 50 * MIN + i, message="m", service="svc", level=None)
-            for i in range(500)]
-    batch = Batch(records=late, now=T0 + 61 * MIN, template_ids=["T1"] * 500,
-                  templates=["T1"] * 500)
+    late = [
+        Record(ts=T0 + 50 * MIN + i, message="m", service="svc", level=None) for i in range(500)
+    ]
+    batch = Batch(
+        records=late, now=T0 + 61 * MIN, template_ids=["T1"] * 500, templates=["T1"] * 500
+    )
     for stage in d.stages:
         stage.process(batch)
     assert d.stats.late_records == 500
@@ -198,12 +216,17 @@ def test_out_of_order_within_lateness_counts_like_sorted() -> None:
     sorted_d, shuffled_d = make_detection(), make_detection()
     for m in range(30):
         records, ids = minute_records(rng, m, lambda m, t: 80, ("T1",))
-        order = np.argsort(np.asarray([r.ts for r in records])
-                           + rng.uniform(-5, 5, len(records)))  # 5 s of jitter
+        order = np.argsort(
+            np.asarray([r.ts for r in records]) + rng.uniform(-5, 5, len(records))
+        )  # 5 s of jitter
         for d, idx in ((sorted_d, range(len(records))), (shuffled_d, order)):
             recs = [records[i] for i in idx]
-            batch = Batch(records=recs, now=T0 + (m + 1) * MIN,
-                          template_ids=[ids[i] for i in idx], templates=[ids[i] for i in idx])
+            batch = Batch(
+                records=recs,
+                now=T0 + (m + 1) * MIN,
+                template_ids=[ids[i] for i in idx],
+                templates=[ids[i] for i in idx],
+            )
             for stage in d.stages:
                 stage.process(batch)
     assert shuffled_d.stats.late_records == 0

@@ -14,12 +14,26 @@ T0 = 1_700_000_000.0
 QUIET = 300.0
 
 
-def annotation(ts: float, service: str = "pay", kind: str = "novelty", tid: str = "T1",
-               severity: str = "medium") -> Annotation:
+def annotation(
+    ts: float,
+    service: str = "pay",
+    kind: str = "novelty",
+    tid: str = "T1",
+    severity: str = "medium",
+) -> Annotation:
     reason = Reason(kind, 0.8, f"{kind} of {tid} in {service}", severity)  # type: ignore[arg-type]
-    return Annotation(id=f"a{ts}", ts=ts, service=service, message=f"line at {ts}", level=None,
-                      score=0.8, reasons=[reason], template_id=tid, template_text=None,
-                      attributes={"kubernetes": {"namespace_name": "shop"}})
+    return Annotation(
+        id=f"a{ts}",
+        ts=ts,
+        service=service,
+        message=f"line at {ts}",
+        level=None,
+        score=0.8,
+        reasons=[reason],
+        template_id=tid,
+        template_text=None,
+        attributes={"kubernetes": {"namespace_name": "shop"}},
+    )
 
 
 def step(stage: IncidentStage, now: float, *annotations: Annotation) -> Batch:
@@ -33,8 +47,9 @@ def step(stage: IncidentStage, now: float, *annotations: Annotation) -> Batch:
 
 def make() -> tuple[IncidentStage, Metrics]:
     metrics = Metrics()
-    return IncidentStage(Incidents(quiet_seconds=QUIET, max_examples=3), DetectionContext(),
-                         metrics), metrics
+    return IncidentStage(
+        Incidents(quiet_seconds=QUIET, max_examples=3), DetectionContext(), metrics
+    ), metrics
 
 
 def open_gauge(metrics: Metrics, service: str) -> float:
@@ -52,9 +67,12 @@ def test_open_refresh_resolve() -> None:
     assert open_gauge(metrics, "pay") == 1
 
     # Refresh: more anomalies of the service join it; reasons/templates are bounded.
-    batch = step(stage, T0 + 200, annotation(T0 + 200, kind="rate", tid="T2",
-                                             severity="critical"),
-                 annotation(T0 + 201, kind="rate", tid="T2"))
+    batch = step(
+        stage,
+        T0 + 200,
+        annotation(T0 + 200, kind="rate", tid="T2", severity="critical"),
+        annotation(T0 + 201, kind="rate", tid="T2"),
+    )
     (updated,) = batch.incidents
     assert updated.id == opened.id
     assert updated.anomalies == 3 and updated.last_seen == T0 + 201
@@ -86,7 +104,9 @@ def test_incidents_are_per_service() -> None:
     stage, metrics = make()
     batch = step(stage, T0, annotation(T0, "pay"), annotation(T0, "auth", kind="silence"))
     assert {(i.service, i.alertname) for i in batch.incidents} == {
-        ("pay", "NewLogTemplate"), ("auth", "LogRateAnomaly")}
+        ("pay", "NewLogTemplate"),
+        ("auth", "LogRateAnomaly"),
+    }
     assert open_gauge(metrics, "auth") == 1
 
 

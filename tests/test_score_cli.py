@@ -16,8 +16,12 @@ KEYS = {"session", "template_id", "score", "anomaly", "reasons"}
 
 
 def score(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-m", "logguardian.cli", "score", *args],
-                          input=stdin, capture_output=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "logguardian.cli", "score", *args],
+        input=stdin,
+        capture_output=True,
+        timeout=300,
+    )
 
 
 def test_jsonl_scores_every_record_and_finds_the_error_burst(tmp_path: Path) -> None:
@@ -44,8 +48,11 @@ def test_jsonl_scores_every_record_and_finds_the_error_burst(tmp_path: Path) -> 
 
     docs = [orjson.loads(line) for line in lines if line.startswith(b'{"date"')]
     flagged = [(doc, o) for doc, o in zip(docs, scored, strict=True) if o["anomaly"]]
-    in_burst = [(d, o) for d, o in flagged if d["date"] >= burst["start"]
-                and d["kubernetes"]["labels"]["app"] == "payments"]
+    in_burst = [
+        (d, o)
+        for d, o in flagged
+        if d["date"] >= burst["start"] and d["kubernetes"]["labels"]["app"] == "payments"
+    ]
     assert in_burst, "the payments error burst is flagged"
     assert {r["kind"] for _, o in in_burst for r in o["reasons"]} >= {"error_ratio"}
     assert all(o["score"] >= 0.7 for _, o in flagged)

@@ -37,8 +37,9 @@ def add_routes(app: web.Application) -> None:
 
 
 def _error(status: int, message: str) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps({"error": message}),
-                        content_type="application/json")
+    return web.Response(
+        status=status, body=orjson.dumps({"error": message}), content_type="application/json"
+    )
 
 
 def _ok(payload: Any) -> web.Response:
@@ -78,11 +79,13 @@ def _limit(request: web.Request, default: int, most: int) -> int:
         limit = int(raw)
     except ValueError:
         raise web.HTTPBadRequest(
-            text=f'{{"error": "limit: not an integer: {raw!r}"}}',
-            content_type="application/json") from None
+            text=f'{{"error": "limit: not an integer: {raw!r}"}}', content_type="application/json"
+        ) from None
     if not 1 <= limit <= most:
-        raise web.HTTPBadRequest(text=f'{{"error": "limit: must be between 1 and {most}"}}',
-                                 content_type="application/json")
+        raise web.HTTPBadRequest(
+            text=f'{{"error": "limit: must be between 1 and {most}"}}',
+            content_type="application/json",
+        )
     return limit
 
 
@@ -105,13 +108,20 @@ async def _templates(request: web.Request) -> web.Response:
     out = []
     for t in found[:limit]:
         fb = feedback.get(t.id) if feedback is not None else None
-        out.append({
-            "id": t.id, "text": t.text, "count": t.count, "services": t.services,
-            "first_seen": t.first_seen, "last_seen": t.last_seen,
-            "state": "suppressed" if fb is not None and fb.verdict == "normal" else "normal",
-            "feedback": None if fb is None else {"verdict": fb.verdict, "at": fb.at,
-                                                 "note": fb.note},
-        })
+        out.append(
+            {
+                "id": t.id,
+                "text": t.text,
+                "count": t.count,
+                "services": t.services,
+                "first_seen": t.first_seen,
+                "last_seen": t.last_seen,
+                "state": "suppressed" if fb is not None and fb.verdict == "normal" else "normal",
+                "feedback": None
+                if fb is None
+                else {"verdict": fb.verdict, "at": fb.at, "note": fb.note},
+            }
+        )
     return _ok({"templates": out, "count": len(out), "total": len(found)})
 
 
@@ -142,8 +152,13 @@ async def _feedback(request: web.Request) -> web.Response:
         if info is None:
             return None
         fb = feedback.set(info.id, verdict, note[:1000])
-        return {"template_id": info.id, "text": info.text, "verdict": fb.verdict,
-                "at": fb.at, "state": "suppressed" if verdict == "normal" else "normal"}
+        return {
+            "template_id": info.id,
+            "text": info.text,
+            "verdict": fb.verdict,
+            "at": fb.at,
+            "state": "suppressed" if verdict == "normal" else "normal",
+        }
 
     result = await _locked(sidecar, apply)
     if result is None:
@@ -160,8 +175,7 @@ async def _incidents(request: web.Request) -> web.Response:
         return _error(503, "detection is not running")
     open_only = request.query.get("open", "").lower() in ("1", "true", "yes")
     limit = _limit(request, 100, 1000)
-    found = await _locked(sidecar, lambda: [incident_dict(i)
-                                            for i in stage.list(open_only, limit)])
+    found = await _locked(sidecar, lambda: [incident_dict(i) for i in stage.list(open_only, limit)])
     return _ok({"incidents": found, "count": len(found)})
 
 
@@ -203,8 +217,10 @@ async def _score(request: web.Request) -> web.Response:
         batch = Batch(records=[], now=0.0)
     fuse: FuseStage | None = sidecar.components.handles.get("fuse")
     threshold = sidecar.settings.detectors.threshold
-    results = [{"error": slot} if isinstance(slot, str) else scored(batch, slot, fuse, threshold)
-               for slot in slots]
+    results = [
+        {"error": slot} if isinstance(slot, str) else scored(batch, slot, fuse, threshold)
+        for slot in slots
+    ]
     return _ok(results[0] if single else results)
 
 
@@ -219,6 +235,8 @@ def scored(batch: Batch, i: int, fuse: FuseStage | None, threshold: float) -> di
         "session": batch.sessions[i],
         "score": round(score, 4),
         "anomaly": anomaly,
-        "reasons": [{"kind": r.kind, "score": round(r.score, 4), "text": r.text,
-                     "severity": r.severity} for r in batch.reasons.get(i, ())],
+        "reasons": [
+            {"kind": r.kind, "score": round(r.score, 4), "text": r.text, "severity": r.severity}
+            for r in batch.reasons.get(i, ())
+        ],
     }

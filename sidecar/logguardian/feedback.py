@@ -40,8 +40,12 @@ class FeedbackStore:
         self.listeners: list[Callable[[str, Verdict], None]] = []
         if path is not None and path.is_file():
             for item in orjson.loads(path.read_bytes()):
-                fb = Feedback(str(item["template_id"]), item["verdict"], float(item["at"]),
-                              str(item.get("note", "")))
+                fb = Feedback(
+                    str(item["template_id"]),
+                    item["verdict"],
+                    float(item["at"]),
+                    str(item.get("note", "")),
+                )
                 self._items[fb.template_id] = fb
             self._refresh()
 
@@ -59,8 +63,9 @@ class FeedbackStore:
     def items(self) -> list[Feedback]:
         return list(self._items.values())
 
-    def set(self, template_id: str, verdict: Verdict, note: str = "",
-            at: float | None = None) -> Feedback:
+    def set(
+        self, template_id: str, verdict: Verdict, note: str = "", at: float | None = None
+    ) -> Feedback:
         if verdict not in VERDICTS:
             raise ValueError(f"verdict must be one of {', '.join(VERDICTS)}")
         fb = Feedback(template_id, verdict, time.time() if at is None else at, note)

@@ -24,8 +24,12 @@ MAX_TEMPLATES = 10
 MAX_REASONS = 5
 MAX_EXAMPLE_CHARS = 500
 RECENT_RESOLVED = 200
-ALERTNAMES = {"novelty": "NewLogTemplate", "rate": "LogRateAnomaly",
-              "silence": "LogRateAnomaly", "error_ratio": "LogRateAnomaly"}
+ALERTNAMES = {
+    "novelty": "NewLogTemplate",
+    "rate": "LogRateAnomaly",
+    "silence": "LogRateAnomaly",
+    "error_ratio": "LogRateAnomaly",
+}
 
 
 class IncidentStage:
@@ -74,8 +78,12 @@ class IncidentStage:
             k8s.get("namespace_name") if isinstance(k8s, dict) else None
         )
         incident = Incident(
-            id=digest, service=annotation.service, alertname=ALERTNAMES.get(kind, "LogAnomaly"),
-            severity="low", started_at=annotation.ts, last_seen=annotation.ts,
+            id=digest,
+            service=annotation.service,
+            alertname=ALERTNAMES.get(kind, "LogAnomaly"),
+            severity="low",
+            started_at=annotation.ts,
+            last_seen=annotation.ts,
             namespace=namespace if isinstance(namespace, str) else None,
         )
         self.open[annotation.service] = incident
@@ -119,9 +127,11 @@ class IncidentStage:
         return found[:limit]
 
     def snapshot(self) -> dict[str, Any]:
-        return {"seq": self._seq,
-                "open": [asdict(i) for i in self.open.values()],
-                "resolved": [asdict(i) for i in self.resolved]}
+        return {
+            "seq": self._seq,
+            "open": [asdict(i) for i in self.open.values()],
+            "resolved": [asdict(i) for i in self.resolved],
+        }
 
     def restore(self, state: dict[str, Any]) -> None:
         self._seq = int(state.get("seq", 0))

@@ -79,44 +79,95 @@ def _t(text: str, level: str, weight: float) -> TemplateSpec:
 
 
 SHOP: tuple[ServiceSpec, ...] = (
-    ServiceSpec("checkout", 2.0, (
-        _t("[http-nio-8080-exec-{n}] CartController - GET /api/cart/{id} 200 {ms}ms", "info", 0.40),
-        _t("[http-nio-8080-exec-{n}] CartController - POST /api/cart/{id}/items 201 {ms}ms",
-           "info", 0.20),
-        _t("[http-nio-8080-exec-{n}] CheckoutService - order {id} placed by user {user} "
-           "total={ms}.99 EUR", "info", 0.15),
-        _t("[http-nio-8080-exec-{n}] PricingClient - price lookup for sku {sku} took {ms}ms",
-           "debug", 0.20),
-        _t("[http-nio-8080-exec-{n}] PricingClient - slow response from pricing after {ms}ms",
-           "warn", 0.045),
-        _t("[http-nio-8080-exec-{n}] CheckoutService - order {id} failed: payment declined",
-           "error", 0.005),
-        _t("[scheduler-1] CacheManager - evicted {n} expired cart entries", "info", 0.0002),
-    ), "[main] Application - Unrecoverable error: database pool exhausted, shutting down "
-       "worker {n}", 0),
-    ServiceSpec("payments", 1.0, (
-        _t("[worker-{n}] PaymentProcessor - charge {id} authorized amount={ms}.00 EUR", "info",
-           0.45),
-        _t("[worker-{n}] PaymentProcessor - charge {id} captured", "info", 0.35),
-        _t("[worker-{n}] FraudCheck - score {n} for user {user}", "debug", 0.15),
-        _t("[worker-{n}] GatewayClient - retrying charge {id} after {ms}ms", "warn", 0.04),
-        _t("[worker-{n}] GatewayClient - charge {id} declined by issuer", "error", 0.01),
-        _t("[rotation] KeyManager - rotated signing key {id}", "info", 0.0001),
-    ), "[worker-{n}] Ledger - ledger checksum mismatch for batch {id}, halting", 1),
-    ServiceSpec("inventory", 1.5, (
-        _t("[grpc-{n}] StockService - reserve sku {sku} qty {n} ok", "info", 0.45),
-        _t("[grpc-{n}] StockService - release reservation {id}", "info", 0.25),
-        _t("[grpc-{n}] StockService - stock level sku {sku} = {n}", "debug", 0.25),
-        _t("[grpc-{n}] StockService - reservation {id} expired", "warn", 0.045),
-        _t("[grpc-{n}] StockService - sku {sku} not found", "error", 0.005),
-    ), "[main] JVM - java.lang.OutOfMemoryError: Java heap space in thread grpc-{n}", 0),
-    ServiceSpec("auth", 1.5, (
-        _t("[http-{n}] LoginHandler - user {user} logged in from {ip}", "info", 0.35),
-        _t("[http-{n}] TokenService - issued token for user {user} ttl 3600s", "info", 0.35),
-        _t("[http-{n}] TokenService - refreshed token for user {user}", "info", 0.25),
-        _t("[http-{n}] LoginHandler - invalid password for user {user} from {ip}", "warn", 0.045),
-        _t("[http-{n}] LdapClient - ldap bind failed for user {user}", "error", 0.005),
-    ), "[main] TokenService - signing key missing, cannot issue tokens", 2),
+    ServiceSpec(
+        "checkout",
+        2.0,
+        (
+            _t(
+                "[http-nio-8080-exec-{n}] CartController - GET /api/cart/{id} 200 {ms}ms",
+                "info",
+                0.40,
+            ),
+            _t(
+                "[http-nio-8080-exec-{n}] CartController - POST /api/cart/{id}/items 201 {ms}ms",
+                "info",
+                0.20,
+            ),
+            _t(
+                "[http-nio-8080-exec-{n}] CheckoutService - order {id} placed by user {user} "
+                "total={ms}.99 EUR",
+                "info",
+                0.15,
+            ),
+            _t(
+                "[http-nio-8080-exec-{n}] PricingClient - price lookup for sku {sku} took {ms}ms",
+                "debug",
+                0.20,
+            ),
+            _t(
+                "[http-nio-8080-exec-{n}] PricingClient - slow response from pricing after {ms}ms",
+                "warn",
+                0.045,
+            ),
+            _t(
+                "[http-nio-8080-exec-{n}] CheckoutService - order {id} failed: payment declined",
+                "error",
+                0.005,
+            ),
+            _t("[scheduler-1] CacheManager - evicted {n} expired cart entries", "info", 0.0002),
+        ),
+        "[main] Application - Unrecoverable error: database pool exhausted, shutting down "
+        "worker {n}",
+        0,
+    ),
+    ServiceSpec(
+        "payments",
+        1.0,
+        (
+            _t(
+                "[worker-{n}] PaymentProcessor - charge {id} authorized amount={ms}.00 EUR",
+                "info",
+                0.45,
+            ),
+            _t("[worker-{n}] PaymentProcessor - charge {id} captured", "info", 0.35),
+            _t("[worker-{n}] FraudCheck - score {n} for user {user}", "debug", 0.15),
+            _t("[worker-{n}] GatewayClient - retrying charge {id} after {ms}ms", "warn", 0.04),
+            _t("[worker-{n}] GatewayClient - charge {id} declined by issuer", "error", 0.01),
+            _t("[rotation] KeyManager - rotated signing key {id}", "info", 0.0001),
+        ),
+        "[worker-{n}] Ledger - ledger checksum mismatch for batch {id}, halting",
+        1,
+    ),
+    ServiceSpec(
+        "inventory",
+        1.5,
+        (
+            _t("[grpc-{n}] StockService - reserve sku {sku} qty {n} ok", "info", 0.45),
+            _t("[grpc-{n}] StockService - release reservation {id}", "info", 0.25),
+            _t("[grpc-{n}] StockService - stock level sku {sku} = {n}", "debug", 0.25),
+            _t("[grpc-{n}] StockService - reservation {id} expired", "warn", 0.045),
+            _t("[grpc-{n}] StockService - sku {sku} not found", "error", 0.005),
+        ),
+        "[main] JVM - java.lang.OutOfMemoryError: Java heap space in thread grpc-{n}",
+        0,
+    ),
+    ServiceSpec(
+        "auth",
+        1.5,
+        (
+            _t("[http-{n}] LoginHandler - user {user} logged in from {ip}", "info", 0.35),
+            _t("[http-{n}] TokenService - issued token for user {user} ttl 3600s", "info", 0.35),
+            _t("[http-{n}] TokenService - refreshed token for user {user}", "info", 0.25),
+            _t(
+                "[http-{n}] LoginHandler - invalid password for user {user} from {ip}",
+                "warn",
+                0.045,
+            ),
+            _t("[http-{n}] LdapClient - ldap bind failed for user {user}", "error", 0.005),
+        ),
+        "[main] TokenService - signing key missing, cannot issue tokens",
+        2,
+    ),
 )
 
 
@@ -136,9 +187,14 @@ def diurnal(t: np.ndarray, amplitude: float = 0.7, peak_hour: float = 15.0) -> n
     return 1.0 + amplitude * np.cos(phase)
 
 
-def generate(start: float, duration: float, injections: Sequence[Injection] = (),
-             services: Sequence[ServiceSpec] = SHOP, seed: int = 0,
-             rate_scale: float = 1.0) -> Traffic:
+def generate(
+    start: float,
+    duration: float,
+    injections: Sequence[Injection] = (),
+    services: Sequence[ServiceSpec] = SHOP,
+    seed: int = 0,
+    rate_scale: float = 1.0,
+) -> Traffic:
     """Poisson arrivals per second per template, modulated by `diurnal` and by the
     injections (silence removes a service's records, a spike multiplies one
     template, bursts and fatal lines add records of their own)."""
@@ -196,13 +252,26 @@ def generate(start: float, duration: float, injections: Sequence[Injection] = ()
         tpl_parts.append(np.full(n, tid, dtype=np.int32))
     ts = np.concatenate(ts_parts)
     order = np.argsort(ts, kind="stable")
-    return Traffic(ts[order], np.concatenate(svc_parts)[order],
-                   np.concatenate(tpl_parts)[order], names, texts, levels, list(injections))
+    return Traffic(
+        ts[order],
+        np.concatenate(svc_parts)[order],
+        np.concatenate(tpl_parts)[order],
+        names,
+        texts,
+        levels,
+        list(injections),
+    )
 
 
-def plan(start: float, duration: float, per_kind: int, seed: int = 0,
-         services: Sequence[ServiceSpec] = SHOP, warmup: float = 3 * 3600.0,
-         gap: float = 2 * 3600.0) -> list[Injection]:
+def plan(
+    start: float,
+    duration: float,
+    per_kind: int,
+    seed: int = 0,
+    services: Sequence[ServiceSpec] = SHOP,
+    warmup: float = 3 * 3600.0,
+    gap: float = 2 * 3600.0,
+) -> list[Injection]:
     """Incidents spread over the run after `warmup`, at least `gap` apart, rotating
     through kinds and services; durations are what such incidents last."""
     rng = np.random.default_rng(seed + 1)
@@ -217,8 +286,9 @@ def plan(start: float, duration: float, per_kind: int, seed: int = 0,
     for n, (slot, kind) in enumerate(zip(chosen.tolist(), kinds, strict=True)):
         at = start + warmup + slot * gap + float(rng.uniform(0, gap / 3))
         svc = services[(n + int(rng.integers(len(services)))) % len(services)]
-        length = {"error_burst": 180.0, "new_fatal": 60.0, "rate_spike": 240.0,
-                  "silence": 480.0}[kind]
+        length = {"error_burst": 180.0, "new_fatal": 60.0, "rate_spike": 240.0, "silence": 480.0}[
+            kind
+        ]
         detail = {
             "error_burst": "the routine error template at ~2/s",
             "new_fatal": "a fatal template never seen before",
@@ -243,12 +313,17 @@ def render(traffic: Traffic, seed: int = 0) -> Iterator[tuple[float, str, str, s
     ips = rng.integers(1, 254, (n, 2)).tolist()
     skus = rng.integers(1000, 9999, n).tolist()
     texts, levels, names = traffic.texts, traffic.levels, traffic.services
-    for k, (t, si, ti) in enumerate(zip(traffic.ts.tolist(), traffic.service.tolist(),
-                                         traffic.template.tolist(), strict=True)):
+    for k, (t, si, ti) in enumerate(
+        zip(traffic.ts.tolist(), traffic.service.tolist(), traffic.template.tolist(), strict=True)
+    ):
         u = users[k]
         line = texts[ti].format(
-            n=nums[k], ms=ms[k], id=ids[k], user=f"{_WORDS[u % 10]}{u // 10}",
-            ip=f"10.0.{ips[k][0]}.{ips[k][1]}", sku=f"SKU-{skus[k]}",
+            n=nums[k],
+            ms=ms[k],
+            id=ids[k],
+            user=f"{_WORDS[u % 10]}{u // 10}",
+            ip=f"10.0.{ips[k][0]}.{ips[k][1]}",
+            sku=f"SKU-{skus[k]}",
         )
         yield t, names[si], levels[ti], line
 
@@ -273,14 +348,34 @@ DEMO_SEED = 7
 def demo_injections(start: float = DEMO_START) -> list[Injection]:
     minute = 60.0
     return [
-        Injection("error_burst", "payments", start + 40 * minute, start + 43 * minute,
-                  "the routine 'charge declined' error at ~2/s"),
-        Injection("new_fatal", "inventory", start + 55 * minute, start + 56 * minute,
-                  "OutOfMemoryError, a fatal line never seen before"),
-        Injection("rate_spike", "checkout", start + 70 * minute, start + 74 * minute,
-                  "GET /api/cart at 8x its rate"),
-        Injection("silence", "auth", start + 85 * minute, start + 93 * minute,
-                  "auth stops logging for 8 minutes"),
+        Injection(
+            "error_burst",
+            "payments",
+            start + 40 * minute,
+            start + 43 * minute,
+            "the routine 'charge declined' error at ~2/s",
+        ),
+        Injection(
+            "new_fatal",
+            "inventory",
+            start + 55 * minute,
+            start + 56 * minute,
+            "OutOfMemoryError, a fatal line never seen before",
+        ),
+        Injection(
+            "rate_spike",
+            "checkout",
+            start + 70 * minute,
+            start + 74 * minute,
+            "GET /api/cart at 8x its rate",
+        ),
+        Injection(
+            "silence",
+            "auth",
+            start + 85 * minute,
+            start + 93 * minute,
+            "auth stops logging for 8 minutes",
+        ),
     ]
 
 
@@ -292,8 +387,13 @@ def write_demo_sample(directory: Path) -> int:
     with gzip.GzipFile(directory / "sample.jsonl.gz", "wb", mtime=0) as out:
         for doc in shipper_records(traffic, DEMO_SEED):
             out.write(orjson.dumps(doc) + b"\n")
-    truth = {"start": DEMO_START, "duration": DEMO_DURATION, "records": len(traffic),
-             "services": traffic.services, "injections": [i.to_dict() for i in injections]}
+    truth = {
+        "start": DEMO_START,
+        "duration": DEMO_DURATION,
+        "records": len(traffic),
+        "services": traffic.services,
+        "injections": [i.to_dict() for i in injections],
+    }
     (directory / "truth.json").write_bytes(orjson.dumps(truth, option=orjson.OPT_INDENT_2))
     return len(traffic)
 

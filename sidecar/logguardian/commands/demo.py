@@ -32,8 +32,12 @@ from ..server import Sidecar
 CHUNK_RECORDS = 500  # records per POST, like a Fluent Bit flush
 MATCH_BEFORE = 60.0
 MATCH_AFTER = 600.0
-KIND_TEXT = {"error_burst": "error burst", "new_fatal": "new fatal template",
-             "rate_spike": "rate spike", "silence": "service silent"}
+KIND_TEXT = {
+    "error_burst": "error burst",
+    "new_fatal": "new fatal template",
+    "rate_spike": "rate spike",
+    "silence": "service silent",
+}
 
 
 def sample_dir() -> Path:
@@ -53,8 +57,15 @@ async def replay(url: str, lines: list[bytes], stamps: list[float], speed: float
     """POST the sample in json_lines chunks; honour 429/503 + Retry-After like Fluent Bit."""
     started = time.monotonic()
     first = stamps[0]
-    bar = tqdm(total=len(lines), unit="rec", unit_scale=True, desc="replaying",
-               file=sys.stderr, disable=None, leave=False)
+    bar = tqdm(
+        total=len(lines),
+        unit="rec",
+        unit_scale=True,
+        desc="replaying",
+        file=sys.stderr,
+        disable=None,
+        leave=False,
+    )
     async with aiohttp.ClientSession() as http:
         for n, i in enumerate(range(0, len(lines), CHUNK_RECORDS)):
             if speed > 0:
@@ -62,10 +73,11 @@ async def replay(url: str, lines: list[bytes], stamps: list[float], speed: float
                 delay = due - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            body = b"\n".join(lines[i:i + CHUNK_RECORDS]) + b"\n"
+            body = b"\n".join(lines[i : i + CHUNK_RECORDS]) + b"\n"
             while True:
-                async with http.post(url, data=body,
-                                     headers={"Content-Type": "application/x-ndjson"}) as resp:
+                async with http.post(
+                    url, data=body, headers={"Content-Type": "application/x-ndjson"}
+                ) as resp:
                     if resp.status in (429, 503):
                         await asyncio.sleep(float(resp.headers.get("Retry-After", "1")))
                         continue
@@ -82,22 +94,29 @@ async def run_demo(state_dir: Path, speed: float) -> int:
     settings = load_settings(
         state_dir=state_dir,
         log_level="warning",
-        receivers={"http": {"host": "127.0.0.1", "port": _free_port()},
-                   "forward": {"port": 0}, "grpc": {"port": 0}},
+        receivers={
+            "http": {"host": "127.0.0.1", "port": _free_port()},
+            "forward": {"port": 0},
+            "grpc": {"port": 0},
+        },
     )
     sidecar = Sidecar(settings)
     await sidecar.start()
     base = f"http://127.0.0.1:{sidecar.http_port}"
     try:
         print(f"LogGuardian demo: sidecar on {base}, state in {state_dir}")
-        print(f"replaying {len(lines):,} records from {len(truth['services'])} services "
-              f"({truth['duration'] / 3600:g} h of logs) through POST /api/v1/logs ...")
+        print(
+            f"replaying {len(lines):,} records from {len(truth['services'])} services "
+            f"({truth['duration'] / 3600:g} h of logs) through POST /api/v1/logs ..."
+        )
         elapsed = await replay(f"{base}/api/v1/logs", lines, stamps, speed)
         while sidecar.pipeline.depth:
             await asyncio.sleep(0.05)
         await sidecar.pipeline.run_now([])  # the worker has finished every batch
-        async with (aiohttp.ClientSession() as http,
-                    http.get(f"{base}/api/v1/incidents?limit=1000") as resp):
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"{base}/api/v1/incidents?limit=1000") as resp,
+        ):
             incidents = (await resp.json())["incidents"]
         fuse = sidecar.components.handles["fuse"]
         per_service = dict(fuse.anomalies_by_service)
@@ -118,17 +137,24 @@ def _clock(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S")
 
 
-def report(incidents: list[dict[str, Any]], per_service: dict[str, int],
-           truth: dict[str, Any]) -> None:
+def report(
+    incidents: list[dict[str, Any]], per_service: dict[str, int], truth: dict[str, Any]
+) -> None:
     injections = truth["injections"]
     incidents = sorted(incidents, key=lambda i: i["started_at"])
     label = {inc["id"]: f"#{n}" for n, inc in enumerate(incidents, 1)}
     matched: dict[str, dict[str, Any]] = {}
     found: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
     for inj in injections:
-        hit = next((inc for inc in incidents if inc["service"] == inj["service"]
-                    and inj["start"] - MATCH_BEFORE <= inc["started_at"]
-                    <= inj["end"] + MATCH_AFTER), None)
+        hit = next(
+            (
+                inc
+                for inc in incidents
+                if inc["service"] == inj["service"]
+                and inj["start"] - MATCH_BEFORE <= inc["started_at"] <= inj["end"] + MATCH_AFTER
+            ),
+            None,
+        )
         found.append((inj, hit))
         if hit is not None:
             matched[hit["id"]] = inj
@@ -137,14 +163,18 @@ def report(incidents: list[dict[str, Any]], per_service: dict[str, int],
     for inc in incidents:
         resolved = inc["resolved_at"]
         end = "still open" if resolved is None else f"resolved {_clock(resolved)}"
-        print(f"  {label[inc['id']]:>3} {inc['service']:<10} {inc['alertname']:<15} "
-              f"{inc['severity']:<8} {_clock(inc['started_at'])} -> {end}, "
-              f"{inc['anomalies']} anomalous records")
+        print(
+            f"  {label[inc['id']]:>3} {inc['service']:<10} {inc['alertname']:<15} "
+            f"{inc['severity']:<8} {_clock(inc['started_at'])} -> {end}, "
+            f"{inc['anomalies']} anomalous records"
+        )
         inj = matched.get(inc["id"])
         if inj is not None:
             delay = max(0.0, inc["started_at"] - inj["start"])
-            print(f"      matches injected {KIND_TEXT[inj['kind']]} at {_clock(inj['start'])}: "
-                  f"detected after {delay:.0f} s")
+            print(
+                f"      matches injected {KIND_TEXT[inj['kind']]} at {_clock(inj['start'])}: "
+                f"detected after {delay:.0f} s"
+            )
         else:
             print("      matches no injected incident (a false alarm)")
         for text in inc["reasons"][:3]:
@@ -163,12 +193,15 @@ def report(incidents: list[dict[str, Any]], per_service: dict[str, int],
             delay = max(0.0, hit["started_at"] - inj["start"])
             delays.append(delay)
             status = f"detected after {delay:.0f} s by {label[hit['id']]}"
-        print(f"  {KIND_TEXT[inj['kind']]:<19} {inj['service']:<10} {_clock(inj['start'])}  "
-              f"{status}")
+        print(
+            f"  {KIND_TEXT[inj['kind']]:<19} {inj['service']:<10} {_clock(inj['start'])}  {status}"
+        )
     false = len(incidents) - len(matched)
     median = f", median time to detect {statistics.median(delays):.0f} s" if delays else ""
-    print(f"\n{len(delays)}/{len(injections)} injected incidents detected{median}; "
-          f"{false} incident(s) matching no injection.")
+    print(
+        f"\n{len(delays)}/{len(injections)} injected incidents detected{median}; "
+        f"{false} incident(s) matching no injection."
+    )
 
 
 def run(args: argparse.Namespace) -> int:

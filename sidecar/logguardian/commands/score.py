@@ -68,8 +68,9 @@ def _score(settings: Settings, args: argparse.Namespace) -> int:
         except OSError as exc:
             print(f"logguardian score: {exc}", file=sys.stderr)
             return 2
-    bar = tqdm(unit="rec", unit_scale=True, desc="scoring", file=sys.stderr, disable=None,
-               leave=False)
+    bar = tqdm(
+        unit="rec", unit_scale=True, desc="scoring", file=sys.stderr, disable=None, leave=False
+    )
     with source, bar:
         for slots in _chunks(source, args.format, settings, settings.pipeline.batch_records):
             records = [slot for slot in slots if isinstance(slot, Record)]
@@ -83,24 +84,33 @@ def _score(settings: Settings, args: argparse.Namespace) -> int:
                     continue
                 result = scored(batch, k, fuse, threshold)
                 k += 1
-                lines.append(orjson.dumps({
-                    "session": result["session"], "template_id": result["template_id"],
-                    "score": result["score"], "anomaly": result["anomaly"],
-                    "reasons": result["reasons"],
-                }))
+                lines.append(
+                    orjson.dumps(
+                        {
+                            "session": result["session"],
+                            "template_id": result["template_id"],
+                            "score": result["score"],
+                            "anomaly": result["anomaly"],
+                            "reasons": result["reasons"],
+                        }
+                    )
+                )
             out.write(b"\n".join(lines) + b"\n")
             bar.update(len(slots))
     out.flush()
     if args.state_dir is not None:
         _save_state(components.handles)
     if bad:
-        print(f"logguardian score: {bad} line(s) could not be read (see their \"error\")",
-              file=sys.stderr)
+        print(
+            f'logguardian score: {bad} line(s) could not be read (see their "error")',
+            file=sys.stderr,
+        )
     return 0
 
 
-def _chunks(source: BinaryIO, fmt: str, settings: Settings,
-            size: int) -> Iterator[list[Record | str]]:
+def _chunks(
+    source: BinaryIO, fmt: str, settings: Settings, size: int
+) -> Iterator[list[Record | str]]:
     """Records (or, for unreadable lines, an error message) in input order."""
     fields = settings.pipeline.service_fields
     chunk: list[Record | str] = []
@@ -108,8 +118,15 @@ def _chunks(source: BinaryIO, fmt: str, settings: Settings,
         text = raw.rstrip(b"\r\n")
         if fmt == "raw":
             message = text.decode("utf-8", "replace")
-            chunk.append(Record(ts=time.time(), message=message, service=UNKNOWN_SERVICE,
-                                level=infer_level(message), source=SOURCE))
+            chunk.append(
+                Record(
+                    ts=time.time(),
+                    message=message,
+                    service=UNKNOWN_SERVICE,
+                    level=infer_level(message),
+                    source=SOURCE,
+                )
+            )
         else:
             chunk.append(_parse(text, n, fields))
         if len(chunk) >= size:

@@ -47,8 +47,13 @@ def new_id() -> str:
 class FuseStage:
     name = "fuse"
 
-    def __init__(self, settings: Detectors, context: DetectionContext, feedback: FeedbackStore,
-                 metrics: Metrics):
+    def __init__(
+        self,
+        settings: Detectors,
+        context: DetectionContext,
+        feedback: FeedbackStore,
+        metrics: Metrics,
+    ):
         self.settings = settings
         self.context = context
         self.feedback = feedback
@@ -86,12 +91,21 @@ class FuseStage:
             tid = batch.template_ids[i]
             if score < threshold or tid in suppressed:
                 continue
-            batch.annotations.append(Annotation(
-                id=new_id(), ts=record.ts, service=record.service,
-                message=record.message[:MAX_MESSAGE], level=record.level, score=score,
-                reasons=top, template_id=tid, template_text=batch.templates[i],
-                session=batch.sessions[i], attributes=record.attributes,
-            ))
+            batch.annotations.append(
+                Annotation(
+                    id=new_id(),
+                    ts=record.ts,
+                    service=record.service,
+                    message=record.message[:MAX_MESSAGE],
+                    level=record.level,
+                    score=score,
+                    reasons=top,
+                    template_id=tid,
+                    template_text=batch.templates[i],
+                    session=batch.sessions[i],
+                    attributes=record.attributes,
+                )
+            )
             self._count(metrics.service_label(record.service), top[0].kind, record.service)
         for service, n in unscored.items():
             if n:
@@ -103,14 +117,21 @@ class FuseStage:
                 reason = finding.reason
                 if reason.score < threshold or finding.template_id in suppressed:
                     continue
-                batch.annotations.append(Annotation(
-                    id=new_id(), ts=finding.ts, service=finding.service, message=reason.text,
-                    level=None, score=reason.score, reasons=[reason],
-                    template_id=finding.template_id, template_text=None,
-                    attributes={"logguardian.finding": reason.kind},
-                ))
-                self._count(metrics.service_label(finding.service), reason.kind,
-                            finding.service)
+                batch.annotations.append(
+                    Annotation(
+                        id=new_id(),
+                        ts=finding.ts,
+                        service=finding.service,
+                        message=reason.text,
+                        level=None,
+                        score=reason.score,
+                        reasons=[reason],
+                        template_id=finding.template_id,
+                        template_text=None,
+                        attributes={"logguardian.finding": reason.kind},
+                    )
+                )
+                self._count(metrics.service_label(finding.service), reason.kind, finding.service)
 
     def _count(self, label: str, kind: str, service: str) -> None:
         self.metrics.anomalies.labels(label, kind).inc()

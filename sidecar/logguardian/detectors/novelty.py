@@ -68,19 +68,28 @@ class NoveltyStage:
                 continue
             if seen == 0:
                 score = NOVEL_SCORE.get(record.level or "", NOVEL_DEFAULT)
-                batch.add_reason(i, Reason(
-                    "novelty", score,
-                    f"template {tid} first seen in {record.service}",
-                    severity_for(score, threshold), 1.0,
-                ))
+                batch.add_reason(
+                    i,
+                    Reason(
+                        "novelty",
+                        score,
+                        f"template {tid} first seen in {record.service}",
+                        severity_for(score, threshold),
+                        1.0,
+                    ),
+                )
             elif seen + 1 < st.total * rare_fraction:
                 score = RARE_SCORE.get(record.level or "", RARE_DEFAULT)
-                batch.add_reason(i, Reason(
-                    "rare", score,
-                    f"template {tid} rare in {record.service} "
-                    f"({seen} of {st.total} records)",
-                    severity_for(score, threshold), min(1.0, st.total * rare_fraction / 10),
-                ))
+                batch.add_reason(
+                    i,
+                    Reason(
+                        "rare",
+                        score,
+                        f"template {tid} rare in {record.service} ({seen} of {st.total} records)",
+                        severity_for(score, threshold),
+                        min(1.0, st.total * rare_fraction / 10),
+                    ),
+                )
 
     def learn(self, service: str, template_id: str, count: int = 1) -> None:
         """Fold a template into a service's baseline (feedback "normal")."""
@@ -95,8 +104,10 @@ class NoveltyStage:
                 st.counts[new] = st.counts.get(new, 0) + n
 
     def snapshot(self) -> dict[str, Any]:
-        return {name: {"total": st.total, "counts": dict(st.counts)}
-                for name, st in self.services.items()}
+        return {
+            name: {"total": st.total, "counts": dict(st.counts)}
+            for name, st in self.services.items()
+        }
 
     def restore(self, state: dict[str, Any]) -> None:
         for name, data in state.items():

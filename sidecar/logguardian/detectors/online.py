@@ -59,13 +59,16 @@ class Detection:
 
     def snapshot(self) -> bytes:
         """Call under the pipeline lock; cheap enough to do between batches."""
-        return orjson.dumps({
-            "version": STATE_VERSION,
-            "clock": [self.context.now, self.context.lag],
-            "novelty": self.novelty.snapshot(),
-            "stats": self.stats.snapshot(),
-            "incidents": self.incidents.snapshot(),
-        }, option=orjson.OPT_SERIALIZE_NUMPY)
+        return orjson.dumps(
+            {
+                "version": STATE_VERSION,
+                "clock": [self.context.now, self.context.lag],
+                "novelty": self.novelty.snapshot(),
+                "stats": self.stats.snapshot(),
+                "incidents": self.incidents.snapshot(),
+            },
+            option=orjson.OPT_SERIALIZE_NUMPY,
+        )
 
     def save(self, data: bytes) -> None:
         if self.state_path is not None:
@@ -87,7 +90,6 @@ class Detection:
         self.novelty.restore(state["novelty"])
         self.stats.restore(state["stats"])
         self.incidents.restore(state["incidents"])
-
 
 
 class SnapshotStage:
@@ -134,8 +136,9 @@ class SnapshotStage:
         self._write(data)
 
 
-def register(components: Components, settings: Settings, metrics: Metrics,
-             state_dir: Path | None = None) -> Detection:
+def register(
+    components: Components, settings: Settings, metrics: Metrics, state_dir: Path | None = None
+) -> Detection:
     detection = Detection(settings, metrics, state_dir)
     components.processors.extend(detection.stages)
     components.handles["detection"] = detection

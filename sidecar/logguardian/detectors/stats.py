@@ -86,9 +86,16 @@ class _Rows:
 
         old = getattr(self, "hist", None)
         self.hist = grow(old, np.nan, np.float32)  # NaN = no data yet
-        for name, dtype in (("mean", np.float64), ("var", np.float64), ("prev", np.float64),
-                            ("n", np.int64), ("streak", np.int64), ("zero_run", np.int64),
-                            ("svc", np.int64), ("total", np.int64)):
+        for name, dtype in (
+            ("mean", np.float64),
+            ("var", np.float64),
+            ("prev", np.float64),
+            ("n", np.int64),
+            ("streak", np.int64),
+            ("zero_run", np.int64),
+            ("svc", np.int64),
+            ("total", np.int64),
+        ):
             setattr(self, name, grow(getattr(self, name, None), 0, dtype))
 
     def add(self, owner: _Service, key: str) -> int:
@@ -204,8 +211,11 @@ class RollingStatsStage:
                 st.last_ts = ts
             if record.level in ERROR_LEVELS:
                 window.errors += 1
-                if (window.errors >= MIN_ERRORS and st.err_n >= MIN_WINDOWS
-                        and window.err_flags < MAX_FLAGS):
+                if (
+                    window.errors >= MIN_ERRORS
+                    and st.err_n >= MIN_WINDOWS
+                    and window.err_flags < MAX_FLAGS
+                ):
                     self._check_errors(batch, i, st, window)
             tid = tids[i]
             if tid is None:
@@ -231,8 +241,17 @@ class RollingStatsStage:
         st.current = window
         return window
 
-    def _flag_spike(self, batch: Batch, i: int, ts: float, st: _Service, window: _Window,
-                    tid: str, count: int, limit: Limit) -> None:
+    def _flag_spike(
+        self,
+        batch: Batch,
+        i: int,
+        ts: float,
+        st: _Service,
+        window: _Window,
+        tid: str,
+        count: int,
+        limit: Limit,
+    ) -> None:
         flagged = window.flags.get(tid, 0)
         if flagged >= MAX_FLAGS:
             return
@@ -248,12 +267,17 @@ class RollingStatsStage:
         expected = mean * elapsed
         z = (count - expected) / (scale * math.sqrt(elapsed))
         base = f"{count / expected:.0f}x its" if expected >= 0.5 else "vs ~0 in its"
-        batch.add_reason(i, Reason(
-            "rate", score,
-            f"rate of {tid} in {st.name} {base} {HISTORY * self.width / 3600:g}h baseline "
-            f"(z={z:.1f}; {_agreeing(count, methods)})",
-            severity_for(score, threshold, escalate), _confidence(self.rows.n[row]),
-        ))
+        batch.add_reason(
+            i,
+            Reason(
+                "rate",
+                score,
+                f"rate of {tid} in {st.name} {base} {HISTORY * self.width / 3600:g}h baseline "
+                f"(z={z:.1f}; {_agreeing(count, methods)})",
+                severity_for(score, threshold, escalate),
+                _confidence(self.rows.n[row]),
+            ),
+        )
 
     def _check_errors(self, batch: Batch, i: int, st: _Service, window: _Window) -> None:
         n, e = window.total, window.errors
@@ -267,12 +291,17 @@ class RollingStatsStage:
         window.err_flags += 1
         escalate = 1 if st.err_streak + 1 >= self.settings.consecutive_escalate else 0
         st.err_flagged.add(window.number)
-        batch.add_reason(i, Reason(
-            "error_ratio", score,
-            f"error ratio in {st.name} {e / n:.0%} vs {p:.1%} baseline "
-            f"({e} of {n} records in {self.width:g}s)",
-            severity_for(score, threshold, escalate), _confidence(st.err_n),
-        ))
+        batch.add_reason(
+            i,
+            Reason(
+                "error_ratio",
+                score,
+                f"error ratio in {st.name} {e / n:.0%} vs {p:.1%} baseline "
+                f"({e} of {n} records in {self.width:g}s)",
+                severity_for(score, threshold, escalate),
+                _confidence(st.err_n),
+            ),
+        )
 
     # -- silence (every batch, ticks too) ------------------------------------------------
 
@@ -301,11 +330,19 @@ class RollingStatsStage:
             st.silence_reported = now
             score = score_at(expected, SILENCE_EXPECTED, threshold)
             escalate = 1 if gap >= self.width * self.settings.consecutive_escalate else 0
-            self.context.findings.append(Finding(st.name, now, Reason(
-                "silence", score,
-                f"{st.name} silent for {_duration(gap)} (~{expected:.0f} records expected)",
-                severity_for(score, threshold, escalate), _confidence(rows.n[total]),
-            )))
+            self.context.findings.append(
+                Finding(
+                    st.name,
+                    now,
+                    Reason(
+                        "silence",
+                        score,
+                        f"{st.name} silent for {_duration(gap)} (~{expected:.0f} records expected)",
+                        severity_for(score, threshold, escalate),
+                        _confidence(rows.n[total]),
+                    ),
+                )
+            )
 
     # -- window close -------------------------------------------------------------------
 
@@ -350,8 +387,11 @@ class RollingStatsStage:
                 surged[st.num] = True
                 for tid in window.flags:
                     flagged[idx[tid]] = True
-        silent_svc = np.fromiter((st.silent_since is not None for st in self.services.values()),
-                                 dtype=bool, count=len(self.services))
+        silent_svc = np.fromiter(
+            (st.silent_since is not None for st in self.services.values()),
+            dtype=bool,
+            count=len(self.services),
+        )
         svc = R.svc[:rows]
         service_silent = silent_svc[svc]
         mean, var, n = R.mean[:rows], R.var[:rows], R.n[:rows]
@@ -378,9 +418,7 @@ class RollingStatsStage:
         R.streak[:rows] = np.where(flagged, R.streak[:rows] + 1, 0)
         self._set_limits(ok, robust)
 
-    def _set_limits(
-        self, ok: np.ndarray, robust: tuple[np.ndarray, ...] | None
-    ) -> None:
+    def _set_limits(self, ok: np.ndarray, robust: tuple[np.ndarray, ...] | None) -> None:
         """Per template, the count at which two of the four methods would flag. Uses
         the robust statistics of the history before the window just closed."""
         R = self.rows
@@ -396,20 +434,36 @@ class RollingStatsStage:
         med, mad, q1, q3 = med[keep], mad[keep], q1[keep], q3[keep]
         mean = R.mean[ok]
         std = np.sqrt(R.var[ok] + mean + 1.0)
-        methods = np.stack([
-            mean + Z0 * std,
-            med + R0 * (1.4826 * mad + np.sqrt(med) + 1.0),
-            q3 + IQR0 * (q3 - q1 + np.sqrt(q3) + 1.0),
-            (R.prev[ok] + 1.0) * ROC0,
-        ])
+        methods = np.stack(
+            [
+                mean + Z0 * std,
+                med + R0 * (1.4826 * mad + np.sqrt(med) + 1.0),
+                q3 + IQR0 * (q3 - q1 + np.sqrt(q3) + 1.0),
+                (R.prev[ok] + 1.0) * ROC0,
+            ]
+        )
         at = np.ceil(np.maximum(np.sort(methods, axis=0)[1], mean + MIN_EXCESS))
         owner, key = R.owner, R.key
-        for r, a, m, s, each in zip(ok.tolist(), at.tolist(), mean.tolist(), std.tolist(),
-                                    methods.T.round(1).tolist(), strict=True):
+        for r, a, m, s, each in zip(
+            ok.tolist(),
+            at.tolist(),
+            mean.tolist(),
+            std.tolist(),
+            methods.T.round(1).tolist(),
+            strict=True,
+        ):
             owner[r].limits[key[r]] = (a, m, s, tuple(each))
 
-    def _findings(self, w: int, ok: np.ndarray, robust: tuple[np.ndarray, ...], c: np.ndarray,
-                  service_silent: np.ndarray, surged: np.ndarray, held: np.ndarray) -> None:
+    def _findings(
+        self,
+        w: int,
+        ok: np.ndarray,
+        robust: tuple[np.ndarray, ...],
+        c: np.ndarray,
+        service_silent: np.ndarray,
+        surged: np.ndarray,
+        held: np.ndarray,
+    ) -> None:
         """Record-less findings at close: a steady template gone quiet, a drop in rate,
         or a service-wide surge no single template explains. Marks in `held` the rows
         found silent, whose baseline is held while they stay silent."""
@@ -421,12 +475,22 @@ class RollingStatsStage:
         z = (cc - mean) / std
         rz = (cc - med) / (1.4826 * mad + np.sqrt(med) + 1.0)
         prev = R.prev[ok]
-        down_votes = np.stack([-z >= Z0, -rz >= R0,
-                               (q1 - cc) / (q3 - q1 + np.sqrt(q1) + 1.0) >= IQR0,
-                               (prev + 1.0) / (cc + 1.0) >= ROC0])
-        up_votes = np.stack([z >= Z0, rz >= R0,
-                             (cc - q3) / (q3 - q1 + np.sqrt(q3) + 1.0) >= IQR0,
-                             (cc + 1.0) / (prev + 1.0) >= ROC0])
+        down_votes = np.stack(
+            [
+                -z >= Z0,
+                -rz >= R0,
+                (q1 - cc) / (q3 - q1 + np.sqrt(q1) + 1.0) >= IQR0,
+                (prev + 1.0) / (cc + 1.0) >= ROC0,
+            ]
+        )
+        up_votes = np.stack(
+            [
+                z >= Z0,
+                rz >= R0,
+                (cc - q3) / (q3 - q1 + np.sqrt(q3) + 1.0) >= IQR0,
+                (cc + 1.0) / (prev + 1.0) >= ROC0,
+            ]
+        )
         down, up = down_votes.sum(axis=0), up_votes.sum(axis=0)
         zero_run = R.zero_run[ok]
         total = R.total[ok]
@@ -434,11 +498,17 @@ class RollingStatsStage:
         live = ~service_silent[ok]  # a silent service's own finding covers its rows
         # A window with nothing at all from the service is the service's silence (found
         # from the clock), not its templates'.
-        silent = (live & ~is_total & (cc == 0) & (mean >= SILENCE_EXPECTED) & (q1 >= 1.0)
-                  & (zero_run < HISTORY // 2) & (c[total] > 0))
+        silent = (
+            live
+            & ~is_total
+            & (cc == 0)
+            & (mean >= SILENCE_EXPECTED)
+            & (q1 >= 1.0)
+            & (zero_run < HISTORY // 2)
+            & (c[total] > 0)
+        )
         dropped = live & (cc > 0) & (mean >= DROP_MIN_MEAN) & (down >= 2)
-        surge = (live & is_total & ~surged[R.svc[ok]] & (up >= 2)
-                 & (cc >= mean + MIN_EXCESS))
+        surge = live & is_total & ~surged[R.svc[ok]] & (up >= 2) & (cc >= mean + MIN_EXCESS)
         hits = np.flatnonzero(silent | dropped | surge)
         if not len(hits):
             return
@@ -456,25 +526,41 @@ class RollingStatsStage:
                 run = int(zero_run[j]) + 1
                 score = score_at(m * run, SILENCE_EXPECTED, threshold)
                 kind = "silence"
-                text = (f"{key} in {st.name} stopped for {_duration(run * self.width)} "
-                        f"(~{m:.0f} per {self.width:g}s expected)")
+                text = (
+                    f"{key} in {st.name} stopped for {_duration(run * self.width)} "
+                    f"(~{m:.0f} per {self.width:g}s expected)"
+                )
                 escalate = 1 if run >= escalate_after else 0
             elif dropped[j]:
                 score = score_at(float(-z[j]), Z0, threshold)
                 kind = "rate"
-                text = (f"{what} dropped to {count / m:.2f}x its baseline "
-                        f"(z={z[j]:.1f}, ~{m - count:.0f} records missing; "
-                        f"{_named(down_votes[:, j])})")
+                text = (
+                    f"{what} dropped to {count / m:.2f}x its baseline "
+                    f"(z={z[j]:.1f}, ~{m - count:.0f} records missing; "
+                    f"{_named(down_votes[:, j])})"
+                )
             else:
                 score = score_at(float(z[j]), Z0, threshold)
                 kind = "rate"
-                text = (f"{what} {count / max(m, 1.0):.1f}x its baseline "
-                        f"(z={z[j]:.1f}, {count:.0f} in {self.width:g}s; "
-                        f"{_named(up_votes[:, j])})")
-            self.context.findings.append(Finding(st.name, end, Reason(
-                kind, score, text, severity_for(score, threshold, escalate),
-                _confidence(int(R.n[r])),
-            ), key or None))
+                text = (
+                    f"{what} {count / max(m, 1.0):.1f}x its baseline "
+                    f"(z={z[j]:.1f}, {count:.0f} in {self.width:g}s; "
+                    f"{_named(up_votes[:, j])})"
+                )
+            self.context.findings.append(
+                Finding(
+                    st.name,
+                    end,
+                    Reason(
+                        kind,
+                        score,
+                        text,
+                        severity_for(score, threshold, escalate),
+                        _confidence(int(R.n[r])),
+                    ),
+                    key or None,
+                )
+            )
 
     def _update_errors(self, st: _Service, w: int, window: _Window | None) -> None:
         total = window.total if window is not None else 0
@@ -519,8 +605,10 @@ class RollingStatsStage:
             out["services"][name] = {
                 "keys": keys,
                 "hist": np.nan_to_num(R.hist[idx], nan=-1.0).tolist(),
-                **{f: getattr(R, f)[idx].tolist()
-                   for f in ("mean", "var", "prev", "n", "streak", "zero_run")},
+                **{
+                    f: getattr(R, f)[idx].tolist()
+                    for f in ("mean", "var", "prev", "n", "streak", "zero_run")
+                },
                 "err": [st.err_mean, st.tot_mean, st.err_n, st.err_streak],
                 "last_ts": st.last_ts,
                 "limits": st.limits,
@@ -543,8 +631,10 @@ class RollingStatsStage:
             st.err_mean, st.tot_mean, err_n, err_streak = data["err"]
             st.err_n, st.err_streak = int(err_n), int(err_streak)
             st.last_ts = float(data["last_ts"])
-            st.limits = {str(k): (float(a), float(m), float(sd), tuple(each))
-                         for k, (a, m, sd, each) in data["limits"].items()}
+            st.limits = {
+                str(k): (float(a), float(m), float(sd), tuple(each))
+                for k, (a, m, sd, each) in data["limits"].items()
+            }
 
 
 METHODS = ("EWMA z", "MAD", "IQR", "rate of change")
