@@ -27,7 +27,7 @@ import math
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -48,6 +48,7 @@ SCORE_CACHE_MAX = 500_000
 INFER_CHUNK = 4096
 UNKNOWN_SCORE = 0.95
 SESSION_SCORE = 0.9
+MAX_MESSAGE = 2000
 
 
 class ModelStage:
@@ -308,7 +309,7 @@ class ModelStage:
             return
         batch.annotations.append(Annotation(
             id=uuid.uuid4().hex, ts=record.ts, service=record.service,
-            message=record.message, level=record.level, score=SESSION_SCORE,
+            message=record.message[:MAX_MESSAGE], level=record.level, score=SESSION_SCORE,
             reasons=[reason], template_id=session.last_template_id,
             template_text=session.last_template, session=session.key,
             attributes=record.attributes,
@@ -349,15 +350,3 @@ def build_model_stage(settings: Settings, metrics: Metrics, components: Componen
     components.readiness["model"] = stage.readiness
     components.starters.append(stage.watch)
     components.handles["model"] = stage
-
-
-def stage_info(stage: ModelStage) -> dict[str, Any]:
-    bundle = stage.bundle
-    return {
-        "loaded": bundle is not None,
-        "error": stage.error,
-        "generation": stage.generation,
-        "path": str(stage.bundle_path),
-        "open_sessions": len(stage.sessions),
-        "templates": len(bundle.vocab) - 2 if bundle else 0,
-    }
