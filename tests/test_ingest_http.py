@@ -339,9 +339,13 @@ async def test_full_queue_answers_503_with_retry_after(
                 assert r.headers["Retry-After"] == "2"
                 assert "retry" in (await r.json())["error"]
     assert 503 in statuses
-    assert counter(sidecar, "logguardian_rejected_total", reason="queue_full") >= 5
+    assert counter(sidecar, "logguardian_rejected_total", reason="queue_full") == (
+        statuses.count(503))
     async with client.get(url.replace("/api/v1/logs", "/readyz")) as r:
         assert r.status == 503  # saturated queue → not ready
+    async with client.post(url, data=b"not even json") as r:
+        assert r.status == 503  # refused before reading: no decode work per retry
+        statuses.append(r.status)
     gate.set()
     await capture.wait_for(5 * statuses.count(200))
     assert len(capture.records) == 5 * statuses.count(200)

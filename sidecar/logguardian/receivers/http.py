@@ -76,6 +76,13 @@ class HttpIngest:
         self.metrics.rejected.labels(reason).inc(count)
         return _json(status, {"error": message}, headers)
 
+    def _busy(self) -> web.Response:
+        """503 + Retry-After; counted per refused request, the unit a shipper retries."""
+        return self._refuse(
+            503, decode.QUEUE_FULL, "pipeline queue is full, retry later",
+            {"Retry-After": str(self.settings.retry_after_seconds)},
+        )
+
     async def handle(self, request: web.Request) -> web.Response:
         s = self.settings
         if not self._authorized(request):
@@ -83,6 +90,9 @@ class HttpIngest:
                 'Basic realm="logguardian"')
             return self._refuse(401, decode.UNAUTHORIZED, "missing or wrong credentials",
                                 {"WWW-Authenticate": challenge})
+        if self.pipeline.saturated:
+            # Cheap refusal under sustained overload: no read, no decode per retry.
+            return self._busy()
         length = request.content_length
         if length is not None and length > s.max_body_bytes:
             return self._refuse(413, decode.TOO_LARGE,
@@ -116,10 +126,7 @@ class HttpIngest:
 
         records = decoded.records
         if records and not self.pipeline.offer(records, RECEIVER):
-            return self._refuse(
-                503, decode.QUEUE_FULL, "pipeline queue is full, retry later",
-                {"Retry-After": str(s.retry_after_seconds)}, count=len(records),
-            )
+            return self._busy()
         for reason, n in decoded.reasons.items():
             self.metrics.rejected.labels(reason).inc(n)
         return _json(200, {"accepted": len(records), "rejected": decoded.rejected,
