@@ -124,3 +124,40 @@ def test_train_cli_reports_bad_input_clearly(tmp_path: Path) -> None:
     done = cli("train", str(log), "--out", str(tmp_path / "b"), "--session-key", r"blk_\d+")
     assert done.returncode == 2 and "no sessions" in done.stderr
     assert not (tmp_path / "b").exists()
+
+
+def test_learned_end_template_closes_a_session_at_once(tmp_path: Path) -> None:
+    from logguardian.config import load_settings
+    from logguardian.detectors.model import ModelStage
+    from logguardian.metrics import Metrics
+    from logguardian.pipeline import Batch
+    from logguardian.templates.stage import TemplateStage
+    from logguardian.training.train import TrainOptions, train_bundle
+
+    def job(n: int, steps: list[str], t0: float) -> list[Record]:
+        return [Record(t0 + i, f"job {n} {step}", "batch", None, {}, "t")
+                for i, step in enumerate(steps)]
+
+    lines = tmp_path / "jobs.jsonl"
+    full = ["started by scheduler", "loaded 42 rows", "wrote 42 rows", "finished ok"]
+    with lines.open("w") as fh:
+        for n in range(300):
+            for r in job(n, full, n * 10.0):
+                fh.write(json.dumps({"log": r.message, "date": r.ts, "app": "batch"}) + "\n")
+    meta = train_bundle([lines], tmp_path / "b", TrainOptions(
+        fmt="jsonl", session_key=r"job \d+", epochs=20, progress=False))
+    finish = next(v["index"] for v in meta["vocab"] if "finished ok" in v["text"])
+    assert meta["end_templates"] == [finish]
+
+    settings = load_settings(state_dir=tmp_path / "state", model={"bundle": str(tmp_path / "b")})
+    miner, stage = TemplateStage(settings), ModelStage(settings, Metrics())
+    records = job(1000, full, 1e6) + job(1001, ["started by scheduler", "finished ok"], 1e6)
+    batch = Batch(records=records, now=1e6)
+    miner.process(batch)
+    stage.process(batch)
+    # both jobs closed on their end line, without waiting for the idle timeout
+    assert len(stage.sessions) == 0
+    # the job that skipped its work is flagged on its last line by the session model
+    assert sorted(batch.reasons) == [5]
+    assert [r.kind for r in batch.reasons[5]] == ["session"]
+    assert "missing" in batch.reasons[5][0].text
