@@ -131,3 +131,15 @@ def test_every_record_is_observed_in_the_score_histogram() -> None:
     assert samples["logguardian_anomaly_score_count"] == 16
     assert samples["logguardian_anomaly_score_bucket0.1"] == 15  # all but the fatal one
     assert samples["logguardian_anomaly_score_sum"] == pytest.approx(0.97)
+
+
+def test_template_merges_carry_counts_and_verdicts(tmp_path: Path) -> None:
+    d = detection(tmp_path, warmup=10)
+    run(d, [("pay", "OLD", None)] * 10 + [("pay", "OTHER", None)] * 5)
+    d.feedback.set("OLD", "normal")
+    d.follow_merges({"OLD": "NEW"})  # the miner folded OLD into NEW
+    assert d.feedback.suppressed("NEW") and d.feedback.get("OLD") is None
+    batch = run(d, [("pay", "NEW", "error")], start=T0 + 100)
+    assert batch.reasons == {}, "a merged template is not new"
+    d.follow_merges({"OLD": "NEW"})  # idempotent
+    assert d.novelty.services["pay"].counts["NEW"] == 10 + 1 + 1  # seen, "normal", new line

@@ -45,11 +45,25 @@ class Detection:
         self.fuse = FuseStage(settings.detectors, self.context, self.feedback, metrics)
         self.incidents = IncidentStage(settings.incidents, self.context, metrics)
         self.feedback.listeners.append(self._on_feedback)
+        self._merged: set[str] = set()
         self.restore()
 
     @property
     def stages(self) -> list[Any]:
         return [ClockStage(self.context), self.novelty, self.stats, self.fuse, self.incidents]
+
+    @property
+    def merges_seen(self) -> int:
+        return len(self._merged)
+
+    def follow_merges(self, merges: dict[str, str]) -> None:
+        """The miner merged templates (old id → surviving id): carry novelty counts and
+        verdicts over, so a merge neither looks new nor loses an operator's word."""
+        for old in merges.keys() - self._merged:
+            new = merges[old]
+            self.novelty.merge(old, new)
+            self.feedback.rename(old, new)
+        self._merged = set(merges)
 
     def _on_feedback(self, template_id: str, verdict: Verdict) -> None:
         if verdict == "normal":
@@ -136,10 +150,32 @@ class SnapshotStage:
         self._write(data)
 
 
+class MergeFollower:
+    """Runs after the miner: hands its template merges to detection when they change."""
+
+    name = "template-merges"
+
+    def __init__(self, miner: Any, detection: Detection):
+        self.miner = miner
+        self.detection = detection
+        self._version = -1
+
+    def process(self, batch: Batch) -> None:
+        version = self.miner.version
+        if version != self._version:
+            self._version = version
+            merges = self.miner.merges()
+            if len(merges) != self.detection.merges_seen:
+                self.detection.follow_merges(merges)
+
+
 def register(
     components: Components, settings: Settings, metrics: Metrics, state_dir: Path | None = None
 ) -> Detection:
     detection = Detection(settings, metrics, state_dir)
+    miner = components.handles.get("miner")
+    if miner is not None and hasattr(miner, "merges"):
+        components.processors.append(MergeFollower(miner, detection))
     components.processors.extend(detection.stages)
     components.handles["detection"] = detection
     components.handles["feedback"] = detection.feedback
