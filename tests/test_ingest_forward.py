@@ -349,3 +349,17 @@ async def test_non_log_signals_are_refused_but_acked(start: Any) -> None:
     assert sidecar.metrics.registry.get_sample_value(
         "logguardian_rejected_total", {"reason": "unsupported"}) == 1
     await client.close()
+
+
+async def test_large_frames_decode_off_the_loop_intact(start: Any) -> None:
+    sidecar, capture = await start()
+    entries = [[1718012392 + i, {"log": f"big {i}"}] for i in range(5000)]
+    packed = b"".join(msgpack.packb(e) for e in entries)
+    client = await Client.connect(sidecar.forward_port)
+    await client.send(msgpack.packb(["t", entries, {"chunk": "fwd"}]))
+    assert await client.reply() == {"ack": "fwd"}
+    await client.send(msgpack.packb(["t", packed, {"chunk": "packed"}], use_bin_type=True))
+    assert await client.reply() == {"ack": "packed"}
+    records = await capture.wait_for(10_000)
+    assert [r.message for r in records] == [f"big {i}" for i in range(5000)] * 2
+    await client.close()

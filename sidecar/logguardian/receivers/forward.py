@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 RECEIVER = "forward"
 READ_BYTES = 256 * 1024
+OFFLOAD_ENTRIES = 2000
+OFFLOAD_BYTES = 512 * 1024
 
 
 class ProtocolError(Exception):
@@ -117,6 +119,33 @@ class ForwardServer:
             raise ProtocolError("frame is not [tag, ...]")
         tag: str = message[0]
         second = message[1]
+        big = (len(second) > OFFLOAD_ENTRIES if second.__class__ is list
+               else isinstance(second, bytes | str) and len(second) > OFFLOAD_BYTES)
+        if big:
+            # Keep the loop (other connections' acks, HTTP probes) responsive.
+            out, option = await asyncio.to_thread(self._decode_frame, message)
+        else:
+            out, option = self._decode_frame(message)
+
+        for reason, n in out.reasons.items():
+            self.metrics.rejected.labels(reason).inc(n)
+        if out.errors:
+            log.warning("forward tag %s: %d entries refused, e.g. %s", tag, out.rejected,
+                        out.errors[0])
+        if out.records and not await self.pipeline.put(out.records, RECEIVER):
+            return False  # shutting down: no ack, the client resends elsewhere/later
+        chunk = option.get("chunk") if isinstance(option, dict) else None
+        if chunk is not None:
+            if isinstance(chunk, bytes):
+                chunk = chunk.decode("utf-8", "surrogateescape")
+            writer.write(msgpack.packb({"ack": chunk}, unicode_errors="surrogateescape"))
+            await writer.drain()
+        return True
+
+    def _decode_frame(self, message: list[Any]) -> tuple[Decoded, Any]:
+        """A frame's records and its option map, by mode (told by the 2nd element)."""
+        tag: str = message[0]
+        second = message[1]
         out = Decoded()
         option: Any = None
         if second.__class__ is list and (not second or second[0].__class__ is list):
@@ -149,21 +178,7 @@ class ForwardServer:
             decode.add_entry(out, [second, message[2]], self.normalize, tag, 0)
         else:
             raise ProtocolError("frame is neither Message, Forward nor PackedForward")
-
-        for reason, n in out.reasons.items():
-            self.metrics.rejected.labels(reason).inc(n)
-        if out.errors:
-            log.warning("forward tag %s: %d entries refused, e.g. %s", tag, out.rejected,
-                        out.errors[0])
-        if out.records and not await self.pipeline.put(out.records, RECEIVER):
-            return False  # shutting down: no ack, the client resends elsewhere/later
-        chunk = option.get("chunk") if isinstance(option, dict) else None
-        if chunk is not None:
-            if isinstance(chunk, bytes):
-                chunk = chunk.decode("utf-8", "surrogateescape")
-            writer.write(msgpack.packb({"ack": chunk}, unicode_errors="surrogateescape"))
-            await writer.drain()
-        return True
+        return out, option
 
     async def _handshake(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
