@@ -197,18 +197,24 @@ class TemplateMiner:
                 loose.clear()
             unknown: list[int] = []
             unknown_folded: list[bytes] = []
+            repeats: list[tuple[int, bytes]] = []  # same loose key as an unknown line
+            pending: set[bytes] = set()
             for i, fk in zip(misses, folded, strict=True):
                 tid = loose.get(fk)
-                if tid is None:
-                    unknown.append(i)
-                    unknown_folded.append(fk)
-                else:
+                if tid is not None:
                     ids[i] = tid
                     shape[keys[i]] = tid
+                elif fk in pending:
+                    repeats.append((i, fk))
+                else:
+                    pending.add(fk)
+                    unknown.append(i)
+                    unknown_folded.append(fk)
             if unknown:
                 masked = masking.mask_many([lines[i] for i in unknown],
                                            [keys[i] for i in unknown])
                 exact = self._exact
+                learned: dict[bytes, str] = {}
                 for i, fk, m in zip(unknown, unknown_folded, masked, strict=True):
                     tid = exact.get(m)
                     if tid is None:
@@ -220,7 +226,9 @@ class TemplateMiner:
                         exact[m] = tid
                     ids[i] = tid
                     shape[keys[i]] = tid
-                    loose[fk] = tid
+                    loose[fk] = learned[fk] = tid
+                for i, fk in repeats:
+                    ids[i] = shape[keys[i]] = learned[fk]
         merged = self._merged
         if merged and not merged.keys().isdisjoint(ids):
             # Cache entries written before a merge still name the younger id.
