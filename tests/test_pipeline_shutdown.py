@@ -85,3 +85,17 @@ def test_sigterm_drains_the_queue(tmp_path: Path) -> None:
     assert f"draining {total} queued records" in output
     assert f"stopped: {total} records processed" in output, output
     assert took < 40, f"drain took {took:.1f}s (waited out the batch timer?)"
+
+
+def test_bad_setting_stops_startup_naming_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("receivers:\n  tcp:\n    port: lots\n")
+    env = {**os.environ, "LOGGUARDIAN_RECEIVERS__HTTP__PROT": "1"}
+    for args, env_, needle in (
+        (["--config", str(config)], os.environ, "receivers.tcp.port"),
+        ([], env, "unknown setting 'receivers.http.prot'"),
+    ):
+        done = subprocess.run([str(LOGGUARDIAN), "serve", "--http-port", "0", *args],
+                              env=env_, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2
+        assert needle in done.stderr
