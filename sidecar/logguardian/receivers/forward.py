@@ -64,14 +64,10 @@ class ForwardServer:
         self.pipeline = pipeline
         self.metrics = metrics
         self.normalize = Normalizer(RECEIVER, service_fields)
-        self._connections: set[asyncio.Task[Any]] = set()
 
     async def handle_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._connections.add(task)
         peer = writer.get_extra_info("peername")
         unpacker = decode.make_unpacker(self.settings.max_frame_bytes)
         try:
@@ -104,9 +100,9 @@ class ForwardServer:
             log.warning("forward %s: %s; closing", peer, exc)
         except (TimeoutError, ConnectionError, asyncio.IncompleteReadError):
             pass
+        except Exception:
+            log.exception("forward %s: connection failed", peer)
         finally:
-            if task is not None:
-                self._connections.discard(task)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
@@ -218,13 +214,6 @@ class ForwardServer:
             ["PONG", True, "", s.self_hostname, _digest(salt, me, nonce, key)]
         ))
         await writer.drain()
-
-    async def close_connections(self) -> None:
-        for task in list(self._connections):
-            task.cancel()
-        for task in list(self._connections):
-            with contextlib.suppress(BaseException):
-                await task
 
 
 async def start_forward_server(sidecar: Sidecar, settings: ForwardReceiver) -> asyncio.Server:
