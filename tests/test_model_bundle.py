@@ -206,3 +206,21 @@ def test_scoring_works_where_torch_cannot_be_imported(tmp_path: Path) -> None:
                          check=True, timeout=120)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result == {"error": None, "flagged": ["blk_2"], "torch": False}
+
+
+def test_without_a_bundle_records_still_get_their_session_key(tmp_path: Path) -> None:
+    from logguardian.config import load_settings
+    from logguardian.detectors.model import ModelStage
+    from logguardian.metrics import Metrics
+    from logguardian.pipeline import Batch
+
+    metrics = Metrics()
+    settings = load_settings(state_dir=tmp_path / "s",
+                             model={"bundle": str(tmp_path / "nothing"), "session_key": BLOCK})
+    stage = ModelStage(settings, metrics)
+    assert stage.bundle is None and "not found" in (stage.error or "")
+    assert metrics.model_loaded._value.get() == 0
+    records = block_lines(9, [22, 20], t0=1e9)
+    batch = Batch(records=records, now=1e9, templates=["t"] * 2, template_ids=["i"] * 2)
+    stage.process(batch)
+    assert batch.sessions == ["blk_9", "blk_9"] and batch.reasons == {}

@@ -22,6 +22,17 @@ def test_keyer_uses_whole_match_or_first_group_or_service() -> None:
     assert SessionKeyer(None).key(rec("anything", service="api")) == "api"
 
 
+def test_keyer_reads_a_record_field_for_trace_ids_and_pods() -> None:
+    keyer = SessionKeyer("field:trace.id")
+    record = rec("payment captured")
+    record.attributes = {"trace": {"id": "4bf92f35"}}
+    assert keyer.key(record) == "4bf92f35"
+    record.attributes = {"trace.id": 1234}
+    assert keyer.key(record) == "1234"
+    record.attributes = {}
+    assert keyer.key(record) is None
+
+
 def test_keyer_rejects_a_bad_regex_with_its_text() -> None:
     with pytest.raises(ValueError, match=r"blk_\("):
         SessionKeyer(r"blk_(")
@@ -79,3 +90,10 @@ def test_same_key_in_two_services_is_two_sessions() -> None:
     table.open(session("k", 1, service="db"))
     assert len(table) == 2
     assert table.get("api", "k") is not table.get("db", "k")
+
+
+def test_a_bad_session_key_setting_stops_startup_naming_the_key() -> None:
+    from logguardian.config import ConfigError, load_settings
+
+    with pytest.raises(ConfigError, match=r"model\.session_key.*unterminated"):
+        load_settings(model={"session_key": "blk_("})

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -118,10 +118,20 @@ class Incidents(Section):
 class Model(Section):
     bundle: Path | None = Field(None, description="model bundle dir; None = the shipped default")
     enabled: bool = True
-    session_key: str | None = Field(None, description="regex whose match is the session key")
+    session_key: str | None = Field(
+        None, description="regex whose match (group 1 if any) is the session key, or "
+        "field:<dotted.path> for a record attribute; None = the bundle's")
     session_idle_seconds: float = Field(60.0, gt=0)
     max_sessions: int = Field(100_000, gt=0)
     reload_seconds: float = Field(10.0, gt=0)
+
+    @field_validator("session_key")
+    @classmethod
+    def _valid_session_key(cls, value: str | None) -> str | None:
+        from .sessions import SessionKeyer
+
+        SessionKeyer(value)  # raises ValueError naming the bad regex
+        return value
 
 
 class Elasticsearch(Section):

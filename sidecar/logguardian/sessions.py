@@ -1,10 +1,11 @@
 """Per-key sessions: the recent-template window of each HDFS block, trace or pod.
 
 A session is keyed by (service, key) where the key is the first match of a regex in
-the message (group 1 when the regex has groups), or the service itself when no regex
-is configured. State is bounded twice: sessions idle longer than `idle_seconds` of
-*stream time* close (and get a verdict), and past `max_sessions` the least recently
-active session is evicted without a verdict (it may be incomplete).
+the message (group 1 when the regex has groups), a record attribute
+(`field:trace_id`), or the service itself when nothing is configured. State is
+bounded twice: sessions idle longer than `idle_seconds` of *stream time* close (and
+get a verdict), and past `max_sessions` the least recently active session is evicted
+without a verdict (it may be incomplete).
 
 Stream time is the newest record timestamp seen, advanced by wall time while no
 records arrive, so replays of old logs and live streams both close sessions.
@@ -17,19 +18,28 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from .record import Record
+from .record import Record, lookup
+
+FIELD_PREFIX = "field:"
 
 
 class SessionKeyer:
-    """Extracts the session key of a record from its message."""
+    """Extracts the session key of a record: a regex over the message, or
+    `field:<dotted.path>` for a record attribute (a trace id, a pod name)."""
 
-    __slots__ = ("_group", "_search", "pattern")
+    __slots__ = ("_field", "_group", "_search", "pattern")
 
     def __init__(self, pattern: str | None):
         self.pattern = pattern
+        self._field: str | None = None
+        self._search = None
+        self._group = 0
         if pattern is None:
-            self._search = None
-            self._group = 0
+            return
+        if pattern.startswith(FIELD_PREFIX):
+            self._field = pattern[len(FIELD_PREFIX):]
+            if not self._field:
+                raise ValueError(f"session key {pattern!r} names no field")
             return
         try:
             compiled = re.compile(pattern)
@@ -40,7 +50,10 @@ class SessionKeyer:
 
     def key(self, record: Record) -> str | None:
         if self._search is None:
-            return record.service
+            if self._field is None:
+                return record.service
+            value = lookup(record.attributes, self._field)
+            return None if value is None or value == "" else str(value)
         match = self._search(record.message)
         return match.group(self._group) if match is not None else None
 

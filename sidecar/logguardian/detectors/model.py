@@ -169,6 +169,9 @@ class ModelStage:
             self._install(pending)
         bundle = self.bundle
         if bundle is None:
+            if self.settings.session_key is not None:
+                key = self.keyer.key
+                batch.sessions = [key(r) for r in batch.records]
             return
         records = batch.records
         templates = batch.templates
