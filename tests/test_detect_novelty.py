@@ -143,3 +143,11 @@ def test_template_merges_carry_counts_and_verdicts(tmp_path: Path) -> None:
     assert batch.reasons == {}, "a merged template is not new"
     d.follow_merges({"OLD": "NEW"})  # idempotent
     assert d.novelty.services["pay"].counts["NEW"] == 10 + 1 + 1  # seen, "normal", new line
+
+
+def test_corrupt_state_file_is_ignored_not_fatal(tmp_path: Path) -> None:
+    (tmp_path / "detection.json").write_bytes(b'{"version": 1, "clock": [1')
+    d = detection(tmp_path, warmup=10)
+    assert d.novelty.services == {} and d.stats.services == {}
+    run(d, [("pay", "T1", None)] * 12)  # and it works from scratch
+    assert d.novelty.services["pay"].total == 12

@@ -7,6 +7,7 @@ behave the same; while nothing arrives, log time moves on with wall time.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 
 from ..pipeline import Batch
@@ -15,6 +16,7 @@ from ..signals import SEVERITIES, Reason, Severity
 # Records stamped further than this into the future (clock skew, bad parsers) are
 # treated as arriving now, so one bad timestamp cannot close every open window.
 MAX_FUTURE_SKEW_SECONDS = 300.0
+_TS = operator.attrgetter("ts")
 
 
 def score_at(x: float, x0: float, threshold: float) -> float:
@@ -55,7 +57,7 @@ class DetectionContext:
     def advance(self, batch: Batch) -> float:
         if batch.records:
             limit = batch.now + MAX_FUTURE_SKEW_SECONDS
-            newest = max(r.ts for r in batch.records)
+            newest = max(map(_TS, batch.records))
             newest = min(newest, limit)
             if newest > self.now:
                 self.now = newest

@@ -29,7 +29,13 @@ import numpy as np
 from ..config import Detectors
 from ..pipeline import Batch
 from ..signals import Reason
-from .context import DetectionContext, Finding, score_at, severity_for
+from .context import (
+    MAX_FUTURE_SKEW_SECONDS,
+    DetectionContext,
+    Finding,
+    score_at,
+    severity_for,
+)
 
 HISTORY = 60  # windows kept per row for MAD/IQR (1 h at the default 60 s)
 MIN_WINDOWS = 10  # windows of history before a row may alert
@@ -175,7 +181,7 @@ class RollingStatsStage:
     def process(self, batch: Batch) -> None:
         width = self.width
         lateness = self.lateness
-        skew = batch.now + 300.0
+        skew = batch.now + MAX_FUTURE_SKEW_SECONDS
         services = self.services
         tids = batch.template_ids
         if self.next_window < 0 and batch.records:
