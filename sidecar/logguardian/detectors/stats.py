@@ -185,7 +185,7 @@ class RollingStatsStage:
         services = self.services
         tids = batch.template_ids
         if self.next_window < 0 and batch.records:
-            self.next_window = int(min(r.ts for r in batch.records) // width)
+            self.next_window = int(min(min(r.ts for r in batch.records), skew) // width)
         close_at = (self.next_window + 1) * width + lateness
         # One compare per record guards the three rare events: a window to close, a
         # silence check due, a timestamp from the future.
