@@ -48,8 +48,8 @@ class Sidecar:
         self.grpc_port: int | None = None
         self.tcp_port: int | None = None
         self._runner: web.AppRunner | None = None
+        self._receiver_stoppers: list[Callable[[], Awaitable[Any]]] = []
         self._stoppers: list[Callable[[], Awaitable[Any]]] = []
-        self._stopped = asyncio.Event()
 
     # -- HTTP app ---------------------------------------------------------------------------
 
@@ -91,7 +91,6 @@ class Sidecar:
     async def start(self) -> None:
         s = self.settings.receivers
         await self.pipeline.start()
-        self._stoppers.append(self.pipeline.stop)
         for start in self.components.starters:
             stop = await start(self)
             if stop is not None:
@@ -108,18 +107,18 @@ class Sidecar:
 
             server = await start_forward_server(self, s.forward)
             self.forward_port = server.sockets[0].getsockname()[1]
-            self._stoppers.append(_close_server(server))
+            self._receiver_stoppers.append(_close_server(server))
         if s.tcp.port:
             from .receivers.tcp import start_tcp_server
 
             tcp_server = await start_tcp_server(self, s.tcp)
             self.tcp_port = tcp_server.sockets[0].getsockname()[1]
-            self._stoppers.append(_close_server(tcp_server))
+            self._receiver_stoppers.append(_close_server(tcp_server))
         if s.grpc.port:
             from .receivers.grpc import start_grpc_server
 
             grpc_stop, self.grpc_port = await start_grpc_server(self, s.grpc)
-            self._stoppers.append(grpc_stop)
+            self._receiver_stoppers.append(grpc_stop)
         log.info(
             "logguardian serving: http=%s forward=%s tcp=%s grpc=%s state=%s",
             self.http_port, self.forward_port, self.tcp_port, self.grpc_port,
@@ -127,15 +126,17 @@ class Sidecar:
         )
 
     async def stop(self) -> None:
-        """Receivers first (no new work), then the pipeline drains, then the rest."""
+        """Receivers first (no new work), then the pipeline drains and flushes its
+        exporters, then the starters' tasks stop (their final snapshots see every record)."""
         if self._runner is not None:
             await self._runner.cleanup()
-        for stop in reversed(self._stoppers):
+        stoppers = [*reversed(self._receiver_stoppers), self.pipeline.stop,
+                    *reversed(self._stoppers)]
+        for stop in stoppers:
             try:
                 await stop()
             except Exception:
                 log.exception("error during shutdown")
-        self._stopped.set()
 
     async def run_forever(self) -> None:
         tune_gc()
