@@ -3,6 +3,8 @@
 #   elasticsearch.sh run   NODE_DIR HTTP_PORT   # foreground (the pytest fixture uses this)
 #   elasticsearch.sh start NODE_DIR HTTP_PORT   # background, waits until the node answers
 #   elasticsearch.sh stop  NODE_DIR
+# With ES_SECURE_USER=name:password the node serves HTTPS (a CA of its own, in
+# NODE_DIR/config/certs/ca.crt) and requires that user (basic auth).
 # NODE_DIR keeps config, data and logs, so stop + start keeps the indices (outage tests).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -31,24 +33,44 @@ run)
       '20-:--add-modules=jdk.incubator.vector' '-XX:+ExitOnOutOfMemoryError' \
       > "$node_dir/config/jvm.options"
   fi
+  if [ -z "${ES_JAVA_HOME:-}" ]; then
+    ES_JAVA_HOME=$(dirname "$(dirname "$(readlink -f "$(command -v java)")")")
+    export ES_JAVA_HOME
+  fi
+  export ES_PATH_CONF="$node_dir/config" ES_TMPDIR="$node_dir/tmp"
+  security=(-Expack.security.enabled=false)
+  if [ -n "${ES_SECURE_USER:-}" ]; then
+    # ES_SECURE_USER=name:password → TLS on HTTP (own CA) + that superuser in the file realm.
+    certs="$node_dir/config/certs"
+    if [ ! -f "$certs/node.crt" ]; then
+      mkdir -p "$certs"
+      openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=logguardian-test-ca" \
+        -keyout "$certs/ca.key" -out "$certs/ca.crt" 2>/dev/null
+      openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+        -keyout "$certs/node.key" -out "$certs/node.csr" 2>/dev/null
+      printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$certs/san.ext"
+      openssl x509 -req -in "$certs/node.csr" -CA "$certs/ca.crt" -CAkey "$certs/ca.key" \
+        -CAcreateserial -days 30 -extfile "$certs/san.ext" -out "$certs/node.crt" 2>/dev/null
+      "$es_home/bin/elasticsearch-users" useradd "${ES_SECURE_USER%%:*}" \
+        -p "${ES_SECURE_USER#*:}" -r superuser
+    fi
+    security=(-Expack.security.enabled=true -Expack.security.http.ssl.enabled=true
+      -Expack.security.http.ssl.key=certs/node.key
+      -Expack.security.http.ssl.certificate=certs/node.crt)
+  fi
   drop=()
   if [ "$(id -u)" -eq 0 ]; then
     chown -R logguardian-es: "$node_dir"
     drop=(setpriv --reuid=logguardian-es --regid=logguardian-es --clear-groups)
   fi
-  export ES_PATH_CONF="$node_dir/config" ES_TMPDIR="$node_dir/tmp"
   export ES_JAVA_OPTS="${ES_JAVA_OPTS:--Xms256m -Xmx1g}"
-  if [ -z "${ES_JAVA_HOME:-}" ]; then
-    ES_JAVA_HOME=$(dirname "$(dirname "$(readlink -f "$(command -v java)")")")
-    export ES_JAVA_HOME
-  fi
   cd "$node_dir"
   exec "${drop[@]}" "$es_home/bin/elasticsearch" \
     -Ehttp.host=127.0.0.1 -Ehttp.port="$port" \
     -Etransport.host=127.0.0.1 -Etransport.port=0 \
     -Ediscovery.type=single-node -Ecluster.name=logguardian-test \
     -Epath.data="$node_dir/data" -Epath.logs="$node_dir/logs" \
-    -Expack.security.enabled=false \
+    "${security[@]}" \
     -Ecluster.routing.allocation.disk.threshold_enabled=false
   ;;
 start)
@@ -56,9 +78,14 @@ start)
   mkdir -p "$node_dir"
   setsid "$0" run "$node_dir" "$port" >"$node_dir/console.log" 2>&1 &
   echo $! >"$node_dir/pid"
+  probe=(curl -sf "http://127.0.0.1:$port/_cluster/health?wait_for_status=yellow&timeout=1s")
+  if [ -n "${ES_SECURE_USER:-}" ]; then
+    probe=(curl -sf --cacert "$node_dir/config/certs/ca.crt" -u "$ES_SECURE_USER"
+      "https://127.0.0.1:$port/_cluster/health?wait_for_status=yellow&timeout=1s")
+  fi
   for _ in $(seq 180); do
-    if curl -sf "http://127.0.0.1:$port/_cluster/health?wait_for_status=yellow&timeout=1s" >/dev/null; then
-      echo "elasticsearch up on http://127.0.0.1:$port"; exit 0
+    if "${probe[@]}" >/dev/null 2>&1; then
+      echo "elasticsearch up on port $port"; exit 0
     fi
     kill -0 "$(cat "$node_dir/pid")" 2>/dev/null || { tail -40 "$node_dir/console.log" >&2; exit 1; }
     sleep 1

@@ -12,12 +12,14 @@ answering scrapes and posts while the test waits.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -68,11 +70,13 @@ def _tail(path: Path, lines: int = 40) -> str:
 class _Process:
     """A child server in its own process group, so stop() reaches the whole tree."""
 
-    def __init__(self, name: str, argv: list[str], log: Path, cwd: Path | None = None):
+    def __init__(self, name: str, argv: list[str], log: Path, cwd: Path | None = None,
+                 env: dict[str, str] | None = None):
         self.name = name
         self.argv = argv
         self.log = log
         self.cwd = cwd
+        self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -82,7 +86,7 @@ class _Process:
     def start(self) -> None:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                self.argv, stdout=out, stderr=subprocess.STDOUT, cwd=self.cwd,
+                self.argv, stdout=out, stderr=subprocess.STDOUT, cwd=self.cwd, env=self.env,
                 start_new_session=True,
             )
 
@@ -127,23 +131,44 @@ class ElasticsearchNode:
     written before an outage are still there after it; `pause()`/`resume()` freeze the
     JVM (SIGSTOP) to play a node that accepts connections but never answers."""
 
-    def __init__(self, node_dir: Path, port: int | None = None):
+    def __init__(self, node_dir: Path, port: int | None = None,
+                 user: tuple[str, str] | None = None):
         self.node_dir = node_dir
         self.port = port or _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.user = user
+        scheme = "https" if user else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
+        # With a user: TLS with the node's own CA, and basic auth (file realm).
+        self.ca_cert = node_dir / "config" / "certs" / "ca.crt" if user else None
+        env = dict(os.environ)
+        if user:
+            env["ES_SECURE_USER"] = f"{user[0]}:{user[1]}"
         self._process = _Process(
             "elasticsearch",
             ["bash", str(ES_SCRIPT), "run", str(node_dir), str(self.port)],
-            node_dir / "console.log",
+            node_dir / "console.log", env=env,
         )
+
+    def _open(self, req: urllib.request.Request, timeout: float) -> Any:
+        if self.user:
+            token = base64.b64encode(f"{self.user[0]}:{self.user[1]}".encode()).decode()
+            req.add_header("Authorization", f"Basic {token}")
+            context = ssl.create_default_context(cafile=str(self.ca_cert))
+            return urllib.request.urlopen(req, timeout=timeout, context=context)
+        return urllib.request.urlopen(req, timeout=timeout)
 
     @property
     def running(self) -> bool:
         return self._process.running
 
     def _healthy(self) -> bool:
-        status, _ = _get(f"{self.url}/_cluster/health?wait_for_status=yellow&timeout=1s", 3.0)
-        return status == 200
+        req = urllib.request.Request(
+            f"{self.url}/_cluster/health?wait_for_status=yellow&timeout=1s")
+        try:
+            with self._open(req, 3.0) as resp:
+                return bool(resp.status == 200)
+        except (urllib.error.URLError, ssl.SSLError, FileNotFoundError):
+            return False
 
     def start(self) -> None:
         if self._process.running:
@@ -167,7 +192,7 @@ class ElasticsearchNode:
             self.url + path, data=data, method=method,
             headers={"Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(req, timeout=30) as resp:
+        with self._open(req, 30.0) as resp:
             return json.loads(resp.read() or b"null")
 
     def count(self, index: str, query: dict[str, Any] | None = None) -> int:
@@ -197,6 +222,21 @@ def elasticsearch_node() -> Iterator[ElasticsearchNode]:
     _binary("java")
     node_dir = Path(tempfile.mkdtemp(prefix="logguardian-es-"))
     node = ElasticsearchNode(node_dir)
+    try:
+        node.start()
+        yield node
+    finally:
+        node.stop()
+        shutil.rmtree(node_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def secure_elasticsearch() -> Iterator[ElasticsearchNode]:
+    """A second real node with HTTPS (own CA) and basic auth, for the client settings."""
+    _binary("java")
+    _binary("openssl")
+    node_dir = Path(tempfile.mkdtemp(prefix="logguardian-es-"))
+    node = ElasticsearchNode(node_dir, user=("logguardian", "s3cret-pass"))
     try:
         node.start()
         yield node
