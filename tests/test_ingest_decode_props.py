@@ -172,3 +172,34 @@ def test_normalize_any_json_map_yields_a_record_or_a_clear_error(doc: dict[str, 
     assert isinstance(r.message, str) and isinstance(r.service, str) and r.service
     assert isinstance(r.ts, float) and 0 < r.ts < 1e12
     assert r.level in (None, "trace", "debug", "info", "warn", "error", "fatal")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'[{"log":"bad \xff byte"},{"log":"ok"}]',
+        b'{"log":"bad \xff byte"}\n{"log":"ok"}\n',
+        b'{"log":"bad \xff byte"}{"log":"ok"}',
+    ],
+)
+def test_invalid_utf8_costs_a_replacement_char_not_the_batch(body: bytes) -> None:
+    out = decode.decode_json(body, normalize)
+    assert [r.message for r in out.records] == ["bad \ufffd byte", "ok"]
+    orjson.dumps([r.message for r in out.records])
+
+
+def test_msgpack_invalid_utf8_is_replaced() -> None:
+    entry = b"\x92" + msgpack.packb(1718012392) + b"\x81" + msgpack.packb("log") + (
+        b"\xa5a\xffb\xfec")
+    out = decode.decode_msgpack_entries(entry, normalize)
+    assert [r.message for r in out.records] == ["a\ufffdb\ufffdc"]
+
+
+def test_lone_surrogate_escape_is_refused_on_every_path() -> None:
+    bad = b'{"log":"\\ud800"}'
+    for body in (b"[" + bad + b"]", bad + b'{"log":"ok"}', bad + b'\n{"log":"ok"}\n'):
+        try:
+            out = decode.decode_json(body, normalize)
+        except decode.DecodeError:
+            continue
+        assert [r.message for r in out.records] == ["ok"] and out.rejected == 1

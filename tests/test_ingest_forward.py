@@ -363,3 +363,28 @@ async def test_large_frames_decode_off_the_loop_intact(start: Any) -> None:
     records = await capture.wait_for(10_000)
     assert [r.message for r in records] == [f"big {i}" for i in range(5000)] * 2
     await client.close()
+
+
+async def test_invalid_utf8_becomes_replacement_chars_and_records_serialize(
+    start: Any,
+) -> None:
+    import orjson
+
+    sidecar, capture = await start()
+    # A record whose str values carry raw non-UTF-8 bytes, in Forward and Message mode.
+    record = b"\x82" + msgpack.packb("log") + _raw_str(b"bad \xff\xfe bytes") + (
+        msgpack.packb("host") + _raw_str(b"h\xc3"))
+    entry = b"\x92" + msgpack.packb(1718012392) + record
+    forward = b"\x93" + msgpack.packb("t") + b"\x91" + entry + msgpack.packb({"chunk": "u"})
+    message = b"\x94" + msgpack.packb("t") + msgpack.packb(1718012392) + record + (
+        msgpack.packb({"chunk": "m"}))
+    client = await Client.connect(sidecar.forward_port)
+    await client.send(forward)
+    assert await client.reply() == {"ack": "u"}
+    await client.send(message)
+    assert await client.reply() == {"ack": "m"}
+    records = await capture.wait_for(2)
+    for r in records:
+        assert r.message == "bad \ufffd\ufffd bytes"
+        orjson.dumps({"message": r.message, **r.attributes})  # would raise on surrogates
+    await client.close()

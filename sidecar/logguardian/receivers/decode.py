@@ -60,14 +60,15 @@ def ext_hook(code: int, data: bytes) -> Any:
 UNPACK_ERRORS = (msgpack.UnpackException, ValueError, TypeError)
 
 
-def make_unpacker(max_buffer_size: int = 0) -> msgpack.Unpacker:
-    # surrogateescape keeps a `str` PackedForward payload (Fluentd's out_forward)
-    # byte-exact so it can be re-read as msgpack.
+def make_unpacker(max_buffer_size: int = 0, unicode_errors: str = "replace") -> msgpack.Unpacker:
+    """Invalid UTF-8 in a str becomes U+FFFD by default, so records always serialize
+    (orjson refuses lone surrogates); "surrogateescape" keeps raw bytes recoverable
+    where they are bytes in disguise (handshake salts, str PackedForward payloads)."""
     return msgpack.Unpacker(
         raw=False,
         ext_hook=ext_hook,
         strict_map_key=False,
-        unicode_errors="surrogateescape",
+        unicode_errors=unicode_errors,
         max_buffer_size=max_buffer_size,
     )
 
@@ -178,7 +179,7 @@ def decode_json(body: bytes, normalize: Normalizer, tag: str | None = None) -> D
     lines = b"\n" in body.rstrip()
     if first == 0x5B:  # [
         try:
-            docs = orjson.loads(body)
+            docs = _loads_lenient(body)
         except orjson.JSONDecodeError as exc:
             if not lines:
                 raise DecodeError(f"body is not valid JSON: {exc}") from None
@@ -197,6 +198,16 @@ def decode_json(body: bytes, normalize: Normalizer, tag: str | None = None) -> D
         out.reject(MALFORMED, f"{where}: {message}")
     add_docs(out, docs, normalize, tag, "object")
     return out
+
+
+def _loads_lenient(body: bytes) -> Any:
+    """orjson, but a stray invalid UTF-8 byte costs a U+FFFD, not the whole batch."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        if "UTF-8" not in str(exc):
+            raise
+    return orjson.loads(body.decode("utf-8", "replace"))
 
 
 def split_json_objects(body: bytes) -> tuple[list[Any], list[tuple[str, str]]]:
@@ -248,10 +259,17 @@ _decoder = json.JSONDecoder()
 
 
 def _raw_decode(text: str, pos: int) -> tuple[Any, int]:
+    """One value at `pos`: the stdlib finds where it ends, orjson parses it, so the
+    slow path accepts exactly what the fast one does (no lone surrogates, no invalid
+    UTF-8, bounded depth)."""
     try:
-        return _decoder.raw_decode(text, pos)
+        _, end = _decoder.raw_decode(text, pos)
     except RecursionError:  # the stdlib scanner recurses; orjson stops at depth 1024
         raise json.JSONDecodeError("nested too deeply", text, pos) from None
+    try:
+        return orjson.loads(text[pos:end]), end
+    except orjson.JSONDecodeError as exc:
+        raise json.JSONDecodeError(str(exc).split(":")[0], text, pos) from None
 
 
 def _decode_concatenated(data: bytes) -> tuple[list[Any], list[str]]:

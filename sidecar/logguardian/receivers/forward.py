@@ -70,15 +70,20 @@ class ForwardServer:
     ) -> None:
         peer = writer.get_extra_info("peername")
         unpacker = decode.make_unpacker(self.settings.max_frame_bytes)
+        # The bytes fed but not yet consumed, to re-read a frame exactly when needed.
+        stream = bytearray()
+        base = 0
         try:
+            data = b""
             if self.settings.shared_key is not None:
-                await self._handshake(reader, writer, unpacker)
+                data = await self._handshake(reader, writer)
             while True:
-                data = await asyncio.wait_for(
-                    reader.read(READ_BYTES), self.settings.idle_timeout_seconds
-                )
                 if not data:
-                    return
+                    data = await asyncio.wait_for(
+                        reader.read(READ_BYTES), self.settings.idle_timeout_seconds
+                    )
+                    if not data:
+                        return
                 try:
                     unpacker.feed(data)
                 except msgpack.BufferFull:
@@ -86,15 +91,28 @@ class ForwardServer:
                     log.warning("forward %s: frame over %d bytes, closing", peer,
                                 self.settings.max_frame_bytes)
                     return
+                stream += data
+                data = b""
                 while True:
+                    start = unpacker.tell()
                     try:
                         message = next(unpacker)
                     except StopIteration:
                         break
                     except decode.UNPACK_ERRORS as exc:
                         raise ProtocolError(f"undecodable msgpack: {exc}") from None
+                    if message.__class__ is list and len(message) > 1 and (
+                            message[1].__class__ is str):
+                        # Fluentd packs entries as a str: re-read its raw bytes.
+                        exact = bytes(stream[start - base:unpacker.tell() - base])
+                        message[1] = msgpack.unpackb(
+                            exact, raw=False, unicode_errors="surrogateescape",
+                            strict_map_key=False, ext_hook=decode.ext_hook)[1]
                     if not await self._frame(message, writer):
                         return
+                consumed = unpacker.tell()
+                del stream[:consumed - base]
+                base = consumed
         except ProtocolError as exc:
             self.metrics.rejected.labels(decode.MALFORMED).inc()
             log.warning("forward %s: %s; closing", peer, exc)
@@ -177,10 +195,10 @@ class ForwardServer:
         return out, option
 
     async def _handshake(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-        unpacker: msgpack.Unpacker,
-    ) -> None:
-        """HELO → PING → PONG (shared key only; no per-user auth)."""
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bytes:
+        """HELO → PING → PONG (shared key only; no per-user auth). Returns bytes read
+        past the PING."""
         s = self.settings
         assert s.shared_key is not None
         key = s.shared_key.encode()
@@ -188,12 +206,19 @@ class ForwardServer:
         writer.write(msgpack.packb(["HELO", {"nonce": nonce, "auth": b"", "keepalive": True}],
                                    use_bin_type=True))
         await writer.drain()
+        # Fluent Bit sends its 16 random salt bytes as a str: keep them exact.
+        unpacker = decode.make_unpacker(64 * 1024, unicode_errors="surrogateescape")
+        received = b""
         ping: Any = None
         while ping is None:
             data = await asyncio.wait_for(reader.read(READ_BYTES), s.idle_timeout_seconds)
             if not data:
                 raise ConnectionError("closed during handshake")
-            unpacker.feed(data)
+            try:
+                unpacker.feed(data)
+            except msgpack.BufferFull:
+                raise ProtocolError("oversized handshake") from None
+            received += data
             try:
                 ping = next(unpacker)
             except StopIteration:
@@ -214,6 +239,7 @@ class ForwardServer:
             ["PONG", True, "", s.self_hostname, _digest(salt, me, nonce, key)]
         ))
         await writer.drain()
+        return received[unpacker.tell():]
 
 
 async def start_forward_server(sidecar: Sidecar, settings: ForwardReceiver) -> asyncio.Server:
