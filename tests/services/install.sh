@@ -48,6 +48,11 @@ if [ ! -x "$services_dir/elasticsearch-$es_version/bin/elasticsearch" ]; then
   mvn -B -q -f "$here/pom.xml" dependency:unpack -Dservices.dir="$services_dir"
   chmod -R a+rX "$services_dir"
 fi
+# openssl makes the CA and node certificate of the HTTPS test node.
+if ! command -v openssl >/dev/null; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends openssl
+fi
 if [ "$(id -u)" -eq 0 ] && ! id logguardian-es >/dev/null 2>&1; then
   useradd --system --no-create-home --shell /usr/sbin/nologin logguardian-es
 fi
