@@ -200,3 +200,11 @@ async def test_anomalies_endpoint_reads_the_store(
                     assert "error" in await r.json()
     finally:
         await sidecar.stop()
+
+
+async def test_an_unserializable_value_does_not_cost_the_batch(store: LocalStore) -> None:
+    odd = annotation(1, time.time())
+    odd.attributes = {"raw": "\udcff", "obj": object(), 3: "int key"}
+    store.export(batch([odd, annotation(2, time.time())]))
+    await store.aflush()
+    assert sorted(r["id"] for r in store.anomalies()) == ["a1", "a2"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import queue
 import sqlite3
@@ -92,6 +93,18 @@ def incident_doc(i: Incident) -> dict[str, Any]:
     return doc
 
 
+_DUMPS_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
+def _dumps(doc: dict[str, Any]) -> bytes:
+    """orjson; a value it refuses (a lone surrogate from some upstream) falls back to
+    the stdlib's escaping rather than costing the batch."""
+    try:
+        return orjson.dumps(doc, default=str, option=_DUMPS_OPTIONS)
+    except (orjson.JSONEncodeError, TypeError):
+        return json.dumps(doc, default=str, ensure_ascii=False).encode("utf-8", "replace")
+
+
 class LocalStore:
     name = NAME
 
@@ -121,18 +134,11 @@ class LocalStore:
     def export(self, batch: Batch) -> None:
         if not batch.annotations and not batch.incidents:
             return
-        opt = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
         now = time.time()
-        rows = [
-            (a.id, a.ts, a.service, now,
-             orjson.dumps(annotation_doc(a), default=str, option=opt))
-            for a in batch.annotations
-        ]
-        incidents = [
-            (i.id, i.service, int(i.open), i.last_seen, now,
-             orjson.dumps(incident_doc(i), default=str, option=opt))
-            for i in batch.incidents
-        ]
+        rows = [(a.id, a.ts, a.service, now, _dumps(annotation_doc(a)))
+                for a in batch.annotations]
+        incidents = [(i.id, i.service, int(i.open), i.last_seen, now, _dumps(incident_doc(i)))
+                     for i in batch.incidents]
         try:
             self._queue.put_nowait((rows, incidents))
         except queue.Full:
