@@ -126,3 +126,36 @@ async def test_alert_is_back_within_one_refresh_after_alertmanager_restart(
     assert after["fingerprint"] == before["fingerprint"]
     assert after["annotations"]["incident_id"] == before["annotations"]["incident_id"]
     assert await am.aalerts(service="control") == []
+
+
+async def test_sidecar_restart_re_announces_open_incidents(
+    make_settings: Callable[..., Settings],
+    alertmanager_factory: Callable[..., AlertmanagerServer],
+) -> None:
+    am = alertmanager_factory()
+    settings = make_settings(
+        detectors={"warmup_records": 50}, incidents={"quiet_seconds": 120.0},
+        exporters={"alertmanager": {"url": [am.url], "refresh_seconds": REFRESH,
+                                    "ends_at_seconds": 60.0}},
+    )
+    sidecar = Sidecar(settings)
+    await sidecar.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            await post_logs(http, sidecar.http_port, normal_records("checkout", 200))
+            await post_logs(http, sidecar.http_port, novel_records("checkout", 1, 3))
+        (before,) = await wait_alerts(am, lambda a: len(a) == 1, 15, service="checkout")
+    finally:
+        await sidecar.stop()
+    am.stop()
+    am.start()  # Alertmanager forgot it while the sidecar was down
+    assert await am.aalerts() == []
+
+    again = Sidecar(settings)  # same state dir: the incident is restored, still open
+    await again.start()
+    try:
+        (after,) = await wait_alerts(am, lambda a: len(a) == 1, REFRESH + 3, service="checkout")
+    finally:
+        await again.stop()
+    assert after["annotations"]["incident_id"] == before["annotations"]["incident_id"]
+    assert after["startsAt"] == before["startsAt"]
