@@ -227,7 +227,17 @@ def test_service_monitor_and_prometheus_rule_behind_flags() -> None:
             "LogGuardianExporterFailing", "LogGuardianAnomalyRateHigh"} <= alerts
 
 
-def test_unknown_mode_fails_rendering() -> None:
-    done = helm("template", "lg", str(CHART), "--set", "mode=statefulset")
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("mode=statefulset", "mode must be one of"),
+        ("ports.http=abc", "ports.http: Invalid type"),
+        ("elasticsearch.urll=https://es:9200", "Additional property urll is not allowed"),
+        ("state.mountPath=relative/dir", "state.mountPath: Does not match pattern"),
+        ("alertmanager.urls={am:9093}", "Does not match pattern"),
+    ],
+)
+def test_bad_values_are_refused_by_the_chart_schema(setting: str, message: str) -> None:
+    done = helm("template", "lg", str(CHART), "--set", setting)
     assert done.returncode != 0
-    assert "mode must be daemonset or deployment" in done.stderr
+    assert message in done.stderr
