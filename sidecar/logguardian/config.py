@@ -8,11 +8,12 @@ section forbids unknown keys so a typo stops startup with the key's name.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
@@ -150,7 +151,23 @@ class Elasticsearch(Section):
 
 
 class Alertmanager(Section):
-    url: list[str] = Field(default_factory=list, description="one or more (HA pairs)")
+    url: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="one or more (HA pairs); or a comma-separated string"
+    )
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _split_urls(cls, value: Any) -> Any:
+        """`url: http://am:9093` and `LOGGUARDIAN_EXPORTERS__ALERTMANAGER__URL=a,b` are
+        what people write; a JSON list from the environment still works."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                import json
+
+                return json.loads(text)
+            return [u.strip() for u in text.split(",") if u.strip()]
+        return value
     refresh_seconds: float = Field(60.0, gt=0)
     ends_at_seconds: float = Field(240.0, gt=0)
     resolved_resend_seconds: float = Field(600.0, ge=0)
