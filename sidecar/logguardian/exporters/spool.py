@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SEGMENT_BYTES = 4 * 1024 * 1024
+READ_BYTES = 256 * 1024
 _SUFFIX = ".seg"
 
 
@@ -143,12 +144,16 @@ class Spool:
         items: list[bytes] = []
         with self._segment_path(segment).open("rb") as fh:
             fh.seek(offset)
+            carry = b""
             while len(items) < limit:
-                line = fh.readline()
-                if not line.endswith(b"\n"):
-                    break  # a torn last write (crash mid-append) is not an item
-                items.append(line[:-1])
-                offset += len(line)
+                block = fh.read(READ_BYTES)
+                if not block:
+                    break  # what is left in `carry` is a torn write, not an item
+                lines = (carry + block).split(b"\n")
+                carry = lines.pop()
+                for line in lines[: limit - len(items)]:
+                    items.append(line)
+                    offset += len(line) + 1
         return items, Cursor(segment, offset, len(items))
 
     def commit(self, cursor: Cursor) -> None:
