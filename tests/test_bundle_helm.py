@@ -26,6 +26,18 @@ def helm_bin() -> str:
     return found
 
 
+def k8s_validate(manifests: str) -> list[str]:
+    """Strictly decode manifests into the Kubernetes (and Prometheus Operator) API
+    types with helm/validate; returns its per-document lines."""
+    tool = ROOT / ".tools" / "bin" / "k8s-validate"
+    if not tool.is_file():
+        pytest.fail("k8s-validate not built: run tests/services/install.sh")
+    done = subprocess.run([str(tool)], input=manifests, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
 def helm(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([helm_bin(), *args], capture_output=True, text=True, timeout=120)
 
@@ -225,6 +237,45 @@ def test_service_monitor_and_prometheus_rule_behind_flags() -> None:
     alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
     assert {"LogGuardianDown", "LogGuardianQueueSaturated",
             "LogGuardianExporterFailing", "LogGuardianAnomalyRateHigh"} <= alerts
+
+
+@pytest.mark.parametrize(
+    "sets",
+    [
+        [],
+        ["mode=deployment", "state.persistence.enabled=true"],
+        ["serviceMonitor.enabled=true", "prometheusRule.enabled=true", "hostPorts=true",
+         "auth.token=t", "elasticsearch.url=https://es:9200", "elasticsearch.apiKey=k",
+         "alertmanager.urls={http://am:9093}", "tolerations[0].operator=Exists"],
+    ],
+)
+def test_rendered_manifests_are_valid_kubernetes_objects(sets: list[str]) -> None:
+    args = ["template", "lg", str(CHART)]
+    for s in sets:
+        args += ["--set", s]
+    done = helm(*args)
+    assert done.returncode == 0, done.stderr
+    lines = k8s_validate(done.stdout)
+    assert "skip" not in lines, lines
+    assert sum(1 for word in lines if word == "ok") == len(
+        [d for d in yaml.safe_load_all(done.stdout) if d])
+
+
+def test_validator_rejects_what_the_api_server_would() -> None:
+    """The check above can fail: a misspelled field and a wrong type are refused."""
+    for bad in ("spec:\n  internalTrafficPolicyy: Local\n",
+                "spec:\n  ports: [{port: http}]\n"):
+        doc = "apiVersion: v1\nkind: Service\nmetadata: {name: x}\n" + bad
+        tool = ROOT / ".tools" / "bin" / "k8s-validate"
+        done = subprocess.run([str(tool)], input=doc, capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 1 and "invalid Service/x" in done.stderr
+
+
+def test_fluent_bit_daemonset_manifest_is_valid() -> None:
+    text = (ROOT / "fluentbit" / "kubernetes" / "fluent-bit-daemonset.yaml").read_text()
+    lines = k8s_validate(text)
+    assert lines.count("ok") == 5 and "skip" not in lines
 
 
 @pytest.mark.parametrize(

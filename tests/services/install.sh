@@ -23,11 +23,16 @@ fi
 # Helm for the chart tests (helm lint / helm template), built from the Go module
 # proxy into the project-local .tools/bin (git-ignored).
 root=$(cd "$here/../.." && pwd)
+GO=$(command -v go || echo /usr/local/go/bin/go)
+# Go needs a cache dir; without HOME (bare CI env) keep it under .tools.
+[ -n "${HOME:-}" ] || export GOPATH="$root/.tools/go" GOCACHE="$root/.tools/go-build"
 if [ ! -x "$root/.tools/bin/helm" ]; then
-  GO=$(command -v go || echo /usr/local/go/bin/go)
-  # Go needs a cache dir; without HOME (bare CI env) keep it under .tools.
-  [ -n "${HOME:-}" ] || export GOPATH="$root/.tools/go" GOCACHE="$root/.tools/go-build"
   GOBIN="$root/.tools/bin" "$GO" install helm.sh/helm/v3/cmd/helm@v3.16.4
+fi
+# k8s-validate: strict decoding of rendered manifests into the Kubernetes API types.
+if [ ! -x "$root/.tools/bin/k8s-validate" ] \
+   || [ -n "$(find "$root/helm/validate" -newer "$root/.tools/bin/k8s-validate" -type f)" ]; then
+  (cd "$root/helm/validate" && "$GO" build -o "$root/.tools/bin/k8s-validate" .)
 fi
 
 # Elasticsearch 8: Elastic's integration-test distribution from Maven Central (needs
