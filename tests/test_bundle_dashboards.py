@@ -16,6 +16,7 @@ import re
 import time
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -346,9 +347,12 @@ def buckets_with_docs(aggs: dict[str, Any]) -> int:
 async def test_every_es_query_returns_annotations(
     make_settings: Callable[..., Settings], elasticsearch_url: str
 ) -> None:
-    stream = Settings().exporters.elasticsearch.data_stream
-    sidecar = make_sidecar(make_settings, elasticsearch={"url": elasticsearch_url,
-                                                         "flush_seconds": 0.2})
+    # Its own namespace in the shared node (other tests write the default stream);
+    # still inside the pattern the dashboards query.
+    stream = Settings().exporters.elasticsearch.data_stream.rsplit("-", 1)[0] + (
+        f"-bundle{uuid.uuid4().hex[:8]}")
+    sidecar = make_sidecar(make_settings, elasticsearch={
+        "url": elasticsearch_url, "flush_seconds": 0.2, "data_stream": stream})
     await sidecar.start()
     try:
         await feed(f"http://127.0.0.1:{sidecar.http_port}", seconds=6, warmup=300)
@@ -383,8 +387,9 @@ async def test_every_es_query_returns_annotations(
         if "aggs" in body:
             assert buckets_with_docs(answer["aggregations"]) > 0, f"{where}: no buckets"
             continue
+        assert any(stream in h["_index"] for h in answer["hits"]["hits"]), (
+            f"{where}: none of this sidecar's documents for {query!r}")
         hits = [h["_source"] for h in answer["hits"]["hits"]]
-        assert hits, f"{where}: no documents for {query!r}"
         # The fields the panel/annotation displays are in the documents.
         fields = [target.get(k) for k in ("textField", "tagsField") if target.get(k)]
         for t in target.get("transformations", []):
@@ -397,7 +402,8 @@ async def test_every_es_query_returns_annotations(
     columns = list(table["transformations"][0]["options"]["indexByName"])
     body = grafana_es_body(table["targets"][0], grafana_lucene(
         table["targets"][0]["query"], services), time_field)
-    hits = [h["_source"] for h in es_search(elasticsearch_url, index, body)["hits"]["hits"]]
+    raw = es_search(elasticsearch_url, index, body)["hits"]["hits"]
+    hits = [h["_source"] for h in raw if stream in h["_index"]]
     assert hits and all(lookup(h, c) is not None for h in hits for c in columns)
     assert "payments" in {lookup(h, "service.name") for h in hits}
 
@@ -412,8 +418,8 @@ async def test_every_es_query_returns_annotations(
     answer = es_search(elasticsearch_url, view["title"], {
         "size": 50, "query": {"query_string": {"query": source["query"]["query"]}},
         "sort": [{sort_field: {"order": sort_dir}}]})
-    hits = [h["_source"] for h in answer["hits"]["hits"]]
-    assert hits, "saved search returned nothing"
+    hits = [h["_source"] for h in answer["hits"]["hits"] if stream in h["_index"]]
+    assert hits, "saved search returned none of this sidecar's documents"
     for column in search["attributes"]["columns"]:
         assert all(lookup(h, column) is not None for h in hits), f"saved search: {column}"
 
