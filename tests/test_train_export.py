@@ -15,12 +15,8 @@ from logguardian.bundle import MINER_FILE, MODEL_FILE, PAD, load_bundle
 from logguardian.record import Record
 from logguardian.training.dataset import build_dataset, end_templates, windows
 
-torch = pytest.importorskip("torch")  # the `train` extra; `make test` installs it
-from logguardian.training.torch_model import (  # noqa: E402
-    export_onnx,
-    torch_log_probs,
-    train,
-)
+# The `train` extra (torch, onnx): `make test` installs it, so a missing torch fails here.
+from logguardian.training.torch_model import export_onnx, torch_log_probs, train
 
 REPLAY = SHARED / "tools" / "hdfs_replay.py"
 HDFS = SHARED / "data" / "hdfs"
