@@ -191,6 +191,19 @@ def fresh_mix(mix: Sequence[str], total: int, seed: int = 5) -> list[str]:
 _DIGIT_RUN = re.compile(r"\d+")
 
 
+def unique_shapes(total: int, seed: int = 9) -> str:
+    """Lines whose ids mix letters and digits at random: every line misses the shape
+    caches, so they fill to their bounds."""
+    rng = random.Random(seed)
+    hexdigits = "0123456789abcdef"
+    out = []
+    for i in range(total):
+        rid = "".join(rng.choice(hexdigits) for _ in range(16))
+        user = "".join(rng.choice(hexdigits) for _ in range(8))
+        out.append(f"request {rid} for session {user} served in {i % 997} ms")
+    return "\n".join(out) + "\n"
+
+
 def stream(title: str, lines: Sequence[str], segment: int) -> None:
     """Templates and speed per segment: flat means no growth in either. Drain3 stops
     once it has used DRAIN3_BUDGET_S (its slowdown on a growing tree is the point)."""
@@ -300,6 +313,11 @@ def main() -> None:
         fresh_path.write_text("\n".join(fresh) + "\n")
         stream("Loghub mix lines, numbers redrawn each pass", fresh, segment)
         peak_rss(fresh_path, len(fresh))
+        del fresh
+        unique_path = Path(tmp) / "unique.log"
+        unique_path.write_text(unique_shapes(stream_lines))
+        print("== Worst case for the caches: no two lines share a shape (random hex ids)")
+        peak_rss(unique_path, stream_lines)
 
 
 if __name__ == "__main__":

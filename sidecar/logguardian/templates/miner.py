@@ -33,8 +33,10 @@ EMPTY_TEMPLATE = "<EMPTY>"
 TRUNCATED = "<…>"
 # Caches are dropped wholesale when they reach these sizes: cheaper than LRU
 # bookkeeping on every line, and they refill from the next few batches.
-SHAPE_CACHE_MAX = 200_000
-EXACT_CACHE_MAX = 100_000
+# Sized so that a stream where no two lines share a shape (random hex ids) still
+# stays well under 100 MB RSS.
+SHAPE_CACHE_MAX = 65_536
+EXACT_CACHE_MAX = 32_768
 # Per-template service counts beyond this many services are pooled as "other".
 MAX_SERVICES_PER_TEMPLATE = 64
 OTHER_SERVICE = "other"
