@@ -20,7 +20,7 @@ from logguardian.pipeline import Batch
 from logguardian.server import Sidecar
 from logguardian.signals import Annotation, Reason
 from services.fixtures import ElasticsearchNode
-from services.traffic import anomaly_ids, normal_records, novel_records, post_logs
+from services.traffic import anomaly_ids, normal_records, novel_records, post_logs, settle
 
 
 def stream_name() -> str:
@@ -67,7 +67,7 @@ async def test_sidecar_annotations_land_in_es_as_ecs_documents(
             await post_logs(http, sidecar.http_port, normal_records("checkout", 200))
             await post_logs(http, sidecar.http_port, novel_records("checkout", 1, 30))
             await post_logs(http, sidecar.http_port, normal_records("checkout", 200))
-            await asyncio.sleep(1.0)
+            await settle(sidecar, 430)
             found = await anomaly_ids(http, sidecar.http_port)
         await wait_delivered(sidecar.components.handles["elasticsearch"])
     finally:
@@ -170,7 +170,7 @@ async def test_enriched_mode_writes_every_record_with_its_findings(
         async with aiohttp.ClientSession() as http:
             await post_logs(http, sidecar.http_port, normal_records("catalog", 300))
             await post_logs(http, sidecar.http_port, novel_records("catalog", 1, 10))
-            await asyncio.sleep(1.0)
+            await settle(sidecar, 310)
             found = await anomaly_ids(http, sidecar.http_port)
         await wait_delivered(sidecar.components.handles["elasticsearch"])
     finally:

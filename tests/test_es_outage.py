@@ -21,7 +21,7 @@ from logguardian.pipeline import Batch
 from logguardian.server import Sidecar
 from logguardian.signals import Annotation, Reason
 from services.fixtures import ElasticsearchNode, _free_port
-from services.traffic import anomaly_ids, normal_records, novel_records, post_logs
+from services.traffic import anomaly_ids, normal_records, novel_records, post_logs, settle
 
 SERVICES = ("checkout", "catalog", "payments")
 OUTAGE_SECONDS = 60.0
@@ -59,20 +59,24 @@ async def test_es_down_60s_mid_replay_every_annotation_lands_exactly_once(
     exporter: ElasticsearchExporter = sidecar.components.handles["elasticsearch"]
     port = sidecar.http_port
     line = 1
+    sent = 0
     try:
         async with aiohttp.ClientSession() as http:
             for service in SERVICES:
                 await post_logs(http, port, normal_records(service, 100))
+                sent += 100
 
             async def replay_step() -> None:
-                nonlocal line
+                nonlocal line, sent
                 for service in SERVICES:
                     await post_logs(http, port, normal_records(service, 20)
                                     + novel_records(service, line, 2))
+                    sent += 22
                 line += 2
 
             for _ in range(5):  # ES up
                 await replay_step()
+            await settle(sidecar, sent)
             await drained(exporter, 30)
             before_outage = len(await anomaly_ids(http, port))
             assert before_outage > 0 and elasticsearch.count(stream) == before_outage
@@ -84,6 +88,7 @@ async def test_es_down_60s_mid_replay_every_annotation_lands_exactly_once(
                 await replay_step()  # the receiver keeps answering 200 (post_logs checks)
                 spooled = max(spooled, gauge(sidecar.metrics, "exporter_spool_bytes"))
                 await asyncio.sleep(3.0)
+            await settle(sidecar, sent)
             during = len(await anomaly_ids(http, port)) - before_outage
             assert during > 0, "the outage must fall in the middle of the findings"
             assert spooled > 0, "what ES could not take went to the spool"
@@ -92,6 +97,7 @@ async def test_es_down_60s_mid_replay_every_annotation_lands_exactly_once(
             await asyncio.to_thread(elasticsearch.start)
             for _ in range(3):  # and the replay goes on after ES is back
                 await replay_step()
+            await settle(sidecar, sent)
             await drained(exporter, 90)
             found = await anomaly_ids(http, port)
     finally:

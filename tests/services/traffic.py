@@ -7,6 +7,7 @@ an exporter delivered with the sidecar's own local store, not with a guessed cou
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -47,3 +48,17 @@ async def anomaly_ids(http: aiohttp.ClientSession, port: int) -> set[str]:
     async with http.get(f"http://127.0.0.1:{port}/api/v1/anomalies?limit=10000") as resp:
         body = await resp.json()
     return {a["id"] for a in body["anomalies"]}
+
+
+def processed(metrics: Any) -> float:
+    """Records fully through the chain (logguardian_records_total, all services)."""
+    return sum(s.value for m in metrics.records.collect() for s in m.samples
+               if s.name.endswith("_total"))
+
+
+async def settle(sidecar: Any, sent: int, timeout: float = 30.0) -> None:
+    """Wait until the chain has processed `sent` records, so anomalies are known."""
+    deadline = time.monotonic() + timeout
+    while processed(sidecar.metrics) < sent:
+        assert time.monotonic() < deadline, f"{processed(sidecar.metrics)}/{sent} processed"
+        await asyncio.sleep(0.05)
