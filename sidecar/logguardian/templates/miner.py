@@ -476,12 +476,15 @@ class TemplateMiner:
         if not isinstance(raw, list) or not isinstance(merged, dict):
             raise ValueError("template snapshot: 'templates' must be a list, 'merged' a map")
         templates: dict[str, Template] = {}
-        for item in sorted(raw, key=lambda d: d["seq"]):
-            t = Template(id=str(item["id"]), units=[str(u) for u in item["units"]],
-                         seq=int(item["seq"]), first_seen=float(item["first_seen"]),
-                         last_seen=float(item["last_seen"]), count=int(item["count"]),
-                         services={str(k): int(v) for k, v in item["services"].items()})
-            templates[t.id] = t
+        try:
+            for item in sorted(raw, key=lambda d: d["seq"]):
+                t = Template(id=str(item["id"]), units=[str(u) for u in item["units"]],
+                             seq=int(item["seq"]), first_seen=float(item["first_seen"]),
+                             last_seen=float(item["last_seen"]), count=int(item["count"]),
+                             services={str(k): int(v) for k, v in item["services"].items()})
+                templates[t.id] = t
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise ValueError(f"template snapshot: malformed template entry ({exc!r})") from None
         seq, lines = state.get("seq", 0), state.get("lines", 0)
         self._templates = templates
         self._buckets = {}
