@@ -20,6 +20,7 @@ from logguardian.metrics import Metrics
 from logguardian.pipeline import Batch
 from logguardian.server import Sidecar
 from logguardian.signals import Annotation, Reason
+from prometheus_client.parser import text_string_to_metric_families
 from services.fixtures import ElasticsearchNode, _free_port
 from services.traffic import anomaly_ids, normal_records, novel_records, post_logs, settle
 
@@ -198,6 +199,19 @@ async def test_frozen_es_never_blocks_ingest(
             while gauge(sidecar.metrics, "exporter_spool_bytes") == 0:
                 assert time.monotonic() < deadline, exporter.status()
                 await asyncio.sleep(0.2)
+            # …and an operator sees it where they look: /metrics and /readyz.
+            async with http.get(f"http://127.0.0.1:{port}/metrics") as resp:
+                exposition = await resp.text()
+            samples = {(s.name, s.labels.get("exporter")): s.value
+                       for family in text_string_to_metric_families(exposition)
+                       for s in family.samples}
+            assert samples[("logguardian_exporter_spool_bytes", "elasticsearch")] > 0
+            assert samples[("logguardian_exporter_pending", "elasticsearch")] > 0
+            assert samples[("logguardian_exporter_errors_total", "elasticsearch")] >= 1
+            async with http.get(f"http://127.0.0.1:{port}/readyz") as resp:
+                ready = await resp.json()
+            assert resp.status == 200, "a spool with room keeps the sidecar ready"
+            assert "unreachable" in ready["checks"]["elasticsearch"]["detail"]
             elasticsearch.resume()
             await drained(exporter, 60)
             found = await anomaly_ids(http, port)
@@ -207,3 +221,39 @@ async def test_frozen_es_never_blocks_ingest(
     assert len(found) > 0
     ids = [h["_id"] for h in elasticsearch.search(stream, size=10_000)]
     assert len(ids) == len(set(ids)) and set(ids) == found
+
+
+async def test_read_only_index_429_is_retried_not_dead_lettered(
+    elasticsearch: ElasticsearchNode, tmp_path: Path
+) -> None:
+    """A flood-stage disk block makes ES answer 429 per item: back off and keep the
+    documents (spool), deliver them once the block is lifted, dead-letter nothing."""
+    stream = stream_name()
+    metrics = Metrics()
+    exporter = ElasticsearchExporter(
+        EsSettings(url=elasticsearch.url, data_stream=stream, flush_seconds=0.1),
+        tmp_path, metrics)
+    await exporter.start()
+    try:
+        first = Batch(records=[], now=time.time())
+        first.annotations.extend(annotation(i) for i in range(10))
+        exporter.export(first)
+        await drained(exporter, 30)
+        block = {"index.blocks.read_only_allow_delete": True}
+        elasticsearch.request("PUT", f"/{stream}/_settings", block)
+        second = Batch(records=[], now=time.time())
+        second.annotations.extend(annotation(i) for i in range(10, 60))
+        exporter.export(second)
+        deadline = time.monotonic() + 20
+        while len(exporter.spool) < 50:
+            assert time.monotonic() < deadline, exporter.status()
+            await asyncio.sleep(0.1)
+        assert "refused for now" in (exporter.last_error or "")
+        elasticsearch.request("PUT", f"/{stream}/_settings",
+                              {"index.blocks.read_only_allow_delete": None})
+        await drained(exporter, 60)
+    finally:
+        await exporter.stop()
+    assert elasticsearch.count(stream) == 60
+    assert metrics.exporter_dropped.labels("elasticsearch", "rejected")._value.get() == 0
+    assert not (tmp_path / "elasticsearch-rejected.ndjson").exists()
