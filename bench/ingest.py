@@ -44,23 +44,37 @@ def load_lines() -> list[tuple[str, str]]:
     lines: list[tuple[str, str]] = []
     for path in sorted(LOGHUB.glob("*/*_2k.log")):
         app = path.parent.name.lower()
-        lines.extend((app, line) for line in path.read_text(errors="replace").splitlines()
-                     if line.strip())
+        lines.extend(
+            (app, line) for line in path.read_text(errors="replace").splitlines() if line.strip()
+        )
     if not lines:
         print(f"note: {LOGHUB} not found, using synthetic lines")
-        lines = [("synthetic", f"2024-06-10 09:39:52 INFO request {i} served in {i % 97}ms")
-                 for i in range(2000)]
+        lines = [
+            ("synthetic", f"2024-06-10 09:39:52 INFO request {i} served in {i % 97}ms")
+            for i in range(2000)
+        ]
     return lines
 
 
 def fluent_bit_records(lines: list[tuple[str, str]]) -> list[dict[str, Any]]:
     return [
-        {"date": 1718012392.0 + i * 0.001, "time": "2024-06-10T09:39:52.000681Z",
-         "stream": "stdout", "_p": "F", "log": line,
-         "kubernetes": {"pod_name": f"{app}-7d9f-x2", "namespace_name": "prod",
-                        "pod_id": "8b1c2d", "labels": {"app": app, "tier": "backend"},
-                        "host": "node-1", "container_name": app, "docker_id": "ab12cd",
-                        "container_image": f"registry/{app}:1.2"}}
+        {
+            "date": 1718012392.0 + i * 0.001,
+            "time": "2024-06-10T09:39:52.000681Z",
+            "stream": "stdout",
+            "_p": "F",
+            "log": line,
+            "kubernetes": {
+                "pod_name": f"{app}-7d9f-x2",
+                "namespace_name": "prod",
+                "pod_id": "8b1c2d",
+                "labels": {"app": app, "tier": "backend"},
+                "host": "node-1",
+                "container_name": app,
+                "docker_id": "ab12cd",
+                "container_image": f"registry/{app}:1.2",
+            },
+        }
         for i, (app, line) in enumerate(lines[:BATCH])
     ]
 
@@ -68,24 +82,44 @@ def fluent_bit_records(lines: list[tuple[str, str]]) -> list[dict[str, Any]]:
 def bodies(lines: list[tuple[str, str]]) -> dict[str, tuple[bytes, dict[str, str]]]:
     recs = fluent_bit_records(lines)
     objs = [orjson.dumps(r) for r in recs]
-    gelf = [orjson.dumps({"version": "1.1", "host": "node-1", "short_message": r["log"],
-                          "timestamp": r["date"], "level": 6,
-                          "_app": r["kubernetes"]["labels"]["app"]}) for r in recs]
-    ecs = [{"@timestamp": "2026-08-01T10:00:00.123456789Z", "@version": "1",
-            "message": r["log"], "host": {"name": "web-3"},
+    gelf = [
+        orjson.dumps(
+            {
+                "version": "1.1",
+                "host": "node-1",
+                "short_message": r["log"],
+                "timestamp": r["date"],
+                "level": 6,
+                "_app": r["kubernetes"]["labels"]["app"],
+            }
+        )
+        for r in recs
+    ]
+    ecs = [
+        {
+            "@timestamp": "2026-08-01T10:00:00.123456789Z",
+            "@version": "1",
+            "message": r["log"],
+            "host": {"name": "web-3"},
             "service": {"name": r["kubernetes"]["labels"]["app"]},
-            "log": {"file": {"path": "/var/log/app.log"}}} for r in recs]
+            "log": {"file": {"path": "/var/log/app.log"}},
+        }
+        for r in recs
+    ]
     chunk = b"".join(
-        msgpack.packb([[msgpack.ExtType(0, struct.pack(">II", int(r["date"]), 681000)), {}],
-                       {k: v for k, v in r.items() if k != "date"}])
+        msgpack.packb(
+            [
+                [msgpack.ExtType(0, struct.pack(">II", int(r["date"]), 681000)), {}],
+                {k: v for k, v in r.items() if k != "date"},
+            ]
+        )
         for r in recs
     )
     json_ct = {"Content-Type": "application/json"}
     array = b"[" + b",".join(objs) + b"]"
     return {
         "json": (array, json_ct),
-        "json_lines": (b"".join(o + b"\n" for o in objs),
-                       {"Content-Type": "application/x-ndjson"}),
+        "json_lines": (b"".join(o + b"\n" for o in objs), {"Content-Type": "application/x-ndjson"}),
         "json_stream": (b"".join(objs), json_ct),
         "gelf": (b"".join(g + b"\n" for g in gelf), json_ct),
         "msgpack": (chunk, {"Content-Type": "application/msgpack"}),
@@ -97,10 +131,12 @@ def bodies(lines: list[tuple[str, str]]) -> dict[str, tuple[bytes, dict[str, str
 def raw_peer(fmt: str, body: bytes) -> Callable[[], Any]:
     """The bare library decode of the same bytes: the floor our decoder is held to."""
     if fmt == "msgpack":
+
         def unpack() -> Any:
             unpacker = msgpack.Unpacker(raw=False, ext_hook=decode.ext_hook)
             unpacker.feed(body)
             return list(unpacker)
+
         return unpack
     if fmt == "json+gzip":
         return lambda: orjson.loads(gzip.decompress(body))
@@ -150,9 +186,12 @@ def _serve(port: int, forward_port: int, state: str, ready: Any) -> None:
     async def main() -> None:
         settings = load_settings(
             state_dir=Path(state),
-            receivers={"http": {"host": "127.0.0.1", "port": port},
-                       "forward": {"host": "127.0.0.1", "port": forward_port},
-                       "grpc": {"port": 0}, "tcp": {"port": 0}},
+            receivers={
+                "http": {"host": "127.0.0.1", "port": port},
+                "forward": {"host": "127.0.0.1", "port": forward_port},
+                "grpc": {"port": 0},
+                "tcp": {"port": 0},
+            },
             pipeline={"queue_records": 2_000_000, "batch_records": 20_000},
         )
         sidecar = Sidecar(settings)
@@ -165,11 +204,13 @@ def _serve(port: int, forward_port: int, state: str, ready: Any) -> None:
     asyncio.run(main())
 
 
-async def http_rate(url: str, body: bytes, headers: dict[str, str], seconds: float,
-                    concurrency: int) -> tuple[float, int]:
+async def http_rate(
+    url: str, body: bytes, headers: dict[str, str], seconds: float, concurrency: int
+) -> tuple[float, int]:
     sent = retries = 0
     deadline = time.perf_counter() + seconds
     async with aiohttp.ClientSession() as session:
+
         async def worker() -> None:
             nonlocal sent, retries
             while time.perf_counter() < deadline:
@@ -191,9 +232,13 @@ async def http_rate(url: str, body: bytes, headers: dict[str, str], seconds: flo
 def forward_frame(lines: list[tuple[str, str]], chunk: str) -> bytes:
     """Fluent Bit's default Forward mode with `require_ack_response`:
     `[tag, [[[EventTime, {}], record], ...], {"chunk": id}]`."""
-    entries = [[[msgpack.ExtType(0, struct.pack(">II", int(r["date"]), 681000)), {}],
-                {k: v for k, v in r.items() if k != "date"}]
-               for r in fluent_bit_records(lines)]
+    entries = [
+        [
+            [msgpack.ExtType(0, struct.pack(">II", int(r["date"]), 681000)), {}],
+            {k: v for k, v in r.items() if k != "date"},
+        ]
+        for r in fluent_bit_records(lines)
+    ]
     return msgpack.packb(["kube.var.log.containers", entries, {"chunk": chunk}])
 
 
@@ -203,8 +248,9 @@ def forward_decode(frame: bytes) -> Callable[[], Any]:
 
     def run() -> decode.Decoded:
         out = decode.Decoded()
-        tag, entries, _ = msgpack.unpackb(frame, raw=False, ext_hook=decode.ext_hook,
-                                          strict_map_key=False)
+        tag, entries, _ = msgpack.unpackb(
+            frame, raw=False, ext_hook=decode.ext_hook, strict_map_key=False
+        )
         for index, entry in enumerate(entries):
             decode.add_entry(out, entry, normalize, tag, index)
         return out
@@ -212,8 +258,7 @@ def forward_decode(frame: bytes) -> Callable[[], Any]:
     return run
 
 
-async def forward_rate(port: int, frame: bytes, seconds: float,
-                       concurrency: int) -> float:
+async def forward_rate(port: int, frame: bytes, seconds: float, concurrency: int) -> float:
     """Frames per connection strictly one at a time, as Fluent Bit waits for each ack."""
     sent = 0
     deadline = time.perf_counter() + seconds
@@ -248,24 +293,27 @@ def main() -> int:
 
     lines = load_lines()
     cases = bodies(lines)
-    print(f"{len(lines)} Loghub lines; {BATCH}-record batches; decode: best run, per CPU-s; "
-          f"HTTP/forward: {args.concurrency} clients x {args.seconds:.0f}s\n")
+    print(
+        f"{len(lines)} Loghub lines; {BATCH}-record batches; decode: best run, per CPU-s; "
+        f"HTTP/forward: {args.concurrency} clients x {args.seconds:.0f}s\n"
+    )
 
     port, forward_port = _free_port(), _free_port()
     ctx = mp.get_context("fork")
     ready = ctx.Event()
     with tempfile.TemporaryDirectory() as state:
-        server = ctx.Process(target=_serve, args=(port, forward_port, state, ready),
-                             daemon=True)
+        server = ctx.Process(target=_serve, args=(port, forward_port, state, ready), daemon=True)
         server.start()
         try:
             if not ready.wait(60):
                 raise RuntimeError("sidecar did not start")
             url = f"http://127.0.0.1:{port}/api/v1/logs"
             proc = psutil.Process(server.pid)
-            header = (f"{'format':<20} {'bytes/rec':>9} {'raw rec/s':>11} {'decode rec/s':>13} "
-                      f"{'raw/decode':>10} {'HTTP rec/s':>11} {'rec/CPU-s':>10} "
-                      f"{'raw/HTTP':>9} {'503s':>5}")
+            header = (
+                f"{'format':<20} {'bytes/rec':>9} {'raw rec/s':>11} {'decode rec/s':>13} "
+                f"{'raw/decode':>10} {'HTTP rec/s':>11} {'rec/CPU-s':>10} "
+                f"{'raw/HTTP':>9} {'503s':>5}"
+            )
             print(header)
             print("-" * len(header))
             for fmt, (body, headers) in cases.items():
@@ -274,32 +322,42 @@ def main() -> int:
                 cpu0 = sum(proc.cpu_times()[:2])
                 started = time.perf_counter()
                 http, retries = asyncio.run(
-                    http_rate(url, body, headers, args.seconds, args.concurrency))
+                    http_rate(url, body, headers, args.seconds, args.concurrency)
+                )
                 accepted = http * (time.perf_counter() - started)
                 per_cpu = accepted / max(sum(proc.cpu_times()[:2]) - cpu0, 1e-9)
-                print(f"{fmt:<20} {len(body) / BATCH:>9.0f} {raw:>11,.0f} {dec:>13,.0f} "
-                      f"{raw / dec:>9.1f}x {http:>11,.0f} {per_cpu:>10,.0f} "
-                      f"{raw / per_cpu:>8.1f}x {retries:>5}")
+                print(
+                    f"{fmt:<20} {len(body) / BATCH:>9.0f} {raw:>11,.0f} {dec:>13,.0f} "
+                    f"{raw / dec:>9.1f}x {http:>11,.0f} {per_cpu:>10,.0f} "
+                    f"{raw / per_cpu:>8.1f}x {retries:>5}"
+                )
             frame = forward_frame(lines, "bench-chunk-id")
-            raw = best_rate(lambda: msgpack.unpackb(frame, raw=False, ext_hook=decode.ext_hook),
-                            args.seconds / 3)
+            raw = best_rate(
+                lambda: msgpack.unpackb(frame, raw=False, ext_hook=decode.ext_hook),
+                args.seconds / 3,
+            )
             dec = best_rate(forward_decode(frame), args.seconds / 3)
             cpu0 = sum(proc.cpu_times()[:2])
             started = time.perf_counter()
             fwd = asyncio.run(forward_rate(forward_port, frame, args.seconds, args.concurrency))
-            per_cpu = fwd * (time.perf_counter() - started) / max(
-                sum(proc.cpu_times()[:2]) - cpu0, 1e-9)
-            print(f"{'forward (acked)':<20} {len(frame) / BATCH:>9.0f} {raw:>11,.0f} "
-                  f"{dec:>13,.0f} {raw / dec:>9.1f}x {fwd:>11,.0f} {per_cpu:>10,.0f} "
-                  f"{raw / per_cpu:>8.1f}x {'-':>5}")
+            per_cpu = (
+                fwd * (time.perf_counter() - started) / max(sum(proc.cpu_times()[:2]) - cpu0, 1e-9)
+            )
+            print(
+                f"{'forward (acked)':<20} {len(frame) / BATCH:>9.0f} {raw:>11,.0f} "
+                f"{dec:>13,.0f} {raw / dec:>9.1f}x {fwd:>11,.0f} {per_cpu:>10,.0f} "
+                f"{raw / per_cpu:>8.1f}x {'-':>5}"
+            )
         finally:
             server.terminate()
             server.join(10)
-    print("\nraw = the bare orjson/msgpack (+gzip) decode of the same body; decode = ours "
-          "(framing, per-element errors, Record normalization); HTTP = accepted by the "
-          "running sidecar (another process) over loopback, per wall second and per "
-          "second of the server's own CPU (robust to a busy machine); raw/HTTP uses the "
-          "latter.")
+    print(
+        "\nraw = the bare orjson/msgpack (+gzip) decode of the same body; decode = ours "
+        "(framing, per-element errors, Record normalization); HTTP = accepted by the "
+        "running sidecar (another process) over loopback, per wall second and per "
+        "second of the server's own CPU (robust to a busy machine); raw/HTTP uses the "
+        "latter."
+    )
     return 0
 
 

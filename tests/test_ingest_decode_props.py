@@ -20,21 +20,30 @@ from logguardian.record import Normalizer
 
 normalize = Normalizer("test")
 
-json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**53), 2**53),
-                         st.text(st.characters(exclude_categories=("Cs",)), max_size=20))
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**53), 2**53),
+    st.text(st.characters(exclude_categories=("Cs",)), max_size=20),
+)
 # Messages deliberately include the characters our fast paths split on.
 messages = st.text(
-    alphabet=st.sampled_from(list("ab }{[]\n\"\\,:é✓")) | st.characters(exclude_categories=("Cs",)),
+    alphabet=st.sampled_from(list('ab }{[]\n"\\,:é✓')) | st.characters(exclude_categories=("Cs",)),
     max_size=40,
 )
 records = st.lists(
-    st.fixed_dictionaries({"log": messages},
-                          optional={"stream": st.sampled_from(["stdout", "stderr"]),
-                                    "extra": json_scalars,
-                                    "kubernetes": st.fixed_dictionaries(
-                                        {"labels": st.fixed_dictionaries(
-                                            {"app": st.text(min_size=1, max_size=8)})})}),
-    min_size=1, max_size=30,
+    st.fixed_dictionaries(
+        {"log": messages},
+        optional={
+            "stream": st.sampled_from(["stdout", "stderr"]),
+            "extra": json_scalars,
+            "kubernetes": st.fixed_dictionaries(
+                {"labels": st.fixed_dictionaries({"app": st.text(min_size=1, max_size=8)})}
+            ),
+        },
+    ),
+    min_size=1,
+    max_size=30,
 )
 
 
@@ -61,10 +70,13 @@ def test_json_framings_round_trip(fmt: str, docs: list[dict[str, Any]]) -> None:
     assert [r.attributes.get("extra") for r in out.records] == [d.get("extra") for d in docs]
 
 
-@given(docs=records, stamps=st.lists(st.tuples(st.integers(1, 2**32 - 1),
-                                                st.integers(0, 999_999_999)),
-                                      min_size=30, max_size=30),
-       metadata=st.booleans())
+@given(
+    docs=records,
+    stamps=st.lists(
+        st.tuples(st.integers(1, 2**32 - 1), st.integers(0, 999_999_999)), min_size=30, max_size=30
+    ),
+    metadata=st.booleans(),
+)
 @settings(max_examples=150, deadline=None)
 def test_msgpack_entries_round_trip_with_event_time(
     docs: list[dict[str, Any]], stamps: list[tuple[int, int]], metadata: bool
@@ -94,9 +106,13 @@ def test_arbitrary_bytes_never_crash_the_decoders(body: bytes) -> None:
         decode.inflate_gzip(body, 10_000)
 
 
-@given(docs=records, bad=st.lists(st.sampled_from([b"nope", b"{oops", b"[1,2]", b'"str"',
-                                                   b'{"no_log":1}']), max_size=5),
-       seed=st.randoms(use_true_random=False))
+@given(
+    docs=records,
+    bad=st.lists(
+        st.sampled_from([b"nope", b"{oops", b"[1,2]", b'"str"', b'{"no_log":1}']), max_size=5
+    ),
+    seed=st.randoms(use_true_random=False),
+)
 @settings(max_examples=150, deadline=None)
 def test_bad_lines_are_counted_and_never_cost_good_ones(
     docs: list[dict[str, Any]], bad: list[bytes], seed: Any
@@ -109,19 +125,24 @@ def test_bad_lines_are_counted_and_never_cost_good_ones(
     assert out.rejected == len(bad)
 
 
-@given(docs=records, cuts=st.lists(st.integers(1, 200), min_size=1, max_size=40),
-       newline=st.booleans())
+@given(
+    docs=records, cuts=st.lists(st.integers(1, 200), min_size=1, max_size=40), newline=st.booleans()
+)
 @settings(max_examples=150, deadline=None)
 def test_tcp_stream_split_anywhere_yields_the_same_events(
     docs: list[dict[str, Any]], cuts: list[int], newline: bool
 ) -> None:
-    server = TcpServer(TcpReceiver(), pipeline=None, metrics=Metrics(),  # type: ignore[arg-type]
-                       service_fields=["service"])
+    server = TcpServer(
+        TcpReceiver(),
+        pipeline=None,
+        metrics=Metrics(),  # type: ignore[arg-type]
+        service_fields=["service"],
+    )
     stream = b"".join(orjson.dumps(d) + (b"\n" if newline else b"") for d in docs)
     got: list[str] = []
     pending, delimited, pos = b"", False, 0
     for cut in [*cuts, len(stream)]:
-        piece = stream[pos:pos + cut]
+        piece = stream[pos : pos + cut]
         pos += cut
         if not piece:
             continue
@@ -152,13 +173,31 @@ def test_deeply_nested_json_is_refused_not_a_crash() -> None:
 
 json_values = st.recursive(
     json_scalars | st.floats(allow_nan=False, allow_infinity=False),
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=20,
 )
-shipper_keys = st.sampled_from(["log", "message", "msg", "short_message", "date", "time",
-                                "@timestamp", "timestamp", "level", "log.level", "severity",
-                                "service", "service.name", "kubernetes", "app", "x"])
+shipper_keys = st.sampled_from(
+    [
+        "log",
+        "message",
+        "msg",
+        "short_message",
+        "date",
+        "time",
+        "@timestamp",
+        "timestamp",
+        "level",
+        "log.level",
+        "severity",
+        "service",
+        "service.name",
+        "kubernetes",
+        "app",
+        "x",
+    ]
+)
 
 
 @given(doc=st.dictionaries(shipper_keys, json_values, max_size=8))
@@ -189,8 +228,9 @@ def test_invalid_utf8_costs_a_replacement_char_not_the_batch(body: bytes) -> Non
 
 
 def test_msgpack_invalid_utf8_is_replaced() -> None:
-    entry = b"\x92" + msgpack.packb(1718012392) + b"\x81" + msgpack.packb("log") + (
-        b"\xa5a\xffb\xfec")
+    entry = (
+        b"\x92" + msgpack.packb(1718012392) + b"\x81" + msgpack.packb("log") + (b"\xa5a\xffb\xfec")
+    )
     out = decode.decode_msgpack_entries(entry, normalize)
     assert [r.message for r in out.records] == ["a\ufffdb\ufffdc"]
 

@@ -113,11 +113,13 @@ class Client:
 
 async def test_fluent_logger_message_mode_with_event_time(start: Any) -> None:
     sidecar, capture = await start()
-    log = sender.FluentSender("app", host="127.0.0.1", port=sidecar.forward_port,
-                              nanosecond_precision=True)
+    log = sender.FluentSender(
+        "app", host="127.0.0.1", port=sidecar.forward_port, nanosecond_precision=True
+    )
     try:
-        assert await asyncio.to_thread(log.emit_with_time, "web", 1718012392.123456,
-                                       {"message": "GET / 200", "level": "info"})
+        assert await asyncio.to_thread(
+            log.emit_with_time, "web", 1718012392.123456, {"message": "GET / 200", "level": "info"}
+        )
         assert await asyncio.to_thread(log.emit, "web", {"log": "ERROR boom"})
     finally:
         await asyncio.to_thread(log.close)
@@ -126,8 +128,9 @@ async def test_fluent_logger_message_mode_with_event_time(start: Any) -> None:
     assert records[0].ts == pytest.approx(1718012392.123456, abs=1e-6)
     assert {r.service for r in records} == {"app.web"}  # tag is the service fallback
     assert records[1].level == "error" and records[0].source == "forward"
-    value = sidecar.metrics.registry.get_sample_value("logguardian_received_total",
-                                                      {"receiver": "forward"})
+    value = sidecar.metrics.registry.get_sample_value(
+        "logguardian_received_total", {"receiver": "forward"}
+    )
     assert value == 2
 
 
@@ -151,8 +154,11 @@ async def test_forward_mode_acks_chunk_as_msgpack_str(start: Any) -> None:
 async def test_forward_mode_without_option_sends_nothing_back(start: Any) -> None:
     sidecar, capture = await start()
     client = await Client.connect(sidecar.forward_port)
-    await client.send(msgpack.packb(["t", [[1718012392, {"log": "int time"}],
-                                           [1718012393.75, {"log": "float time"}]]]))
+    await client.send(
+        msgpack.packb(
+            ["t", [[1718012392, {"log": "int time"}], [1718012393.75, {"log": "float time"}]]]
+        )
+    )
     records = await capture.wait_for(2)
     assert [r.ts for r in records] == [1718012392.0, 1718012393.75]
     with pytest.raises(TimeoutError):
@@ -165,17 +171,23 @@ async def test_packed_forward_bin_and_str_with_metadata_and_markers(
     start: Any, as_str: bool
 ) -> None:
     sidecar, capture = await start()
-    payload = b"".join([
-        msgpack.packb([[-1, {}], {"resource": {}}]),  # group start marker
-        msgpack.packb([[event_time(1718012392.25), {"otel": 1}], {"log": "with metadata"}]),
-        msgpack.packb([event_time(1718012393.0), {"log": "plain entry"}]),
-        msgpack.packb([[-2, {}], {}]),  # group end marker
-    ])
+    payload = b"".join(
+        [
+            msgpack.packb([[-1, {}], {"resource": {}}]),  # group start marker
+            msgpack.packb([[event_time(1718012392.25), {"otel": 1}], {"log": "with metadata"}]),
+            msgpack.packb([event_time(1718012393.0), {"log": "plain entry"}]),
+            msgpack.packb([[-2, {}], {}]),  # group end marker
+        ]
+    )
     # Fluentd's out_forward sends the entries as a msgpack str (raw bytes, not valid
     # UTF-8), Fluent Bit as bin.
     if as_str:
-        frame = (b"\x93" + msgpack.packb("fluent.tag") + _raw_str(payload)
-                 + msgpack.packb({"chunk": "c1"}))
+        frame = (
+            b"\x93"
+            + msgpack.packb("fluent.tag")
+            + _raw_str(payload)
+            + msgpack.packb({"chunk": "c1"})
+        )
     else:
         frame = msgpack.packb(["fluent.tag", payload, {"chunk": "c1"}], use_bin_type=True)
     client = await Client.connect(sidecar.forward_port)
@@ -200,19 +212,25 @@ def _raw_str(data: bytes) -> bytes:
 
 async def test_compressed_packed_forward_multi_member_gzip(start: Any) -> None:
     sidecar, capture = await start()
-    part1 = b"".join(msgpack.packb([event_time(1718012392.0 + i), {"log": f"a{i}"}])
-                     for i in range(50))
-    part2 = b"".join(msgpack.packb([event_time(1718012400.0 + i), {"log": f"b{i}"}])
-                     for i in range(50))
+    part1 = b"".join(
+        msgpack.packb([event_time(1718012392.0 + i), {"log": f"a{i}"}]) for i in range(50)
+    )
+    part2 = b"".join(
+        msgpack.packb([event_time(1718012400.0 + i), {"log": f"b{i}"}]) for i in range(50)
+    )
     blob = gzip.compress(part1) + gzip.compress(part2)  # several gzip members
     client = await Client.connect(sidecar.forward_port)
-    await client.send(msgpack.packb(
-        ["t", blob, {"size": 100, "compressed": "gzip", "chunk": "z", "fluent_signal": 0}],
-        use_bin_type=True))
+    await client.send(
+        msgpack.packb(
+            ["t", blob, {"size": 100, "compressed": "gzip", "chunk": "z", "fluent_signal": 0}],
+            use_bin_type=True,
+        )
+    )
     assert await client.reply() == {"ack": "z"}
     records = await capture.wait_for(100)
     assert [r.message for r in records] == [f"a{i}" for i in range(50)] + [
-        f"b{i}" for i in range(50)]
+        f"b{i}" for i in range(50)
+    ]
     await client.close()
 
 
@@ -220,19 +238,39 @@ async def test_message_mode_metadata_pair_heartbeat_and_bad_entries(start: Any) 
     sidecar, capture = await start()
     client = await Client.connect(sidecar.forward_port)
     await client.send(msgpack.packb(None))  # heartbeat
-    await client.send(msgpack.packb(["t", [event_time(1718012392.0), {"k": 1}],
-                                     {"log": "message mode + metadata"}, {"chunk": "m"}]))
+    await client.send(
+        msgpack.packb(
+            [
+                "t",
+                [event_time(1718012392.0), {"k": 1}],
+                {"log": "message mode + metadata"},
+                {"chunk": "m"},
+            ]
+        )
+    )
     assert await client.reply() == {"ack": "m"}
     # A Forward frame with some bad entries: good ones kept, bad counted, still acked
     # (like Fluentd's skip_invalid_event).
-    await client.send(msgpack.packb(["t", [[1718012392, {"log": "ok"}], [1718012392, "str"],
-                                           [1718012392, {"nolog": 1}], ["x"]],
-                                     {"chunk": "f"}]))
+    await client.send(
+        msgpack.packb(
+            [
+                "t",
+                [
+                    [1718012392, {"log": "ok"}],
+                    [1718012392, "str"],
+                    [1718012392, {"nolog": 1}],
+                    ["x"],
+                ],
+                {"chunk": "f"},
+            ]
+        )
+    )
     assert await client.reply() == {"ack": "f"}
     records = await capture.wait_for(2)
     assert [r.message for r in records] == ["message mode + metadata", "ok"]
     rejected = sidecar.metrics.registry.get_sample_value(
-        "logguardian_rejected_total", {"reason": "invalid_record"})
+        "logguardian_rejected_total", {"reason": "invalid_record"}
+    )
     assert rejected == 3
     await client.close()
 
@@ -247,9 +285,15 @@ async def test_shared_key_handshake(start: Any) -> None:
     digest = hashlib.sha512(salt + b"fluent-bit-host" + nonce + b"k3y").hexdigest()
     # As Fluent Bit's out_forward packs it: six str items, the 16 random salt bytes
     # as a raw str (not valid UTF-8), empty username/password.
-    await client.send(b"\x96" + msgpack.packb("PING") + msgpack.packb("fluent-bit-host")
-                      + _raw_str(salt) + msgpack.packb(digest) + msgpack.packb("")
-                      + msgpack.packb(""))
+    await client.send(
+        b"\x96"
+        + msgpack.packb("PING")
+        + msgpack.packb("fluent-bit-host")
+        + _raw_str(salt)
+        + msgpack.packb(digest)
+        + msgpack.packb("")
+        + msgpack.packb("")
+    )
     pong = await client.reply()
     assert pong[:4] == ["PONG", True, "", "sidecar-1"]
     assert pong[4] == hashlib.sha512(salt + b"sidecar-1" + nonce + b"k3y").hexdigest()
@@ -294,13 +338,17 @@ async def test_disconnect_mid_frame_and_garbage_do_not_hurt_other_connections(
     # The first connection keeps working; a split frame arrives in pieces just fine.
     frame = msgpack.packb(["t", [[1718012392, {"log": "after"}]], {"chunk": "2"}])
     for i in range(len(frame)):
-        await good.send(frame[i:i + 1])
+        await good.send(frame[i : i + 1])
     assert await good.reply() == {"ack": "2"}
     records = await capture.wait_for(2)
     await asyncio.sleep(0.1)
     assert [r.message for r in records] == ["before", "after"]
-    assert sidecar.metrics.registry.get_sample_value(
-        "logguardian_rejected_total", {"reason": "malformed"}) == 2
+    assert (
+        sidecar.metrics.registry.get_sample_value(
+            "logguardian_rejected_total", {"reason": "malformed"}
+        )
+        == 2
+    )
     await good.close()
 
 
@@ -313,8 +361,12 @@ async def test_oversize_frame_closes_only_that_connection(start: Any) -> None:
     await ok.send(msgpack.packb(["t", [[1718012392, {"log": "small"}]], {"chunk": "s"}]))
     assert await ok.reply() == {"ack": "s"}
     await ok.close()
-    assert sidecar.metrics.registry.get_sample_value(
-        "logguardian_rejected_total", {"reason": "too_large"}) == 1
+    assert (
+        sidecar.metrics.registry.get_sample_value(
+            "logguardian_rejected_total", {"reason": "too_large"}
+        )
+        == 1
+    )
 
 
 async def test_many_concurrent_connections(start: Any) -> None:
@@ -338,16 +390,22 @@ async def test_non_log_signals_are_refused_but_acked(start: Any) -> None:
     sidecar, capture = await start()
     client = await Client.connect(sidecar.forward_port)
     # Fluent Bit metrics (fluent_signal 1) carry a cmetrics payload, not log entries.
-    await client.send(msgpack.packb(["m", b"\x85\xa4meta\x80", {"fluent_signal": 1,
-                                                              "chunk": "met"}],
-                                    use_bin_type=True))
+    await client.send(
+        msgpack.packb(
+            ["m", b"\x85\xa4meta\x80", {"fluent_signal": 1, "chunk": "met"}], use_bin_type=True
+        )
+    )
     assert await client.reply() == {"ack": "met"}
     await client.send(msgpack.packb(["t", [[1718012392, {"log": "a log"}]], {"chunk": "l"}]))
     assert await client.reply() == {"ack": "l"}
     records = await capture.wait_for(1)
     assert [r.message for r in records] == ["a log"]
-    assert sidecar.metrics.registry.get_sample_value(
-        "logguardian_rejected_total", {"reason": "unsupported"}) == 1
+    assert (
+        sidecar.metrics.registry.get_sample_value(
+            "logguardian_rejected_total", {"reason": "unsupported"}
+        )
+        == 1
+    )
     await client.close()
 
 
@@ -372,12 +430,21 @@ async def test_invalid_utf8_becomes_replacement_chars_and_records_serialize(
 
     sidecar, capture = await start()
     # A record whose str values carry raw non-UTF-8 bytes, in Forward and Message mode.
-    record = b"\x82" + msgpack.packb("log") + _raw_str(b"bad \xff\xfe bytes") + (
-        msgpack.packb("host") + _raw_str(b"h\xc3"))
+    record = (
+        b"\x82"
+        + msgpack.packb("log")
+        + _raw_str(b"bad \xff\xfe bytes")
+        + (msgpack.packb("host") + _raw_str(b"h\xc3"))
+    )
     entry = b"\x92" + msgpack.packb(1718012392) + record
     forward = b"\x93" + msgpack.packb("t") + b"\x91" + entry + msgpack.packb({"chunk": "u"})
-    message = b"\x94" + msgpack.packb("t") + msgpack.packb(1718012392) + record + (
-        msgpack.packb({"chunk": "m"}))
+    message = (
+        b"\x94"
+        + msgpack.packb("t")
+        + msgpack.packb(1718012392)
+        + record
+        + (msgpack.packb({"chunk": "m"}))
+    )
     client = await Client.connect(sidecar.forward_port)
     await client.send(forward)
     assert await client.reply() == {"ack": "u"}

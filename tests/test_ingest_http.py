@@ -77,10 +77,16 @@ def counter(sidecar: Sidecar, name: str, **labels: str) -> float:
 # -- bodies as Fluent Bit's out_http renders them -------------------------------------------
 
 RECORDS = [
-    {"log": "GET /cart 200 12ms", "stream": "stdout",
-     "kubernetes": {"labels": {"app": "checkout"}, "namespace_name": "shop"}},
-    {"log": "ERROR payment declined id=7", "stream": "stderr",
-     "kubernetes": {"labels": {"app": "checkout"}, "namespace_name": "shop"}},
+    {
+        "log": "GET /cart 200 12ms",
+        "stream": "stdout",
+        "kubernetes": {"labels": {"app": "checkout"}, "namespace_name": "shop"},
+    },
+    {
+        "log": "ERROR payment declined id=7",
+        "stream": "stderr",
+        "kubernetes": {"labels": {"app": "checkout"}, "namespace_name": "shop"},
+    },
     {"log": "caf\u00e9 ready \u2713", "stream": "stdout"},
 ]
 DATES = [1718012392.000681, 1718012392.5, 1718012393.25]
@@ -105,8 +111,16 @@ def fb_body(fmt: str) -> tuple[bytes, str]:
         return b"".join(objs), "application/json"
     if fmt == "gelf":
         lines = [
-            orjson.dumps({"version": "1.1", "host": "node-1", "short_message": rec["log"],
-                          "timestamp": date, "level": 6, "_stream": rec["stream"]})
+            orjson.dumps(
+                {
+                    "version": "1.1",
+                    "host": "node-1",
+                    "short_message": rec["log"],
+                    "timestamp": date,
+                    "level": 6,
+                    "_stream": rec["stream"],
+                }
+            )
             for date, rec in zip(DATES, RECORDS, strict=True)
         ]
         return b"".join(line + b"\n" for line in lines), "application/json"
@@ -133,12 +147,12 @@ def fb_msgpack_chunk(with_markers: bool = True, legacy: bool = False) -> bytes:
 
 
 @pytest.mark.parametrize("fmt", ["json", "json_lines", "json_stream", "gelf"])
-async def test_fluent_bit_json_formats(start: Any, client: aiohttp.ClientSession,
-                                       fmt: str) -> None:
+async def test_fluent_bit_json_formats(start: Any, client: aiohttp.ClientSession, fmt: str) -> None:
     sidecar, capture, url = await start()
     body, ctype = fb_body(fmt)
-    async with client.post(url, data=body, headers={"Content-Type": ctype,
-                                                    "User-Agent": "Fluent-Bit"}) as resp:
+    async with client.post(
+        url, data=body, headers={"Content-Type": ctype, "User-Agent": "Fluent-Bit"}
+    ) as resp:
         assert resp.status == 200
         assert await resp.json() == {"accepted": 3, "rejected": 0, "errors": []}
     records = await capture.wait_for(3)
@@ -155,8 +169,7 @@ async def test_fluent_bit_msgpack_chunk_with_group_markers(
 ) -> None:
     _sidecar, capture, url = await start()
     body = fb_msgpack_chunk(with_markers=True, legacy=legacy)
-    async with client.post(url, data=body,
-                           headers={"Content-Type": "application/msgpack"}) as resp:
+    async with client.post(url, data=body, headers={"Content-Type": "application/msgpack"}) as resp:
         assert resp.status == 200
         assert await resp.json() == {"accepted": 3, "rejected": 0, "errors": []}
     records = await capture.wait_for(3)
@@ -168,12 +181,19 @@ async def test_gzip_body_and_tag_header(start: Any, client: aiohttp.ClientSessio
     _sidecar, capture, url = await start()
     body, ctype = fb_body("json_lines")
     plain = [{"log": "no service fields here"}]
-    async with client.post(url, data=gzip.compress(body), headers={
-        "Content-Type": ctype, "Content-Encoding": "gzip"}) as resp:
+    async with client.post(
+        url, data=gzip.compress(body), headers={"Content-Type": ctype, "Content-Encoding": "gzip"}
+    ) as resp:
         assert resp.status == 200 and (await resp.json())["accepted"] == 3
-    async with client.post(url, data=gzip.compress(orjson.dumps(plain)), headers={
-        "Content-Type": "application/json", "Content-Encoding": "gzip",
-        "X-Fluent-Tag": "kube.var.log.containers.web"}) as resp:
+    async with client.post(
+        url,
+        data=gzip.compress(orjson.dumps(plain)),
+        headers={
+            "Content-Type": "application/json",
+            "Content-Encoding": "gzip",
+            "X-Fluent-Tag": "kube.var.log.containers.web",
+        },
+    ) as resp:
         assert resp.status == 200
     records = await capture.wait_for(4)
     assert records[3].service == "kube.var.log.containers.web"
@@ -184,18 +204,25 @@ async def test_logstash_json_batch_and_single_event(
 ) -> None:
     _sidecar, capture, url = await start()
     events = [
-        {"@timestamp": "2026-08-01T10:00:00.123456789Z", "@version": "1",
-         "message": f"ERROR job {i} failed", "host": {"name": "web-3"},
-         "service": {"name": "billing"}, "tags": []}
+        {
+            "@timestamp": "2026-08-01T10:00:00.123456789Z",
+            "@version": "1",
+            "message": f"ERROR job {i} failed",
+            "host": {"name": "web-3"},
+            "service": {"name": "billing"},
+            "tags": [],
+        }
         for i in range(125)
     ]
     # logstash-output-http json_batch: one JSON array per pipeline batch.
-    async with client.post(url, data=orjson.dumps(events),
-                           headers={"Content-Type": "application/json"}) as resp:
+    async with client.post(
+        url, data=orjson.dumps(events), headers={"Content-Type": "application/json"}
+    ) as resp:
         assert resp.status == 200 and (await resp.json())["accepted"] == 125
     # format => json: one object per request.
-    async with client.post(url, data=orjson.dumps(events[0]),
-                           headers={"Content-Type": "application/json"}) as resp:
+    async with client.post(
+        url, data=orjson.dumps(events[0]), headers={"Content-Type": "application/json"}
+    ) as resp:
         assert resp.status == 200 and (await resp.json())["accepted"] == 1
     records = await capture.wait_for(126)
     assert {r.service for r in records} == {"billing"}
@@ -207,13 +234,16 @@ async def test_mixed_batch_keeps_good_records_and_reports_bad(
     start: Any, client: aiohttp.ClientSession
 ) -> None:
     sidecar, capture, url = await start()
-    body = (b'{"log":"good 1"}\n'
-            b'{"log": broken json\n'
-            b'{"stream":"stdout"}\n'
-            b'["not","an","object"]\n'
-            b'{"log":"good 2"}\n')
-    async with client.post(url, data=body,
-                           headers={"Content-Type": "application/x-ndjson"}) as resp:
+    body = (
+        b'{"log":"good 1"}\n'
+        b'{"log": broken json\n'
+        b'{"stream":"stdout"}\n'
+        b'["not","an","object"]\n'
+        b'{"log":"good 2"}\n'
+    )
+    async with client.post(
+        url, data=body, headers={"Content-Type": "application/x-ndjson"}
+    ) as resp:
         assert resp.status == 200
         reply = await resp.json()
     assert reply["accepted"] == 2 and reply["rejected"] == 3
@@ -231,8 +261,9 @@ async def test_truncated_msgpack_keeps_entries_before_the_damage(
 ) -> None:
     _sidecar, _capture, url = await start()
     chunk = fb_msgpack_chunk(with_markers=False)
-    async with client.post(url, data=chunk[:-5],
-                           headers={"Content-Type": "application/msgpack"}) as resp:
+    async with client.post(
+        url, data=chunk[:-5], headers={"Content-Type": "application/msgpack"}
+    ) as resp:
         reply = await resp.json()
     assert resp.status == 200
     assert reply["accepted"] == 2 and reply["rejected"] == 1
@@ -244,7 +275,7 @@ async def test_truncated_msgpack_keeps_entries_before_the_damage(
     [
         (b"", "application/json", "empty body"),
         (b"<html>hi</html>", "application/json", "expected a JSON array"),
-        (b"[{\"log\": \"x\"", "application/json", "not valid JSON"),
+        (b'[{"log": "x"', "application/json", "not valid JSON"),
         (b"\xc1\xc1\xc1", "application/msgpack", "no decodable msgpack"),
         (b"{oops}\n{nope}\n", "application/x-ndjson", "no valid JSON object"),
     ],
@@ -263,7 +294,8 @@ async def test_oversize_body_and_gzip_bomb_are_413(
     start: Any, client: aiohttp.ClientSession
 ) -> None:
     sidecar, _capture, url = await start(
-        receivers={"http": {"max_body_bytes": 64 * 1024, "max_decoded_bytes": 1024 * 1024}})
+        receivers={"http": {"max_body_bytes": 64 * 1024, "max_decoded_bytes": 1024 * 1024}}
+    )
     big = orjson.dumps([{"log": "x" * 1000}] * 100)  # ~100 KB
     async with client.post(url, data=big, headers={"Content-Type": "application/json"}) as r:
         assert r.status == 413
@@ -271,20 +303,25 @@ async def test_oversize_body_and_gzip_bomb_are_413(
     # 50 MB of zeros gzip to ~50 KB: under the wire limit, over the inflate limit.
     bomb = gzip.compress(b"[" + b" " * (50 * 1024 * 1024) + b"]", compresslevel=9)
     assert len(bomb) < 64 * 1024
-    async with client.post(url, data=bomb, headers={
-        "Content-Type": "application/json", "Content-Encoding": "gzip"}) as r:
+    async with client.post(
+        url, data=bomb, headers={"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    ) as r:
         assert r.status == 413
         assert "inflates past" in (await r.json())["error"]
     assert counter(sidecar, "logguardian_rejected_total", reason="too_large") == 2
-    async with client.post(url, data=orjson.dumps([{"log": "fine"}]),
-                           headers={"Content-Type": "application/json"}) as r:
+    async with client.post(
+        url, data=orjson.dumps([{"log": "fine"}]), headers={"Content-Type": "application/json"}
+    ) as r:
         assert r.status == 200  # the server is fine afterwards
 
 
 async def test_unsupported_encoding_is_415(start: Any, client: aiohttp.ClientSession) -> None:
     _sidecar, _capture, url = await start()
-    async with client.post(url, data=b"\x28\xb5\x2f\xfd", headers={
-        "Content-Type": "application/json", "Content-Encoding": "zstd"}) as r:
+    async with client.post(
+        url,
+        data=b"\x28\xb5\x2f\xfd",
+        headers={"Content-Type": "application/json", "Content-Encoding": "zstd"},
+    ) as r:
         assert r.status == 415
         assert "zstd" in (await r.json())["error"]
 
@@ -306,7 +343,8 @@ async def test_basic_auth_as_fluent_bit_http_user(
     start: Any, client: aiohttp.ClientSession
 ) -> None:
     _sidecar, _capture, url = await start(
-        receivers={"http": {"basic_user": "fluent", "basic_password": "bit"}})
+        receivers={"http": {"basic_user": "fluent", "basic_password": "bit"}}
+    )
     body = orjson.dumps([{"log": "x"}])
     good = "Basic " + base64.b64encode(b"fluent:bit").decode()
     bad = "Basic " + base64.b64encode(b"fluent:nope").decode()
@@ -327,8 +365,9 @@ async def test_full_queue_answers_503_with_retry_after(
         def process(self, batch: Batch) -> None:
             gate.wait(10)
 
-    sidecar, capture, url = await start(pipeline={"queue_records": 10, "batch_records": 5,
-                                                  "batch_wait_seconds": 0})
+    sidecar, capture, url = await start(
+        pipeline={"queue_records": 10, "batch_records": 5, "batch_wait_seconds": 0}
+    )
     sidecar.pipeline.processors.insert(0, Gate())
     body = orjson.dumps([{"log": f"r{i}"} for i in range(5)])
     statuses = []
@@ -340,7 +379,8 @@ async def test_full_queue_answers_503_with_retry_after(
                 assert "retry" in (await r.json())["error"]
     assert 503 in statuses
     assert counter(sidecar, "logguardian_rejected_total", reason="queue_full") == (
-        statuses.count(503))
+        statuses.count(503)
+    )
     async with client.get(url.replace("/api/v1/logs", "/readyz")) as r:
         assert r.status == 503  # saturated queue → not ready
     async with client.post(url, data=b"not even json") as r:

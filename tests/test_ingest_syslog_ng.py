@@ -48,8 +48,11 @@ async def test_syslog_ng_http_destination_retries_503_and_loses_nothing(
 ) -> None:
     binary = shutil.which("syslog-ng")
     assert binary, "syslog-ng is not installed: run `make services` (tests/services/install.sh)"
-    sidecar = Sidecar(make_settings(pipeline={"queue_records": 150, "batch_records": 100,
-                                              "batch_wait_seconds": 0}))
+    sidecar = Sidecar(
+        make_settings(
+            pipeline={"queue_records": 150, "batch_records": 100, "batch_wait_seconds": 0}
+        )
+    )
     stage = GatedCounter()
     sidecar.pipeline.processors = [stage]
     await sidecar.start()
@@ -59,9 +62,22 @@ async def test_syslog_ng_http_destination_retries_503_and_loses_nothing(
     conf = tmp_path / "syslog-ng.conf"
     conf.write_text(CONFIG.format(src=src, port=sidecar.http_port))
     proc = subprocess.Popen(
-        [binary, "-F", "--no-caps", "-f", str(conf), "-R", str(tmp_path / "persist"),
-         "-p", str(tmp_path / "pid"), "-c", str(tmp_path / "ctl")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            binary,
+            "-F",
+            "--no-caps",
+            "-f",
+            str(conf),
+            "-R",
+            str(tmp_path / "persist"),
+            "-p",
+            str(tmp_path / "pid"),
+            "-c",
+            str(tmp_path / "ctl"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     reg = sidecar.metrics.registry
     try:

@@ -23,20 +23,35 @@ from logguardian.signals import Annotation, Incident, Reason
 
 def annotation(i: int, ts: float, service: str = "checkout") -> Annotation:
     return Annotation(
-        id=f"a{i}", ts=ts, service=service, message=f"ERROR payment {i} declined",
-        level="error", score=0.91,
+        id=f"a{i}",
+        ts=ts,
+        service=service,
+        message=f"ERROR payment {i} declined",
+        level="error",
+        score=0.91,
         reasons=[Reason("novelty", 0.91, "template never seen for checkout", "high", 0.8)],
-        template_id="t7", template_text="ERROR payment <NUM> declined", session="blk_1",
-        incident_id="inc-1", attributes={"kubernetes": {"namespace_name": "shop"}},
+        template_id="t7",
+        template_text="ERROR payment <NUM> declined",
+        session="blk_1",
+        incident_id="inc-1",
+        attributes={"kubernetes": {"namespace_name": "shop"}},
     )
 
 
 def incident(state: str, last_seen: float, anomalies: int) -> Incident:
     return Incident(
-        id="inc-1", service="checkout", alertname="LogAnomaly", severity="high",
-        started_at=1000.0, last_seen=last_seen, anomalies=anomalies,
-        resolved_at=last_seen if state == "resolved" else None, template_ids=["t7"],
-        reasons=["novelty"], examples=["ERROR payment 1 declined"], namespace="shop",
+        id="inc-1",
+        service="checkout",
+        alertname="LogAnomaly",
+        severity="high",
+        started_at=1000.0,
+        last_seen=last_seen,
+        anomalies=anomalies,
+        resolved_at=last_seen if state == "resolved" else None,
+        template_ids=["t7"],
+        reasons=["novelty"],
+        examples=["ERROR payment 1 declined"],
+        namespace="shop",
     )
 
 
@@ -66,9 +81,15 @@ async def test_annotations_round_trip_newest_first_with_filters(store: LocalStor
     assert [r["id"] for r in rows] == ["a10", *[f"a{i}" for i in range(9, -1, -1)]]
     first = rows[1]
     assert first["message"] == "ERROR payment 9 declined"
-    assert first["reasons"] == [{"kind": "novelty", "score": 0.91,
-                                 "text": "template never seen for checkout",
-                                 "severity": "high", "confidence": 0.8}]
+    assert first["reasons"] == [
+        {
+            "kind": "novelty",
+            "score": 0.91,
+            "text": "template never seen for checkout",
+            "severity": "high",
+            "confidence": 0.8,
+        }
+    ]
     assert first["template"] == "ERROR payment <NUM> declined"
     assert first["attributes"]["kubernetes"]["namespace_name"] == "shop"
     assert [r["id"] for r in store.anomalies(service="search")] == ["a10"]
@@ -90,8 +111,11 @@ async def test_incidents_are_upserted_by_id(store: LocalStore) -> None:
 
 
 async def test_bounded_by_count_and_age(tmp_path: Path) -> None:
-    s = LocalStore(tmp_path / "s.sqlite3",
-                   LocalStoreSettings(max_annotations=50, max_age_seconds=0.4), Metrics())
+    s = LocalStore(
+        tmp_path / "s.sqlite3",
+        LocalStoreSettings(max_annotations=50, max_age_seconds=0.4),
+        Metrics(),
+    )
     await s.start()
     now = time.time()
     s.export(batch([annotation(i, now) for i in range(5)]))
@@ -157,10 +181,19 @@ class Annotate:
     def process(self, b: Batch) -> None:
         for r in b.records:
             if "ERROR" in r.message:
-                b.annotations.append(Annotation(
-                    id=f"x{r.attributes['n']}", ts=r.ts, service=r.service, message=r.message,
-                    level=r.level, score=0.8, reasons=[Reason("novelty", 0.8, "new")],
-                    template_id=None, template_text=None))
+                b.annotations.append(
+                    Annotation(
+                        id=f"x{r.attributes['n']}",
+                        ts=r.ts,
+                        service=r.service,
+                        message=r.message,
+                        level=r.level,
+                        score=0.8,
+                        reasons=[Reason("novelty", 0.8, "new")],
+                        template_id=None,
+                        template_text=None,
+                    )
+                )
 
 
 async def test_anomalies_endpoint_reads_the_store(
@@ -172,9 +205,15 @@ async def test_anomalies_endpoint_reads_the_store(
     await sidecar.start()
     base = f"http://127.0.0.1:{sidecar.http_port}"
     try:
-        docs = [{"log": ("ERROR db down" if n % 2 else "ok"), "n": n,
-                 "service": "api" if n < 6 else "web", "date": 1718012392.0 + n}
-                for n in range(10)]
+        docs = [
+            {
+                "log": ("ERROR db down" if n % 2 else "ok"),
+                "n": n,
+                "service": "api" if n < 6 else "web",
+                "date": 1718012392.0 + n,
+            }
+            for n in range(10)
+        ]
         async with aiohttp.ClientSession() as http:
             async with http.post(base + "/api/v1/logs", data=orjson.dumps(docs)) as r:
                 assert r.status == 200
@@ -188,11 +227,13 @@ async def test_anomalies_endpoint_reads_the_store(
                 body = await r.json()
             assert [a["id"] for a in body["anomalies"]] == ["x9", "x7", "x5", "x3", "x1"]
             assert body["count"] == 5
-            async with http.get(base + "/api/v1/anomalies",
-                                params={"service": "api", "limit": "1"}) as r:
+            async with http.get(
+                base + "/api/v1/anomalies", params={"service": "api", "limit": "1"}
+            ) as r:
                 assert [a["id"] for a in (await r.json())["anomalies"]] == ["x5"]
-            async with http.get(base + "/api/v1/anomalies",
-                                params={"since": "2024-06-10T09:40:00Z"}) as r:
+            async with http.get(
+                base + "/api/v1/anomalies", params={"since": "2024-06-10T09:40:00Z"}
+            ) as r:
                 assert [a["id"] for a in (await r.json())["anomalies"]] == ["x9"]
             for bad in ({"limit": "lots"}, {"limit": "0"}, {"since": "yesterday"}):
                 async with http.get(base + "/api/v1/anomalies", params=bad) as r:

@@ -15,8 +15,17 @@ from logguardian.record import Record
 
 
 def records(n: int, service: str = "svc", start: int = 0) -> list[Record]:
-    return [Record(ts=1.0, message=f"m{start + i}", service=service, level=None,
-                   attributes={"n": start + i}, source="test") for i in range(n)]
+    return [
+        Record(
+            ts=1.0,
+            message=f"m{start + i}",
+            service=service,
+            level=None,
+            attributes={"n": start + i},
+            source="test",
+        )
+        for i in range(n)
+    ]
 
 
 class Collect:
@@ -76,15 +85,15 @@ async def test_offer_is_all_or_none_and_takes_an_oversized_batch_when_empty() ->
     assert not p.offer(records(1), "http")
     assert p.depth == 25 and p.saturated
     assert metrics.registry.get_sample_value("logguardian_queue_depth") == 25
-    assert metrics.registry.get_sample_value("logguardian_received_total",
-                                             {"receiver": "http"}) == 25
+    assert (
+        metrics.registry.get_sample_value("logguardian_received_total", {"receiver": "http"}) == 25
+    )
 
 
 async def test_failing_stage_and_exporter_do_not_lose_the_batch() -> None:
     metrics = Metrics()
     before, after, exported = Collect("before"), Collect("after"), Collect("exported")
-    p = Pipeline(settings(tick_seconds=60), [before, Boom(), after], [Boom(), exported],
-                 metrics)
+    p = Pipeline(settings(tick_seconds=60), [before, Boom(), after], [Boom(), exported], metrics)
     await p.start()
     assert p.offer(records(7), "http")
     await wait_until(lambda: len(exported.messages) == 7)
@@ -142,8 +151,12 @@ async def test_stop_drains_then_refuses() -> None:
             gate.wait(10)
 
     seen = Collect()
-    p = Pipeline(settings(queue_records=1000, batch_records=100, batch_wait_seconds=30),
-                 [Slow(), seen], [], Metrics())
+    p = Pipeline(
+        settings(queue_records=1000, batch_records=100, batch_wait_seconds=30),
+        [Slow(), seen],
+        [],
+        Metrics(),
+    )
     await p.start()
     for i in range(5):
         assert p.offer(records(100, start=i * 100), "http")

@@ -41,8 +41,11 @@ async def test_http_overload_gets_503_and_loses_nothing(
     make_settings: Callable[..., Settings],
 ) -> None:
     capacity = 2_000
-    sidecar = Sidecar(make_settings(pipeline={"queue_records": capacity, "batch_records": 500,
-                                              "batch_wait_seconds": 0}))
+    sidecar = Sidecar(
+        make_settings(
+            pipeline={"queue_records": capacity, "batch_records": 500, "batch_wait_seconds": 0}
+        )
+    )
     slow = SlowCounter(0.02)
     sidecar.pipeline.processors = [slow]
     await sidecar.start()
@@ -64,11 +67,13 @@ async def test_http_overload_gets_503_and_loses_nothing(
     async def produce(p: int, session: aiohttp.ClientSession) -> None:
         nonlocal retries
         for b in range(batches):
-            body = orjson.dumps([{"log": f"req {filler}", "id": f"{p}-{b}-{i}"}
-                                 for i in range(per_batch)])
+            body = orjson.dumps(
+                [{"log": f"req {filler}", "id": f"{p}-{b}-{i}"} for i in range(per_batch)]
+            )
             while True:
-                async with session.post(url, data=body,
-                                        headers={"Content-Type": "application/json"}) as r:
+                async with session.post(
+                    url, data=body, headers={"Content-Type": "application/json"}
+                ) as r:
                     if r.status == 200:
                         assert (await r.json())["accepted"] == per_batch
                         break
@@ -97,7 +102,8 @@ async def test_http_overload_gets_503_and_loses_nothing(
     reg = sidecar.metrics.registry
     assert reg.get_sample_value("logguardian_received_total", {"receiver": "http"}) == total
     assert reg.get_sample_value("logguardian_rejected_total", {"reason": "queue_full"}) == (
-        retries)  # one per refused request
+        retries
+    )  # one per refused request
     # ~40 MB of records went through a queue bounded at ~2 MB of them.
     assert rss_growth < 60 * 1024 * 1024, f"RSS grew by {rss_growth / 1e6:.0f} MB"
 
@@ -105,10 +111,12 @@ async def test_http_overload_gets_503_and_loses_nothing(
 async def test_forward_ack_is_withheld_until_the_queue_has_room(
     make_settings: Callable[..., Settings],
 ) -> None:
-    sidecar = Sidecar(make_settings(
-        pipeline={"queue_records": 100, "batch_records": 50, "batch_wait_seconds": 0},
-        receivers={"forward": {"host": "127.0.0.1", "port": free_port()}},
-    ))
+    sidecar = Sidecar(
+        make_settings(
+            pipeline={"queue_records": 100, "batch_records": 50, "batch_wait_seconds": 0},
+            receivers={"forward": {"host": "127.0.0.1", "port": free_port()}},
+        )
+    )
     slow = SlowCounter(0.0)
     slow.gate.clear()
     sidecar.pipeline.processors = [slow]

@@ -44,9 +44,22 @@ def test_sigterm_drains_the_queue(tmp_path: Path) -> None:
         "LOGGUARDIAN_PIPELINE__BATCH_WAIT_SECONDS": "60",
     }
     proc = subprocess.Popen(
-        [str(LOGGUARDIAN), "serve", "--http-port", str(port), "--forward-port", "0",
-         "--grpc-port", "0", "--state-dir", str(tmp_path / "state")],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            str(LOGGUARDIAN),
+            "serve",
+            "--http-port",
+            str(port),
+            "--forward-port",
+            "0",
+            "--grpc-port",
+            "0",
+            "--state-dir",
+            str(tmp_path / "state"),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -63,10 +76,15 @@ def test_sigterm_drains_the_queue(tmp_path: Path) -> None:
 
         total = 0
         for b in range(5):
-            body = orjson.dumps([{"log": f"job {b}-{i} done", "service": "batch"}
-                                 for i in range(1000)])
-            req = urllib.request.Request(base + "/api/v1/logs", data=body, method="POST",
-                                         headers={"Content-Type": "application/json"})
+            body = orjson.dumps(
+                [{"log": f"job {b}-{i} done", "service": "batch"} for i in range(1000)]
+            )
+            req = urllib.request.Request(
+                base + "/api/v1/logs",
+                data=body,
+                method="POST",
+                headers={"Content-Type": "application/json"},
+            )
             with urllib.request.urlopen(req, timeout=10) as r:
                 assert orjson.loads(r.read())["accepted"] == 1000
             total += 1000
@@ -95,7 +113,12 @@ def test_bad_setting_stops_startup_naming_the_key(tmp_path: Path) -> None:
         (["--config", str(config)], os.environ, "receivers.tcp.port"),
         ([], env, "unknown setting 'receivers.http.prot'"),
     ):
-        done = subprocess.run([str(LOGGUARDIAN), "serve", "--http-port", "0", *args],
-                              env=env_, capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [str(LOGGUARDIAN), "serve", "--http-port", "0", *args],
+            env=env_,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert done.returncode == 2
         assert needle in done.stderr

@@ -75,16 +75,19 @@ def test_logstash_ecs_event() -> None:
 
 
 def test_logstash_legacy_host_string_and_log_level_field() -> None:
-    doc = {"@timestamp": "2026-08-01T10:00:00.000Z", "message": "x", "host": "web-3",
-           "log": {"level": "WARNING"}}
+    doc = {
+        "@timestamp": "2026-08-01T10:00:00.000Z",
+        "message": "x",
+        "host": "web-3",
+        "log": {"level": "WARNING"},
+    }
     r = normalize(doc, source="http")
     assert r.attributes["host"] == "web-3"
     assert r.level == "warn"  # log.level (ECS) beats inference
 
 
 def test_gelf_record() -> None:
-    r = normalize(orjson.loads(GELF), source="http",
-                  service_fields=["_service", "service.name"])
+    r = normalize(orjson.loads(GELF), source="http", service_fields=["_service", "service.name"])
     assert r.message == "disk almost full"
     assert r.ts == 1718012392.5
     assert r.level == "warn"  # GELF level 4 = syslog warning

@@ -75,8 +75,13 @@ def annotation_doc(a: Annotation) -> dict[str, Any]:
         "level": a.level,
         "score": a.score,
         "reasons": [
-            {"kind": r.kind, "score": r.score, "text": r.text, "severity": r.severity,
-             "confidence": r.confidence}
+            {
+                "kind": r.kind,
+                "score": r.score,
+                "text": r.text,
+                "severity": r.severity,
+                "confidence": r.confidence,
+            }
             for r in a.reasons
         ],
         "template_id": a.template_id,
@@ -135,18 +140,23 @@ class LocalStore:
         if not batch.annotations and not batch.incidents:
             return
         now = time.time()
-        rows = [(a.id, a.ts, a.service, now, _dumps(annotation_doc(a)))
-                for a in batch.annotations]
-        incidents = [(i.id, i.service, int(i.open), i.last_seen, now, _dumps(incident_doc(i)))
-                     for i in batch.incidents]
+        rows = [(a.id, a.ts, a.service, now, _dumps(annotation_doc(a))) for a in batch.annotations]
+        incidents = [
+            (i.id, i.service, int(i.open), i.last_seen, now, _dumps(incident_doc(i)))
+            for i in batch.incidents
+        ]
         try:
             self._queue.put_nowait((rows, incidents))
         except queue.Full:
             # The writer is stuck (disk?) for ~10k batches: count and say so rather
             # than stall detection or grow without bound.
             self.metrics.exporter_errors.labels(NAME).inc()
-            log.error("local store: writer backlog full, %d annotations and %d incident "
-                      "updates not stored", len(rows), len(incidents))
+            log.error(
+                "local store: writer backlog full, %d annotations and %d incident "
+                "updates not stored",
+                len(rows),
+                len(incidents),
+            )
 
     async def start(self) -> None:
         self._thread = threading.Thread(target=self._write_loop, name="local-store", daemon=True)
@@ -213,7 +223,8 @@ class LocalStore:
                 if rows:
                     db.executemany(
                         "INSERT INTO annotations(id, ts, service, stored_at, doc) "
-                        "VALUES (?, ?, ?, ?, ?)", rows,
+                        "VALUES (?, ?, ?, ?, ?)",
+                        rows,
                     )
                 if incidents:
                     db.executemany(
@@ -279,8 +290,7 @@ class LocalStore:
         if open_only:
             sql += " WHERE open = 1"
         sql += " ORDER BY open DESC, last_seen DESC LIMIT ?"
-        return [orjson.loads(doc) for (doc,) in
-                self._reader().execute(sql, (max(0, int(limit)),))]
+        return [orjson.loads(doc) for (doc,) in self._reader().execute(sql, (max(0, int(limit)),))]
 
     def close(self) -> None:
         db = getattr(self._read_local, "db", None)

@@ -124,8 +124,9 @@ def add_docs(
     append = out.records.append
     for index, doc in enumerate(docs):
         if doc.__class__ is not dict:
-            out.reject(INVALID_RECORD, f"{what} {index}: expected an object, "
-                                       f"got {type(doc).__name__}")
+            out.reject(
+                INVALID_RECORD, f"{what} {index}: expected an object, got {type(doc).__name__}"
+            )
             continue
         try:
             append(normalize(doc, tag=tag))
@@ -133,9 +134,7 @@ def add_docs(
             out.reject(INVALID_RECORD, f"{what} {index}: {exc}")
 
 
-def add_entry(
-    out: Decoded, entry: Any, normalize: Normalizer, tag: str | None, index: int
-) -> None:
+def add_entry(out: Decoded, entry: Any, normalize: Normalizer, tag: str | None, index: int) -> None:
     """One `[time, record]` / `[[time, meta], record]` entry (Fluent Bit chunk or
     Forward mode); group markers (time -1/-2) are framing, not records."""
     if entry.__class__ is not list or len(entry) != 2:
@@ -184,12 +183,11 @@ def decode_json(body: bytes, normalize: Normalizer, tag: str | None = None) -> D
             if not lines:
                 raise DecodeError(f"body is not valid JSON: {exc}") from None
         else:
-            add_docs(out, docs if docs.__class__ is list else [docs], normalize, tag,
-                     "element")
+            add_docs(out, docs if docs.__class__ is list else [docs], normalize, tag, "element")
             return out
     elif first != 0x7B and not lines:  # {
         raise DecodeError(
-            f"expected a JSON array or object(s), body starts with {body[start:start + 16]!r}"
+            f"expected a JSON array or object(s), body starts with {body[start : start + 16]!r}"
         )
     docs, bad = split_json_objects(body)
     if not docs and bad:

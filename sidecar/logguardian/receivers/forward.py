@@ -57,7 +57,10 @@ def _digest(*parts: bytes) -> str:
 
 class ForwardServer:
     def __init__(
-        self, settings: ForwardReceiver, pipeline: Pipeline, metrics: Metrics,
+        self,
+        settings: ForwardReceiver,
+        pipeline: Pipeline,
+        metrics: Metrics,
         service_fields: list[str],
     ):
         self.settings = settings
@@ -88,8 +91,11 @@ class ForwardServer:
                     unpacker.feed(data)
                 except msgpack.BufferFull:
                     self.metrics.rejected.labels(decode.TOO_LARGE).inc()
-                    log.warning("forward %s: frame over %d bytes, closing", peer,
-                                self.settings.max_frame_bytes)
+                    log.warning(
+                        "forward %s: frame over %d bytes, closing",
+                        peer,
+                        self.settings.max_frame_bytes,
+                    )
                     return
                 stream += data
                 data = b""
@@ -101,17 +107,24 @@ class ForwardServer:
                         break
                     except decode.UNPACK_ERRORS as exc:
                         raise ProtocolError(f"undecodable msgpack: {exc}") from None
-                    if message.__class__ is list and len(message) > 1 and (
-                            message[1].__class__ is str):
+                    if (
+                        message.__class__ is list
+                        and len(message) > 1
+                        and (message[1].__class__ is str)
+                    ):
                         # Fluentd packs entries as a str: re-read its raw bytes.
-                        exact = bytes(stream[start - base:unpacker.tell() - base])
+                        exact = bytes(stream[start - base : unpacker.tell() - base])
                         message[1] = msgpack.unpackb(
-                            exact, raw=False, unicode_errors="surrogateescape",
-                            strict_map_key=False, ext_hook=decode.ext_hook)[1]
+                            exact,
+                            raw=False,
+                            unicode_errors="surrogateescape",
+                            strict_map_key=False,
+                            ext_hook=decode.ext_hook,
+                        )[1]
                     if not await self._frame(message, writer):
                         return
                 consumed = unpacker.tell()
-                del stream[:consumed - base]
+                del stream[: consumed - base]
                 base = consumed
         except ProtocolError as exc:
             self.metrics.rejected.labels(decode.MALFORMED).inc()
@@ -133,8 +146,11 @@ class ForwardServer:
             raise ProtocolError("frame is not [tag, ...]")
         tag: str = message[0]
         second = message[1]
-        big = (len(second) > OFFLOAD_ENTRIES if second.__class__ is list
-               else isinstance(second, bytes | str) and len(second) > OFFLOAD_BYTES)
+        big = (
+            len(second) > OFFLOAD_ENTRIES
+            if second.__class__ is list
+            else isinstance(second, bytes | str) and len(second) > OFFLOAD_BYTES
+        )
         if big:
             # Keep the loop (other connections' acks, HTTP probes) responsive.
             out, option = await asyncio.to_thread(self._decode_frame, message)
@@ -144,8 +160,9 @@ class ForwardServer:
         for reason, n in out.reasons.items():
             self.metrics.rejected.labels(reason).inc(n)
         if out.errors:
-            log.warning("forward tag %s: %d entries refused, e.g. %s", tag, out.rejected,
-                        out.errors[0])
+            log.warning(
+                "forward tag %s: %d entries refused, e.g. %s", tag, out.rejected, out.errors[0]
+            )
         if out.records and not await self.pipeline.put(out.records, RECEIVER):
             return False  # shutting down: no ack, the client resends elsewhere/later
         chunk = option.get("chunk") if isinstance(option, dict) else None
@@ -181,8 +198,10 @@ class ForwardServer:
                 try:
                     payload = decode.inflate_gzip(payload, self.settings.max_frame_bytes)
                 except (DecodeError, TooLarge) as exc:
-                    out.reject(decode.TOO_LARGE if isinstance(exc, TooLarge)
-                               else decode.MALFORMED, str(exc))
+                    out.reject(
+                        decode.TOO_LARGE if isinstance(exc, TooLarge) else decode.MALFORMED,
+                        str(exc),
+                    )
                     payload = b""
             if payload:
                 decode.decode_msgpack_entries(payload, self.normalize, tag, out)
@@ -194,17 +213,18 @@ class ForwardServer:
             raise ProtocolError("frame is neither Message, Forward nor PackedForward")
         return out, option
 
-    async def _handshake(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> bytes:
+    async def _handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
         """HELO → PING → PONG (shared key only; no per-user auth). Returns bytes read
         past the PING."""
         s = self.settings
         assert s.shared_key is not None
         key = s.shared_key.encode()
         nonce = os.urandom(16)
-        writer.write(msgpack.packb(["HELO", {"nonce": nonce, "auth": b"", "keepalive": True}],
-                                   use_bin_type=True))
+        writer.write(
+            msgpack.packb(
+                ["HELO", {"nonce": nonce, "auth": b"", "keepalive": True}], use_bin_type=True
+            )
+        )
         await writer.drain()
         # Fluent Bit sends its 16 random salt bytes as a str: keep them exact.
         unpacker = decode.make_unpacker(64 * 1024, unicode_errors="surrogateescape")
@@ -235,18 +255,22 @@ class ForwardServer:
             self.metrics.rejected.labels(decode.UNAUTHORIZED).inc()
             raise ProtocolError(f"shared_key mismatch from {hostname!r}")
         me = s.self_hostname.encode()
-        writer.write(msgpack.packb(
-            ["PONG", True, "", s.self_hostname, _digest(salt, me, nonce, key)]
-        ))
+        writer.write(
+            msgpack.packb(["PONG", True, "", s.self_hostname, _digest(salt, me, nonce, key)])
+        )
         await writer.drain()
-        return received[unpacker.tell():]
+        return received[unpacker.tell() :]
 
 
 async def start_forward_server(sidecar: Sidecar, settings: ForwardReceiver) -> asyncio.Server:
-    server = ForwardServer(settings, sidecar.pipeline, sidecar.metrics,
-                           sidecar.settings.pipeline.service_fields)
+    server = ForwardServer(
+        settings, sidecar.pipeline, sidecar.metrics, sidecar.settings.pipeline.service_fields
+    )
     srv = await asyncio.start_server(
-        server.handle_connection, settings.host, settings.port, reuse_address=True,
+        server.handle_connection,
+        settings.host,
+        settings.port,
+        reuse_address=True,
         limit=READ_BYTES,
     )
     for sock in srv.sockets:

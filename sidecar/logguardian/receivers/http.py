@@ -34,14 +34,19 @@ OFFLOAD_BYTES = 1024 * 1024
 
 def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
-        status=status, body=orjson.dumps(payload), content_type="application/json",
+        status=status,
+        body=orjson.dumps(payload),
+        content_type="application/json",
         headers=headers,
     )
 
 
 class HttpIngest:
     def __init__(
-        self, settings: HttpReceiver, pipeline: Pipeline, metrics: Metrics,
+        self,
+        settings: HttpReceiver,
+        pipeline: Pipeline,
+        metrics: Metrics,
         service_fields: list[str],
     ):
         self.settings = settings
@@ -71,37 +76,54 @@ class HttpIngest:
             return hmac.compare_digest(given, self._basic)
         return False
 
-    def _refuse(self, status: int, reason: str, message: str,
-                headers: dict[str, str] | None = None, count: int = 1) -> web.Response:
+    def _refuse(
+        self,
+        status: int,
+        reason: str,
+        message: str,
+        headers: dict[str, str] | None = None,
+        count: int = 1,
+    ) -> web.Response:
         self.metrics.rejected.labels(reason).inc(count)
         return _json(status, {"error": message}, headers)
 
     def _busy(self) -> web.Response:
         """503 + Retry-After; counted per refused request, the unit a shipper retries."""
         return self._refuse(
-            503, decode.QUEUE_FULL, "pipeline queue is full, retry later",
+            503,
+            decode.QUEUE_FULL,
+            "pipeline queue is full, retry later",
             {"Retry-After": str(self.settings.retry_after_seconds)},
         )
 
     async def handle(self, request: web.Request) -> web.Response:
         s = self.settings
         if not self._authorized(request):
-            challenge = 'Bearer realm="logguardian"' if s.auth_token else (
-                'Basic realm="logguardian"')
-            return self._refuse(401, decode.UNAUTHORIZED, "missing or wrong credentials",
-                                {"WWW-Authenticate": challenge})
+            challenge = (
+                'Bearer realm="logguardian"' if s.auth_token else ('Basic realm="logguardian"')
+            )
+            return self._refuse(
+                401,
+                decode.UNAUTHORIZED,
+                "missing or wrong credentials",
+                {"WWW-Authenticate": challenge},
+            )
         if self.pipeline.saturated:
             # Cheap refusal under sustained overload: no read, no decode per retry.
             return self._busy()
         length = request.content_length
         if length is not None and length > s.max_body_bytes:
-            return self._refuse(413, decode.TOO_LARGE,
-                                f"body of {length} bytes is over the {s.max_body_bytes}-byte limit")
+            return self._refuse(
+                413,
+                decode.TOO_LARGE,
+                f"body of {length} bytes is over the {s.max_body_bytes}-byte limit",
+            )
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            return self._refuse(413, decode.TOO_LARGE,
-                                f"body is over the {s.max_body_bytes}-byte limit")
+            return self._refuse(
+                413, decode.TOO_LARGE, f"body is over the {s.max_body_bytes}-byte limit"
+            )
         encoding = request.headers.get("Content-Encoding", "").strip().lower()
         if encoding in ("gzip", "x-gzip"):
             try:
@@ -111,8 +133,11 @@ class HttpIngest:
             except DecodeError as exc:
                 return self._refuse(400, decode.MALFORMED, str(exc))
         elif encoding not in ("", "identity"):
-            return self._refuse(415, decode.UNSUPPORTED,
-                                f"Content-Encoding {encoding!r} is not supported (use gzip)")
+            return self._refuse(
+                415,
+                decode.UNSUPPORTED,
+                f"Content-Encoding {encoding!r} is not supported (use gzip)",
+            )
 
         tag = request.headers.get(s.tag_header) or None
         try:
@@ -129,8 +154,9 @@ class HttpIngest:
             return self._busy()
         for reason, n in decoded.reasons.items():
             self.metrics.rejected.labels(reason).inc(n)
-        return _json(200, {"accepted": len(records), "rejected": decoded.rejected,
-                           "errors": decoded.errors})
+        return _json(
+            200, {"accepted": len(records), "rejected": decoded.rejected, "errors": decoded.errors}
+        )
 
     def decode(self, body: bytes, content_type: str, tag: str | None) -> Decoded:
         """By Content-Type; a missing or generic type is sniffed (JSON starts with
@@ -149,7 +175,8 @@ class HttpIngest:
 
 def add_routes(app: web.Application, sidecar: Sidecar) -> None:
     settings = sidecar.settings
-    ingest = HttpIngest(settings.receivers.http, sidecar.pipeline, sidecar.metrics,
-                        settings.pipeline.service_fields)
+    ingest = HttpIngest(
+        settings.receivers.http, sidecar.pipeline, sidecar.metrics, settings.pipeline.service_fields
+    )
     app.router.add_post("/api/v1/logs", ingest.handle)
     app.router.add_put("/api/v1/logs", ingest.handle)

@@ -30,7 +30,10 @@ READ_BYTES = 256 * 1024
 
 class TcpServer:
     def __init__(
-        self, settings: TcpReceiver, pipeline: Pipeline, metrics: Metrics,
+        self,
+        settings: TcpReceiver,
+        pipeline: Pipeline,
+        metrics: Metrics,
         service_fields: list[str],
     ):
         self.settings = settings
@@ -57,8 +60,9 @@ class TcpServer:
                 delimited = delimited or b"\n" in data
                 out, pending = self._decode_available(pending, delimited)
                 if len(pending) > self.settings.max_line_bytes:
-                    out.reject(decode.TOO_LARGE,
-                               f"event over {self.settings.max_line_bytes} bytes dropped")
+                    out.reject(
+                        decode.TOO_LARGE, f"event over {self.settings.max_line_bytes} bytes dropped"
+                    )
                     pending = b""
                 if not await self._queue(out):
                     return
@@ -110,9 +114,13 @@ class TcpServer:
 
 
 async def start_tcp_server(sidecar: Sidecar, settings: TcpReceiver) -> asyncio.Server:
-    server = TcpServer(settings, sidecar.pipeline, sidecar.metrics,
-                       sidecar.settings.pipeline.service_fields)
+    server = TcpServer(
+        settings, sidecar.pipeline, sidecar.metrics, sidecar.settings.pipeline.service_fields
+    )
     return await asyncio.start_server(
-        server.handle_connection, settings.host, settings.port, reuse_address=True,
+        server.handle_connection,
+        settings.host,
+        settings.port,
+        reuse_address=True,
         limit=READ_BYTES,
     )
