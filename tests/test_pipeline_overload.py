@@ -155,3 +155,39 @@ async def test_forward_ack_is_withheld_until_the_queue_has_room(
     finally:
         await sidecar.stop()
     assert len(slow.seen) == accepted + 20 and set(slow.seen.values()) == {1}
+
+
+async def test_shutdown_never_acks_what_it_did_not_queue(
+    make_settings: Callable[..., Settings],
+) -> None:
+    sidecar = Sidecar(
+        make_settings(
+            pipeline={"queue_records": 50, "batch_records": 50, "batch_wait_seconds": 0},
+            receivers={"forward": {"host": "127.0.0.1", "port": free_port()}},
+        )
+    )
+    slow = SlowCounter(0.0)
+    slow.gate.clear()
+    sidecar.pipeline.processors = [slow]
+    await sidecar.start()
+    url = f"http://127.0.0.1:{sidecar.http_port}/api/v1/logs"
+    async with aiohttp.ClientSession() as session:
+        for i in range(2):  # one batch held at the gate, one filling the queue
+            body = orjson.dumps([{"log": "h", "id": f"h{i}-{j}"} for j in range(50)])
+            async with session.post(url, data=body) as r:
+                assert r.status == 200
+    reader, writer = await asyncio.open_connection("127.0.0.1", sidecar.forward_port)
+    entries = [[1718012392, {"log": "f", "id": f"f{j}"}] for j in range(10)]
+    writer.write(msgpack.packb(["t", entries, {"chunk": "never"}]))
+    await writer.drain()
+    await asyncio.sleep(0.3)  # the frame now waits for queue room
+
+    stopping = asyncio.create_task(sidecar.stop())
+    reply = await asyncio.wait_for(reader.read(100), 10)
+    assert reply == b"", "acked a frame that was never queued"
+    slow.gate.set()
+    await asyncio.wait_for(stopping, 30)
+    writer.close()
+    # Everything acknowledged (the two HTTP batches) was processed; the unacked frame
+    # was not, so the shipper's resend cannot make a duplicate.
+    assert set(slow.seen) == {f"h{i}-{j}" for i in range(2) for j in range(50)}
