@@ -119,3 +119,17 @@ def test_per_template_service_counts_are_bounded() -> None:
     assert len(info.services) == MAX_SERVICES_PER_TEMPLATE + 1
     assert info.services[OTHER_SERVICE] == 40
     assert info.count == n
+
+
+def test_incremental_snapshot_matches_a_full_one() -> None:
+    """Snapshots re-encode only touched templates; the result must equal a full dump."""
+    miner = TemplateMiner()
+    miner.add_batch([f"job {i} done" for i in range(5)] + ["worker alpha started"], None, 1.0)
+    first = orjson.loads(miner.export_bytes())
+    assert first == orjson.loads(orjson.dumps(miner.export_state()))
+    # Counts, a generalization and a merge since the last snapshot.
+    miner.add_batch(["job 9 done", "worker beta started", "worker gamma started",
+                     "disk full"], ["b", "b", "b", "b"], 2.0)
+    second = orjson.loads(miner.export_bytes())
+    assert second == orjson.loads(orjson.dumps(miner.export_state()))
+    assert second != first and second["merged"]

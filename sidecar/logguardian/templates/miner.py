@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import orjson
+
 from ..config import Templates as TemplateSettings
 from . import masking
 from .tokenize import SEPARATORS, WILDCARD, separator, units, word
@@ -98,6 +100,9 @@ class TemplateMiner:
         self._seq = 0
         self._service_templates: Counter[str] = Counter()
         self.version = 0  # bumps on every change to the template set (for snapshots)
+        # Incremental snapshots: serialized templates, re-encoded only once touched.
+        self._encoded: dict[str, bytes] = {}
+        self._dirty: set[str] = set()
         self.lines = 0
 
     # -- queries -----------------------------------------------------------------------
@@ -245,6 +250,11 @@ class TemplateMiner:
         ts: Sequence[float] | float | None,
     ) -> None:
         templates = self._templates
+        dirty = self._dirty
+        dirty.update(ids)
+        if len(dirty) > 2 * self.settings.max_templates:  # nobody snapshots: stay bounded
+            dirty.clear()
+            self._encoded.clear()
         if services is None or (services and services.count(services[0]) == len(services)):
             service = services[0] if services else ""
             pairs = ((tid, service, n) for tid, n in Counter(ids).items())
@@ -386,6 +396,7 @@ class TemplateMiner:
                 t.var[i] = True
         t.text = "".join(t.units).rstrip() or EMPTY_TEMPLATE
         self.version += 1
+        self._dirty.add(t.id)
         survivor = t
         for other in list(self._bucket(t.units)):
             if (other is survivor or self._templates.get(other.id) is not other
@@ -394,6 +405,7 @@ class TemplateMiner:
             if other.seq < survivor.seq:
                 other.units, other.var = list(survivor.units), list(survivor.var)
                 other.text = survivor.text
+                self._dirty.add(other.id)
                 self._merge(survivor, other)
                 survivor = other
             else:
@@ -401,6 +413,7 @@ class TemplateMiner:
         return survivor
 
     def _merge(self, young: Template, old: Template) -> None:
+        self._dirty.add(old.id)
         old.count += young.count
         for service, n in young.services.items():
             if service in old.services:
@@ -466,6 +479,28 @@ class TemplateMiner:
             "merged": self._merged,
         }
 
+    def export_bytes(self) -> bytes:
+        """`export_state` as JSON, re-encoding only templates touched since the last
+        call: cheap enough to run every few seconds with thousands of templates."""
+        encoded, dirty = self._encoded, self._dirty
+        parts = []
+        for t in self._templates.values():
+            data = encoded.get(t.id)
+            if data is None or t.id in dirty:
+                data = orjson.dumps(
+                    {"id": t.id, "units": t.units, "seq": t.seq, "count": t.count,
+                     "services": t.services, "first_seen": t.first_seen,
+                     "last_seen": t.last_seen})
+                encoded[t.id] = data
+            parts.append(data)
+        dirty.clear()
+        if len(encoded) > 2 * len(self._templates) + 1024:
+            live = self._templates
+            self._encoded = {k: v for k, v in encoded.items() if k in live}
+        head = orjson.dumps({"format": 1, "seq": self._seq, "lines": self.lines,
+                             "merged": self._merged})
+        return head[:-1] + b',"templates":[' + b",".join(parts) + b"]}"
+
     def import_state(self, state: dict[str, object]) -> None:
         """Replace everything with a snapshot's content; on a malformed snapshot the
         miner is left as it was (the caller logs and carries on)."""
@@ -493,6 +528,8 @@ class TemplateMiner:
             self._bucket(t.units).append(t)
             self._service_templates.update(t.services.keys())
         self._merged = {str(k): str(v) for k, v in merged.items()}
+        self._encoded = {}
+        self._dirty = set()
         self._shape.clear()
         self._loose.clear()
         self._exact.clear()

@@ -44,7 +44,7 @@ def write_atomic(target: Path, data: bytes) -> None:
 
 def save_snapshot(miner: TemplateMiner, path: Any) -> Path:
     target = snapshot_path(path)
-    write_atomic(target, orjson.dumps(miner.export_state()))
+    write_atomic(target, miner.export_bytes())
     return target
 
 

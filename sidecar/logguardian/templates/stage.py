@@ -13,8 +13,6 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-import orjson
-
 from ..config import Settings
 from ..metrics import Metrics
 from ..pipeline import Batch
@@ -75,7 +73,7 @@ class TemplateStage:
             return
         if self._pending is not None and not self._pending.done() and not wait:
             return  # the previous write is still going; try again next period
-        data = orjson.dumps(self.miner.export_state())
+        data = self.miner.export_bytes()
         self._saved_lines = self.miner.lines
         self._saved_version = self.miner.version
         self._pending = self._writer.submit(self._write, data)
