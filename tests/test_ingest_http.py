@@ -418,3 +418,21 @@ async def test_large_chunk_is_decoded_off_the_event_loop_intact(
         assert r.status == 200 and (await r.json())["accepted"] == 6000
     records = await capture.wait_for(6000)
     assert [r.message.split(" ")[1] for r in records] == [str(i) for i in range(6000)]
+
+
+async def test_chunked_transfer_encoding_and_its_size_limit(
+    start: Any, client: aiohttp.ClientSession
+) -> None:
+    _sidecar, capture, url = await start(receivers={"http": {"max_body_bytes": 64 * 1024}})
+
+    async def chunks(body: bytes) -> Any:
+        for i in range(0, len(body), 1000):
+            yield body[i : i + 1000]
+
+    small = b"".join(orjson.dumps({"log": f"c{i}"}) + b"\n" for i in range(100))
+    async with client.post(url, data=chunks(small)) as r:  # no Content-Length
+        assert r.status == 200 and (await r.json())["accepted"] == 100
+    big = orjson.dumps([{"log": "x" * 1000}] * 100)
+    async with client.post(url, data=chunks(big)) as r:
+        assert r.status == 413
+    await capture.wait_for(100)
