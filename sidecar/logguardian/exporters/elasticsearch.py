@@ -240,11 +240,10 @@ class ElasticsearchExporter:
     def _spill(self) -> None:
         """Inbox → spool, oldest first. The spool always holds older documents than
         the inbox, so draining spool-then-inbox keeps the order."""
-        if not self._inbox:
-            return
-        waiting = list(self._inbox)
-        self._inbox.clear()
-        self._to_spool(waiting)
+        # popleft, not clear(): the worker may append while we copy.
+        waiting = [self._inbox.popleft() for _ in range(len(self._inbox))]
+        if waiting:
+            self._to_spool(waiting)
 
     def _to_spool(self, items: list[bytes]) -> None:
         taken = self.spool.append(items)
