@@ -157,12 +157,23 @@ def _lookup_compiled(doc: dict[str, Any], path: str, parts: tuple[str, ...] | No
     return current
 
 
+# Per-shape lookup plan: message keys, time keys, service paths, level paths that
+# can match (a path's parts are None when the flat key itself is present).
+_Plan = tuple[
+    tuple[str, ...],
+    tuple[str, ...],
+    tuple[tuple[str, tuple[str, ...] | None], ...],
+    tuple[tuple[str, tuple[str, ...] | None], ...],
+]
+MAX_SHAPES = 1024
+
+
 class Normalizer:
     """`normalize()` with the field paths compiled once: receivers keep one per
     settings. A record usually has a handful of keys, so one set intersection
     with every name we could look at decides which lookups are worth doing."""
 
-    __slots__ = ("_heads", "_level_paths", "_service_paths", "source")
+    __slots__ = ("_heads", "_level_paths", "_plans", "_service_paths", "source")
 
     def __init__(self, source: str, service_fields: Sequence[str] = DEFAULT_SERVICE_FIELDS):
         self.source = source
@@ -174,6 +185,24 @@ class Normalizer:
             if parts:
                 heads.add(parts[0])
         self._heads = frozenset(heads)
+        self._plans: dict[frozenset[str], _Plan] = {}
+
+    def _plan(self, present: frozenset[str]) -> _Plan:
+        """Which lookups can succeed for records with these keys; shippers send a few
+        shapes over and over, so this runs once per shape."""
+        if len(self._plans) >= MAX_SHAPES:
+            self._plans.clear()
+        plan = self._plans[present] = (
+            tuple(k for k in MESSAGE_KEYS if k in present),
+            tuple(k for k in TIME_KEYS if k in present),
+            tuple((path, None if path in present else parts)
+                  for path, parts in self._service_paths
+                  if path in present or (parts is not None and parts[0] in present)),
+            tuple((path, None if path in present else parts)
+                  for path, parts in self._level_paths
+                  if path in present or (parts is not None and parts[0] in present)),
+        )
+        return plan
 
     def __call__(
         self,
@@ -191,42 +220,39 @@ class Normalizer:
         if not isinstance(doc, dict):
             doc = dict(doc)
         present = self._heads.intersection(doc)
+        plan = self._plans.get(present)
+        if plan is None:
+            plan = self._plan(present)
+        message_keys, time_keys, service_paths, level_paths = plan
         message: Any = None
         message_key = None
-        for key in MESSAGE_KEYS:
-            if key in present:
-                value = doc[key]
-                if value is None:
-                    continue
-                if value.__class__ is dict:
-                    # ECS `log` is an object ({"level":…, "file":…}): text elsewhere wins.
-                    if message_key is None:
-                        message, message_key = value, key
-                    continue
-                message, message_key = value, key
-                break
+        for key in message_keys:
+            value = doc[key]
+            if value is None:
+                continue
+            if value.__class__ is dict:
+                # ECS `log` is an object ({"level":…, "file":…}): text elsewhere wins.
+                if message_key is None:
+                    message, message_key = value, key
+                continue
+            message, message_key = value, key
+            break
         if message_key is None:
             raise ValueError(f"no message field (expected one of {', '.join(MESSAGE_KEYS)})")
 
         if ts is None:
-            for key in TIME_KEYS:
-                if key in present:
-                    raw_ts = doc[key]
-                    ts = (raw_ts if raw_ts.__class__ is float and 0 < raw_ts < 1e11
-                          else parse_time(raw_ts))
-                    if ts is not None:
-                        break
+            for key in time_keys:
+                raw_ts = doc[key]
+                ts = (raw_ts if raw_ts.__class__ is float and 0 < raw_ts < 1e11
+                      else parse_time(raw_ts))
+                if ts is not None:
+                    break
         if ts is None:
             ts = now if now is not None else time.time()
 
         service = None
-        for path, parts in self._service_paths:
-            if path in present:
-                service = doc[path]
-            elif parts is not None and parts[0] in present:
-                service = _lookup_compiled(doc, path, parts)
-            else:
-                continue
+        for path, parts in service_paths:
+            service = doc[path] if parts is None else _lookup_compiled(doc, path, parts)
             if service.__class__ is str and service:
                 break
             service = None
@@ -235,13 +261,8 @@ class Normalizer:
 
         text = message if message.__class__ is str else message_text(message)
         level = None
-        for path, parts in self._level_paths:
-            if path in present:
-                raw_level = doc[path]
-            elif parts is not None and parts[0] in present:
-                raw_level = _lookup_compiled(doc, path, parts)
-            else:
-                continue
+        for path, parts in level_paths:
+            raw_level = doc[path] if parts is None else _lookup_compiled(doc, path, parts)
             if raw_level is not None:
                 level = canonical_level(raw_level)
                 if level is not None:
