@@ -13,7 +13,7 @@ command -v prometheus-alertmanager >/dev/null || need_apt+=(prometheus-alertmana
 command -v amtool >/dev/null || need_apt+=(prometheus-alertmanager)
 # syslog-ng's http() destination: a real HTTP shipper for the ingest tests.
 command -v syslog-ng >/dev/null || need_apt+=(syslog-ng-core)
-ls /usr/lib/syslog-ng/*/libhttp.so >/dev/null 2>&1 || need_apt+=(syslog-ng-mod-http)
+dpkg -s syslog-ng-mod-http >/dev/null 2>&1 || need_apt+=(syslog-ng-mod-http)
 if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
