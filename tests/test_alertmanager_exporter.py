@@ -17,6 +17,8 @@ from logguardian.server import Sidecar
 from services.fixtures import AlertmanagerServer
 from services.traffic import normal_records, novel_records, post_logs
 
+pytestmark = pytest.mark.integration  # real Elasticsearch / Prometheus / Alertmanager
+
 REFRESH = 1.0
 ENDS_AT = 6.0
 QUIET = 3.0

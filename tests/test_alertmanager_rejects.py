@@ -18,6 +18,8 @@ from logguardian.pipeline import Batch
 from logguardian.signals import Incident
 from services.fixtures import AlertmanagerServer
 
+pytestmark = pytest.mark.integration  # real Elasticsearch / Prometheus / Alertmanager
+
 REFRESH = 5.0
 WINDOW = 2.0
 

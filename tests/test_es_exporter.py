@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from logguardian.config import Elasticsearch as EsSettings
 from logguardian.config import Settings
 from logguardian.exporters.elasticsearch import ElasticsearchExporter
@@ -21,6 +22,8 @@ from logguardian.server import Sidecar
 from logguardian.signals import Annotation, Reason
 from services.fixtures import ElasticsearchNode
 from services.traffic import anomaly_ids, normal_records, novel_records, post_logs, settle
+
+pytestmark = pytest.mark.integration  # real Elasticsearch / Prometheus / Alertmanager
 
 
 def stream_name() -> str:

@@ -24,6 +24,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from services.fixtures import ElasticsearchNode, _free_port
 from services.traffic import anomaly_ids, normal_records, novel_records, post_logs, settle
 
+pytestmark = pytest.mark.integration  # real Elasticsearch / Prometheus / Alertmanager
+
 SERVICES = ("checkout", "catalog", "payments")
 OUTAGE_SECONDS = 60.0
 

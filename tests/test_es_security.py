@@ -9,12 +9,15 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
 from logguardian.config import Elasticsearch as EsSettings
 from logguardian.exporters.elasticsearch import ElasticsearchExporter
 from logguardian.metrics import Metrics
 from logguardian.pipeline import Batch
 from logguardian.signals import Annotation, Reason
 from services.fixtures import ElasticsearchNode
+
+pytestmark = pytest.mark.integration  # real Elasticsearch / Prometheus / Alertmanager
 
 
 def batch(n: int) -> Batch:

@@ -7,10 +7,13 @@ import asyncio
 from collections.abc import Callable
 
 import aiohttp
+import pytest
 from logguardian.config import Settings
 from logguardian.server import Sidecar
 from services.fixtures import PrometheusServer
 from services.traffic import normal_records, novel_records, post_logs
+
+pytestmark = pytest.mark.integration  # real Elasticsearch / Prometheus / Alertmanager
 
 
 def value(result: list[dict]) -> float:
