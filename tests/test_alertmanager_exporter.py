@@ -161,3 +161,33 @@ async def test_sidecar_restart_re_announces_open_incidents(
         await again.stop()
     assert after["annotations"]["incident_id"] == before["annotations"]["incident_id"]
     assert after["startsAt"] == before["startsAt"]
+
+
+async def test_one_alertmanager_down_does_not_hold_back_the_other(
+    make_settings: Callable[..., Settings],
+    alertmanager_factory: Callable[..., AlertmanagerServer],
+) -> None:
+    up, down = alertmanager_factory(), alertmanager_factory()
+    down.stop()
+    refresh = 30.0  # so the late one can only get it through the retry path
+    settings = make_settings(
+        detectors={"warmup_records": 50},
+        exporters={"alertmanager": {"url": [down.url, up.url], "refresh_seconds": refresh,
+                                    "ends_at_seconds": 120.0}},
+    )
+    sidecar = Sidecar(settings)
+    await sidecar.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            await post_logs(http, sidecar.http_port, normal_records("checkout", 200))
+            await post_logs(http, sidecar.http_port, novel_records("checkout", 1, 3))
+        (alert,) = await wait_alerts(up, lambda a: len(a) == 1, 15, service="checkout")
+        errors = sidecar.metrics.exporter_errors.labels("alertmanager")
+        await asyncio.sleep(3.0)
+        failures = errors._value.get()
+        assert 1 <= failures <= 5, f"{failures} failed posts in 3 s: backoff, not a hot loop"
+        down.start()
+        (late,) = await wait_alerts(down, lambda a: len(a) == 1, 10, service="checkout")
+    finally:
+        await sidecar.stop()
+    assert late["fingerprint"] == alert["fingerprint"]
