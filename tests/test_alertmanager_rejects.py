@@ -89,3 +89,35 @@ async def test_whole_post_refused_waits_for_the_next_refresh(
     assert statuses == [422]
     assert am.alerts() == []
     assert metrics.exporter_errors.labels("alertmanager")._value.get() == 1
+
+
+async def test_new_incident_with_the_same_labels_is_not_overwritten_by_the_old_resolution(
+    alertmanager_factory: Callable[..., AlertmanagerServer]
+) -> None:
+    """Alertmanager keys alerts by labels: re-sending the previous, resolved incident of
+    the same service would replace the new firing alert on every refresh."""
+    am = alertmanager_factory()
+    exporter = AlertmanagerExporter(
+        AmSettings(url=[am.url], refresh_seconds=3.0, resolved_resend_seconds=600),
+        Metrics())
+    await exporter.start()
+    try:
+        old = incident("old", "checkout")
+        old.started_at, old.last_seen, old.resolved_at = (time.time() - 600, time.time() - 500,
+                                                          time.time() - 400)
+        batch = Batch(records=[], now=time.time())
+        batch.incidents.append(old)
+        exporter.export(batch)
+        await asyncio.sleep(1.3)  # out of phase: the two are re-sent at different times
+        new = incident("new", "checkout")
+        batch = Batch(records=[], now=time.time())
+        batch.incidents.append(new)
+        exporter.export(batch)
+        states = []
+        for _ in range(24):  # two refreshes of each
+            await asyncio.sleep(0.25)
+            alerts = await am.aalerts(service="checkout")
+            states.append([a["annotations"]["incident_id"] for a in alerts])
+    finally:
+        await exporter.stop()
+    assert states[2:] == [["new"]] * (len(states) - 2), states

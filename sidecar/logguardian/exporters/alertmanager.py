@@ -158,6 +158,7 @@ class AlertmanagerExporter:
         for incident in incidents:
             tracked = self._tracked.get(incident.id)
             if tracked is None:
+                self._forget_resolved_twins(incident)
                 self._tracked[incident.id] = _Tracked(incident, {}, [])
                 continue
             old = labels(tracked.incident)
@@ -171,6 +172,17 @@ class AlertmanagerExporter:
         self._pending.set(len(self._tracked))
         if self._wake is not None:
             self._wake.set()
+
+    def _forget_resolved_twins(self, incident: Incident) -> None:
+        """Stop re-sending a resolved incident whose label set a new one now uses:
+        Alertmanager keys alerts by labels only, and a resolved post that does not
+        overlap the stored firing alert replaces it (the alert would flap)."""
+        if incident.resolved_at is not None:
+            return
+        mine = labels(incident)
+        for key, other in list(self._tracked.items()):
+            if other.incident.resolved_at is not None and labels(other.incident) == mine:
+                del self._tracked[key]
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
