@@ -14,14 +14,12 @@ against a peer run with the window cache disabled, in the same process.
 from __future__ import annotations
 
 import argparse
-import random
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import warnings
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -81,7 +79,7 @@ def main() -> int:
     ap.add_argument("--window", type=int, default=10)
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--no-session-peer", dest="session_peer", action="store_false",
-                    help="skip the set-statistic vs ONNX autoencoder comparison")
+                    help="skip the set statistic vs ONNX autoencoder breakdown")
     ap.add_argument("--train-sessions", type=int,
                     help="draw this many training sessions (with replacement) instead of "
                          "each once; 50000 is ~1M lines, the issue's training-time target")
@@ -132,9 +130,9 @@ def main() -> int:
         variants = {
             "full model": (True, True, True),
             f"sequence ({args.arch.upper()}) only": (False, True, False),
-            "session sets only": (False, False, True),
+            "session models (set + AE) only": (False, False, True),
             "unknown templates only": (True, False, False),
-            f"{args.arch.upper()} + sets, no unknown flag": (False, True, True),
+            f"{args.arch.upper()} + session, no unknown flag": (False, True, True),
         }
         for name, switches in variants.items():
             first = evaluate(settings, mined, switches)
@@ -144,7 +142,7 @@ def main() -> int:
             precision = tp / (tp + fp) if tp + fp else 0.0
             recall = tp / anomalous if anomalous else 0.0
             f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-            print(f"HDFS blocks, {name:<29} P={precision:.4f} R={recall:.4f} F1={f1:.4f} "
+            print(f"HDFS blocks, {name:<31} P={precision:.4f} R={recall:.4f} F1={f1:.4f} "
                   f"(tp={tp} fp={fp} fn={fn})")
             if name != "full model":
                 continue
@@ -166,7 +164,7 @@ def main() -> int:
 
         serving(settings, mined, metrics)
         if args.session_peer:
-            session_models(settings, train_log, mined, truth)
+            session_models(settings, mined, truth)
     return 0
 
 
@@ -204,7 +202,7 @@ def note(batch: Batch, first: dict[str, tuple[int, str]], position: dict[str, in
             first[key] = (position[key], how)
     for ann in batch.annotations:
         if ann.session and ann.session not in first:
-            first[ann.session] = (position[ann.session], "session-set model")
+            first[ann.session] = (position[ann.session], "session model")
 
 
 def serving(settings, mined: list[Batch], metrics: Metrics) -> None:
@@ -253,69 +251,26 @@ def block_sequences(stage: ModelStage, batches: list[Batch]) -> dict[str, list[i
     return out
 
 
-def session_models(settings, train_log: Path, mined: list[Batch], truth: dict[str, bool]
-                   ) -> None:
-    """Session model at close, alone: the shipped set statistic against a peer ONNX model
-    (an autoencoder over log-counts of templates), both calibrated the same way on the
-    same held-out normal sessions, judged on the same evaluation blocks."""
-    import onnxruntime as ort
-    import torch
-    from logguardian.detectors.session_model import SessionSetModel
-    from logguardian.training.calibrate import SAFETY
+def session_models(settings, mined: list[Batch], truth: dict[str, bool]) -> None:
+    """The two session models at close, alone and together, on every evaluation block:
+    the exact template-set statistic and the ONNX count autoencoder, both from the
+    bundle and calibrated on the same held-out normal sessions."""
+    from logguardian.detectors.session_model import profiles
 
     stage = ModelStage(settings, Metrics())
-    miner = TemplateStage(load_settings(state_dir=settings.state_dir / "peer"), Metrics())
-    train_batches = []
-    for chunk in batches(records(train_log)):
-        batch = Batch(records=chunk, now=chunk[-1].ts)
-        miner.process(batch)
-        train_batches.append(batch)
-    train = list(block_sequences(stage, train_batches).values())
-    random.Random(0).shuffle(train)
-    hold, fit = train[:len(train) * 15 // 100], train[len(train) * 15 // 100:]
+    bundle = stage.bundle
+    assert bundle is not None and bundle.session_model is not None
     evaluation = block_sequences(stage, mined)
-    assert stage.bundle is not None
-    vocab = len(stage.bundle.vocab)
-
-    def counts(seqs: list[list[int]]) -> np.ndarray:
-        x = np.zeros((len(seqs), vocab), dtype=np.float32)
-        for row, seq in enumerate(seqs):
-            np.add.at(x[row], seq, 1.0)
-        return np.log1p(x)
-
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    net = torch.nn.Sequential(torch.nn.Linear(vocab, 32), torch.nn.ReLU(),
-                              torch.nn.Linear(32, 6), torch.nn.ReLU(),
-                              torch.nn.Linear(6, 32), torch.nn.ReLU(),
-                              torch.nn.Linear(32, vocab))
-    x = torch.from_numpy(counts(fit))
-    optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
-    for _ in range(300):
-        for start in range(0, len(x), 256):
-            part = x[start:start + 256]
-            loss = ((net(part) - part) ** 2).mean()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    net.eval()
-    with tempfile.NamedTemporaryFile(suffix=".onnx") as fh, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, (x[:2],), fh.name, dynamo=False, input_names=["counts"],
-                          dynamic_axes={"counts": {0: "batch"}})
-        runner = ort.InferenceSession(fh.name, providers=["CPUExecutionProvider"])
-
-    def error(seqs: list[list[int]]) -> np.ndarray:
-        c = counts(seqs)
-        return ((runner.run(None, {"counts": c})[0] - c) ** 2).mean(axis=1)
-
-    threshold = SAFETY * float(error(hold).max())
-    sets = SessionSetModel.fit(fit)
     blocks = list(evaluation)
-    seqs = [evaluation[b] for b in blocks]
+    counts = [Counter(evaluation[b]) for b in blocks]
+    errors = bundle.session_errors(profiles(counts, len(bundle.vocab)))
+    assert errors is not None
+    unseen = [bundle.session_model.unseen(c) for c in counts]
+    odd = list(errors >= bundle.session_threshold)
     verdicts = {
-        "set statistic (shipped)": [sets.unseen(s) for s in seqs],
-        "ONNX autoencoder (peer)": list(error(seqs) >= threshold),
+        "template-set statistic": unseen,
+        "ONNX count autoencoder": odd,
+        "either (shipped)": [u or o for u, o in zip(unseen, odd, strict=True)],
     }
     for name, flags in verdicts.items():
         tp = sum(1 for b, f in zip(blocks, flags, strict=True) if f and truth[b])
@@ -324,7 +279,7 @@ def session_models(settings, train_log: Path, mined: list[Batch], truth: dict[st
         p = tp / (tp + fp) if tp + fp else 0.0
         r = tp / (tp + fn) if tp + fn else 0.0
         f1 = 2 * p * r / (p + r) if p + r else 0.0
-        print(f"session model at close alone, {name:<24} P={p:.4f} R={r:.4f} F1={f1:.4f} "
+        print(f"session model at close alone, {name:<23} P={p:.4f} R={r:.4f} F1={f1:.4f} "
               f"(tp={tp} fp={fp} fn={fn})")
 
 

@@ -19,6 +19,7 @@ from logguardian.bundle import (
     META_FILE,
     MINER_FILE,
     MODEL_FILE,
+    SESSION_FILE,
     BundleError,
     load_bundle,
     write_bundle,
@@ -64,6 +65,7 @@ def test_default_bundle_loads_and_predicts_a_distribution(bundle_copy: Path) -> 
         (lambda p: (p / MODEL_FILE).unlink(), "has no model.onnx"),
         (lambda p: (p / MODEL_FILE).write_bytes(b"\x08garbage"), "corrupt (checksum"),
         (lambda p: (p / MINER_FILE).write_text("{}"), "miner.json is corrupt"),
+        (lambda p: (p / SESSION_FILE).unlink(), "session.onnx is listed but missing"),
     ],
 )
 def test_broken_bundles_are_clear_errors(bundle_copy: Path, damage: Callable[[Path], None],
@@ -146,7 +148,8 @@ async def test_hot_reload_swaps_the_model_without_dropping_records(
                     meta["thresholds"] = dict(meta["thresholds"], sequence_surprise=1e-3,
                                               surprise_base=0.0)
                     write_bundle(bundle_copy, meta, (bundle_copy / MODEL_FILE).read_bytes(),
-                                 json.loads((bundle_copy / MINER_FILE).read_text()))
+                                 json.loads((bundle_copy / MINER_FILE).read_text()),
+                                 (bundle_copy / SESSION_FILE).read_bytes())
                 async with http.post(url, json=_payload(100 + n, 1e9 + n)) as resp:
                     assert resp.status == 200
                     assert (await resp.json())["accepted"] == len(NORMAL)

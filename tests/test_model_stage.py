@@ -185,3 +185,17 @@ def test_default_bundle_is_small_and_shipped() -> None:
     size = sum(f.stat().st_size for f in DEFAULT_BUNDLE.iterdir())
     assert size < 3 * 1024 * 1024
     assert re.search(r"blk_", (DEFAULT_BUNDLE / "bundle.json").read_text())
+
+
+def test_session_with_normal_templates_in_abnormal_numbers_is_flagged_at_close(
+        settings: Settings) -> None:
+    chain = Chain(settings)
+    # every template and every step is normal; 40 serve/exception pairs are not
+    storm = [5, 5, 5, 22, 11, 9, 11, 9, 11, 9, 26, 26, 26, *[3, 4] * 40,
+             23, 23, 23, 21, 21, 21]
+    assert chain.run(block_lines(1, NORMAL, 1e6) + block_lines(2, storm, 1e6)).reasons == {}
+    chain.model.close_all()
+    closed = chain.run([], now=1e6)
+    assert [a.session for a in closed.annotations] == ["blk_2"]
+    text = closed.annotations[0].reasons[0].text
+    assert "template counts unlike normal sessions" in text and "profile error" in text

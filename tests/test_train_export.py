@@ -11,7 +11,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from conftest import SHARED
-from logguardian.bundle import MINER_FILE, MODEL_FILE, PAD, load_bundle
+from logguardian.bundle import MINER_FILE, MODEL_FILE, PAD, SESSION_FILE, load_bundle
 from logguardian.record import Record
 from logguardian.training.dataset import build_dataset, end_templates, windows
 
@@ -105,7 +105,8 @@ def test_train_cli_writes_a_loadable_calibrated_bundle(train_jsonl: Path,
     assert meta["training"]["sessions"] == 400
     assert meta["heldout"]["sessions"] == 60
     assert meta["thresholds"]["sequence_surprise"] > 0
-    assert {MODEL_FILE, MINER_FILE} == set(meta["files"])
+    assert {MODEL_FILE, MINER_FILE, SESSION_FILE} == set(meta["files"])
+    assert meta["session_autoencoder"]["threshold"] > 0
     texts = [v["text"] for v in meta["vocab"]]
     assert any("Receiving block blk_" in t for t in texts)
     bundle = load_bundle(out)

@@ -33,6 +33,7 @@ FORMAT = "logguardian-bundle"
 FORMAT_VERSION = 1
 MODEL_FILE = "model.onnx"
 META_FILE = "bundle.json"
+SESSION_FILE = "session.onnx"  # optional session autoencoder
 MINER_FILE = "miner.json"  # the training miner's templates: maps live records to vocab ids
 PAD = 0
 UNK = 1
@@ -111,6 +112,14 @@ class Bundle:
     runner: Any  # onnxruntime.InferenceSession
     input_name: str
     loaded_at: float
+    session_runner: Any = None
+    session_threshold: float = float("inf")
+
+    def session_errors(self, profiles: np.ndarray) -> np.ndarray | None:
+        """Autoencoder reconstruction error per session profile (None without one)."""
+        if self.session_runner is None:
+            return None
+        return self.session_runner.run(None, {"profile": profiles})[0]
 
     def predict(self, windows: np.ndarray) -> np.ndarray:
         """Log-probabilities of the next template, shape (n, len(vocab))."""
@@ -182,18 +191,18 @@ def load_bundle(path: Path | str) -> Bundle:
             raise BundleError(f"model bundle {path}: {name} is listed but missing")
         if sha256(file) != expected:
             raise BundleError(f"model bundle {path}: {name} is corrupt (checksum mismatch)")
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    try:
-        runner = ort.InferenceSession(
-            str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
-        )
-    except Exception as exc:
-        raise BundleError(f"model bundle {path}: onnxruntime cannot load {MODEL_FILE} "
-                          f"({exc})") from None
+    runner = _onnx(path, MODEL_FILE)
+    session_runner, session_threshold = None, float("inf")
+    autoencoder = meta.get("session_autoencoder")
+    if autoencoder:
+        try:
+            session_threshold = float(autoencoder["threshold"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BundleError(f"model bundle {path}: session_autoencoder has a bad field "
+                              f"({exc!r})") from None
+        if SESSION_FILE not in files:
+            raise BundleError(f"model bundle {path}: {SESSION_FILE} is not listed in files")
+        session_runner = _onnx(path, SESSION_FILE)
     matcher = None
     if (path / MINER_FILE).is_file():
         from .templates import TemplateMiner
@@ -211,6 +220,7 @@ def load_bundle(path: Path | str) -> Bundle:
         session_model=session_model, session_key=meta.get("session_key"),
         end_templates=end_templates, runner=runner,
         input_name=runner.get_inputs()[0].name, loaded_at=time.time(),
+        session_runner=session_runner, session_threshold=session_threshold,
     )
     try:
         probe = bundle.predict(np.zeros((1, window), dtype=np.int64))
@@ -220,11 +230,34 @@ def load_bundle(path: Path | str) -> Bundle:
     if probe.shape != (1, len(vocab)):
         raise BundleError(f"model bundle {path}: model predicts {probe.shape[-1]} classes, "
                           f"vocab has {len(vocab)}")
+    try:
+        errors = bundle.session_errors(np.zeros((1, len(vocab)), dtype=np.float32))
+    except Exception as exc:
+        raise BundleError(f"model bundle {path}: {SESSION_FILE} fails on a probe profile "
+                          f"({exc})") from None
+    if errors is not None and errors.shape != (1,):
+        raise BundleError(f"model bundle {path}: {SESSION_FILE} returns shape {errors.shape}")
     return bundle
 
 
+def _onnx(path: Path, name: str) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    try:
+        return ort.InferenceSession(
+            str(path / name), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:
+        raise BundleError(f"model bundle {path}: onnxruntime cannot load {name} "
+                          f"({exc})") from None
+
+
 def write_bundle(out: Path, meta: dict[str, Any], model_onnx: bytes,
-                 miner_state: dict[str, Any] | None = None) -> None:
+                 miner_state: dict[str, Any] | None = None,
+                 session_onnx: bytes | None = None) -> None:
     """Writes a bundle next to `out` and swaps it in, so a sidecar hot-reloading `out`
     never sees a half-written bundle."""
     out = Path(out)
@@ -235,6 +268,9 @@ def write_bundle(out: Path, meta: dict[str, Any], model_onnx: bytes,
     if miner_state is not None:
         (staging / MINER_FILE).write_bytes(json.dumps(miner_state).encode())
         files.append(MINER_FILE)
+    if session_onnx is not None:
+        (staging / SESSION_FILE).write_bytes(session_onnx)
+        files.append(SESSION_FILE)
     meta = dict(meta, format=FORMAT, format_version=FORMAT_VERSION, mapping=MAPPING_DOC,
                 files={name: sha256(staging / name) for name in files})
     (staging / META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")

@@ -37,6 +37,7 @@ from ..metrics import Metrics
 from ..pipeline import Batch
 from ..sessions import Session, SessionKeyer, SessionTable
 from ..signals import Annotation, Reason, Severity
+from .session_model import profiles
 
 if TYPE_CHECKING:
     from ..chain import Components
@@ -236,14 +237,16 @@ class ModelStage:
             self._infer(bundle, missing, todo)
         if todo and self.detect_sequence:
             self._score(batch, bundle, todo)
+        closed: list[tuple[int | None, Session]] = []
         for i, session in ended:
             table.close(session)
-            self._verdict(batch, bundle, session, index=i)
+            closed.append((i, session))
         table.advance(newest, batch.now)
-        closing = table.drain() if self._close_all else table.expired()
+        closed.extend((None, s) for s in (table.drain() if self._close_all
+                                          else table.expired()))
         self._close_all = False
-        for session in closing:
-            self._verdict(batch, bundle, session, index=None)
+        if closed and self.detect_sessions:
+            self._verdicts(batch, bundle, closed)
 
     def _infer(self, bundle: Bundle, missing: set[tuple[int, ...]],
                todo: list[tuple[int, tuple[tuple[int, ...], int], Session, int]]) -> None:
@@ -295,15 +298,30 @@ class ModelStage:
         if not session.flagged_at:
             session.flagged_at = session.records
 
-    def _verdict(self, batch: Batch, bundle: Bundle, session: Session,
-                 index: int | None) -> None:
-        """Session model at close; only sessions the sequence model did not flag already."""
-        model = bundle.session_model
-        if (model is None or not model.enabled or not self.detect_sessions or session.flagged_at
-                or session.generation != self.generation or not model.unseen(session.counts)):
+    def _verdicts(self, batch: Batch, bundle: Bundle,
+                  closed: list[tuple[int | None, Session]]) -> None:
+        """Session models at close (template set, count autoencoder in one ONNX run), for
+        sessions of the current model the sequence model did not flag already."""
+        todo = [(i, s) for i, s in closed
+                if not s.flagged_at and s.generation == self.generation]
+        if not todo:
             return
+        sets = bundle.session_model
+        if sets is not None and not sets.enabled:
+            sets = None
+        errors = bundle.session_errors(profiles([s.counts for _, s in todo], len(bundle.vocab)))
+        for row, (index, session) in enumerate(todo):
+            unseen = sets is not None and sets.unseen(session.counts)
+            error = float(errors[row]) if errors is not None else 0.0
+            odd = error >= bundle.session_threshold
+            if unseen or odd:
+                self._flag_session(batch, bundle, session, index, unseen, error)
+
+    def _flag_session(self, batch: Batch, bundle: Bundle, session: Session,
+                      index: int | None, unseen: bool, error: float) -> None:
         session.flagged_at = session.records
-        reason = Reason("session", SESSION_SCORE, _describe(bundle, session), "high", 1.0)
+        text = _describe(bundle, session, unseen, error)
+        reason = Reason("session", SESSION_SCORE, text, "high", 1.0)
         if index is not None:
             batch.add_reason(index, reason)
             return
@@ -325,20 +343,22 @@ def _severity(score: float) -> Severity:
     return "high" if score >= 0.9 else "medium"
 
 
-def _describe(bundle: Bundle, session: Session) -> str:
+def _describe(bundle: Bundle, session: Session, unseen: bool, error: float) -> str:
     """Names what the closest common normal session had that this one lacked (or added)."""
-    assert bundle.session_model is not None
     have = frozenset(session.counts)
-    common = list(bundle.session_model.support)[:200]
-    nearest = min(common, key=lambda s: len(s ^ have), default=frozenset())
+    common = list(bundle.session_model.support)[:200] if bundle.session_model else []
+    nearest = min(common, key=lambda s: len(s ^ have), default=have)
     lacking = ", ".join(f"'{bundle.vocab.text(t)}'" for t in sorted(nearest - have)[:3])
     extra = ", ".join(f"'{bundle.vocab.text(t)}'" for t in sorted(have - nearest)[:3])
-    text = f"session {session.key} closed after {session.records} records with a template " \
-           f"combination never seen in normal sessions"
+    what = ("a template combination never seen in normal sessions" if unseen else
+            "template counts unlike normal sessions")
+    text = f"session {session.key} closed after {session.records} records with {what}"
     if lacking:
         text += f"; missing {lacking}"
     if extra:
         text += f"; unusual {extra}"
+    if error >= bundle.session_threshold:
+        text += f" (profile error {error:.3g} >= {bundle.session_threshold:.3g})"
     return text
 
 

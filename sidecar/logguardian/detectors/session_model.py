@@ -7,14 +7,19 @@ support of that exact template set among normal training sessions. Calibration o
 held-out normal sessions measures how often a normal session's set is unseen; when
 that rate is above the target false-positive rate the model is shipped disabled
 rather than paging on noise.
+
+A bundle may also carry `session.onnx`, an autoencoder over the session's template
+counts (`profiles`), for sessions whose set is normal but whose proportions are not.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 MAX_SETS = 50_000
 
@@ -62,3 +67,13 @@ class SessionSetModel:
             enabled=bool(doc.get("enabled", True)),
             heldout_unseen_rate=doc.get("heldout_unseen_rate"),
         )
+
+
+def profiles(sessions: Sequence[Mapping[int, int]], vocab: int) -> np.ndarray:
+    """log1p template counts per session, the session autoencoder's input."""
+    out = np.zeros((len(sessions), vocab), dtype=np.float32)
+    for row, counts in enumerate(sessions):
+        for idx, n in counts.items():
+            if 0 <= idx < vocab:
+                out[row, idx] = n
+    return np.log1p(out, out=out)

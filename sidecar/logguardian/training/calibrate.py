@@ -65,3 +65,11 @@ def choose_threshold(heldout: Sequence[float], target_fpr: float) -> tuple[float
 
 def fpr(scores: Sequence[float], threshold: float) -> float:
     return sum(s >= threshold for s in scores) / len(scores) if scores else 0.0
+
+
+def choose_error_threshold(heldout: Sequence[float], target_fpr: float) -> tuple[float, float]:
+    """(threshold, held-out quantile) for a reconstruction error: SAFETY x the quantile."""
+    if not heldout:
+        return float("inf"), float("nan")
+    quantile = float(np.quantile(np.asarray(heldout), 1.0 - target_fpr, method="higher"))
+    return SAFETY * quantile, quantile

@@ -102,3 +102,58 @@ def export_onnx(model: NextTemplate, window: int) -> bytes:
 def torch_log_probs(model: NextTemplate, windows: np.ndarray) -> np.ndarray:
     with torch.no_grad():
         return model(torch.from_numpy(windows.astype(np.int64))).numpy()
+
+
+class SessionAutoencoder(nn.Module):
+    """Reconstructs a closed session's template profile (log1p counts); sessions unlike
+    any normal one reconstruct badly. Complements the exact template-set statistic by
+    also weighing how *many* of each template a session had."""
+
+    def __init__(self, vocab: int, hidden: int = 32, code: int = 6):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(vocab, hidden), nn.ReLU(), nn.Linear(hidden, code), nn.ReLU(),
+            nn.Linear(code, hidden), nn.ReLU(), nn.Linear(hidden, vocab),
+        )
+
+    def forward(self, counts: torch.Tensor) -> torch.Tensor:
+        """Mean squared reconstruction error per session."""
+        return ((self.net(counts) - counts) ** 2).mean(dim=-1)
+
+
+def train_session_autoencoder(profiles: np.ndarray, *, epochs: int = 300, seed: int = 0,
+                              threads: int = 1) -> SessionAutoencoder:
+    """Fits on distinct profiles weighted by how often they occur."""
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+    unique, counts = np.unique(profiles, axis=0, return_counts=True)
+    x = torch.from_numpy(unique.astype(np.float32))
+    w = torch.from_numpy(np.sqrt(counts).astype(np.float32))
+    model = SessionAutoencoder(profiles.shape[1])
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    generator = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(x), generator=generator)
+        for start in range(0, len(x), 256):
+            idx = order[start:start + 256]
+            loss = (model(x[idx]) * w[idx]).sum() / w[idx].sum()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    model.eval()
+    return model
+
+
+def export_session_onnx(model: SessionAutoencoder, vocab: int) -> bytes:
+    probe = torch.zeros((2, vocab), dtype=torch.float32)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model, (probe,), buffer, dynamo=False, input_names=["profile"],
+            output_names=["error"],
+            dynamic_axes={"profile": {0: "batch"}, "error": {0: "batch"}},
+            opset_version=17,
+        )
+    return buffer.getvalue()

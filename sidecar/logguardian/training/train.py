@@ -5,18 +5,26 @@ from __future__ import annotations
 import random
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnxruntime as ort
 from tqdm import tqdm
 
-from ..bundle import write_bundle
-from ..detectors.session_model import SessionSetModel
-from .calibrate import SURPRISE_BASE, choose_threshold, fpr, session_surprise
+from ..bundle import SESSION_FILE, write_bundle
+from ..detectors.session_model import SessionSetModel, profiles
+from .calibrate import (
+    SURPRISE_BASE,
+    choose_error_threshold,
+    choose_threshold,
+    fpr,
+    session_surprise,
+)
 from .dataset import build_dataset, end_templates, read_records, windows
 
 
@@ -37,7 +45,13 @@ class TrainOptions:
 
 def train_bundle(files: Sequence[Path], out: Path, options: TrainOptions) -> dict[str, Any]:
     """Trains and writes a bundle; returns its bundle.json content."""
-    from .torch_model import export_onnx, train  # torch stays out of every other import path
+    # torch stays out of every other import path
+    from .torch_model import (
+        export_onnx,
+        export_session_onnx,
+        train,
+        train_session_autoencoder,
+    )
 
     show = sys.stderr.isatty() if options.progress is None else options.progress
     started = time.perf_counter()
@@ -71,8 +85,19 @@ def train_bundle(files: Sequence[Path], out: Path, options: TrainOptions) -> dic
     sets = SessionSetModel.fit(fit)
     sets.calibrate(heldout, options.target_fpr)
     sequence_fpr = fpr(held_scores, threshold)
-    combined = [s >= threshold or (sets.enabled and sets.unseen(h))
-                for s, h in zip(held_scores, heldout, strict=True)]
+
+    def profile(seqs: list[list[int]]) -> np.ndarray:
+        return profiles([Counter(s) for s in seqs], vocab)
+
+    autoencoder = train_session_autoencoder(profile(fit), seed=options.seed,
+                                            threads=options.threads)
+    session_onnx = export_session_onnx(autoencoder, vocab)
+    session_runner = ort.InferenceSession(session_onnx, providers=["CPUExecutionProvider"])
+    held_errors = (session_runner.run(None, {"profile": profile(heldout)})[0].tolist()
+                   if heldout else [])
+    error_threshold, error_quantile = choose_error_threshold(held_errors, options.target_fpr)
+    combined = [s >= threshold or (sets.enabled and sets.unseen(h)) or e >= error_threshold
+                for s, h, e in zip(held_scores, heldout, held_errors, strict=True)]
     enabled, unseen_rate = sets.enabled, sets.heldout_unseen_rate
     sets = SessionSetModel.fit(data.sessions)  # ship every normal set seen
     sets.enabled, sets.heldout_unseen_rate = enabled, unseen_rate
@@ -95,6 +120,12 @@ def train_bundle(files: Sequence[Path], out: Path, options: TrainOptions) -> dic
             "target_fpr": options.target_fpr,
         },
         "session_model": sets.to_json(),
+        "session_autoencoder": {
+            "file": SESSION_FILE,
+            "input": "log1p(count of each vocab index in the closed session)",
+            "threshold": error_threshold,
+            "heldout_quantile": error_quantile,
+        },
         "end_templates": end_templates(data.sessions),
         "training": {
             "files": [str(f) for f in files],
@@ -113,10 +144,11 @@ def train_bundle(files: Sequence[Path], out: Path, options: TrainOptions) -> dic
         "heldout": {
             "sessions": len(heldout),
             "sequence_session_fpr": sequence_fpr,
+            "autoencoder_session_fpr": fpr(held_errors, error_threshold),
             "set_unseen_rate": unseen_rate,
             "combined_session_fpr": sum(combined) / len(combined) if combined else None,
         },
     }
-    write_bundle(out, meta, onnx_bytes, data.miner_state)
+    write_bundle(out, meta, onnx_bytes, data.miner_state, session_onnx)
     meta["training"]["total_seconds"] = round(time.perf_counter() - started, 2)
     return meta
