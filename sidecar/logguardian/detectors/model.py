@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SCORE_CACHE_MAX = 500_000
+INDEX_CACHE_MAX = 100_000  # live template texts → vocab index
 INFER_CHUNK = 4096
 UNKNOWN_SCORE = 0.95
 SESSION_SCORE = 0.9
@@ -187,6 +188,8 @@ class ModelStage:
         pad = (PAD,) * bundle.window
         if len(scores) > self.cache_limit:
             scores.clear()
+        if len(index_of) > INDEX_CACHE_MAX:
+            index_of.clear()
         todo: list[tuple[int, tuple[tuple[int, ...], int], Session, int]] = []
         missing: set[tuple[int, ...]] = set()
         newest: float | None = None
