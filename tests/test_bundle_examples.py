@@ -5,6 +5,7 @@ it mounts) passes promtool, and ports, users and names agree across the bundle."
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -135,3 +136,20 @@ def test_dockerfile_agrees_with_the_package_and_the_chart() -> None:
     image = compose()["services"]["logguardian"]["image"]
     assert image == f"{chart_values['image']['repository']}:{chart['appVersion']}"
     assert chart["appVersion"] == pyproject["project"]["version"]
+
+
+def test_alert_links_point_at_the_shipped_dashboards() -> None:
+    """The sidecar's kibana/grafana URL templates open objects that exist."""
+    settings = load_settings(EXAMPLES / "logguardian.yaml").exporters.alertmanager
+    grafana = re.search(r"/d/([\w-]+)\?var-(\w+)=\{service\}", settings.grafana_url_template or "")
+    assert grafana, settings.grafana_url_template
+    dashboards = {json.loads(p.read_text())["uid"]: json.loads(p.read_text())
+                  for p in (ROOT / "grafana-plugin" / "dashboards").glob("*.json")}
+    uid, var = grafana.groups()
+    assert uid in dashboards
+    assert var in {v["name"] for v in dashboards[uid]["templating"]["list"]}
+    kibana = re.search(r"#/view/([\w-]+)", settings.kibana_url_template or "")
+    assert kibana, settings.kibana_url_template
+    saved = {json.loads(line)["id"]: json.loads(line)["type"] for line in
+             (ROOT / "kibana" / "logguardian.ndjson").read_text().splitlines()}
+    assert saved.get(kibana.group(1)) == "search"
