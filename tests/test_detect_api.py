@@ -72,6 +72,20 @@ async def test_score_api_shapes(sidecar: Sidecar) -> None:
             assert resp.status == 400
         async with http.post(f"{base}/api/v1/score", json="text") as resp:
             assert resp.status == 400
+        # Logstash's `http_compression`: a gzip body scores like a plain one.
+        async with http.post(
+            f"{base}/api/v1/score",
+            data=gzip.compress(orjson.dumps({"message": "GET /cart/4 200"})),
+            headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+        ) as resp:
+            assert resp.status == 200
+            assert (await resp.json())["template_id"] == one["template_id"]
+        async with http.post(
+            f"{base}/api/v1/score", data=b"not gzip",
+            headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+        ) as resp:
+            assert resp.status == 400
+            assert "gzip" in (await resp.json())["error"]
 
 
 async def test_incidents_from_replayed_traffic_and_restart(

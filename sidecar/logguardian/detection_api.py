@@ -17,6 +17,7 @@ from aiohttp import web
 from .feedback import VERDICTS, FeedbackStore
 from .incidents import incident_dict
 from .pipeline import Batch
+from .receivers.decode import DecodeError, TooLarge, inflate_gzip
 from .record import Record, normalize
 from .server import SIDECAR_KEY
 
@@ -63,6 +64,24 @@ def _authorized(request: web.Request, sidecar: Sidecar) -> bool:
         expected = f"{s.basic_user}:{s.basic_password or ''}".encode()
         return hmac.compare_digest(given, expected)
     return False
+
+
+async def _json_body(request: web.Request, sidecar: Sidecar) -> Any:
+    """The request's JSON, or the error response to send. The app leaves bodies
+    compressed (the ingest receiver inflates with a bomb guard), so gzip from
+    Logstash's `http_compression` is inflated here under the same limit."""
+    raw = await request.read()
+    if request.headers.get("Content-Encoding", "").strip().lower() in ("gzip", "x-gzip"):
+        try:
+            raw = inflate_gzip(raw, sidecar.settings.receivers.http.max_decoded_bytes)
+        except TooLarge as exc:
+            return _error(413, str(exc))
+        except DecodeError as exc:
+            return _error(400, str(exc))
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return _error(400, f"body is not JSON: {exc}")
 
 
 async def _locked(sidecar: Sidecar, fn: Callable[[], T]) -> T:
@@ -135,10 +154,9 @@ async def _feedback(request: web.Request) -> web.Response:
     feedback: FeedbackStore | None = sidecar.components.handles.get("feedback")
     if miner is None or feedback is None:
         return _error(503, "template miner or detection is not running")
-    try:
-        body = orjson.loads(await request.read())
-    except orjson.JSONDecodeError as exc:
-        return _error(400, f"body is not JSON: {exc}")
+    body = await _json_body(request, sidecar)
+    if isinstance(body, web.Response):
+        return body
     verdict = body.get("verdict") if isinstance(body, dict) else None
     if verdict not in VERDICTS:
         return _error(400, f"verdict must be one of {', '.join(VERDICTS)}")
@@ -186,10 +204,9 @@ async def _score(request: web.Request) -> web.Response:
     sidecar: Sidecar = request.app[SIDECAR_KEY]
     if not _authorized(request, sidecar):
         return _error(401, "unauthorized")
-    try:
-        body = orjson.loads(await request.read())
-    except orjson.JSONDecodeError as exc:
-        return _error(400, f"body is not JSON: {exc}")
+    body = await _json_body(request, sidecar)
+    if isinstance(body, web.Response):
+        return body
     single = isinstance(body, dict)
     docs = [body] if single else body
     if not isinstance(docs, list):
