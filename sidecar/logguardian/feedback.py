@@ -7,7 +7,6 @@ to the state dir at once (atomically) rather than with the periodic snapshots.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -16,6 +15,8 @@ from pathlib import Path
 from typing import Literal
 
 import orjson
+
+from .statefile import write_atomic
 
 Verdict = Literal["normal", "anomalous"]
 VERDICTS: tuple[Verdict, ...] = ("normal", "anomalous")
@@ -96,14 +97,3 @@ class FeedbackStore:
         data = orjson.dumps([asdict(fb) for fb in self._items.values()])
         with self._write_lock:
             write_atomic(self.path, data)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """tmp + fsync + rename: a crash leaves the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..config import Settings
-from ..feedback import FeedbackStore, Verdict, write_atomic
+from ..feedback import FeedbackStore, Verdict
 from ..incidents import IncidentStage
 from ..metrics import Metrics
 from ..pipeline import Batch
+from ..statefile import write_atomic
 from .context import ClockStage, DetectionContext
 from .fuse import FuseStage
 from .novelty import NoveltyStage

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from ..statefile import write_atomic
+
 if TYPE_CHECKING:
     from .miner import TemplateMiner
 
@@ -25,21 +27,6 @@ def snapshot_path(path: Any) -> Path:
     """A directory means `<dir>/templates.json`; anything else is the file itself."""
     p = Path(path)
     return p / SNAPSHOT_NAME if p.is_dir() or not p.suffix else p
-
-
-def write_atomic(target: Path, data: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, target)
-    dir_fd = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # the rename itself survives a power cut
-    finally:
-        os.close(dir_fd)
 
 
 def save_snapshot(miner: TemplateMiner, path: Any) -> Path:

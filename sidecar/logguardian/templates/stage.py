@@ -16,8 +16,9 @@ from pathlib import Path
 from ..config import Settings
 from ..metrics import Metrics
 from ..pipeline import Batch
+from ..statefile import write_atomic
 from .miner import TemplateMiner
-from .persistence import SNAPSHOT_NAME, write_atomic
+from .persistence import SNAPSHOT_NAME
 
 log = logging.getLogger(__name__)
 
