@@ -11,6 +11,8 @@ import importlib
 import sys
 from pathlib import Path
 
+from .config import ConfigError
+
 
 def _add_input_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=("raw", "jsonl"), default="raw",
@@ -73,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(f"logguardian.commands.{args.command}")
     try:
         return int(module.run(args) or 0)
+    except ConfigError as exc:
+        print(f"logguardian {args.command}: configuration error: {exc}", file=sys.stderr)
+        return 2
     except BrokenPipeError:
         return 0
     except KeyboardInterrupt:

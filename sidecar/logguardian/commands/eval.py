@@ -6,16 +6,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..config import ConfigError, load_settings
+from ..config import load_settings
 from ..templates.evaluate import evaluate, load_loghub
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        print(f"logguardian: configuration error: {exc}", file=sys.stderr)
-        return 2
+    settings = load_settings()
     datasets = []
     for path in args.paths:
         try:

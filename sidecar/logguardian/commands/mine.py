@@ -28,13 +28,9 @@ def read_chunks(stream: BinaryIO, size: int = CHUNK_LINES) -> Iterator[list[str]
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import ConfigError, load_settings
+    from ..config import load_settings
 
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        print(f"logguardian: configuration error: {exc}", file=sys.stderr)
-        return 2
+    settings = load_settings()
     miner = TemplateMiner(settings.templates)
     if args.state is not None:
         miner.load(args.state)

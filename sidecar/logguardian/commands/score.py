@@ -22,7 +22,7 @@ import orjson
 from tqdm import tqdm
 
 from ..chain import build_components
-from ..config import ConfigError, Settings, load_settings
+from ..config import Settings, load_settings
 from ..detection_api import scored
 from ..metrics import Metrics
 from ..pipeline import Pipeline
@@ -40,14 +40,10 @@ def run(args: argparse.Namespace) -> int:
         model["bundle"] = args.model
     if args.session_key:
         model["session_key"] = args.session_key
-    try:
-        if args.state_dir is not None:
-            return _score(load_settings(state_dir=args.state_dir, model=model), args)
-        with tempfile.TemporaryDirectory(prefix="logguardian-score-") as tmp:
-            return _score(load_settings(state_dir=Path(tmp), model=model), args)
-    except ConfigError as exc:
-        print(f"logguardian score: configuration error: {exc}", file=sys.stderr)
-        return 2
+    if args.state_dir is not None:
+        return _score(load_settings(state_dir=args.state_dir, model=model), args)
+    with tempfile.TemporaryDirectory(prefix="logguardian-score-") as tmp:
+        return _score(load_settings(state_dir=Path(tmp), model=model), args)
 
 
 def _score(settings: Settings, args: argparse.Namespace) -> int:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import sys
 from typing import Any
 
-from ..config import ConfigError, load_settings
+from ..config import load_settings
 from ..server import Sidecar
 
 
@@ -28,11 +27,7 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings(args.config, **flag_overrides(args))
-    except ConfigError as exc:
-        print(f"logguardian: configuration error: {exc}", file=sys.stderr)
-        return 2
+    settings = load_settings(args.config, **flag_overrides(args))
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
