@@ -215,6 +215,7 @@ async def test_frozen_es_never_blocks_ingest(
             assert resp.status == 200, "a spool with room keeps the sidecar ready"
             assert "unreachable" in ready["checks"]["elasticsearch"]["detail"]
             elasticsearch.resume()
+            await settle(sidecar, sent)
             await drained(exporter, 60)
             found = await anomaly_ids(http, port)
     finally:

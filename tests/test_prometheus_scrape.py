@@ -48,6 +48,7 @@ async def test_prometheus_scrapes_sidecar_counters(
 
         # Anomalies and the score histogram, labelled by service and reason kind only.
         store = sidecar.components.handles["store"]
+        await store.aflush()
         found = len(await asyncio.to_thread(store.anomalies, "checkout", None, 10_000))
         assert found >= 20
         anomalies = await prom.await_for(

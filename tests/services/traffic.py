@@ -57,8 +57,14 @@ def processed(metrics: Any) -> float:
 
 
 async def settle(sidecar: Any, sent: int, timeout: float = 30.0) -> None:
-    """Wait until the chain has processed `sent` records, so anomalies are known."""
+    """Wait until the chain has processed `sent` records and the local store has written
+    what they produced, so /api/v1/anomalies is complete."""
     deadline = time.monotonic() + timeout
     while processed(sidecar.metrics) < sent:
         assert time.monotonic() < deadline, f"{processed(sidecar.metrics)}/{sent} processed"
         await asyncio.sleep(0.05)
+    # Records are counted after exporters took the batch; the local store writes on
+    # its own thread, so wait for it before reading /api/v1/anomalies.
+    store = sidecar.components.handles.get("store")
+    if store is not None:
+        await store.aflush()
