@@ -61,3 +61,28 @@ async def test_tls_and_basic_auth(secure_elasticsearch: ElasticsearchNode,
     await right.stop()
     assert node.count(stream) == 20
     assert metrics.exporter_sent.labels("elasticsearch")._value.get() == 20
+
+
+async def test_oversize_bulk_is_split_not_stuck(secure_elasticsearch: ElasticsearchNode,
+                                                tmp_path: Path) -> None:
+    """500 documents of ~6 KB are ~3 MB: over the node's 1 MB limit (413). The chunk is
+    halved until it fits; nothing waits forever, nothing is lost."""
+    node = secure_elasticsearch
+    stream = f"logs-logguardian.anomalies-t{uuid.uuid4().hex[:10]}"
+    user, password = node.user  # type: ignore[misc]
+    metrics = Metrics()
+    exporter = ElasticsearchExporter(EsSettings(
+        url=node.url, username=user, password=password, ca_certs=node.ca_cert,
+        data_stream=stream, flush_seconds=0.1, batch_docs=500), tmp_path, metrics)
+    big = batch(500)
+    for a in big.annotations:
+        a.message = f"{a.message} " + "x" * 6000
+    await exporter.start()
+    exporter.export(big)
+    deadline = time.monotonic() + 60
+    while exporter.pending:
+        assert time.monotonic() < deadline, exporter.status()
+        await asyncio.sleep(0.1)
+    await exporter.stop()
+    assert node.count(stream) == 500
+    assert metrics.exporter_dropped.labels("elasticsearch", "rejected")._value.get() == 0

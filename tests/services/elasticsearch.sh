@@ -5,6 +5,7 @@
 #   elasticsearch.sh stop  NODE_DIR
 # With ES_SECURE_USER=name:password the node serves HTTPS (a CA of its own, in
 # NODE_DIR/config/certs/ca.crt) and requires that user (basic auth).
+# ES_EXTRA_SETTINGS="key=value ..." adds node settings.
 # NODE_DIR keeps config, data and logs, so stop + start keeps the indices (outage tests).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -58,6 +59,8 @@ run)
       -Expack.security.http.ssl.key=certs/node.key
       -Expack.security.http.ssl.certificate=certs/node.crt)
   fi
+  extra=()
+  for setting in ${ES_EXTRA_SETTINGS:-}; do extra+=("-E$setting"); done
   drop=()
   if [ "$(id -u)" -eq 0 ]; then
     chown -R logguardian-es: "$node_dir"
@@ -70,7 +73,7 @@ run)
     -Etransport.host=127.0.0.1 -Etransport.port=0 \
     -Ediscovery.type=single-node -Ecluster.name=logguardian-test \
     -Epath.data="$node_dir/data" -Epath.logs="$node_dir/logs" \
-    "${security[@]}" \
+    "${security[@]}" "${extra[@]}" \
     -Ecluster.routing.allocation.disk.threshold_enabled=false
   ;;
 start)

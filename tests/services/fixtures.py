@@ -132,7 +132,7 @@ class ElasticsearchNode:
     JVM (SIGSTOP) to play a node that accepts connections but never answers."""
 
     def __init__(self, node_dir: Path, port: int | None = None,
-                 user: tuple[str, str] | None = None):
+                 user: tuple[str, str] | None = None, settings: dict[str, str] | None = None):
         self.node_dir = node_dir
         self.port = port or _free_port()
         self.user = user
@@ -143,6 +143,8 @@ class ElasticsearchNode:
         env = dict(os.environ)
         if user:
             env["ES_SECURE_USER"] = f"{user[0]}:{user[1]}"
+        if settings:
+            env["ES_EXTRA_SETTINGS"] = " ".join(f"{k}={v}" for k, v in settings.items())
         self._process = _Process(
             "elasticsearch",
             ["bash", str(ES_SCRIPT), "run", str(node_dir), str(self.port)],
@@ -232,11 +234,13 @@ def elasticsearch_node() -> Iterator[ElasticsearchNode]:
 
 @pytest.fixture(scope="session")
 def secure_elasticsearch() -> Iterator[ElasticsearchNode]:
-    """A second real node with HTTPS (own CA) and basic auth, for the client settings."""
+    """A second real node set up like a guarded production one: HTTPS (own CA), basic
+    auth, and a 1 MB request limit (`http.max_content_length`) for oversize bulks."""
     _binary("java")
     _binary("openssl")
     node_dir = Path(tempfile.mkdtemp(prefix="logguardian-es-"))
-    node = ElasticsearchNode(node_dir, user=("logguardian", "s3cret-pass"))
+    node = ElasticsearchNode(node_dir, user=("logguardian", "s3cret-pass"),
+                             settings={"http.max_content_length": "1mb"})
     try:
         node.start()
         yield node

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from elasticsearch import AsyncElasticsearch
+from elasticsearch import ApiError, AsyncElasticsearch
 from elasticsearch.helpers import async_streaming_bulk
 
 from ..config import Elasticsearch as ElasticsearchSettings
@@ -392,7 +392,16 @@ class ElasticsearchExporter:
             if not self._templates_ok:
                 await self._ensure_templates()
             results = await self._bulk(items)
-        except Exception as exc:  # unreachable, timeout, auth: the whole chunk waits
+        except ApiError as exc:
+            if exc.meta.status == 413:  # body over http.max_content_length: halve it
+                if len(items) == 1:
+                    self._dead_letter([(items[0], "413 request entity too large")])
+                    return []
+                half = len(items) // 2
+                return await self._deliver(items[:half]) + await self._deliver(items[half:])
+            self._failed(exc)
+            return items
+        except Exception as exc:  # unreachable, timeout: the whole chunk waits
             self._failed(exc)
             return items
         retry: list[bytes] = []
