@@ -42,3 +42,9 @@ def test_precedence_flags_over_env_over_file(
 def test_missing_config_file() -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_settings("/nonexistent/logguardian.yaml")
+
+
+def test_unparseable_env_list_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOGGUARDIAN_PIPELINE__SERVICE_FIELDS", "not-json")
+    with pytest.raises(ConfigError, match="pipeline"):
+        load_settings()

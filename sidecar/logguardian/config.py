@@ -15,6 +15,7 @@ from pydantic_settings import (
     BaseSettings,
     NoDecode,
     PydanticBaseSettingsSource,
+    SettingsError,
     SettingsConfigDict,
     YamlConfigSettingsSource,
 )
@@ -244,6 +245,9 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
         return cls(**overrides)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc)) from None
+    except SettingsError as exc:
+        # A complex value (list/section) in an env var that is not valid JSON.
+        raise ConfigError(f"{exc}; list and section values in env vars must be JSON") from None
 
 
 def describe_validation_error(exc: ValidationError) -> str:
