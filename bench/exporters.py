@@ -45,15 +45,24 @@ def annotations(n: int, tag: str) -> list[Annotation]:
     base = time.time() - n
     return [
         Annotation(
-            id=f"{tag}-{i}", ts=base + i, service=f"svc-{i % 20}",
-            message=f"ERROR payment {i} declined by gateway after 3 retries", level="error",
+            id=f"{tag}-{i}",
+            ts=base + i,
+            service=f"svc-{i % 20}",
+            message=f"ERROR payment {i} declined by gateway after 3 retries",
+            level="error",
             score=0.91,
-            reasons=[Reason("novelty", 0.91, "template 7f3a first seen in checkout", "high"),
-                     Reason("rate", 0.75, "3.2x the usual rate", "medium")],
-            template_id="7f3a", template_text="ERROR payment <NUM> declined by gateway",
-            session=f"blk_{i % 997}", incident_id="inc-1",
-            attributes={"kubernetes": {"namespace_name": "shop", "pod_name": "checkout-0"},
-                        "host": "node-1"},
+            reasons=[
+                Reason("novelty", 0.91, "template 7f3a first seen in checkout", "high"),
+                Reason("rate", 0.75, "3.2x the usual rate", "medium"),
+            ],
+            template_id="7f3a",
+            template_text="ERROR payment <NUM> declined by gateway",
+            session=f"blk_{i % 997}",
+            incident_id="inc-1",
+            attributes={
+                "kubernetes": {"namespace_name": "shop", "pod_name": "checkout-0"},
+                "host": "node-1",
+            },
         )
         for i in range(n)
     ]
@@ -63,12 +72,14 @@ async def bench_exporter(url: str, items: list[Annotation], state: Path) -> floa
     stream = f"logs-logguardian.anomalies-bench{uuid.uuid4().hex[:6]}"
     exporter = ElasticsearchExporter(
         EsSettings(url=url, data_stream=stream, batch_docs=BATCH, flush_seconds=0.05),
-        state, Metrics())
+        state,
+        Metrics(),
+    )
     await exporter.start()
     started = time.perf_counter()
     for i in range(0, len(items), 1000):  # pipeline-sized batches
         batch = Batch(records=[], now=time.time())
-        batch.annotations.extend(items[i:i + 1000])
+        batch.annotations.extend(items[i : i + 1000])
         exporter.export(batch)
     while exporter.pending:
         await asyncio.sleep(0.01)
@@ -84,7 +95,7 @@ async def bench_raw_bulk(url: str, items: list[Annotation]) -> float:
     bodies = []
     for i in range(0, len(items), BATCH):
         lines = []
-        for a in items[i:i + BATCH]:
+        for a in items[i : i + BATCH]:
             lines.append(orjson.dumps({"create": {"_index": stream, "_id": a.id}}))
             lines.append(orjson.dumps(annotation_doc(a)))
         bodies.append(b"\n".join(lines) + b"\n")
@@ -117,7 +128,7 @@ def bench_spool(items: list[bytes], path: Path) -> tuple[float, float]:
     spool = Spool(path / "spool", max_bytes=1 << 34)
     started = time.perf_counter()
     for i in range(0, len(items), BATCH):
-        spool.append(items[i:i + BATCH])
+        spool.append(items[i : i + BATCH])
     while True:
         got, cursor = spool.peek(BATCH)
         if not got:
@@ -128,7 +139,7 @@ def bench_spool(items: list[bytes], path: Path) -> tuple[float, float]:
     started = time.perf_counter()
     with (path / "plain").open("ab") as fh:
         for i in range(0, len(items), BATCH):
-            fh.write(b"\n".join(items[i:i + BATCH]) + b"\n")
+            fh.write(b"\n".join(items[i : i + BATCH]) + b"\n")
             fh.flush()
     with (path / "plain").open("rb") as fh:
         sum(1 for _ in fh)
@@ -161,19 +172,24 @@ async def main() -> None:
         # Alternate the two and take medians: ES on a shared 2-core box is noisy.
         ours_runs, raw_runs = [], []
         for r in range(args.rounds):
-            ours_runs.append(await bench_exporter(url, annotations(n, f"exp{r}"),
-                                                  work / f"exp{r}"))
+            ours_runs.append(await bench_exporter(url, annotations(n, f"exp{r}"), work / f"exp{r}"))
             raw_runs.append(await bench_raw_bulk(url, annotations(n, f"raw{r}")))
         ours, raw = statistics.median(ours_runs), statistics.median(raw_runs)
-        print(f"ES annotations/s   exporter {ours:10,.0f}   raw _bulk {raw:10,.0f}   "
-              f"ratio {ours / raw:.2f}")
+        print(
+            f"ES annotations/s   exporter {ours:10,.0f}   raw _bulk {raw:10,.0f}   "
+            f"ratio {ours / raw:.2f}"
+        )
         cost, peer = bench_export_cost(annotations(n, "cost"), work / "cost")
-        print(f"export() µs/annot  exporter {cost:10.1f}   orjson doc {peer:8.1f}   "
-              f"ratio {cost / peer:.2f}")
+        print(
+            f"export() µs/annot  exporter {cost:10.1f}   orjson doc {peer:8.1f}   "
+            f"ratio {cost / peer:.2f}"
+        )
         rendered = [orjson.dumps(annotation_doc(a)) for a in annotations(n * 5, "sp")]
         spool, plain = bench_spool(rendered, work)
-        print(f"spool items/s      spool    {spool:10,.0f}   plain file {plain:9,.0f}   "
-              f"ratio {spool / plain:.2f}")
+        print(
+            f"spool items/s      spool    {spool:10,.0f}   plain file {plain:9,.0f}   "
+            f"ratio {spool / plain:.2f}"
+        )
     finally:
         if node is not None:
             await asyncio.to_thread(node.stop)

@@ -80,26 +80,40 @@ def otlp_request(
     by_service: dict[str, list[str]] = {}
     for service, line in batch:
         by_service.setdefault(service, []).append(line)
-    return logs_service_pb2.ExportLogsServiceRequest(resource_logs=[
-        ResourceLogs(
-            resource=Resource(attributes=[
-                KeyValue(key="service.name", value=AnyValue(string_value=service)),
-                KeyValue(key="k8s.namespace.name", value=AnyValue(string_value="bench")),
-            ]),
-            scope_logs=[ScopeLogs(log_records=[
-                LogRecord(time_unix_nano=now_ns, severity_number=9, severity_text="INFO",
-                          body=AnyValue(string_value=line))
-                for line in lines
-            ])],
-        )
-        for service, lines in by_service.items()
-    ])
+    return logs_service_pb2.ExportLogsServiceRequest(
+        resource_logs=[
+            ResourceLogs(
+                resource=Resource(
+                    attributes=[
+                        KeyValue(key="service.name", value=AnyValue(string_value=service)),
+                        KeyValue(key="k8s.namespace.name", value=AnyValue(string_value="bench")),
+                    ]
+                ),
+                scope_logs=[
+                    ScopeLogs(
+                        log_records=[
+                            LogRecord(
+                                time_unix_nano=now_ns,
+                                severity_number=9,
+                                severity_text="INFO",
+                                body=AnyValue(string_value=line),
+                            )
+                            for line in lines
+                        ]
+                    )
+                ],
+            )
+            for service, lines in by_service.items()
+        ]
+    )
 
 
 def ingest_request(batch: list[tuple[str, str]], now: float) -> ingest_pb2.PushRequest:
-    return ingest_pb2.PushRequest(records=[
-        ingest_pb2.LogRecord(message=line, service=service, time=now) for service, line in batch
-    ])
+    return ingest_pb2.PushRequest(
+        records=[
+            ingest_pb2.LogRecord(message=line, service=service, time=now) for service, line in batch
+        ]
+    )
 
 
 def http_body(batch: list[tuple[str, str]], now: float) -> bytes:
@@ -165,15 +179,17 @@ async def _http(url: str, bodies: list[bytes], concurrency: int) -> None:
 
         async def worker() -> None:
             for body in pending:
-                async with session.post(url, data=body,
-                                        headers={"Content-Type": "application/json"}) as resp:
+                async with session.post(
+                    url, data=body, headers={"Content-Type": "application/json"}
+                ) as resp:
                     assert resp.status == 200, (resp.status, await resp.text())
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
-def client_main(conn: Connection, scenario: str, target: str, http_url: str, total: int,
-                concurrency: int) -> None:
+def client_main(
+    conn: Connection, scenario: str, target: str, http_url: str, total: int, concurrency: int
+) -> None:
     kind = "otlp" if scenario.startswith("otlp") else "http" if scenario == "http" else "ingest"
     bodies = payloads(kind, total)
     conn.send("ready")
@@ -197,18 +213,29 @@ def client_main(conn: Connection, scenario: str, target: str, http_url: str, tot
 
 
 def processed_total(sidecar: Sidecar) -> float:
-    return sum(s.value for family in sidecar.metrics.records.collect()
-               for s in family.samples if s.name.endswith("_total"))
+    return sum(
+        s.value
+        for family in sidecar.metrics.records.collect()
+        for s in family.samples
+        if s.name.endswith("_total")
+    )
 
 
-async def scenario_run(sidecar: Sidecar, scenario: str, total: int,
-                       concurrency: int) -> tuple[float, float]:
+async def scenario_run(
+    sidecar: Sidecar, scenario: str, total: int, concurrency: int
+) -> tuple[float, float]:
     loop = asyncio.get_running_loop()
     parent, child = mp.get_context("spawn").Pipe()
     proc = mp.get_context("spawn").Process(
         target=client_main,
-        args=(child, scenario, f"127.0.0.1:{sidecar.grpc_port}",
-              f"http://127.0.0.1:{sidecar.http_port}/api/v1/logs", total, concurrency),
+        args=(
+            child,
+            scenario,
+            f"127.0.0.1:{sidecar.grpc_port}",
+            f"http://127.0.0.1:{sidecar.http_port}/api/v1/logs",
+            total,
+            concurrency,
+        ),
     )
     proc.start()
     assert await loop.run_in_executor(None, parent.recv) == "ready"
@@ -231,10 +258,14 @@ def decode_costs(total: int = 20 * BATCH) -> dict[str, float]:
     ingest = IngestMapper(fields)
     normalize = Normalizer("http", fields)
     cases = {
-        "otlp": (payloads("otlp", total), lambda b: otlp.records(
-            logs_service_pb2.ExportLogsServiceRequest.FromString(b), 0.0)),
-        "ingest": (payloads("ingest", total), lambda b: ingest.records(
-            ingest_pb2.PushRequest.FromString(b).records, 0.0)),
+        "otlp": (
+            payloads("otlp", total),
+            lambda b: otlp.records(logs_service_pb2.ExportLogsServiceRequest.FromString(b), 0.0),
+        ),
+        "ingest": (
+            payloads("ingest", total),
+            lambda b: ingest.records(ingest_pb2.PushRequest.FromString(b).records, 0.0),
+        ),
         "http json": (payloads("http", total), lambda b: [normalize(d) for d in orjson.loads(b)]),
     }
     for name, (bodies, decode) in cases.items():
@@ -258,9 +289,12 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as state:
         settings = load_settings(
             state_dir=Path(state),
-            receivers={"http": {"host": "127.0.0.1", "port": 0},
-                       "forward": {"port": 0}, "tcp": {"port": 0},
-                       "grpc": {"host": "127.0.0.1", "port": 0}},
+            receivers={
+                "http": {"host": "127.0.0.1", "port": 0},
+                "forward": {"port": 0},
+                "tcp": {"port": 0},
+                "grpc": {"host": "127.0.0.1", "port": 0},
+            },
             pipeline={"queue_records": args.records + BATCH},
         )
         # Port 0 disables a receiver, so bind the two we need to free ports.
@@ -281,8 +315,9 @@ async def main() -> None:
             results: dict[str, tuple[float, float]] = {}
             for _ in range(args.rounds):  # interleaved rounds, best of each: noise hits all
                 for scenario in ("http", "otlp", "push", "stream", "acked"):
-                    acked, processed = await scenario_run(sidecar, scenario, args.records,
-                                                          args.concurrency)
+                    acked, processed = await scenario_run(
+                        sidecar, scenario, args.records, args.concurrency
+                    )
                     best = results.get(scenario, (0.0, 0.0))
                     results[scenario] = (max(acked, best[0]), max(processed, best[1]))
         finally:
@@ -296,12 +331,16 @@ async def main() -> None:
         "acked": "Ingest.PushAcked x1000, 1 stream",
     }
     peer_acked, peer_processed = results["http"]
-    print(f"gRPC receiver, {args.records:,} Loghub-2k records per scenario, real chain, "
-          f"best of {args.rounds} interleaved rounds")
+    print(
+        f"gRPC receiver, {args.records:,} Loghub-2k records per scenario, real chain, "
+        f"best of {args.rounds} interleaved rounds"
+    )
     print(f"{'scenario':44} {'acked/s':>10} {'vs peer':>8} {'processed/s':>12} {'vs peer':>8}")
     for scenario, (acked, processed) in results.items():
-        print(f"{names[scenario]:44} {acked:>10,.0f} {acked / peer_acked:>7.2f}x "
-              f"{processed:>12,.0f} {processed / peer_processed:>7.2f}x")
+        print(
+            f"{names[scenario]:44} {acked:>10,.0f} {acked / peer_acked:>7.2f}x "
+            f"{processed:>12,.0f} {processed / peer_processed:>7.2f}x"
+        )
 
     costs = decode_costs()
     print("\ndecode + map to Records, per 1,000-record request (no network, no pipeline)")

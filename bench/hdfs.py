@@ -41,8 +41,15 @@ BATCH = 2000
 IDLE = 3600.0
 
 
-def replay(out: Path, normal: Path, abnormal: Path | None = None, n: int | None = None,
-           m: int | None = None, labels: Path | None = None, seed: int = 7) -> None:
+def replay(
+    out: Path,
+    normal: Path,
+    abnormal: Path | None = None,
+    n: int | None = None,
+    m: int | None = None,
+    labels: Path | None = None,
+    seed: int = 7,
+) -> None:
     cmd = [sys.executable, str(REPLAY), "--normal", str(normal), "--seed", str(seed)]
     if abnormal is not None:
         cmd += ["--abnormal", str(abnormal)]
@@ -68,7 +75,7 @@ def records(path: Path) -> list[Record]:
 
 
 def batches(items: list[Record]) -> list[list[Record]]:
-    return [items[i:i + BATCH] for i in range(0, len(items), BATCH)]
+    return [items[i : i + BATCH] for i in range(0, len(items), BATCH)]
 
 
 def main() -> int:
@@ -78,30 +85,56 @@ def main() -> int:
     ap.add_argument("--arch", default="lstm", choices=("lstm", "gru"))
     ap.add_argument("--window", type=int, default=10)
     ap.add_argument("--epochs", type=int, default=30)
-    ap.add_argument("--no-session-peer", dest="session_peer", action="store_false",
-                    help="skip the set statistic vs ONNX autoencoder breakdown")
-    ap.add_argument("--train-sessions", type=int,
-                    help="draw this many training sessions (with replacement) instead of "
-                         "each once; 50000 is ~1M lines, the issue's training-time target")
+    ap.add_argument(
+        "--no-session-peer",
+        dest="session_peer",
+        action="store_false",
+        help="skip the set statistic vs ONNX autoencoder breakdown",
+    )
+    ap.add_argument(
+        "--train-sessions",
+        type=int,
+        help="draw this many training sessions (with replacement) instead of "
+        "each once; 50000 is ~1M lines, the issue's training-time target",
+    )
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         train_log, eval_log, labels = tmp / "train.log", tmp / "eval.log", tmp / "labels.csv"
         replay(train_log, HDFS / "train_normal.txt", n=args.train_sessions, seed=1)
-        replay(eval_log, HDFS / "dev_normal.txt", HDFS / "dev_abnormal.txt",
-               args.normal_sessions, args.abnormal_sessions, labels, seed=7)
+        replay(
+            eval_log,
+            HDFS / "dev_normal.txt",
+            HDFS / "dev_abnormal.txt",
+            args.normal_sessions,
+            args.abnormal_sessions,
+            labels,
+            seed=7,
+        )
 
         started = time.perf_counter()
-        meta = train_bundle([train_log], tmp / "bundle", TrainOptions(
-            fmt="raw", session_key=BLOCK, window=args.window, arch=args.arch,
-            epochs=args.epochs, progress=False, session_idle_seconds=IDLE))
+        meta = train_bundle(
+            [train_log],
+            tmp / "bundle",
+            TrainOptions(
+                fmt="raw",
+                session_key=BLOCK,
+                window=args.window,
+                arch=args.arch,
+                epochs=args.epochs,
+                progress=False,
+                session_idle_seconds=IDLE,
+            ),
+        )
         train_seconds = time.perf_counter() - started
         t = meta["training"]
-        print(f"train: {t['records']} lines, {t['sessions']} sessions, {len(meta['vocab'])} "
-              f"templates, {t['distinct_rows']} distinct windows, {args.arch} k={args.window} "
-              f"{t['epochs']} epochs: {train_seconds:.1f}s "
-              f"({t['records'] / train_seconds:,.0f} lines/s end to end)")
+        print(
+            f"train: {t['records']} lines, {t['sessions']} sessions, {len(meta['vocab'])} "
+            f"templates, {t['distinct_rows']} distinct windows, {args.arch} k={args.window} "
+            f"{t['epochs']} epochs: {train_seconds:.1f}s "
+            f"({t['records'] / train_seconds:,.0f} lines/s end to end)"
+        )
         print(f"calibration: held-out {meta['heldout']}, thresholds {meta['thresholds']}")
 
         truth = {}
@@ -109,14 +142,20 @@ def main() -> int:
             block, label = row.split(",")
             truth[block] = label == "1"
         evaluation = records(eval_log)
-        print(f"eval: {len(evaluation)} records, {len(truth)} blocks "
-              f"({sum(truth.values())} anomalous, "
-              f"{100 * sum(truth.values()) / len(truth):.1f}%)")
+        print(
+            f"eval: {len(evaluation)} records, {len(truth)} blocks "
+            f"({sum(truth.values())} anomalous, "
+            f"{100 * sum(truth.values()) / len(truth):.1f}%)"
+        )
 
         settings = load_settings(
             state_dir=tmp / "state",
-            model={"bundle": str(tmp / "bundle"), "session_key": BLOCK,
-                   "session_idle_seconds": IDLE, "max_sessions": 1_000_000},
+            model={
+                "bundle": str(tmp / "bundle"),
+                "session_key": BLOCK,
+                "session_idle_seconds": IDLE,
+                "max_sessions": 1_000_000,
+            },
         )
         metrics = Metrics()
         miner = TemplateStage(settings, metrics)
@@ -142,15 +181,19 @@ def main() -> int:
             precision = tp / (tp + fp) if tp + fp else 0.0
             recall = tp / anomalous if anomalous else 0.0
             f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-            print(f"HDFS blocks, {name:<31} P={precision:.4f} R={recall:.4f} F1={f1:.4f} "
-                  f"(tp={tp} fp={fp} fn={fn})")
+            print(
+                f"HDFS blocks, {name:<31} P={precision:.4f} R={recall:.4f} F1={f1:.4f} "
+                f"(tp={tp} fp={fp} fn={fn})"
+            )
             if name != "full model":
                 continue
             delays = [first[b][0] for b in first if truth.get(b)]
             if delays:
-                print(f"  records until detection (1 = first record of the block): "
-                      f"median {statistics.median(delays):.0f}, "
-                      f"mean {statistics.mean(delays):.1f}, max {max(delays)}")
+                print(
+                    f"  records until detection (1 = first record of the block): "
+                    f"median {statistics.median(delays):.0f}, "
+                    f"mean {statistics.mean(delays):.1f}, max {max(delays)}"
+                )
             by_how: dict[str, list[int]] = defaultdict(lambda: [0, 0])
             delay_by: dict[str, list[int]] = defaultdict(list)
             for b, (at, how) in first.items():
@@ -159,8 +202,10 @@ def main() -> int:
                     delay_by[how].append(at)
             for how, (good, bad) in sorted(by_how.items()):
                 median = statistics.median(delay_by[how]) if delay_by[how] else float("nan")
-                print(f"  first caught by {how:<17} tp={good:<5} fp={bad:<4} "
-                      f"median records until detection {median:.0f}")
+                print(
+                    f"  first caught by {how:<17} tp={good:<5} fp={bad:<4} "
+                    f"median records until detection {median:.0f}"
+                )
 
         serving(settings, mined, metrics)
         if args.session_peer:
@@ -168,16 +213,18 @@ def main() -> int:
     return 0
 
 
-def evaluate(settings, mined: list[Batch], switches: tuple[bool, bool, bool]
-             ) -> dict[str, tuple[int, str]]:
+def evaluate(
+    settings, mined: list[Batch], switches: tuple[bool, bool, bool]
+) -> dict[str, tuple[int, str]]:
     """Runs the model stage over pre-mined batches; first flag per block."""
     stage = ModelStage(settings, Metrics())
     stage.detect_unknown, stage.detect_sequence, stage.detect_sessions = switches
     first: dict[str, tuple[int, str]] = {}
     position: dict[str, int] = defaultdict(int)
     for b in mined:
-        batch = Batch(records=b.records, now=b.now, template_ids=b.template_ids,
-                      templates=b.templates)
+        batch = Batch(
+            records=b.records, now=b.now, template_ids=b.template_ids, templates=b.templates
+        )
         stage.process(batch)
         note(batch, first, position)
     stage.close_all()
@@ -217,25 +264,34 @@ def serving(settings, mined: list[Batch], metrics: Metrics) -> None:
             stage.cache_limit = limit
         t0 = time.process_time()
         for b in mined:
-            stage.process(Batch(records=b.records, now=b.now, template_ids=b.template_ids,
-                                templates=b.templates))
+            stage.process(
+                Batch(
+                    records=b.records, now=b.now, template_ids=b.template_ids, templates=b.templates
+                )
+            )
         cpu = time.process_time() - t0
         results[label] = n / cpu
-        print(f"serving ({label}): {n / cpu:,.0f} records/s per CPU-second, "
-              f"{stage.inferences} windows inferred ({stage.inferences / n:.4f} per record)")
+        print(
+            f"serving ({label}): {n / cpu:,.0f} records/s per CPU-second, "
+            f"{stage.inferences} windows inferred ({stage.inferences / n:.4f} per record)"
+        )
     bundle = ModelStage(settings, Metrics()).bundle
     assert bundle is not None
     sample = min(n, 100_000)
     windows = np.random.default_rng(0).integers(0, len(bundle.vocab), (sample, bundle.window))
     t0 = time.process_time()
     for start in range(0, sample, 4096):
-        bundle.predict(windows[start:start + 4096])
+        bundle.predict(windows[start : start + 4096])
     per_record = sample / (time.process_time() - t0)
-    print(f"peer, one batched ONNX inference per record (no cache): {per_record:,.0f} "
-          f"records/s per CPU-second")
-    print(f"serving ratio cached / no cross-batch cache: "
-          f"{results['cached'] / results['no cross-batch cache']:.1f}x; "
-          f"cached / inference per record: {results['cached'] / per_record:.1f}x")
+    print(
+        f"peer, one batched ONNX inference per record (no cache): {per_record:,.0f} "
+        f"records/s per CPU-second"
+    )
+    print(
+        f"serving ratio cached / no cross-batch cache: "
+        f"{results['cached'] / results['no cross-batch cache']:.1f}x; "
+        f"cached / inference per record: {results['cached'] / per_record:.1f}x"
+    )
 
 
 def block_sequences(stage: ModelStage, batches: list[Batch]) -> dict[str, list[int]]:
@@ -279,8 +335,10 @@ def session_models(settings, mined: list[Batch], truth: dict[str, bool]) -> None
         p = tp / (tp + fp) if tp + fp else 0.0
         r = tp / (tp + fn) if tp + fn else 0.0
         f1 = 2 * p * r / (p + r) if p + r else 0.0
-        print(f"session model at close alone, {name:<23} P={p:.4f} R={r:.4f} F1={f1:.4f} "
-              f"(tp={tp} fp={fp} fn={fn})")
+        print(
+            f"session model at close alone, {name:<23} P={p:.4f} R={r:.4f} F1={f1:.4f} "
+            f"(tp={tp} fp={fp} fn={fn})"
+        )
 
 
 if __name__ == "__main__":

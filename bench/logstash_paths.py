@@ -40,25 +40,45 @@ def free_port() -> int:
 def events(n: int, seed: int) -> list[dict[str, object]]:
     rng = random.Random(seed)
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "123Z"
-    shapes = ["GET /api/items/{} 200 {} ms", "user {} logged in from 10.0.0.{}",
-              "cache miss for key product:{} after {} ms", "payment {} declined code {}"]
-    return [{"@timestamp": stamp, "@version": "1",
-             "message": rng.choice(shapes).format(rng.randint(1, 9999), rng.randint(1, 250)),
-             "host": {"name": "web-1"}, "service": {"name": f"svc-{i % 4}"},
-             "log": {"level": "info"}} for i in range(n)]
+    shapes = [
+        "GET /api/items/{} 200 {} ms",
+        "user {} logged in from 10.0.0.{}",
+        "cache miss for key product:{} after {} ms",
+        "payment {} declined code {}",
+    ]
+    return [
+        {
+            "@timestamp": stamp,
+            "@version": "1",
+            "message": rng.choice(shapes).format(rng.randint(1, 9999), rng.randint(1, 250)),
+            "host": {"name": "web-1"},
+            "service": {"name": f"svc-{i % 4}"},
+            "log": {"level": "info"},
+        }
+        for i in range(n)
+    ]
 
 
 async def run_enrich(url: str, evs: list[dict[str, object]], workers: int) -> float:
-    bodies = [orjson.dumps({"message": e["message"], "@timestamp": e["@timestamp"],
-                            "service": e["service"]["name"], "level": "info"})  # type: ignore[index]
-              for e in evs]
+    bodies = [
+        orjson.dumps(
+            {
+                "message": e["message"],
+                "@timestamp": e["@timestamp"],
+                "service": e["service"]["name"],
+                "level": "info",
+            }
+        )  # type: ignore[index]
+        for e in evs
+    ]
     queue = iter(bodies)
     started = time.perf_counter()
 
     async def worker(http: aiohttp.ClientSession) -> None:
         for body in queue:
-            async with http.post(f"{url}/api/v1/score", data=body,
-                                 headers={"Content-Type": "application/json"}) as resp:
+            async with http.post(
+                f"{url}/api/v1/score", data=body, headers={"Content-Type": "application/json"}
+            ) as resp:
                 assert resp.status == 200, await resp.text()
                 await resp.read()
 
@@ -67,9 +87,8 @@ async def run_enrich(url: str, evs: list[dict[str, object]], workers: int) -> fl
     return len(bodies) / (time.perf_counter() - started)
 
 
-async def run_ship(sidecar: Sidecar, url: str, evs: list[dict[str, object]],
-                   workers: int) -> float:
-    bodies = [orjson.dumps(evs[i:i + BATCH]) for i in range(0, len(evs), BATCH)]
+async def run_ship(sidecar: Sidecar, url: str, evs: list[dict[str, object]], workers: int) -> float:
+    bodies = [orjson.dumps(evs[i : i + BATCH]) for i in range(0, len(evs), BATCH)]
     queue = iter(bodies)
     before = processed(sidecar)
     started = time.perf_counter()
@@ -77,8 +96,9 @@ async def run_ship(sidecar: Sidecar, url: str, evs: list[dict[str, object]],
     async def worker(http: aiohttp.ClientSession) -> None:
         for body in queue:
             while True:
-                async with http.post(f"{url}/api/v1/logs", data=body,
-                                     headers={"Content-Type": "application/json"}) as resp:
+                async with http.post(
+                    f"{url}/api/v1/logs", data=body, headers={"Content-Type": "application/json"}
+                ) as resp:
                     await resp.read()
                     if resp.status == 200:
                         break
@@ -106,9 +126,16 @@ async def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as state:
-        settings = load_settings(state_dir=state, log_level="warning", receivers={
-            "http": {"host": "127.0.0.1", "port": free_port()}, "forward": {"port": 0},
-            "tcp": {"port": 0}, "grpc": {"port": 0}})
+        settings = load_settings(
+            state_dir=state,
+            log_level="warning",
+            receivers={
+                "http": {"host": "127.0.0.1", "port": free_port()},
+                "forward": {"port": 0},
+                "tcp": {"port": 0},
+                "grpc": {"port": 0},
+            },
+        )
         sidecar = Sidecar(settings)
         await sidecar.start()
         try:

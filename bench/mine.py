@@ -76,12 +76,18 @@ def accuracy() -> None:
             totals[name].append(s)
             row.append(s)
         a, b = row
-        print(f"{ds.name:<11}{a.ga:>9.3f}{a.pa:>7.3f}{a.fga:>7.3f}   {b.ga:>9.3f}{b.pa:>7.3f}"
-              f"{b.fga:>7.3f}")
-    avg = {k: [sum(getattr(s, m) for s in v) / len(v) for m in ("ga", "pa", "fga")]
-           for k, v in totals.items()}
-    print(f"{'average':<11}{avg['ours'][0]:>9.3f}{avg['ours'][1]:>7.3f}{avg['ours'][2]:>7.3f}   "
-          f"{avg['drain3'][0]:>9.3f}{avg['drain3'][1]:>7.3f}{avg['drain3'][2]:>7.3f}")
+        print(
+            f"{ds.name:<11}{a.ga:>9.3f}{a.pa:>7.3f}{a.fga:>7.3f}   {b.ga:>9.3f}{b.pa:>7.3f}"
+            f"{b.fga:>7.3f}"
+        )
+    avg = {
+        k: [sum(getattr(s, m) for s in v) / len(v) for m in ("ga", "pa", "fga")]
+        for k, v in totals.items()
+    }
+    print(
+        f"{'average':<11}{avg['ours'][0]:>9.3f}{avg['ours'][1]:>7.3f}{avg['ours'][2]:>7.3f}   "
+        f"{avg['drain3'][0]:>9.3f}{avg['drain3'][1]:>7.3f}{avg['drain3'][2]:>7.3f}"
+    )
     worst = min(totals["ours"], key=lambda s: s.ga)
     print(f"ours: lowest GA {worst.ga:.3f} ({worst.name}); targets: average >= 0.95, none < 0.85")
 
@@ -95,8 +101,12 @@ def replay_truth(lines: Sequence[str]) -> list[str]:
     patterns = []
     for event, (level, component, fmt) in module.EVENTS.items():
         content = re.sub(r"\\\{\w+\\\}|\{\w+\}", "(.+?)", re.escape(fmt))
-        patterns.append((str(event), re.compile(
-            rf"\d{{6}} \d{{6}} \d+ {level} {re.escape(component)}: {content}$")))
+        patterns.append(
+            (
+                str(event),
+                re.compile(rf"\d{{6}} \d{{6}} \d+ {level} {re.escape(component)}: {content}$"),
+            )
+        )
     out = []
     for line in lines:
         out.append(next((event for event, p in patterns if p.match(line)), "?"))
@@ -112,8 +122,9 @@ def replay_accuracy(lines: Sequence[str]) -> None:
     blank = [""] * len(lines)
     a = score("replay", ours, blank, truth, blank)
     b = score("replay", d3, blank, truth, blank)
-    print(f"== Raw HDFS replay lines vs their event ids: {len(lines):,} lines, "
-          f"{a.true_groups} events")
+    print(
+        f"== Raw HDFS replay lines vs their event ids: {len(lines):,} lines, {a.true_groups} events"
+    )
     print(f"   ours   GA {a.ga:.3f} FGA {a.fga:.3f} ({a.predicted_groups} templates)")
     print(f"   Drain3 GA {b.ga:.3f} FGA {b.fga:.3f} ({b.predicted_groups} clusters)")
 
@@ -131,10 +142,10 @@ def compare(title: str, lines: Sequence[str], target: float | None, rounds: int 
     ours_s = d3_s = 0.0
     step = -(-len(lines) // rounds)
     for start in range(0, len(lines), step):
-        part = lines[start:start + step]
+        part = lines[start : start + step]
         t0 = time.perf_counter()
         for i in range(0, len(part), BATCH):
-            ours.add_batch(part[i:i + BATCH])
+            ours.add_batch(part[i : i + BATCH])
         t1 = time.perf_counter()
         for line in part:
             add(line)
@@ -158,9 +169,20 @@ def loghub_mix() -> list[str]:
 
 
 def hdfs_replay(out: Path, sessions: int, seed: int = 11) -> list[str]:
-    cmd = [sys.executable, str(REPLAY), "--normal", str(HDFS / "dev_normal.txt"),
-           "--abnormal", str(HDFS / "dev_abnormal.txt"), "--normal-sessions", str(sessions),
-           "--abnormal-sessions", str(max(1, sessions * 3 // 100)), "--seed", str(seed)]
+    cmd = [
+        sys.executable,
+        str(REPLAY),
+        "--normal",
+        str(HDFS / "dev_normal.txt"),
+        "--abnormal",
+        str(HDFS / "dev_abnormal.txt"),
+        "--normal-sessions",
+        str(sessions),
+        "--abnormal-sessions",
+        str(max(1, sessions * 3 // 100)),
+        "--seed",
+        str(seed),
+    ]
     with out.open("w") as fh:
         subprocess.run(cmd, stdout=fh, check=True)
     return out.read_text().splitlines()
@@ -176,8 +198,8 @@ def fresh_mix(mix: Sequence[str], total: int, seed: int = 5) -> list[str]:
 
     def redraw(match: re.Match[str]) -> str:
         digits = match.group()
-        before = joined[match.start() - 1:match.start()]
-        after = joined[match.end():match.end() + 1]
+        before = joined[match.start() - 1 : match.start()]
+        after = joined[match.end() : match.end() + 1]
         if before in (" ", "=", "(", "") and after in (" ", ",", ")", "\n", ""):
             return str(rng.randrange(10 ** rng.randint(1, len(digits) + 2)))
         return "".join(rng.choice("0123456789") for _ in digits)
@@ -208,17 +230,18 @@ def stream(title: str, lines: Sequence[str], segment: int) -> None:
     """Templates and speed per segment: flat means no growth in either. Drain3 stops
     once it has used DRAIN3_BUDGET_S (its slowdown on a growing tree is the point)."""
     print(f"== Long stream: {len(lines):,} {title}, per {segment:,}-line segment")
-    print(f"   {'lines':>9} {'ours tmpl':>9} {'ours l/s':>10} {'Drain3 clus':>11} "
-          f"{'Drain3 l/s':>10}")
+    print(
+        f"   {'lines':>9} {'ours tmpl':>9} {'ours l/s':>10} {'Drain3 clus':>11} {'Drain3 l/s':>10}"
+    )
     ours = TemplateMiner()
     d3 = drain3()
     add = d3.add_log_message
     d3_spent = 0.0
     for start in range(0, len(lines), segment):
-        chunk = lines[start:start + segment]
+        chunk = lines[start : start + segment]
         t0 = time.perf_counter()
         for i in range(0, len(chunk), BATCH):
-            ours.add_batch(chunk[i:i + BATCH])
+            ours.add_batch(chunk[i : i + BATCH])
         t1 = time.perf_counter()
         row = f"   {start + len(chunk):>9,} {len(ours):>9} {len(chunk) / (t1 - t0):>10,.0f} "
         if d3_spent < DRAIN3_BUDGET_S:
@@ -279,13 +302,16 @@ def peak_rss(path: Path, lines: int) -> None:
         proc.start()
         base, peak = queue.get()
         proc.join()
-        print(f"   {which:<7} peak {peak:>7.1f} MB  (of which {base:.1f} MB before mining: "
-              "interpreter and imports)")
+        print(
+            f"   {which:<7} peak {peak:>7.1f} MB  (of which {base:.1f} MB before mining: "
+            "interpreter and imports)"
+        )
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--quick", action="store_true", help="smaller inputs (a smoke run)")
     args = ap.parse_args()
     mix_lines = 100_000 if args.quick else 512_000

@@ -29,8 +29,12 @@ def ts(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
-async def wait_alerts(am: AlertmanagerServer, predicate: Callable[[list[dict[str, Any]]], bool],
-                      timeout: float, **filters: str) -> list[dict[str, Any]]:
+async def wait_alerts(
+    am: AlertmanagerServer,
+    predicate: Callable[[list[dict[str, Any]]], bool],
+    timeout: float,
+    **filters: str,
+) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout
     while True:
         alerts = await am.aalerts(**filters)
@@ -41,18 +45,23 @@ async def wait_alerts(am: AlertmanagerServer, predicate: Callable[[list[dict[str
 
 
 @pytest.fixture
-async def alerting(make_settings: Callable[..., Settings], alertmanager_factory: Callable[
-        ..., AlertmanagerServer]):
+async def alerting(
+    make_settings: Callable[..., Settings], alertmanager_factory: Callable[..., AlertmanagerServer]
+):
     pair = [alertmanager_factory(), alertmanager_factory()]
     settings = make_settings(
         detectors={"warmup_records": 50},
         incidents={"quiet_seconds": QUIET},
-        exporters={"alertmanager": {
-            "url": [am.url for am in pair], "refresh_seconds": REFRESH,
-            "ends_at_seconds": ENDS_AT, "resolved_resend_seconds": 30.0,
-            "kibana_url_template": KIBANA,
-            "generator_url": "http://sidecar.example/api/v1/incidents?id={incident_id}",
-        }},
+        exporters={
+            "alertmanager": {
+                "url": [am.url for am in pair],
+                "refresh_seconds": REFRESH,
+                "ends_at_seconds": ENDS_AT,
+                "resolved_resend_seconds": 30.0,
+                "kibana_url_template": KIBANA,
+                "generator_url": "http://sidecar.example/api/v1/incidents?id={incident_id}",
+            }
+        },
     )
     sidecar = Sidecar(settings)
     await sidecar.start()
@@ -81,7 +90,8 @@ async def test_alert_fires_for_the_anomalous_service_only_refreshes_and_resolves
     assert "checkout" in notes["summary"] and notes["description"]
     assert "ERROR fault" in notes["examples"]
     assert notes["kibana_url"].startswith(
-        "https://kibana.example/app/discover#/?q=service.name:checkout&from=")
+        "https://kibana.example/app/discover#/?q=service.name:checkout&from="
+    )
     incident_id = notes["incident_id"]
     assert firing["generatorURL"] == f"http://sidecar.example/api/v1/incidents?id={incident_id}"
     assert await am.aalerts(service="catalog") == [], "the quiet service never alerts"
@@ -93,8 +103,11 @@ async def test_alert_fires_for_the_anomalous_service_only_refreshes_and_resolves
     first_end = ts(firing["endsAt"])
     assert first_end - time.time() <= ENDS_AT + 1
     (later,) = await wait_alerts(
-        am, lambda a: len(a) == 1 and ts(a[0]["endsAt"]) > first_end + REFRESH, 3 * REFRESH + 2,
-        service="checkout")
+        am,
+        lambda a: len(a) == 1 and ts(a[0]["endsAt"]) > first_end + REFRESH,
+        3 * REFRESH + 2,
+        service="checkout",
+    )
     assert ts(later["startsAt"]) == pytest.approx(ts(firing["startsAt"]), abs=0.01)
 
     # Quiet for QUIET seconds → the incident resolves → the exporter posts endsAt = the
@@ -102,8 +115,7 @@ async def test_alert_fires_for_the_anomalous_service_only_refreshes_and_resolves
     # when the last refresh would have expired on its own.
     await wait_alerts(am, lambda a: a == [], QUIET + ENDS_AT + 10, service="checkout")
     gone_at = time.time()
-    (incident,) = [i for i in sidecar.components.handles["incidents"].list()
-                   if i.id == incident_id]
+    (incident,) = [i for i in sidecar.components.handles["incidents"].list() if i.id == incident_id]
     assert incident.resolved_at is not None
     assert gone_at - incident.resolved_at < ENDS_AT / 2, "resolved, not expired"
 
@@ -136,9 +148,11 @@ async def test_sidecar_restart_re_announces_open_incidents(
 ) -> None:
     am = alertmanager_factory()
     settings = make_settings(
-        detectors={"warmup_records": 50}, incidents={"quiet_seconds": 120.0},
-        exporters={"alertmanager": {"url": [am.url], "refresh_seconds": REFRESH,
-                                    "ends_at_seconds": 60.0}},
+        detectors={"warmup_records": 50},
+        incidents={"quiet_seconds": 120.0},
+        exporters={
+            "alertmanager": {"url": [am.url], "refresh_seconds": REFRESH, "ends_at_seconds": 60.0}
+        },
     )
     sidecar = Sidecar(settings)
     await sidecar.start()
@@ -172,8 +186,13 @@ async def test_one_alertmanager_down_does_not_hold_back_the_other(
     refresh = 30.0  # so the late one can only get it through the retry path
     settings = make_settings(
         detectors={"warmup_records": 50},
-        exporters={"alertmanager": {"url": [down.url, up.url], "refresh_seconds": refresh,
-                                    "ends_at_seconds": 120.0}},
+        exporters={
+            "alertmanager": {
+                "url": [down.url, up.url],
+                "refresh_seconds": refresh,
+                "ends_at_seconds": 120.0,
+            }
+        },
     )
     sidecar = Sidecar(settings)
     await sidecar.start()

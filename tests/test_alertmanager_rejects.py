@@ -26,13 +26,22 @@ WINDOW = 2.0
 
 def incident(id_: str, service: str) -> Incident:
     now = time.time()
-    return Incident(id=id_, service=service, alertname="LogAnomaly", severity="high",
-                    started_at=now - 30, last_seen=now, anomalies=3,
-                    reasons=["rate of T1 10x usual"], examples=["ERROR boom"])
+    return Incident(
+        id=id_,
+        service=service,
+        alertname="LogAnomaly",
+        severity="high",
+        started_at=now - 30,
+        last_seen=now,
+        anomalies=3,
+        reasons=["rate of T1 10x usual"],
+        examples=["ERROR boom"],
+    )
 
 
-async def run_exporter(settings: AmSettings, incidents: list[Incident]
-                       ) -> tuple[Metrics, list[int]]:
+async def run_exporter(
+    settings: AmSettings, incidents: list[Incident]
+) -> tuple[Metrics, list[int]]:
     """Export once, watch WINDOW seconds (well inside one refresh), return the statuses
     of every post the exporter made."""
     metrics = Metrics()
@@ -70,7 +79,8 @@ async def test_400_keeps_valid_alerts_reports_the_bad_one_and_does_not_retry(
     monkeypatch.setattr(am_module, "alert", broken_for_one)
     metrics, statuses = await run_exporter(
         AmSettings(url=[am.url], refresh_seconds=REFRESH),
-        [incident("good", "checkout"), incident("bad", "payments")])
+        [incident("good", "checkout"), incident("bad", "payments")],
+    )
     assert statuses[0] == 400, "the real Alertmanager refused the mixed post"
     # One split round (one post per alert), then silence until the next refresh.
     assert sorted(statuses[1:]) == [200, 400]
@@ -80,31 +90,35 @@ async def test_400_keeps_valid_alerts_reports_the_bad_one_and_does_not_retry(
 
 
 async def test_whole_post_refused_waits_for_the_next_refresh(
-    alertmanager_factory: Callable[..., AlertmanagerServer]
+    alertmanager_factory: Callable[..., AlertmanagerServer],
 ) -> None:
     am = alertmanager_factory()
     metrics, statuses = await run_exporter(
         AmSettings(url=[am.url], refresh_seconds=REFRESH, generator_url="not a uri"),
-        [incident("one", "checkout")])
+        [incident("one", "checkout")],
+    )
     assert statuses == [422]
     assert am.alerts() == []
     assert metrics.exporter_errors.labels("alertmanager")._value.get() == 1
 
 
 async def test_new_incident_with_the_same_labels_is_not_overwritten_by_the_old_resolution(
-    alertmanager_factory: Callable[..., AlertmanagerServer]
+    alertmanager_factory: Callable[..., AlertmanagerServer],
 ) -> None:
     """Alertmanager keys alerts by labels: re-sending the previous, resolved incident of
     the same service would replace the new firing alert on every refresh."""
     am = alertmanager_factory()
     exporter = AlertmanagerExporter(
-        AmSettings(url=[am.url], refresh_seconds=3.0, resolved_resend_seconds=600),
-        Metrics())
+        AmSettings(url=[am.url], refresh_seconds=3.0, resolved_resend_seconds=600), Metrics()
+    )
     await exporter.start()
     try:
         old = incident("old", "checkout")
-        old.started_at, old.last_seen, old.resolved_at = (time.time() - 600, time.time() - 500,
-                                                          time.time() - 400)
+        old.started_at, old.last_seen, old.resolved_at = (
+            time.time() - 600,
+            time.time() - 500,
+            time.time() - 400,
+        )
         batch = Batch(records=[], now=time.time())
         batch.incidents.append(old)
         exporter.export(batch)

@@ -9,11 +9,14 @@ import pytest
 from logguardian.config import load_settings
 
 
-@pytest.mark.parametrize(("raw", "urls"), [
-    ("http://am:9093", ["http://am:9093"]),
-    ("http://am-0:9093, http://am-1:9093", ["http://am-0:9093", "http://am-1:9093"]),
-    ('["http://am-0:9093","http://am-1:9093"]', ["http://am-0:9093", "http://am-1:9093"]),
-])
+@pytest.mark.parametrize(
+    ("raw", "urls"),
+    [
+        ("http://am:9093", ["http://am:9093"]),
+        ("http://am-0:9093, http://am-1:9093", ["http://am-0:9093", "http://am-1:9093"]),
+        ('["http://am-0:9093","http://am-1:9093"]', ["http://am-0:9093", "http://am-1:9093"]),
+    ],
+)
 def test_env_forms(monkeypatch: pytest.MonkeyPatch, raw: str, urls: list[str]) -> None:
     monkeypatch.setenv("LOGGUARDIAN_EXPORTERS__ALERTMANAGER__URL", raw)
     assert load_settings().exporters.alertmanager.url == urls

@@ -66,8 +66,12 @@ def test_rule_unit_tests_catch_a_broken_threshold(tmp_path: Path) -> None:
 def test_rules_cover_the_sidecar_health_signals() -> None:
     groups = yaml.safe_load(RULES.read_text())["groups"]
     alerts = {r["alert"]: r for g in groups for r in g["rules"] if "alert" in r}
-    assert {"LogGuardianAnomalyRateHigh", "LogGuardianDown", "LogGuardianQueueSaturated",
-            "LogGuardianExporterFailing"} <= alerts.keys()
+    assert {
+        "LogGuardianAnomalyRateHigh",
+        "LogGuardianDown",
+        "LogGuardianQueueSaturated",
+        "LogGuardianExporterFailing",
+    } <= alerts.keys()
     severities = {r["labels"]["severity"] for r in alerts.values()}
     assert severities <= {"low", "medium", "high", "critical"}
     tested = RULE_TESTS.read_text()
@@ -84,26 +88,40 @@ def test_alertmanager_config_passes_amtool_check() -> None:
 @pytest.mark.parametrize(
     ("labels", "receiver"),
     [
-        (["alertname=LogAnomaly", "service=checkout", "severity=critical"],
-         "logguardian-pagerduty"),
+        (
+            ["alertname=LogAnomaly", "service=checkout", "severity=critical"],
+            "logguardian-pagerduty",
+        ),
         (["alertname=LogAnomaly", "service=checkout", "severity=high"], "logguardian-pagerduty"),
-        (["alertname=NewLogTemplate", "service=checkout", "severity=medium"],
-         "logguardian-opsgenie"),
+        (
+            ["alertname=NewLogTemplate", "service=checkout", "severity=medium"],
+            "logguardian-opsgenie",
+        ),
         (["alertname=LogRateAnomaly", "service=checkout", "severity=low"], "logguardian-opsgenie"),
-        (["alertname=LogGuardianDown", "instance=n1:9880", "severity=critical"],
-         "logguardian-pagerduty"),
+        (
+            ["alertname=LogGuardianDown", "instance=n1:9880", "severity=critical"],
+            "logguardian-pagerduty",
+        ),
         (["alertname=LogGuardianExporterFailing", "severity=medium"], "logguardian-opsgenie"),
         (["alertname=KubePodCrashLooping", "severity=critical"], "default"),
     ],
 )
 def test_routes_by_severity(labels: list[str], receiver: str) -> None:
-    done = run(tool("amtool"), "config", "routes", "test", "--config.file=alertmanager.yml",
-               *labels, cwd=AM_DIR)
+    done = run(
+        tool("amtool"),
+        "config",
+        "routes",
+        "test",
+        "--config.file=alertmanager.yml",
+        *labels,
+        cwd=AM_DIR,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == receiver
 
 
 # -- the config in a real Alertmanager ---------------------------------------------------
+
 
 class Sink:
     """Stands in for the PagerDuty and OpsGenie APIs on loopback and records what a
@@ -116,8 +134,9 @@ class Sink:
 
     async def _record(self, request: web.Request) -> web.Response:
         self.received.append((request.path, await request.json()))
-        return web.json_response({"status": "success", "result": "ok", "requestId": "1"},
-                                 status=202)
+        return web.json_response(
+            {"status": "success", "result": "ok", "requestId": "1"}, status=202
+        )
 
     async def start(self) -> None:
         app = web.Application()
@@ -156,8 +175,12 @@ def post_alerts(am_url: str, alerts: list[dict[str, Any]]) -> None:
     for alert in alerts:
         alert.setdefault("startsAt", now.isoformat())
         alert.setdefault("endsAt", (now + timedelta(minutes=5)).isoformat())
-    req = urllib.request.Request(f"{am_url}/api/v2/alerts", data=json.dumps(alerts).encode(),
-                                 headers={"Content-Type": "application/json"}, method="POST")
+    req = urllib.request.Request(
+        f"{am_url}/api/v2/alerts",
+        data=json.dumps(alerts).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
     with urllib.request.urlopen(req, timeout=10) as resp:
         assert resp.status == 200
 
@@ -168,22 +191,46 @@ async def test_real_alertmanager_routes_inhibits_and_renders(alertmanager_factor
     try:
         am = alertmanager_factory(config_for_test(sink.url))
         example = "FATAL ledger journal corrupted in shard 3"
-        post_alerts(am.url, [
-            {"labels": {"alertname": "LogAnomaly", "service": "checkout", "severity": "high"},
-             "annotations": {"summary": "checkout: 42 anomalous log lines in 5 minutes",
-                             "description": "novelty: template first seen in checkout",
-                             "examples": example,
-                             "kibana_url": "https://kibana.example/app/discover#/x"}},
-            {"labels": {"alertname": "NewLogTemplate", "service": "checkout",
-                        "severity": "medium"},
-             "annotations": {"summary": "checkout: new log template"}},
-            {"labels": {"alertname": "LogAnomaly", "service": "payments", "severity": "low"},
-             "annotations": {"summary": "payments: 3 anomalous log lines"}},
-            {"labels": {"alertname": "LogGuardianExporterFailing", "instance": "node1:9880",
-                        "exporter": "elasticsearch", "severity": "medium"},
-             "annotations": {"summary": "LogGuardian elasticsearch exporter failing"}},
-            {"labels": {"alertname": "KubePodCrashLooping", "severity": "critical"}},
-        ])
+        post_alerts(
+            am.url,
+            [
+                {
+                    "labels": {
+                        "alertname": "LogAnomaly",
+                        "service": "checkout",
+                        "severity": "high",
+                    },
+                    "annotations": {
+                        "summary": "checkout: 42 anomalous log lines in 5 minutes",
+                        "description": "novelty: template first seen in checkout",
+                        "examples": example,
+                        "kibana_url": "https://kibana.example/app/discover#/x",
+                    },
+                },
+                {
+                    "labels": {
+                        "alertname": "NewLogTemplate",
+                        "service": "checkout",
+                        "severity": "medium",
+                    },
+                    "annotations": {"summary": "checkout: new log template"},
+                },
+                {
+                    "labels": {"alertname": "LogAnomaly", "service": "payments", "severity": "low"},
+                    "annotations": {"summary": "payments: 3 anomalous log lines"},
+                },
+                {
+                    "labels": {
+                        "alertname": "LogGuardianExporterFailing",
+                        "instance": "node1:9880",
+                        "exporter": "elasticsearch",
+                        "severity": "medium",
+                    },
+                    "annotations": {"summary": "LogGuardian elasticsearch exporter failing"},
+                },
+                {"labels": {"alertname": "KubePodCrashLooping", "severity": "critical"}},
+            ],
+        )
         deadline = time.monotonic() + 30
         while len(sink.pagerduty()) < 1 or len(sink.opsgenie()) < 2:
             assert time.monotonic() < deadline, f"notifications so far: {sink.received}"
@@ -202,17 +249,23 @@ async def test_real_alertmanager_routes_inhibits_and_renders(alertmanager_factor
 
         # medium/low go to OpsGenie with a priority from the severity.
         by_message = {n["message"]: n for n in sink.opsgenie()}
-        assert set(by_message) == {"[FIRING:1] LogAnomaly on payments",
-                                   "[FIRING:1] LogGuardianExporterFailing"}
+        assert set(by_message) == {
+            "[FIRING:1] LogAnomaly on payments",
+            "[FIRING:1] LogGuardianExporterFailing",
+        }
         assert by_message["[FIRING:1] LogAnomaly on payments"]["priority"] == "P4"
         assert by_message["[FIRING:1] LogGuardianExporterFailing"]["priority"] == "P3"
-        assert "payments: 3 anomalous log lines" in (
-            by_message["[FIRING:1] LogAnomaly on payments"]["description"])
+        assert (
+            "payments: 3 anomalous log lines"
+            in (by_message["[FIRING:1] LogAnomaly on payments"]["description"])
+        )
 
         # The paging incident inhibits the lower-severity alert for the same service,
         # and nothing about it was sent anywhere.
-        state = {a["labels"]["alertname"] + "/" + a["labels"].get("service", ""): a["status"]
-                 for a in am.alerts()}
+        state = {
+            a["labels"]["alertname"] + "/" + a["labels"].get("service", ""): a["status"]
+            for a in am.alerts()
+        }
         assert state["NewLogTemplate/checkout"]["state"] == "suppressed"
         assert state["NewLogTemplate/checkout"]["inhibitedBy"]
         assert state["LogAnomaly/payments"]["state"] == "active"
@@ -233,23 +286,33 @@ async def test_sidecar_incident_reaches_the_right_receiver(
     sink = Sink()
     await sink.start()
     am = alertmanager_factory(config_for_test(sink.url))
-    sidecar = Sidecar(make_settings(
-        detectors={"warmup_records": 100},
-        exporters={"alertmanager": {"url": [am.url], "refresh_seconds": 1}},
-    ))
+    sidecar = Sidecar(
+        make_settings(
+            detectors={"warmup_records": 100},
+            exporters={"alertmanager": {"url": [am.url], "refresh_seconds": 1}},
+        )
+    )
     await sidecar.start()
     try:
-        normal = [{"service": "payments", "log": f"charge {i} captured in {i % 40} ms"}
-                  for i in range(300)]
+        normal = [
+            {"service": "payments", "log": f"charge {i} captured in {i % 40} ms"}
+            for i in range(300)
+        ]
         novel = "FATAL ledger journal corrupted, refusing writes"
         async with ClientSession() as http:
             for body in (normal, [{"service": "payments", "log": novel, "level": "error"}]):
-                async with http.post(f"http://127.0.0.1:{sidecar.http_port}/api/v1/logs",
-                                     json=body) as resp:
+                async with http.post(
+                    f"http://127.0.0.1:{sidecar.http_port}/api/v1/logs", json=body
+                ) as resp:
                     assert resp.status == 200, await resp.text()
         deadline = time.monotonic() + 60
-        while not (alerts := [a for a in await asyncio.to_thread(am.alerts, service="payments")
-                              if a["labels"]["alertname"] in SIDECAR_ALERTS]):
+        while not (
+            alerts := [
+                a
+                for a in await asyncio.to_thread(am.alerts, service="payments")
+                if a["labels"]["alertname"] in SIDECAR_ALERTS
+            ]
+        ):
             assert time.monotonic() < deadline, "the sidecar raised no incident alert"
             await asyncio.sleep(0.5)
         (alert,) = alerts

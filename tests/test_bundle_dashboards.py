@@ -40,6 +40,7 @@ SERVICES = ("checkout", "payments")
 
 # -- reading the dashboards -----------------------------------------------------------------
 
+
 def dashboard(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
@@ -88,8 +89,11 @@ def grafana_promql(expr: str, services: list[str]) -> str:
     """Interpolate as Grafana does for a multi-value variable set to All (regex
     alternation of every value) and a 1-minute rate interval."""
     every = "(" + "|".join(re.escape(s) for s in services) + ")"
-    return (expr.replace("$__rate_interval", "1m").replace("$__interval", "15s")
-            .replace("$service", every))
+    return (
+        expr.replace("$__rate_interval", "1m")
+        .replace("$__interval", "15s")
+        .replace("$service", every)
+    )
 
 
 def grafana_lucene(query: str, services: list[str]) -> str:
@@ -115,6 +119,7 @@ def kibana_objects() -> dict[str, dict[str, Any]]:
 
 # -- static checks ---------------------------------------------------------------------------
 
+
 def test_dashboards_are_well_formed() -> None:
     provisioned = yaml.safe_load(DATASOURCES.read_text())["datasources"]
     uids = {d["type"]: d["uid"] for d in provisioned}
@@ -137,8 +142,9 @@ def test_dashboards_are_well_formed() -> None:
 
 def test_dashboards_only_use_metrics_the_sidecar_exports() -> None:
     exported = {s.name for family in Metrics().registry.collect() for s in family.samples}
-    exported |= {f"{name}_bucket" for name in ("logguardian_anomaly_score",
-                                                "logguardian_batch_seconds")}
+    exported |= {
+        f"{name}_bucket" for name in ("logguardian_anomaly_score", "logguardian_batch_seconds")
+    }
     exprs = [e for _, e in promql_exprs()] + [q for _, q in variable_queries()]
     used = {m for e in exprs for m in re.findall(r"\blogguardian_[a-z_]+", e)}
     assert used, "no metrics found in the dashboards"
@@ -150,8 +156,11 @@ def test_dashboards_only_use_metrics_the_sidecar_exports() -> None:
 
 def test_es_queries_target_the_sidecar_data_stream() -> None:
     stream = Settings().exporters.elasticsearch.data_stream
-    es = next(d for d in yaml.safe_load(DATASOURCES.read_text())["datasources"]
-              if d["type"] == "elasticsearch")
+    es = next(
+        d
+        for d in yaml.safe_load(DATASOURCES.read_text())["datasources"]
+        if d["type"] == "elasticsearch"
+    )
     assert fnmatch.fnmatch(stream, es["jsonData"]["index"])
     data_view = next(o for o in kibana_objects().values() if o["type"] == "index-pattern")
     assert fnmatch.fnmatch(stream, data_view["attributes"]["title"])
@@ -183,19 +192,26 @@ def test_kibana_saved_objects_are_importable_shapes() -> None:
 
 # -- feeding a real sidecar --------------------------------------------------------------
 
+
 def normal_line(rng: random.Random) -> str:
-    return rng.choice([
-        f"GET /api/items/{rng.randint(1, 999)} 200 {rng.randint(1, 60)} ms",
-        f"user {rng.randint(1, 500)} added item {rng.randint(1, 999)} to cart",
-        f"cache hit for key product:{rng.randint(1, 999)}",
-    ])
+    return rng.choice(
+        [
+            f"GET /api/items/{rng.randint(1, 999)} 200 {rng.randint(1, 60)} ms",
+            f"user {rng.randint(1, 500)} added item {rng.randint(1, 999)} to cart",
+            f"cache hit for key product:{rng.randint(1, 999)}",
+        ]
+    )
 
 
 def novel_line(rng: random.Random) -> str:
     """A line with a template never seen before (fresh leading word and shape)."""
     word = "".join(rng.choice("bcdfghjklmnpqrstvwxz") for _ in range(7))
-    tail = " ".join(rng.sample(["ledger", "journal", "shard", "replica", "quorum", "lease",
-                                "checksum", "snapshot"], rng.randint(2, 5)))
+    tail = " ".join(
+        rng.sample(
+            ["ledger", "journal", "shard", "replica", "quorum", "lease", "checksum", "snapshot"],
+            rng.randint(2, 5),
+        )
+    )
     return f"{word} FATAL {tail} corrupted"
 
 
@@ -208,15 +224,21 @@ async def feed(url: str, seconds: float, warmup: int) -> None:
     async with aiohttp.ClientSession() as http:
         # However slow the machine, at least a few rounds carry anomalies.
         while time.monotonic() < deadline or anomalous_rounds < 3:
-            records = [{"service": svc, "log": normal_line(rng), "level": "info"}
-                       for svc in SERVICES for _ in range(50)]
+            records = [
+                {"service": svc, "log": normal_line(rng), "level": "info"}
+                for svc in SERVICES
+                for _ in range(50)
+            ]
             if sent >= warmup:
-                records += [{"service": "payments", "level": "error", "log": novel_line(rng)}
-                            for _ in range(3)]
+                records += [
+                    {"service": "payments", "level": "error", "log": novel_line(rng)}
+                    for _ in range(3)
+                ]
                 anomalous_rounds += 1
             body = b"".join(orjson.dumps(r) + b"\n" for r in records) + b'{"nomessage": 1}\n'
-            async with http.post(f"{url}/api/v1/logs", data=body,
-                                 headers={"Content-Type": "application/x-ndjson"}) as resp:
+            async with http.post(
+                f"{url}/api/v1/logs", data=body, headers={"Content-Type": "application/x-ndjson"}
+            ) as resp:
                 assert resp.status == 200, await resp.text()
                 reply = await resp.json()
                 assert reply["rejected"] == 1
@@ -225,12 +247,15 @@ async def feed(url: str, seconds: float, warmup: int) -> None:
 
 
 def make_sidecar(make_settings: Callable[..., Settings], **exporters: Any) -> Sidecar:
-    return Sidecar(make_settings(detectors={"warmup_records": 100},
-                                 incidents={"quiet_seconds": 600},
-                                 exporters=exporters))
+    return Sidecar(
+        make_settings(
+            detectors={"warmup_records": 100}, incidents={"quiet_seconds": 600}, exporters=exporters
+        )
+    )
 
 
 # -- Prometheus ----------------------------------------------------------------------------
+
 
 def prometheus_get(base: str, path: str, **params: str) -> Any:
     query = urllib.parse.urlencode(params, doseq=True)
@@ -252,25 +277,28 @@ async def test_every_promql_expression_returns_data(
     make_settings: Callable[..., Settings], prometheus_factory: Any
 ) -> None:
     # Alerts to an Alertmanager that is down: real exporter failures to chart.
-    sidecar = make_sidecar(make_settings, alertmanager={
-        "url": [f"http://127.0.0.1:{free_port()}"], "refresh_seconds": 1})
+    sidecar = make_sidecar(
+        make_settings,
+        alertmanager={"url": [f"http://127.0.0.1:{free_port()}"], "refresh_seconds": 1},
+    )
     await sidecar.start()
     try:
         url = f"http://127.0.0.1:{sidecar.http_port}"
         prom = prometheus_factory([f"127.0.0.1:{sidecar.http_port}"], rule_files=[RULES])
         feeding = asyncio.create_task(feed(url, seconds=20, warmup=300))
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, prom.wait_for,
-                                   "sum(rate(logguardian_anomalies_total[1m])) > 0", 60)
-        await loop.run_in_executor(None, prom.wait_for,
-                                   "sum(rate(logguardian_exporter_errors_total[1m])) > 0", 60)
+        await loop.run_in_executor(
+            None, prom.wait_for, "sum(rate(logguardian_anomalies_total[1m])) > 0", 60
+        )
+        await loop.run_in_executor(
+            None, prom.wait_for, "sum(rate(logguardian_exporter_errors_total[1m])) > 0", 60
+        )
         await feeding
 
         # The service variable, as Grafana's label_values() runs it.
         ((_, var_query),) = variable_queries()
         metric, label = re.fullmatch(r"label_values\((\w+),\s*(\w+)\)", var_query).groups()
-        services = prometheus_get(prom.url, f"/api/v1/label/{label}/values",
-                                  **{"match[]": metric})
+        services = prometheus_get(prom.url, f"/api/v1/label/{label}/values", **{"match[]": metric})
         assert sorted(services) == sorted(SERVICES)
 
         exprs = promql_exprs()
@@ -283,9 +311,11 @@ async def test_every_promql_expression_returns_data(
         assert not empty, "expressions without data:\n" + "\n".join(empty)
 
         # The recording rules evaluate on the same real metrics.
-        for record in ("service:logguardian_records:rate5m",
-                       "service:logguardian_anomaly_ratio:rate5m",
-                       "instance:logguardian_queue_utilization:ratio"):
+        for record in (
+            "service:logguardian_records:rate5m",
+            "service:logguardian_anomaly_ratio:rate5m",
+            "instance:logguardian_queue_utilization:ratio",
+        ):
             await loop.run_in_executor(None, prom.wait_for, record, 60)
     finally:
         await sidecar.stop()
@@ -293,11 +323,14 @@ async def test_every_promql_expression_returns_data(
 
 # -- Elasticsearch -------------------------------------------------------------------------
 
+
 def es_search(base: str, index: str, body: dict[str, Any]) -> dict[str, Any]:
     req = urllib.request.Request(
         f"{base}/{urllib.parse.quote(index, safe='*,')}/_search",
-        data=json.dumps(body).encode(), headers={"Content-Type": "application/json"},
-        method="POST")
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
     with urllib.request.urlopen(req, timeout=30) as resp:
         return json.loads(resp.read())
 
@@ -306,11 +339,25 @@ def grafana_es_body(target: dict[str, Any], query: str, time_field: str) -> dict
     """The search Grafana's Elasticsearch datasource builds for a target: the
     dashboard time range as a filter plus the Lucene query, then raw docs or aggs."""
     now_ms = int(time.time() * 1000)
-    body: dict[str, Any] = {"size": 0, "query": {"bool": {"filter": [
-        {"range": {time_field: {"gte": now_ms - 6 * 3600_000, "lte": now_ms + 60_000,
-                                "format": "epoch_millis"}}},
-        {"query_string": {"analyze_wildcard": True, "query": query or "*"}},
-    ]}}}
+    body: dict[str, Any] = {
+        "size": 0,
+        "query": {
+            "bool": {
+                "filter": [
+                    {
+                        "range": {
+                            time_field: {
+                                "gte": now_ms - 6 * 3600_000,
+                                "lte": now_ms + 60_000,
+                                "format": "epoch_millis",
+                            }
+                        }
+                    },
+                    {"query_string": {"analyze_wildcard": True, "query": query or "*"}},
+                ]
+            }
+        },
+    }
     metrics = target.get("metrics") or [{"type": "raw_data", "settings": {"size": "100"}}]
     if metrics[0]["type"] in ("raw_data", "raw_document", "logs"):
         body["size"] = int(metrics[0].get("settings", {}).get("size", 500))
@@ -321,11 +368,21 @@ def grafana_es_body(target: dict[str, Any], query: str, time_field: str) -> dict
     for agg in target.get("bucketAggs", []):
         settings = agg.get("settings", {})
         if agg["type"] == "terms":
-            spec = {"terms": {"field": agg["field"], "size": int(settings.get("size", 10)),
-                              "min_doc_count": int(settings.get("min_doc_count", 1))}}
+            spec = {
+                "terms": {
+                    "field": agg["field"],
+                    "size": int(settings.get("size", 10)),
+                    "min_doc_count": int(settings.get("min_doc_count", 1)),
+                }
+            }
         elif agg["type"] == "date_histogram":
-            spec = {"date_histogram": {"field": agg["field"], "fixed_interval": "1m",
-                                       "min_doc_count": int(settings.get("min_doc_count", 0))}}
+            spec = {
+                "date_histogram": {
+                    "field": agg["field"],
+                    "fixed_interval": "1m",
+                    "min_doc_count": int(settings.get("min_doc_count", 0)),
+                }
+            }
         else:
             raise AssertionError(f"unhandled bucket agg {agg['type']}")
         level[agg["id"]] = spec
@@ -350,17 +407,22 @@ async def test_every_es_query_returns_annotations(
     # Its own namespace in the shared node (other tests write the default stream);
     # still inside the pattern the dashboards query.
     stream = Settings().exporters.elasticsearch.data_stream.rsplit("-", 1)[0] + (
-        f"-bundle{uuid.uuid4().hex[:8]}")
-    sidecar = make_sidecar(make_settings, elasticsearch={
-        "url": elasticsearch_url, "flush_seconds": 0.2, "data_stream": stream})
+        f"-bundle{uuid.uuid4().hex[:8]}"
+    )
+    sidecar = make_sidecar(
+        make_settings,
+        elasticsearch={"url": elasticsearch_url, "flush_seconds": 0.2, "data_stream": stream},
+    )
     await sidecar.start()
     try:
         await feed(f"http://127.0.0.1:{sidecar.http_port}", seconds=6, warmup=300)
         deadline = time.monotonic() + 60
         while True:
             try:
-                urllib.request.urlopen(urllib.request.Request(
-                    f"{elasticsearch_url}/{stream}/_refresh", method="POST"), timeout=10)
+                urllib.request.urlopen(
+                    urllib.request.Request(f"{elasticsearch_url}/{stream}/_refresh", method="POST"),
+                    timeout=10,
+                )
                 hits = es_search(elasticsearch_url, stream, {"size": 0})["hits"]["total"]
                 if hits["value"] > 0:
                     break
@@ -373,22 +435,29 @@ async def test_every_es_query_returns_annotations(
         await sidecar.stop()
 
     services = list(SERVICES)
-    es = next(d for d in yaml.safe_load(DATASOURCES.read_text())["datasources"]
-              if d["type"] == "elasticsearch")
+    es = next(
+        d
+        for d in yaml.safe_load(DATASOURCES.read_text())["datasources"]
+        if d["type"] == "elasticsearch"
+    )
     index, time_field = es["jsonData"]["index"], es["jsonData"]["timeField"]
 
     targets = targets_of("elasticsearch")
     assert len(targets) >= 3
     for where, target in targets:
         query = (target.get("target") or target)["query"]
-        body = grafana_es_body(target if "metrics" in target else {}, grafana_lucene(
-            query, services), target.get("timeField", time_field))
+        body = grafana_es_body(
+            target if "metrics" in target else {},
+            grafana_lucene(query, services),
+            target.get("timeField", time_field),
+        )
         answer = es_search(elasticsearch_url, index, body)
         if "aggs" in body:
             assert buckets_with_docs(answer["aggregations"]) > 0, f"{where}: no buckets"
             continue
         assert any(stream in h["_index"] for h in answer["hits"]["hits"]), (
-            f"{where}: none of this sidecar's documents for {query!r}")
+            f"{where}: none of this sidecar's documents for {query!r}"
+        )
         hits = [h["_source"] for h in answer["hits"]["hits"]]
         # The fields the panel/annotation displays are in the documents.
         fields = [target.get(k) for k in ("textField", "tagsField") if target.get(k)]
@@ -397,11 +466,16 @@ async def test_every_es_query_returns_annotations(
         for name in fields:
             assert all(lookup(h, name) is not None for h in hits), f"{where}: {name} missing"
 
-    table = next(p for path in DASHBOARDS for p in all_panels(dashboard(path)["panels"])
-                 if p["type"] == "table")
+    table = next(
+        p
+        for path in DASHBOARDS
+        for p in all_panels(dashboard(path)["panels"])
+        if p["type"] == "table"
+    )
     columns = list(table["transformations"][0]["options"]["indexByName"])
-    body = grafana_es_body(table["targets"][0], grafana_lucene(
-        table["targets"][0]["query"], services), time_field)
+    body = grafana_es_body(
+        table["targets"][0], grafana_lucene(table["targets"][0]["query"], services), time_field
+    )
     raw = es_search(elasticsearch_url, index, body)["hits"]["hits"]
     hits = [h["_source"] for h in raw if stream in h["_index"]]
     assert hits and all(lookup(h, c) is not None for h in hits for c in columns)
@@ -415,9 +489,15 @@ async def test_every_es_query_returns_annotations(
     (view_ref,) = search["references"]
     view = objects[view_ref["id"]]["attributes"]
     ((sort_field, sort_dir),) = search["attributes"]["sort"]
-    answer = es_search(elasticsearch_url, view["title"], {
-        "size": 50, "query": {"query_string": {"query": source["query"]["query"]}},
-        "sort": [{sort_field: {"order": sort_dir}}]})
+    answer = es_search(
+        elasticsearch_url,
+        view["title"],
+        {
+            "size": 50,
+            "query": {"query_string": {"query": source["query"]["query"]}},
+            "sort": [{sort_field: {"order": sort_dir}}],
+        },
+    )
     hits = [h["_source"] for h in answer["hits"]["hits"] if stream in h["_index"]]
     assert hits, "saved search returned none of this sidecar's documents"
     for column in search["attributes"]["columns"]:
@@ -428,12 +508,27 @@ async def test_every_es_query_returns_annotations(
     bucket_aggs = []
     for agg in state["aggs"]:
         if agg["type"] == "date_histogram":
-            bucket_aggs.append({"id": agg["id"], "type": "date_histogram",
-                                "field": agg["params"]["field"], "settings": {}})
+            bucket_aggs.append(
+                {
+                    "id": agg["id"],
+                    "type": "date_histogram",
+                    "field": agg["params"]["field"],
+                    "settings": {},
+                }
+            )
         elif agg["type"] == "terms":
-            bucket_aggs.append({"id": agg["id"], "type": "terms", "field": agg["params"]["field"],
-                                "settings": {"size": agg["params"]["size"]}})
-    body = grafana_es_body({"metrics": [{"type": "count"}], "bucketAggs": bucket_aggs},
-                           source["query"]["query"], view["timeFieldName"])
+            bucket_aggs.append(
+                {
+                    "id": agg["id"],
+                    "type": "terms",
+                    "field": agg["params"]["field"],
+                    "settings": {"size": agg["params"]["size"]},
+                }
+            )
+    body = grafana_es_body(
+        {"metrics": [{"type": "count"}], "bucketAggs": bucket_aggs},
+        source["query"]["query"],
+        view["timeFieldName"],
+    )
     answer = es_search(elasticsearch_url, view["title"], body)
     assert buckets_with_docs(answer["aggregations"]) > 0, "visualization: no buckets"

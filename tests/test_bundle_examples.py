@@ -51,16 +51,22 @@ def test_sidecar_settings_load_and_match_the_stack() -> None:
     assert sidecar["command"] == ["serve", "--config", mounted_at]
     settings = load_settings(config_path)
     published = {int(p.split(":")[1]) for p in sidecar["ports"]}
-    assert published == {settings.receivers.http.port, settings.receivers.forward.port,
-                         settings.receivers.tcp.port, settings.receivers.grpc.port}
+    assert published == {
+        settings.receivers.http.port,
+        settings.receivers.forward.port,
+        settings.receivers.tcp.port,
+        settings.receivers.grpc.port,
+    }
     es_host = re.match(r"https?://([^:/]+)", settings.exporters.elasticsearch.url or "")
     assert es_host and es_host.group(1) in services
     for url in settings.exporters.alertmanager.url:
         assert re.match(r"https?://([^:/]+)", url).group(1) in services
     # The token Fluent Bit sends is the one the sidecar requires.
     fb_env = services["fluent-bit"]["environment"]
-    assert fb_env["LOGGUARDIAN_TOKEN"] == sidecar["environment"][
-        "LOGGUARDIAN_RECEIVERS__HTTP__AUTH_TOKEN"]
+    assert (
+        fb_env["LOGGUARDIAN_TOKEN"]
+        == sidecar["environment"]["LOGGUARDIAN_RECEIVERS__HTTP__AUTH_TOKEN"]
+    )
     assert fb_env["LOGGUARDIAN_HOST"] == "logguardian"
 
 
@@ -81,8 +87,9 @@ def test_prometheus_config_and_mounted_rules_pass_promtool(tmp_path: Path) -> No
     config["rule_files"] = rules
     path = tmp_path / "prometheus.yml"
     path.write_text(yaml.safe_dump(config))
-    done = subprocess.run([promtool, "check", "config", str(path)], capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        [promtool, "check", "config", str(path)], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SUCCESS: 12 rules found" in done.stdout
     (job,) = config["scrape_configs"]
@@ -95,11 +102,18 @@ def test_prometheus_config_and_mounted_rules_pass_promtool(tmp_path: Path) -> No
 def test_grafana_mounts_match_its_provisioning() -> None:
     grafana = compose()["services"]["grafana"]
     mounts = {t: s for s, t in bind_mounts(grafana)}
-    provider = yaml.safe_load((ROOT / "grafana-plugin" / "provisioning" / "dashboards" /
-                               "logguardian.yaml").read_text())["providers"][0]
+    provider = yaml.safe_load(
+        (ROOT / "grafana-plugin" / "provisioning" / "dashboards" / "logguardian.yaml").read_text()
+    )["providers"][0]
     assert mounts[provider["options"]["path"]] == (ROOT / "grafana-plugin" / "dashboards")
-    needed = set(re.findall(r"\$\{(\w+)\}", (ROOT / "grafana-plugin" / "provisioning" /
-                                              "datasources" / "logguardian.yaml").read_text()))
+    needed = set(
+        re.findall(
+            r"\$\{(\w+)\}",
+            (
+                ROOT / "grafana-plugin" / "provisioning" / "datasources" / "logguardian.yaml"
+            ).read_text(),
+        )
+    )
     assert needed <= set(grafana["environment"])
 
 
@@ -107,11 +121,25 @@ def test_fluent_bit_ships_to_es_and_sidecar_like_the_standalone_config() -> None
     doc = yaml.safe_load((EXAMPLES / "fluent-bit.yaml").read_text())
     outputs = {o["name"]: o for o in doc["pipeline"]["outputs"]}
     assert set(outputs) == {"es", "http"}
-    standalone = next(o for o in yaml.safe_load(
-        (ROOT / "fluentbit" / "fluent-bit.http.yaml").read_text())["pipeline"]["outputs"]
-        if o["name"] == "http")
-    for key in ("host", "port", "uri", "format", "json_date_key", "json_date_format",
-                "compress", "header_tag", "header", "retry_limit"):
+    standalone = next(
+        o
+        for o in yaml.safe_load((ROOT / "fluentbit" / "fluent-bit.http.yaml").read_text())[
+            "pipeline"
+        ]["outputs"]
+        if o["name"] == "http"
+    )
+    for key in (
+        "host",
+        "port",
+        "uri",
+        "format",
+        "json_date_key",
+        "json_date_format",
+        "compress",
+        "header_tag",
+        "header",
+        "retry_limit",
+    ):
         assert outputs["http"][key] == standalone[key], key
     assert outputs["es"]["write_operation"] == "create"  # data streams take create only
 
@@ -120,8 +148,12 @@ def test_dockerfile_agrees_with_the_package_and_the_chart() -> None:
     text = (EXAMPLES / "Dockerfile").read_text()
     defaults = Settings()
     exposed = {int(p) for line in re.findall(r"^EXPOSE (.+)$", text, re.M) for p in line.split()}
-    assert exposed == {defaults.receivers.http.port, defaults.receivers.forward.port,
-                       defaults.receivers.tcp.port, defaults.receivers.grpc.port}
+    assert exposed == {
+        defaults.receivers.http.port,
+        defaults.receivers.forward.port,
+        defaults.receivers.tcp.port,
+        defaults.receivers.grpc.port,
+    }
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     (entry,) = re.findall(r'^ENTRYPOINT \["(\w+)"\]', text, re.M)
     assert entry in pyproject["project"]["scripts"]
@@ -143,13 +175,17 @@ def test_alert_links_point_at_the_shipped_dashboards() -> None:
     settings = load_settings(EXAMPLES / "logguardian.yaml").exporters.alertmanager
     grafana = re.search(r"/d/([\w-]+)\?var-(\w+)=\{service\}", settings.grafana_url_template or "")
     assert grafana, settings.grafana_url_template
-    dashboards = {json.loads(p.read_text())["uid"]: json.loads(p.read_text())
-                  for p in (ROOT / "grafana-plugin" / "dashboards").glob("*.json")}
+    dashboards = {
+        json.loads(p.read_text())["uid"]: json.loads(p.read_text())
+        for p in (ROOT / "grafana-plugin" / "dashboards").glob("*.json")
+    }
     uid, var = grafana.groups()
     assert uid in dashboards
     assert var in {v["name"] for v in dashboards[uid]["templating"]["list"]}
     kibana = re.search(r"#/view/([\w-]+)", settings.kibana_url_template or "")
     assert kibana, settings.kibana_url_template
-    saved = {json.loads(line)["id"]: json.loads(line)["type"] for line in
-             (ROOT / "kibana" / "logguardian.ndjson").read_text().splitlines()}
+    saved = {
+        json.loads(line)["id"]: json.loads(line)["type"]
+        for line in (ROOT / "kibana" / "logguardian.ndjson").read_text().splitlines()
+    }
     assert saved.get(kibana.group(1)) == "search"

@@ -32,8 +32,7 @@ def k8s_validate(manifests: str) -> list[str]:
     tool = ROOT / ".tools" / "bin" / "k8s-validate"
     if not tool.is_file():
         pytest.fail("k8s-validate not built: run tests/services/install.sh")
-    done = subprocess.run([str(tool)], input=manifests, capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run([str(tool)], input=manifests, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return done.stdout.split()
 
@@ -42,8 +41,9 @@ def helm(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([helm_bin(), *args], capture_output=True, text=True, timeout=120)
 
 
-def render(*sets: str, values: dict[str, Any] | None = None, tmp: Path | None = None
-           ) -> dict[tuple[str, str], dict[str, Any]]:
+def render(
+    *sets: str, values: dict[str, Any] | None = None, tmp: Path | None = None
+) -> dict[tuple[str, str], dict[str, Any]]:
     """Manifests by (kind, name) from `helm template`."""
     args = ["template", "lg", str(CHART), "--namespace", "obs"]
     for s in sets:
@@ -77,8 +77,17 @@ def sidecar_config(manifests: dict[tuple[str, str], dict[str, Any]], tmp: Path) 
 
 @pytest.mark.parametrize("mode", ["daemonset", "deployment"])
 def test_helm_lint_strict_passes(mode: str) -> None:
-    done = helm("lint", "--strict", str(CHART), "--set", f"mode={mode}",
-                "--set", "serviceMonitor.enabled=true", "--set", "prometheusRule.enabled=true")
+    done = helm(
+        "lint",
+        "--strict",
+        str(CHART),
+        "--set",
+        f"mode={mode}",
+        "--set",
+        "serviceMonitor.enabled=true",
+        "--set",
+        "prometheusRule.enabled=true",
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "0 chart(s) failed" in done.stdout
 
@@ -128,8 +137,12 @@ def test_daemonset_mode_sits_next_to_fluent_bit(tmp_path: Path) -> None:
 
 
 def test_deployment_mode_with_persistent_state(tmp_path: Path) -> None:
-    manifests = render("mode=deployment", "replicaCount=1", "state.persistence.enabled=true",
-                       "state.persistence.size=5Gi")
+    manifests = render(
+        "mode=deployment",
+        "replicaCount=1",
+        "state.persistence.enabled=true",
+        "state.persistence.size=5Gi",
+    )
     dep = workload(manifests)
     assert dep["kind"] == "Deployment"
     assert dep["spec"]["strategy"] == {"type": "Recreate"}
@@ -151,8 +164,10 @@ def test_values_and_secrets_reach_the_sidecar_settings(
 ) -> None:
     values = {
         "elasticsearch": {"url": "https://es.obs:9200", "apiKey": "es-key-123"},
-        "alertmanager": {"urls": ["http://am-0:9093", "http://am-1:9093"],
-                         "kibanaUrlTemplate": "https://kibana/app/discover#/?q={service}"},
+        "alertmanager": {
+            "urls": ["http://am-0:9093", "http://am-1:9093"],
+            "kibanaUrlTemplate": "https://kibana/app/discover#/?q={service}",
+        },
         "auth": {"token": "s3cret-token", "forwardSharedKey": "fwd-key"},
         "ports": {"grpc": 0},
         "config": {"detectors": {"threshold": 0.85}, "incidents": {"quiet_seconds": 120}},
@@ -191,10 +206,16 @@ def test_existing_secret_is_referenced_not_created() -> None:
     manifests = render("existingSecret=platform-logguardian")
     assert "Secret" not in kinds(manifests)
     env = workload(manifests)["spec"]["template"]["spec"]["containers"][0]["env"]
-    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in env if "secretKeyRef" in
-            e.get("valueFrom", {})}
+    refs = {
+        e["name"]: e["valueFrom"]["secretKeyRef"]
+        for e in env
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
     assert refs["LOGGUARDIAN_EXPORTERS__ELASTICSEARCH__API_KEY"] == {
-        "name": "platform-logguardian", "key": "elasticsearch-api-key", "optional": True}
+        "name": "platform-logguardian",
+        "key": "elasticsearch-api-key",
+        "optional": True,
+    }
     assert {r["name"] for r in refs.values()} == {"platform-logguardian"}
 
 
@@ -221,8 +242,11 @@ def test_config_typo_is_caught_by_the_sidecar(tmp_path: Path) -> None:
 
 
 def test_service_monitor_and_prometheus_rule_behind_flags() -> None:
-    manifests = render("serviceMonitor.enabled=true", "prometheusRule.enabled=true",
-                       "serviceMonitor.labels.release=kube-prometheus-stack")
+    manifests = render(
+        "serviceMonitor.enabled=true",
+        "prometheusRule.enabled=true",
+        "serviceMonitor.labels.release=kube-prometheus-stack",
+    )
     sm = manifests[("ServiceMonitor", "lg-logguardian")]
     svc = manifests[("Service", "lg-logguardian")]
     (endpoint,) = sm["spec"]["endpoints"]
@@ -235,8 +259,12 @@ def test_service_monitor_and_prometheus_rule_behind_flags() -> None:
     rule = manifests[("PrometheusRule", "lg-logguardian")]
     assert rule["spec"]["groups"] == yaml.safe_load(RULES.read_text())["groups"]
     alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
-    assert {"LogGuardianDown", "LogGuardianQueueSaturated",
-            "LogGuardianExporterFailing", "LogGuardianAnomalyRateHigh"} <= alerts
+    assert {
+        "LogGuardianDown",
+        "LogGuardianQueueSaturated",
+        "LogGuardianExporterFailing",
+        "LogGuardianAnomalyRateHigh",
+    } <= alerts
 
 
 @pytest.mark.parametrize(
@@ -244,9 +272,16 @@ def test_service_monitor_and_prometheus_rule_behind_flags() -> None:
     [
         [],
         ["mode=deployment", "state.persistence.enabled=true"],
-        ["serviceMonitor.enabled=true", "prometheusRule.enabled=true", "hostPorts=true",
-         "auth.token=t", "elasticsearch.url=https://es:9200", "elasticsearch.apiKey=k",
-         "alertmanager.urls={http://am:9093}", "tolerations[0].operator=Exists"],
+        [
+            "serviceMonitor.enabled=true",
+            "prometheusRule.enabled=true",
+            "hostPorts=true",
+            "auth.token=t",
+            "elasticsearch.url=https://es:9200",
+            "elasticsearch.apiKey=k",
+            "alertmanager.urls={http://am:9093}",
+            "tolerations[0].operator=Exists",
+        ],
     ],
 )
 def test_rendered_manifests_are_valid_kubernetes_objects(sets: list[str]) -> None:
@@ -258,17 +293,16 @@ def test_rendered_manifests_are_valid_kubernetes_objects(sets: list[str]) -> Non
     lines = k8s_validate(done.stdout)
     assert "skip" not in lines, lines
     assert sum(1 for word in lines if word == "ok") == len(
-        [d for d in yaml.safe_load_all(done.stdout) if d])
+        [d for d in yaml.safe_load_all(done.stdout) if d]
+    )
 
 
 def test_validator_rejects_what_the_api_server_would() -> None:
     """The check above can fail: a misspelled field and a wrong type are refused."""
-    for bad in ("spec:\n  internalTrafficPolicyy: Local\n",
-                "spec:\n  ports: [{port: http}]\n"):
+    for bad in ("spec:\n  internalTrafficPolicyy: Local\n", "spec:\n  ports: [{port: http}]\n"):
         doc = "apiVersion: v1\nkind: Service\nmetadata: {name: x}\n" + bad
         tool = ROOT / ".tools" / "bin" / "k8s-validate"
-        done = subprocess.run([str(tool)], input=doc, capture_output=True, text=True,
-                              timeout=60)
+        done = subprocess.run([str(tool)], input=doc, capture_output=True, text=True, timeout=60)
         assert done.returncode == 1 and "invalid Service/x" in done.stderr
 
 

@@ -87,8 +87,10 @@ def yaml_sections(doc: dict[str, Any]) -> list[Section]:
 
 
 def fluentbit_pair(name: str) -> tuple[list[Section], list[Section]]:
-    classic = [(kind, normalized(s))
-               for kind, s in parse_classic((FLUENTBIT / f"fluent-bit.{name}.conf").read_text())]
+    classic = [
+        (kind, normalized(s))
+        for kind, s in parse_classic((FLUENTBIT / f"fluent-bit.{name}.conf").read_text())
+    ]
     modern = yaml_sections(yaml.safe_load((FLUENTBIT / f"fluent-bit.{name}.yaml").read_text()))
     return classic, modern
 
@@ -118,8 +120,7 @@ def fluentbit_http_request(
         if date_key != "false":
             ts = rec.pop("_ts", time.time())
             if out.get("json_date_format") == "iso8601":
-                doc[date_key] = datetime.fromtimestamp(ts, UTC).strftime(
-                    "%Y-%m-%dT%H:%M:%S.%fZ")
+                doc[date_key] = datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
             else:
                 doc[date_key] = ts
         doc.update(rec)
@@ -139,6 +140,7 @@ def fluentbit_http_request(
 
 # -- Logstash configs ---------------------------------------------------------------------
 
+
 @dataclass
 class Plugin:
     section: str
@@ -157,7 +159,7 @@ def _ls_tokens(text: str) -> list[tuple[str, str]]:
     tokens, pos = [], 0
     while pos < len(text):
         m = _LS_TOKEN.match(text, pos)
-        assert m, f"logstash config: unexpected {text[pos:pos + 20]!r}"
+        assert m, f"logstash config: unexpected {text[pos : pos + 20]!r}"
         pos = m.end()
         kind = m.lastgroup
         if kind is not None:
@@ -279,13 +281,16 @@ def logstash_event(message: str, service: str, **extra: Any) -> dict[str, Any]:
 
 # -- the real sidecar ---------------------------------------------------------------------
 
+
 @pytest.fixture
 async def shipped_sidecar(make_settings: Callable[..., Settings]) -> Any:
-    settings = make_settings(receivers={
-        "http": {"auth_token": TOKEN},
-        "forward": {"port": free_port()},
-        "tcp": {"host": "127.0.0.1", "port": free_port()},
-    })
+    settings = make_settings(
+        receivers={
+            "http": {"auth_token": TOKEN},
+            "forward": {"port": free_port()},
+            "tcp": {"host": "127.0.0.1", "port": free_port()},
+        }
+    )
     running = Sidecar(settings)
     await running.start()
     try:
@@ -311,6 +316,7 @@ def base_url(sidecar: Sidecar) -> str:
 
 
 # -- Fluent Bit ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", ["http", "forward"])
 def test_fluentbit_classic_and_yaml_configs_agree(name: str) -> None:
@@ -339,8 +345,9 @@ async def test_fluentbit_http_output_is_accepted_by_the_sidecar(shipped_sidecar:
     lines = [f"GET /api/orders/{i} 200 {i * 3} ms" for i in range(40)]
     records: list[dict[str, Any]] = [{"log": line} for line in lines]
     records.append({"log": "payment declined for order 7", "service": "payments"})
-    uri, body, headers = fluentbit_http_request(out, records, "app.checkout.log",
-                                                {"LOGGUARDIAN_TOKEN": TOKEN})
+    uri, body, headers = fluentbit_http_request(
+        out, records, "app.checkout.log", {"LOGGUARDIAN_TOKEN": TOKEN}
+    )
     async with aiohttp.ClientSession(base_url(shipped_sidecar)) as http:
         async with http.post(uri, data=body, headers=headers) as resp:
             assert resp.status == 200, await resp.text()
@@ -352,10 +359,14 @@ async def test_fluentbit_http_output_is_accepted_by_the_sidecar(shipped_sidecar:
             assert resp.status == 401
     assert metric(shipped_sidecar, "logguardian_received_total", receiver="http") == 41
     # The tag header names the service of records that carry none.
-    await wait_for(lambda: metric(shipped_sidecar, "logguardian_records_total",
-                                  service="app.checkout.log") == 40)
-    await wait_for(lambda: metric(shipped_sidecar, "logguardian_records_total",
-                                  service="payments") == 1)
+    await wait_for(
+        lambda: (
+            metric(shipped_sidecar, "logguardian_records_total", service="app.checkout.log") == 40
+        )
+    )
+    await wait_for(
+        lambda: metric(shipped_sidecar, "logguardian_records_total", service="payments") == 1
+    )
 
 
 async def test_fluentbit_forward_output_gets_its_ack(shipped_sidecar: Sidecar) -> None:
@@ -378,26 +389,41 @@ async def test_fluentbit_forward_output_gets_its_ack(shipped_sidecar: Sidecar) -
     finally:
         writer.close()
     assert metric(shipped_sidecar, "logguardian_received_total", receiver="forward") == 25
-    await wait_for(lambda: metric(shipped_sidecar, "logguardian_records_total",
-                                  service="app.worker") == 25)
+    await wait_for(
+        lambda: metric(shipped_sidecar, "logguardian_records_total", service="app.worker") == 25
+    )
 
 
 async def test_fluentbit_kubernetes_daemonset_ships_to_es_and_the_node_sidecar(
     shipped_sidecar: Sidecar,
 ) -> None:
-    docs = list(yaml.safe_load_all((FLUENTBIT / "kubernetes" / "fluent-bit-daemonset.yaml")
-                                   .read_text()))
+    docs = list(
+        yaml.safe_load_all((FLUENTBIT / "kubernetes" / "fluent-bit-daemonset.yaml").read_text())
+    )
     by_kind = {d["kind"]: d for d in docs}
     config = yaml.safe_load(by_kind["ConfigMap"]["data"]["fluent-bit.yaml"])
     sections = yaml_sections(config)
     kinds = {(kind, s.get("name")) for kind, s in sections}
-    assert {("input", "tail"), ("filter", "kubernetes"), ("output", "es"),
-            ("output", "http")} <= kinds
+    assert {
+        ("input", "tail"),
+        ("filter", "kubernetes"),
+        ("output", "es"),
+        ("output", "http"),
+    } <= kinds
     http = only_output(sections, "http")
     # Same delivery settings as the standalone http config; only the host differs.
     standalone = only_output(fluentbit_pair("http")[0], "http")
-    for key in ("port", "uri", "format", "json_date_key", "json_date_format", "compress",
-                "header_tag", "header", "retry_limit"):
+    for key in (
+        "port",
+        "uri",
+        "format",
+        "json_date_key",
+        "json_date_format",
+        "compress",
+        "header_tag",
+        "header",
+        "retry_limit",
+    ):
         assert http[key] == standalone[key], key
     # The Helm chart's Service for release "logguardian" in "observability".
     assert http["host"] == "logguardian.observability.svc.cluster.local"
@@ -405,24 +431,38 @@ async def test_fluentbit_kubernetes_daemonset_ships_to_es_and_the_node_sidecar(
     env = by_kind["DaemonSet"]["spec"]["template"]["spec"]["containers"][0]["env"]
     token_ref = next(e for e in env if e["name"] == "LOGGUARDIAN_TOKEN")
     assert token_ref["valueFrom"]["secretKeyRef"]["key"] == chart_values["secretKeys"]["authToken"]
-    mounted = {m["mountPath"] for m in
-               by_kind["DaemonSet"]["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
+    mounted = {
+        m["mountPath"]
+        for m in by_kind["DaemonSet"]["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+    }
     assert "/var/log" in mounted and "/var/fluent-bit/state" in mounted
 
     # What the kubernetes filter emits: the sidecar finds the service in the labels.
-    record = {"log": "GET /healthz 200", "stream": "stdout",
-              "kubernetes": {"pod_name": "cart-7d9f-abcde", "namespace_name": "shop",
-                             "container_name": "cart-server", "labels": {"app": "cart"}}}
-    uri, body, headers = fluentbit_http_request(http, [record], "kube.var.log.containers.x",
-                                                {"LOGGUARDIAN_TOKEN": TOKEN})
-    async with (aiohttp.ClientSession(base_url(shipped_sidecar)) as client,
-                client.post(uri, data=body, headers=headers) as resp):
+    record = {
+        "log": "GET /healthz 200",
+        "stream": "stdout",
+        "kubernetes": {
+            "pod_name": "cart-7d9f-abcde",
+            "namespace_name": "shop",
+            "container_name": "cart-server",
+            "labels": {"app": "cart"},
+        },
+    }
+    uri, body, headers = fluentbit_http_request(
+        http, [record], "kube.var.log.containers.x", {"LOGGUARDIAN_TOKEN": TOKEN}
+    )
+    async with (
+        aiohttp.ClientSession(base_url(shipped_sidecar)) as client,
+        client.post(uri, data=body, headers=headers) as resp,
+    ):
         assert resp.status == 200, await resp.text()
-    await wait_for(lambda: metric(shipped_sidecar, "logguardian_records_total",
-                                  service="cart") == 1)
+    await wait_for(
+        lambda: metric(shipped_sidecar, "logguardian_records_total", service="cart") == 1
+    )
 
 
 # -- Logstash -----------------------------------------------------------------------------
+
 
 def test_logstash_pipelines_parse() -> None:
     for path in sorted(LOGSTASH.glob("*.conf")):
@@ -450,13 +490,16 @@ async def test_logstash_json_batch_output_is_accepted(shipped_sidecar: Sidecar) 
     if out.get("http_compression") == "true":
         body = gzip.compress(body)
         headers["Content-Encoding"] = "gzip"
-    async with (aiohttp.ClientSession() as client,
-                client.post(expand_env(out["url"], env), data=body, headers=headers) as resp):
+    async with (
+        aiohttp.ClientSession() as client,
+        client.post(expand_env(out["url"], env), data=body, headers=headers) as resp,
+    ):
         assert resp.status == 200, await resp.text()
         reply = await resp.json()
     assert reply["accepted"] == 30 and reply["rejected"] == 0
-    await wait_for(lambda: metric(shipped_sidecar, "logguardian_records_total",
-                                  service="auth") == 30)
+    await wait_for(
+        lambda: metric(shipped_sidecar, "logguardian_records_total", service="auth") == 30
+    )
 
 
 async def test_logstash_http_filter_enriches_from_score(shipped_sidecar: Sidecar) -> None:
@@ -470,13 +513,16 @@ async def test_logstash_http_filter_enriches_from_score(shipped_sidecar: Sidecar
 
     event = logstash_event("connection to db-7 timed out after 3000 ms", "orders")
     # The mutate steps before the filter: service and level into @metadata.
-    event["@metadata"] = {"logguardian": {"service": event["service"]["name"],
-                                          "level": event["log"]["level"]}}
+    event["@metadata"] = {
+        "logguardian": {"service": event["service"]["name"], "level": event["log"]["level"]}
+    }
     body = {key: sprintf(value, event) for key, value in flt["body"].items()}
     assert not any("%{" in v for v in body.values()), body
     headers = {k: expand_env(v, env) for k, v in flt["headers"].items()}
-    async with (aiohttp.ClientSession() as client,
-                client.post(url, json=body, headers=headers) as resp):
+    async with (
+        aiohttp.ClientSession() as client,
+        client.post(url, json=body, headers=headers) as resp,
+    ):
         assert resp.status == 200, await resp.text()
         answer = await resp.json()
     assert isinstance(answer, dict), "one event in, one object out"
@@ -503,13 +549,13 @@ async def test_logstash_tcp_json_lines_output_is_received(shipped_sidecar: Sidec
     writer.write(b"".join(orjson.dumps(e) + b"\n" for e in events))
     await writer.drain()
     writer.close()
-    await wait_for(lambda: metric(shipped_sidecar, "logguardian_records_total",
-                                  service="batch") == 12)
+    await wait_for(
+        lambda: metric(shipped_sidecar, "logguardian_records_total", service="batch") == 12
+    )
 
 
 def test_no_credentials_are_hardcoded() -> None:
-    for path in [*FLUENTBIT.rglob("*.conf"), *FLUENTBIT.rglob("*.yaml"),
-                 *LOGSTASH.glob("*.conf")]:
+    for path in [*FLUENTBIT.rglob("*.conf"), *FLUENTBIT.rglob("*.yaml"), *LOGSTASH.glob("*.conf")]:
         text = path.read_text()
         for match in re.finditer(r"(?i)\b(bearer|api_key|passwd|password)\b[\s:=>\"']+(\S+)", text):
             value = match.group(2).strip("\"'")

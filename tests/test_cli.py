@@ -8,7 +8,9 @@ from logguardian.commands.bench import available
 def test_every_subcommand_has_its_module() -> None:
     """DESIGN §5: serve, demo, mine, train, score, eval, bench all dispatch somewhere."""
     out = subprocess.run(
-        [sys.executable, "-m", "logguardian.cli", "--help"], capture_output=True, text=True,
+        [sys.executable, "-m", "logguardian.cli", "--help"],
+        capture_output=True,
+        text=True,
         check=True,
     ).stdout
     for name in ("serve", "demo", "mine", "train", "score", "eval", "bench"):

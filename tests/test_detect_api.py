@@ -81,7 +81,8 @@ async def test_score_api_shapes(sidecar: Sidecar) -> None:
             assert resp.status == 200
             assert (await resp.json())["template_id"] == one["template_id"]
         async with http.post(
-            f"{base}/api/v1/score", data=b"not gzip",
+            f"{base}/api/v1/score",
+            data=b"not gzip",
             headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
         ) as resp:
             assert resp.status == 400

@@ -40,11 +40,18 @@ async def wait_delivered(exporter: ElasticsearchExporter, timeout: float = 60.0)
 
 def annotation(i: int, **attributes: Any) -> Annotation:
     return Annotation(
-        id=f"ann-{i}", ts=1_795_000_000.0 + i, service="checkout",
-        message=f"ERROR payment {i} declined", level="error", score=0.91,
+        id=f"ann-{i}",
+        ts=1_795_000_000.0 + i,
+        service="checkout",
+        message=f"ERROR payment {i} declined",
+        level="error",
+        score=0.91,
         reasons=[Reason("novelty", 0.91, "template first seen in checkout", "high", 0.8)],
-        template_id="t7", template_text="ERROR payment <NUM> declined", session="blk_1",
-        incident_id="inc-1", attributes=attributes,
+        template_id="t7",
+        template_text="ERROR payment <NUM> declined",
+        session="blk_1",
+        incident_id="inc-1",
+        attributes=attributes,
     )
 
 
@@ -60,8 +67,9 @@ async def test_sidecar_annotations_land_in_es_as_ecs_documents(
     stream = stream_name()
     settings = make_settings(
         detectors={"warmup_records": 50},
-        exporters={"elasticsearch": {"url": elasticsearch.url, "data_stream": stream,
-                                     "flush_seconds": 0.2}},
+        exporters={
+            "elasticsearch": {"url": elasticsearch.url, "data_stream": stream, "flush_seconds": 0.2}
+        },
     )
     sidecar = Sidecar(settings)
     await sidecar.start()
@@ -95,20 +103,27 @@ async def test_sidecar_annotations_land_in_es_as_ecs_documents(
 
     # ECS types come from our template (priority above the built-in logs-*-*).
     template = elasticsearch.request(
-        "GET", f"/_index_template/logguardian-{stream.rsplit('-', 1)[0]}")
+        "GET", f"/_index_template/logguardian-{stream.rsplit('-', 1)[0]}"
+    )
     body = template["index_templates"][0]["index_template"]
-    assert body["priority"] > 500 and body["index_patterns"] == [
-        "logs-logguardian.anomalies-*"]
-    mapping = elasticsearch.request("GET", f"/{stream}/_mapping/field/service.name,"
-                                    "logguardian.score,logguardian.template.id")
+    assert body["priority"] > 500 and body["index_patterns"] == ["logs-logguardian.anomalies-*"]
+    mapping = elasticsearch.request(
+        "GET", f"/{stream}/_mapping/field/service.name,logguardian.score,logguardian.template.id"
+    )
     fields = next(iter(mapping.values()))["mappings"]
     assert fields["service.name"]["mapping"]["name"]["type"] == "keyword"
     assert fields["logguardian.score"]["mapping"]["score"]["type"] == "float"
     assert fields["logguardian.template.id"]["mapping"]["id"]["type"] == "keyword"
     # Queryable the way a Kibana/Grafana user would filter.
-    query = {"bool": {"filter": [{"term": {"service.name": "checkout"}},
-                                 {"term": {"event.kind": "signal"}},
-                                 {"range": {"logguardian.score": {"gte": 0.7}}}]}}
+    query = {
+        "bool": {
+            "filter": [
+                {"term": {"service.name": "checkout"}},
+                {"term": {"event.kind": "signal"}},
+                {"range": {"logguardian.score": {"gte": 0.7}}},
+            ]
+        }
+    }
     assert elasticsearch.count(stream, query) == len(found)
 
 
@@ -136,15 +151,21 @@ async def test_mapping_clash_keeps_the_finding_without_the_clashing_fields(
     stream = stream_name()
     metrics = Metrics()
     exporter = ElasticsearchExporter(
-        EsSettings(url=elasticsearch.url, data_stream=stream, flush_seconds=0.1),
-        tmp_path, metrics)
+        EsSettings(url=elasticsearch.url, data_stream=stream, flush_seconds=0.1), tmp_path, metrics
+    )
     await exporter.start()
     try:
         exporter.export(batch_of([annotation(1, kubernetes={"pod_name": "a-0"})]))
         await wait_delivered(exporter)
         # Same field as an object now: ES answers 400 for this item only.
-        exporter.export(batch_of([annotation(2, kubernetes={"pod_name": {"x": 1}}),
-                                  annotation(3, kubernetes={"pod_name": "b-0"})]))
+        exporter.export(
+            batch_of(
+                [
+                    annotation(2, kubernetes={"pod_name": {"x": 1}}),
+                    annotation(3, kubernetes={"pod_name": "b-0"}),
+                ]
+            )
+        )
         await wait_delivered(exporter)
     finally:
         await exporter.stop()
@@ -163,9 +184,15 @@ async def test_enriched_mode_writes_every_record_with_its_findings(
     enriched = f"logs-logguardian.enriched-t{namespace}"
     settings = make_settings(
         detectors={"warmup_records": 50},
-        exporters={"elasticsearch": {
-            "url": elasticsearch.url, "data_stream": f"logs-logguardian.anomalies-t{namespace}",
-            "enriched": True, "enriched_data_stream": enriched, "flush_seconds": 0.2}},
+        exporters={
+            "elasticsearch": {
+                "url": elasticsearch.url,
+                "data_stream": f"logs-logguardian.anomalies-t{namespace}",
+                "enriched": True,
+                "enriched_data_stream": enriched,
+                "flush_seconds": 0.2,
+            }
+        },
     )
     sidecar = Sidecar(settings)
     await sidecar.start()
@@ -180,7 +207,8 @@ async def test_enriched_mode_writes_every_record_with_its_findings(
         await sidecar.stop()
     assert elasticsearch.count(enriched) == 310, "every record, once"
     flagged = elasticsearch.count(
-        enriched, {"range": {"logguardian.score": {"gte": settings.detectors.threshold}}})
+        enriched, {"range": {"logguardian.score": {"gte": settings.detectors.threshold}}}
+    )
     assert flagged == len(found) > 0, "the same records the sidecar annotated"
     doc = elasticsearch.search(enriched, {"match": {"message": "GET"}}, size=1)[0]["_source"]
     assert doc["event"]["kind"] == "event" and doc["service"]["name"] == "catalog"

@@ -44,8 +44,7 @@ def sidecar_settings(make_settings: Callable[..., Settings], url: str, stream: s
 async def drained(exporter: ElasticsearchExporter, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while exporter.pending:
-        assert time.monotonic() < deadline, (
-            f"{exporter.pending} still waiting: {exporter.status()}")
+        assert time.monotonic() < deadline, f"{exporter.pending} still waiting: {exporter.status()}"
         await asyncio.sleep(0.2)
 
 
@@ -72,8 +71,9 @@ async def test_es_down_60s_mid_replay_every_annotation_lands_exactly_once(
             async def replay_step() -> None:
                 nonlocal line, sent
                 for service in SERVICES:
-                    await post_logs(http, port, normal_records(service, 20)
-                                    + novel_records(service, line, 2))
+                    await post_logs(
+                        http, port, normal_records(service, 20) + novel_records(service, line, 2)
+                    )
                     sent += 22
                 line += 2
 
@@ -116,9 +116,14 @@ async def test_es_down_60s_mid_replay_every_annotation_lands_exactly_once(
 
 def annotation(i: int) -> Annotation:
     return Annotation(
-        id=f"spooled-{i:04d}", ts=1_795_000_000.0 + i, service="checkout",
-        message=f"ERROR payment {i} declined", level="error", score=0.9,
-        reasons=[Reason("novelty", 0.9, "new template", "high")], template_id="t1",
+        id=f"spooled-{i:04d}",
+        ts=1_795_000_000.0 + i,
+        service="checkout",
+        message=f"ERROR payment {i} declined",
+        level="error",
+        score=0.9,
+        reasons=[Reason("novelty", 0.9, "new template", "high")],
+        template_id="t1",
         template_text="ERROR payment <NUM> declined",
     )
 
@@ -130,7 +135,9 @@ async def test_spool_survives_a_restart_and_drains_in_order(
     dead_url = f"http://127.0.0.1:{_free_port()}"  # nothing listens: ES "down"
     first = ElasticsearchExporter(
         EsSettings(url=dead_url, data_stream=stream, flush_seconds=0.1, batch_docs=100),
-        tmp_path, Metrics())
+        tmp_path,
+        Metrics(),
+    )
     await first.start()
     for chunk in range(5):
         batch = Batch(records=[], now=time.time())
@@ -144,8 +151,10 @@ async def test_spool_survives_a_restart_and_drains_in_order(
 
     metrics = Metrics()
     second = ElasticsearchExporter(
-        EsSettings(url=elasticsearch.url, data_stream=stream, flush_seconds=0.1,
-                   batch_docs=100), tmp_path, metrics)
+        EsSettings(url=elasticsearch.url, data_stream=stream, flush_seconds=0.1, batch_docs=100),
+        tmp_path,
+        metrics,
+    )
     assert second.pending == 500
     await second.start()
     await drained(second, 60)
@@ -154,16 +163,28 @@ async def test_spool_survives_a_restart_and_drains_in_order(
     hits = elasticsearch.search(stream, size=1000)
     assert len(hits) == 500
     # One shard: _seq_no is the order ES indexed them — the order they were found.
-    ordered = [h["_id"] for h in sorted(
-        elasticsearch.request("POST", f"/{stream}/_search", {
-            "size": 1000, "seq_no_primary_term": True, "query": {"match_all": {}},
-        })["hits"]["hits"], key=lambda h: h["_seq_no"])]
+    ordered = [
+        h["_id"]
+        for h in sorted(
+            elasticsearch.request(
+                "POST",
+                f"/{stream}/_search",
+                {
+                    "size": 1000,
+                    "seq_no_primary_term": True,
+                    "query": {"match_all": {}},
+                },
+            )["hits"]["hits"],
+            key=lambda h: h["_seq_no"],
+        )
+    ]
     assert ordered == [f"spooled-{i:04d}" for i in range(500)]
     assert metrics.exporter_sent.labels("elasticsearch")._value.get() == 500
 
 
 async def test_frozen_es_never_blocks_ingest(
-    elasticsearch: ElasticsearchNode, make_settings: Callable[..., Settings],
+    elasticsearch: ElasticsearchNode,
+    make_settings: Callable[..., Settings],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Give up on a silent node after 3 s instead of 30, to keep the test short.
@@ -182,8 +203,11 @@ async def test_frozen_es_never_blocks_ingest(
             worst = 0.0
             for step in range(15):
                 started = time.monotonic()
-                await post_logs(http, port, normal_records("checkout", 500)
-                                + novel_records("checkout", 1 + step * 5, 5))
+                await post_logs(
+                    http,
+                    port,
+                    normal_records("checkout", 500) + novel_records("checkout", 1 + step * 5, 5),
+                )
                 worst = max(worst, time.monotonic() - started)
                 sent += 505
                 await asyncio.sleep(0.5)
@@ -204,9 +228,11 @@ async def test_frozen_es_never_blocks_ingest(
             # …and an operator sees it where they look: /metrics and /readyz.
             async with http.get(f"http://127.0.0.1:{port}/metrics") as resp:
                 exposition = await resp.text()
-            samples = {(s.name, s.labels.get("exporter")): s.value
-                       for family in text_string_to_metric_families(exposition)
-                       for s in family.samples}
+            samples = {
+                (s.name, s.labels.get("exporter")): s.value
+                for family in text_string_to_metric_families(exposition)
+                for s in family.samples
+            }
             assert samples[("logguardian_exporter_spool_bytes", "elasticsearch")] > 0
             assert samples[("logguardian_exporter_pending", "elasticsearch")] > 0
             assert samples[("logguardian_exporter_errors_total", "elasticsearch")] >= 1
@@ -234,8 +260,8 @@ async def test_read_only_index_429_is_retried_not_dead_lettered(
     stream = stream_name()
     metrics = Metrics()
     exporter = ElasticsearchExporter(
-        EsSettings(url=elasticsearch.url, data_stream=stream, flush_seconds=0.1),
-        tmp_path, metrics)
+        EsSettings(url=elasticsearch.url, data_stream=stream, flush_seconds=0.1), tmp_path, metrics
+    )
     await exporter.start()
     try:
         first = Batch(records=[], now=time.time())
@@ -252,8 +278,9 @@ async def test_read_only_index_429_is_retried_not_dead_lettered(
             assert time.monotonic() < deadline, exporter.status()
             await asyncio.sleep(0.1)
         assert "refused for now" in (exporter.last_error or "")
-        elasticsearch.request("PUT", f"/{stream}/_settings",
-                              {"index.blocks.read_only_allow_delete": None})
+        elasticsearch.request(
+            "PUT", f"/{stream}/_settings", {"index.blocks.read_only_allow_delete": None}
+        )
         await drained(exporter, 60)
     finally:
         await exporter.stop()

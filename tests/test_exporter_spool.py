@@ -23,7 +23,7 @@ def drain(spool: Spool, chunk: int = 7) -> list[bytes]:
 def test_fifo_across_segments_and_restarts(tmp_path: Path) -> None:
     spool = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=200)
     items = [b'{"n":%d,"pad":"%s"}' % (i, b"x" * (i % 13)) for i in range(100)]
-    assert sum(spool.append(items[i:i + 5]) for i in range(0, 60, 5)) == 60
+    assert sum(spool.append(items[i : i + 5]) for i in range(0, 60, 5)) == 60
     assert len(list(tmp_path.glob("*.seg"))) > 3, "small segments: several files"
     first, cursor = spool.peek(25)
     spool.commit(cursor)

@@ -36,10 +36,14 @@ def kvs(d: dict[str, object]) -> list[KeyValue]:
 
 
 def request(resource: dict[str, object], *records: LogRecord) -> ExportLogsServiceRequest:
-    return ExportLogsServiceRequest(resource_logs=[ResourceLogs(
-        resource=Resource(attributes=kvs(resource)),
-        scope_logs=[ScopeLogs(log_records=list(records))],
-    )])
+    return ExportLogsServiceRequest(
+        resource_logs=[
+            ResourceLogs(
+                resource=Resource(attributes=kvs(resource)),
+                scope_logs=[ScopeLogs(log_records=list(records))],
+            )
+        ]
+    )
 
 
 def one(resource: dict[str, object], record: LogRecord):
@@ -55,10 +59,13 @@ def test_resource_service_name_severity_and_timestamp() -> None:
     rec = one(
         {"service.name": "checkout", "k8s.namespace.name": "shop", "host.name": "node-1"},
         LogRecord(
-            time_unix_nano=1_700_000_123_500_000_000, severity_text="WARNING",
-            severity_number=9, body=value("payment retry 3"),
+            time_unix_nano=1_700_000_123_500_000_000,
+            severity_text="WARNING",
+            severity_number=9,
+            body=value("payment retry 3"),
             attributes=kvs({"http.method": "POST"}),
-            trace_id=bytes(range(16)), span_id=bytes(range(8)),
+            trace_id=bytes(range(16)),
+            span_id=bytes(range(8)),
         ),
     )
     assert rec.message == "payment retry 3"
@@ -74,8 +81,16 @@ def test_resource_service_name_severity_and_timestamp() -> None:
 
 @pytest.mark.parametrize(
     ("number", "level"),
-    [(1, "trace"), (5, "debug"), (9, "info"), (13, "warn"), (16, "warn"), (17, "error"),
-     (21, "fatal"), (24, "fatal")],
+    [
+        (1, "trace"),
+        (5, "debug"),
+        (9, "info"),
+        (13, "warn"),
+        (16, "warn"),
+        (17, "error"),
+        (21, "fatal"),
+        (24, "fatal"),
+    ],
 )
 def test_severity_number_ranges(number: int, level: str) -> None:
     rec = one({"service.name": "a"}, LogRecord(severity_number=number, body=value("x")))
@@ -114,8 +129,11 @@ def test_fluent_bit_kvlist_body_is_the_record_map() -> None:
 
 def test_kubernetes_workload_is_the_service_when_no_service_name() -> None:
     rec = one(
-        {"service.name": "unknown_service:java", "k8s.deployment.name": "billing",
-         "k8s.container.name": "main"},
+        {
+            "service.name": "unknown_service:java",
+            "k8s.deployment.name": "billing",
+            "k8s.container.name": "main",
+        },
         LogRecord(body=value("x")),
     )
     assert rec.service == "billing"
@@ -123,8 +141,10 @@ def test_kubernetes_workload_is_the_service_when_no_service_name() -> None:
 
 
 def test_log_attribute_service_beats_resource() -> None:
-    rec = one({"service.name": "gateway"},
-              LogRecord(body=value("x"), attributes=kvs({"service.name": "auth"})))
+    rec = one(
+        {"service.name": "gateway"},
+        LogRecord(body=value("x"), attributes=kvs({"service.name": "auth"})),
+    )
     assert rec.service == "auth"
 
 
@@ -161,7 +181,8 @@ def test_bad_records_rejected_with_index_and_reason_rest_kept() -> None:
 
 def test_any_value_nested() -> None:
     assert any_value(value({"a": [1, {"b": b"x"}], "c": None.__class__.__name__})) == {
-        "a": [1, {"b": b"x"}], "c": "NoneType",
+        "a": [1, {"b": b"x"}],
+        "c": "NoneType",
     }
     assert any_value(AnyValue()) is None
 
@@ -169,10 +190,16 @@ def test_any_value_nested() -> None:
 def test_ingest_record_fields_and_fallbacks() -> None:
     mapper = IngestMapper(DEFAULT_SERVICE_FIELDS)
     items = [
-        ingest_pb2.LogRecord(message="explicit", service="svc", level="WARNING", time=1.5e9,
-                             attributes={"pod": "p-1"}),
-        ingest_pb2.LogRecord(message="from attributes",
-                             attributes={"service.name": "orders", "level": "err"}),
+        ingest_pb2.LogRecord(
+            message="explicit",
+            service="svc",
+            level="WARNING",
+            time=1.5e9,
+            attributes={"pod": "p-1"},
+        ),
+        ingest_pb2.LogRecord(
+            message="from attributes", attributes={"service.name": "orders", "level": "err"}
+        ),
         ingest_pb2.LogRecord(message=""),
         ingest_pb2.LogRecord(message="FATAL out of memory"),
     ]
@@ -181,6 +208,11 @@ def test_ingest_record_fields_and_fallbacks() -> None:
     assert (errors[0].index, errors[0].message) == (2, "empty message")
     a, b, c = records
     assert (a.service, a.level, a.ts, a.attributes, a.source) == (
-        "svc", "warn", 1.5e9, {"pod": "p-1"}, "grpc")
+        "svc",
+        "warn",
+        1.5e9,
+        {"pod": "p-1"},
+        "grpc",
+    )
     assert (b.service, b.level, b.ts) == ("orders", "error", NOW)
     assert (c.service, c.level) == ("unknown", "fatal")

@@ -104,10 +104,14 @@ async def fill_queue(sidecar: Sidecar, stub: ingest_pb2_grpc.IngestStub) -> int:
 
 
 def push_request(n: int, service: str, start: int = 0) -> ingest_pb2.PushRequest:
-    return ingest_pb2.PushRequest(records=[
-        ingest_pb2.LogRecord(message=f"request {start + i} served in {i % 7} ms", service=service)
-        for i in range(n)
-    ])
+    return ingest_pb2.PushRequest(
+        records=[
+            ingest_pb2.LogRecord(
+                message=f"request {start + i} served in {i % 7} ms", service=service
+            )
+            for i in range(n)
+        ]
+    )
 
 
 def retry_delay(error: grpc.aio.AioRpcError) -> float:
@@ -130,12 +134,15 @@ def trailer(error: grpc.aio.AioRpcError, key: str) -> str | bytes | None:
 
 def otel_emit(endpoint: str, service: str, messages: list[str], **exporter: Any) -> None:
     """What an instrumented app does: the OTel SDK's logger → batch processor → OTLP/gRPC."""
-    provider = LoggerProvider(resource=SdkResource.create({"service.name": service}),
-                              shutdown_on_exit=False)
-    provider.add_log_record_processor(BatchLogRecordProcessor(
-        OTLPLogExporter(endpoint=endpoint, insecure=True, **exporter),
-        max_export_batch_size=100,
-    ))
+    provider = LoggerProvider(
+        resource=SdkResource.create({"service.name": service}), shutdown_on_exit=False
+    )
+    provider.add_log_record_processor(
+        BatchLogRecordProcessor(
+            OTLPLogExporter(endpoint=endpoint, insecure=True, **exporter),
+            max_export_batch_size=100,
+        )
+    )
     logger = provider.get_logger("test")
     for message in messages:
         logger.emit(body=message, severity_number=SeverityNumber.ERROR, severity_text="ERROR")
@@ -146,15 +153,21 @@ def otel_emit(endpoint: str, service: str, messages: list[str], **exporter: Any)
 async def test_otlp_export_from_the_otel_sdk_counted_per_service(start: Start) -> None:
     sidecar = await start()
     await asyncio.gather(
-        asyncio.to_thread(otel_emit, target(sidecar), "checkout",
-                          [f"payment {i} declined" for i in range(250)]),
-        asyncio.to_thread(otel_emit, target(sidecar), "search",
-                          [f"query {i} took 3 ms" for i in range(40)],
-                          compression=grpc.Compression.Gzip),
+        asyncio.to_thread(
+            otel_emit, target(sidecar), "checkout", [f"payment {i} declined" for i in range(250)]
+        ),
+        asyncio.to_thread(
+            otel_emit,
+            target(sidecar),
+            "search",
+            [f"query {i} took 3 ms" for i in range(40)],
+            compression=grpc.Compression.Gzip,
+        ),
     )
     assert sample(sidecar, "logguardian_received_total", receiver="otlp") == 290
-    await until(lambda: processed(sidecar, "checkout") == 250
-                and processed(sidecar, "search") == 40)
+    await until(
+        lambda: processed(sidecar, "checkout") == 250 and processed(sidecar, "search") == 40
+    )
 
 
 def kv(key: str, value: AnyValue) -> KeyValue:
@@ -167,21 +180,45 @@ def text(s: str) -> AnyValue:
 
 async def test_otlp_partial_success_keeps_the_good_records(start: Start) -> None:
     sidecar = await start()
-    fluent_bit_body = AnyValue(kvlist_value=KeyValueList(values=[
-        kv("log", text("GET /cart 200")),
-        kv("kubernetes", AnyValue(kvlist_value=KeyValueList(values=[
-            kv("container_name", text("cart")),
-        ]))),
-    ]))
-    request = logs_service_pb2.ExportLogsServiceRequest(resource_logs=[ResourceLogs(
-        resource=Resource(attributes=[kv("service.name", text("web"))]),
-        scope_logs=[ScopeLogs(log_records=[
-            LogRecord(body=text("page rendered")),
-            LogRecord(),  # no body
-            LogRecord(body=text("page cached")),
-            LogRecord(body=AnyValue(kvlist_value=KeyValueList(values=[kv("x", text("1"))]))),
-        ])],
-    ), ResourceLogs(scope_logs=[ScopeLogs(log_records=[LogRecord(body=fluent_bit_body)])])])
+    fluent_bit_body = AnyValue(
+        kvlist_value=KeyValueList(
+            values=[
+                kv("log", text("GET /cart 200")),
+                kv(
+                    "kubernetes",
+                    AnyValue(
+                        kvlist_value=KeyValueList(
+                            values=[
+                                kv("container_name", text("cart")),
+                            ]
+                        )
+                    ),
+                ),
+            ]
+        )
+    )
+    request = logs_service_pb2.ExportLogsServiceRequest(
+        resource_logs=[
+            ResourceLogs(
+                resource=Resource(attributes=[kv("service.name", text("web"))]),
+                scope_logs=[
+                    ScopeLogs(
+                        log_records=[
+                            LogRecord(body=text("page rendered")),
+                            LogRecord(),  # no body
+                            LogRecord(body=text("page cached")),
+                            LogRecord(
+                                body=AnyValue(
+                                    kvlist_value=KeyValueList(values=[kv("x", text("1"))])
+                                )
+                            ),
+                        ]
+                    )
+                ],
+            ),
+            ResourceLogs(scope_logs=[ScopeLogs(log_records=[LogRecord(body=fluent_bit_body)])]),
+        ]
+    )
     async with grpc.aio.insecure_channel(target(sidecar)) as channel:
         response = await logs_service_pb2_grpc.LogsServiceStub(channel).Export(request)
     assert response.partial_success.rejected_log_records == 2
@@ -202,20 +239,24 @@ async def test_otel_sdk_honours_retry_info_and_nothing_is_lost(start: Start) -> 
     then 2 s (±20%). Queue blocked for 1.25 s, export deadline 2.3 s: only a client
     that read our 0.35 s RetryInfo is still trying when room comes back."""
     sidecar = await start({"retry_after_seconds": 0.35}, pipeline={"queue_records": 200})
-    provider = LoggerProvider(resource=SdkResource.create({"service.name": "late"}),
-                              shutdown_on_exit=False)
-    provider.add_log_record_processor(BatchLogRecordProcessor(
-        OTLPLogExporter(endpoint=target(sidecar), insecure=True, timeout=2.3),
-        schedule_delay_millis=60_000,
-    ))
+    provider = LoggerProvider(
+        resource=SdkResource.create({"service.name": "late"}), shutdown_on_exit=False
+    )
+    provider.add_log_record_processor(
+        BatchLogRecordProcessor(
+            OTLPLogExporter(endpoint=target(sidecar), insecure=True, timeout=2.3),
+            schedule_delay_millis=60_000,
+        )
+    )
     async with grpc.aio.insecure_channel(target(sidecar)) as channel:
         with worker_blocked(sidecar) as release:
             filler = await fill_queue(sidecar, ingest_pb2_grpc.IngestStub(channel))
             for i in range(30):
                 provider.get_logger("t").emit(body=f"late record {i}")
             flush = asyncio.create_task(asyncio.to_thread(provider.force_flush, 20_000))
-            await until(lambda: sample(sidecar, "logguardian_rejected_total",
-                                       reason="queue_full") >= 30)
+            await until(
+                lambda: sample(sidecar, "logguardian_rejected_total", reason="queue_full") >= 30
+            )
             await asyncio.sleep(1.25)
             assert not flush.done()  # still retrying, not given up
             release()
@@ -291,15 +332,17 @@ async def test_push_acked_acknowledges_each_request_once_queued(start: Start) ->
         await call.done_writing()
         assert await call.read() == grpc.aio.EOF
         assert await call.code() == grpc.StatusCode.OK
-    await until(lambda: processed(sidecar, "stream") == 40
-                and processed(sidecar, "filler") == filler)
+    await until(
+        lambda: processed(sidecar, "stream") == 40 and processed(sidecar, "filler") == filler
+    )
 
 
 async def test_push_stream_resumes_after_a_full_queue_without_loss_or_duplicates(
     start: Start,
 ) -> None:
-    sidecar = await start({"stream_wait_seconds": 0.3, "retry_after_seconds": 0.2},
-                          pipeline={"queue_records": 100})
+    sidecar = await start(
+        {"stream_wait_seconds": 0.3, "retry_after_seconds": 0.2}, pipeline={"queue_records": 100}
+    )
     requests = [push_request(40, "batchjob", start=i * 40) for i in range(4)]
 
     async def send(batch: list[ingest_pb2.PushRequest]) -> AsyncIterator[ingest_pb2.PushRequest]:
@@ -335,8 +378,10 @@ async def test_push_stream_resumes_after_a_full_queue_without_loss_or_duplicates
 
 async def test_score_answers_per_record_in_order(start: Start) -> None:
     sidecar = await start()
-    records = [ingest_pb2.LogRecord(message=f"user {i} logged in from 10.0.0.{i}", service="auth")
-               for i in range(5)]
+    records = [
+        ingest_pb2.LogRecord(message=f"user {i} logged in from 10.0.0.{i}", service="auth")
+        for i in range(5)
+    ]
     async with grpc.aio.insecure_channel(target(sidecar)) as channel:
         stub = ingest_pb2_grpc.IngestStub(channel)
         response = await stub.Score(ingest_pb2.ScoreRequest(records=records))
@@ -362,9 +407,9 @@ async def test_score_answers_per_record_in_order(start: Start) -> None:
 
 async def test_message_over_the_size_limit_is_refused(start: Start) -> None:
     sidecar = await start({"max_message_bytes": 64 * 1024})
-    big = ingest_pb2.PushRequest(records=[
-        ingest_pb2.LogRecord(message="x" * 1000, service="big") for _ in range(100)
-    ])
+    big = ingest_pb2.PushRequest(
+        records=[ingest_pb2.LogRecord(message="x" * 1000, service="big") for _ in range(100)]
+    )
     async with grpc.aio.insecure_channel(target(sidecar)) as channel:
         stub = ingest_pb2_grpc.IngestStub(channel)
         with pytest.raises(grpc.aio.AioRpcError) as refused:
@@ -381,9 +426,11 @@ async def test_token_auth_on_every_rpc_but_health(start: Start) -> None:
     async with grpc.aio.insecure_channel(target(sidecar)) as channel:
         ingest = ingest_pb2_grpc.IngestStub(channel)
         otlp = logs_service_pb2_grpc.LogsServiceStub(channel)
-        otlp_request = logs_service_pb2.ExportLogsServiceRequest(resource_logs=[ResourceLogs(
-            scope_logs=[ScopeLogs(log_records=[LogRecord(body=text("hello"))])]
-        )])
+        otlp_request = logs_service_pb2.ExportLogsServiceRequest(
+            resource_logs=[
+                ResourceLogs(scope_logs=[ScopeLogs(log_records=[LogRecord(body=text("hello"))])])
+            ]
+        )
         for metadata in [(), (("authorization", "Bearer wrong"),), (("authorization", "s3cret"),)]:
             with pytest.raises(grpc.aio.AioRpcError) as denied:
                 await ingest.Push(push_request(3, "api"), metadata=metadata)
@@ -409,10 +456,26 @@ async def test_token_auth_on_every_rpc_but_health(start: Start) -> None:
 def self_signed(directory: Path, name: str = "localhost") -> tuple[Path, Path]:
     cert, key = directory / f"{name}.pem", directory / f"{name}.key"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name},IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            f"/CN={name}",
+            "-addext",
+            f"subjectAltName=DNS:{name},IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
     )
     return cert, key
 
@@ -427,8 +490,10 @@ async def test_tls(start: Start, tmp_path: Path) -> None:
     async with grpc.aio.insecure_channel(target(sidecar)) as channel:
         with pytest.raises(grpc.aio.AioRpcError) as plaintext:
             await ingest_pb2_grpc.IngestStub(channel).Push(push_request(4, "tls"), timeout=3)
-    assert plaintext.value.code() in (grpc.StatusCode.UNAVAILABLE,
-                                      grpc.StatusCode.DEADLINE_EXCEEDED)
+    assert plaintext.value.code() in (
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+    )
     assert sample(sidecar, "logguardian_received_total", receiver="grpc") == 4
 
 
@@ -438,17 +503,29 @@ async def test_mutual_tls_requires_a_trusted_client_certificate(
     cert, key = self_signed(tmp_path)
     client_cert, client_key = self_signed(tmp_path, "shipper")
     stranger_cert, stranger_key = self_signed(tmp_path, "stranger")
-    sidecar = await start({"tls_cert_file": str(cert), "tls_key_file": str(key),
-                           "tls_client_ca_file": str(client_cert)})
+    sidecar = await start(
+        {
+            "tls_cert_file": str(cert),
+            "tls_key_file": str(key),
+            "tls_client_ca_file": str(client_cert),
+        }
+    )
 
     async def push(*identity: Path) -> int:
         credentials = grpc.ssl_channel_credentials(
             root_certificates=cert.read_bytes(),
-            **({"private_key": identity[1].read_bytes(),
-                "certificate_chain": identity[0].read_bytes()} if identity else {}),
+            **(
+                {
+                    "private_key": identity[1].read_bytes(),
+                    "certificate_chain": identity[0].read_bytes(),
+                }
+                if identity
+                else {}
+            ),
         )
-        async with grpc.aio.secure_channel(f"localhost:{sidecar.grpc_port}",
-                                           credentials) as channel:
+        async with grpc.aio.secure_channel(
+            f"localhost:{sidecar.grpc_port}", credentials
+        ) as channel:
             stub = ingest_pb2_grpc.IngestStub(channel)
             return (await stub.Push(push_request(2, "mtls"), timeout=5)).accepted
 
@@ -464,8 +541,9 @@ async def test_tls_key_without_cert_is_a_startup_error(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
     _, key = self_signed(tmp_path)
-    sidecar = Sidecar(make_settings(receivers={"grpc": {"port": free_port(),
-                                                        "tls_key_file": str(key)}}))
+    sidecar = Sidecar(
+        make_settings(receivers={"grpc": {"port": free_port(), "tls_key_file": str(key)}})
+    )
     with pytest.raises(ValueError, match=r"tls_cert_file and receivers\.grpc\.tls_key_file"):
         await sidecar.start()
     await sidecar.stop()
@@ -486,8 +564,11 @@ async def test_health_follows_pipeline_readiness(start: Start) -> None:
             return int(reply.status)
 
         await until(lambda: all(ok for ok, _ in (c() for c in sidecar.readiness.values())))
-        for service in ("", "opentelemetry.proto.collector.logs.v1.LogsService",
-                        "logguardian.v1.Ingest"):
+        for service in (
+            "",
+            "opentelemetry.proto.collector.logs.v1.LogsService",
+            "logguardian.v1.Ingest",
+        ):
             assert await check(service) == SERVING
         with pytest.raises(grpc.aio.AioRpcError) as unknown:
             await check("no.such.Service")
@@ -516,8 +597,11 @@ async def test_reflection_lists_and_describes_the_services(start: Start) -> None
             return list(services), [m.name for m in ingest.service[0].method]
 
     services, methods = await asyncio.to_thread(reflect)
-    assert {"opentelemetry.proto.collector.logs.v1.LogsService", "logguardian.v1.Ingest",
-            "grpc.health.v1.Health"} <= set(services)
+    assert {
+        "opentelemetry.proto.collector.logs.v1.LogsService",
+        "logguardian.v1.Ingest",
+        "grpc.health.v1.Health",
+    } <= set(services)
     assert methods == ["Push", "PushStream", "PushAcked", "Score"]
 
 

@@ -49,8 +49,9 @@ def test_scoring_counts_only_exact_groups() -> None:
 
 
 def _replay_events() -> dict[int, tuple[str, str, str]]:
-    spec = importlib.util.spec_from_file_location("hdfs_replay",
-                                                  SHARED / "tools" / "hdfs_replay.py")
+    spec = importlib.util.spec_from_file_location(
+        "hdfs_replay", SHARED / "tools" / "hdfs_replay.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -63,17 +64,35 @@ def test_raw_hdfs_replay_lines_group_exactly_by_event(tmp_path: Path) -> None:
     hdfs = SHARED / "data" / "hdfs"
     out = tmp_path / "hdfs.log"
     with out.open("w") as fh:
-        subprocess.run([sys.executable, str(SHARED / "tools" / "hdfs_replay.py"),
-                        "--normal", str(hdfs / "dev_normal.txt"),
-                        "--abnormal", str(hdfs / "dev_abnormal.txt"),
-                        "--normal-sessions", "400", "--abnormal-sessions", "200",
-                        "--seed", "3"], stdout=fh, check=True, timeout=120)
+        subprocess.run(
+            [
+                sys.executable,
+                str(SHARED / "tools" / "hdfs_replay.py"),
+                "--normal",
+                str(hdfs / "dev_normal.txt"),
+                "--abnormal",
+                str(hdfs / "dev_abnormal.txt"),
+                "--normal-sessions",
+                "400",
+                "--abnormal-sessions",
+                "200",
+                "--seed",
+                "3",
+            ],
+            stdout=fh,
+            check=True,
+            timeout=120,
+        )
     lines = out.read_text().splitlines()
     patterns = []
     for event, (level, component, fmt) in _replay_events().items():
         content = re.sub(r"\\\{\w+\\\}|\{\w+\}", "(.+?)", re.escape(fmt))
-        patterns.append((str(event), re.compile(
-            rf"\d{{6}} \d{{6}} \d+ {level} {re.escape(component)}: {content}$")))
+        patterns.append(
+            (
+                str(event),
+                re.compile(rf"\d{{6}} \d{{6}} \d+ {level} {re.escape(component)}: {content}$"),
+            )
+        )
     truth = [next(e for e, p in patterns if p.match(line)) for line in lines]
     miner = TemplateMiner()
     ids = [miner.resolve(t) for t, _ in miner.add_batch(lines)]

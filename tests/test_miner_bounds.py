@@ -12,7 +12,7 @@ from logguardian.templates.miner import TRUNCATED, TemplateMiner
 
 
 def _batched(items: list[str], n: int) -> list[list[str]]:
-    return [items[i:i + n] for i in range(0, len(items), n)]
+    return [items[i : i + n] for i in range(0, len(items), n)]
 
 
 def _distinct_events(n: int) -> list[str]:

@@ -13,8 +13,9 @@ CLI = [sys.executable, "-m", "logguardian.cli"]
 
 
 def _mine(data: bytes, *args: str) -> list[dict[str, str]]:
-    proc = subprocess.run([*CLI, "mine", *args], input=data, capture_output=True, timeout=120,
-                          check=True)
+    proc = subprocess.run(
+        [*CLI, "mine", *args], input=data, capture_output=True, timeout=120, check=True
+    )
     return [orjson.loads(line) for line in proc.stdout.splitlines()]
 
 
@@ -41,8 +42,7 @@ def test_state_dir_keeps_ids_across_runs(tmp_path: Path) -> None:
     first = _mine(b"user alice logged in\ndisk 91% full\n", "--state", str(state))
     assert (state / "templates.json").is_file()
     second = _mine(b"disk 12% full\nuser alice logged in\n", "--state", str(state))
-    assert [r["template_id"] for r in second] == [first[1]["template_id"],
-                                                 first[0]["template_id"]]
+    assert [r["template_id"] for r in second] == [first[1]["template_id"], first[0]["template_id"]]
     fresh = _mine(b"totally different words here\n", "--state", str(tmp_path / "other"))
     assert fresh[0]["template_id"] not in {r["template_id"] for r in first}
 
@@ -52,19 +52,25 @@ def test_mine_reads_a_file_and_reports_a_missing_one(tmp_path: Path) -> None:
     path.write_bytes(b"a 1\na 2\n")
     proc = subprocess.run([*CLI, "mine", str(path)], capture_output=True, timeout=60, check=True)
     assert len(proc.stdout.splitlines()) == 2
-    missing = subprocess.run([*CLI, "mine", str(tmp_path / "nope.log")], capture_output=True,
-                             timeout=60)
+    missing = subprocess.run(
+        [*CLI, "mine", str(tmp_path / "nope.log")], capture_output=True, timeout=60
+    )
     assert missing.returncode == 2 and b"nope.log" in missing.stderr
 
 
 def test_eval_prints_accuracy_per_dataset() -> None:
     hdfs = SHARED / "data" / "loghub" / "HDFS"
-    proc = subprocess.run([*CLI, "eval", str(hdfs)], capture_output=True, timeout=120,
-                          check=True, text=True)
+    proc = subprocess.run(
+        [*CLI, "eval", str(hdfs)], capture_output=True, timeout=120, check=True, text=True
+    )
     row = next(line for line in proc.stdout.splitlines() if line.startswith("HDFS"))
     name, lines, ga, pa, fga, _ = row.split()
     assert (name, lines) == ("HDFS", "2000")
     assert float(ga) >= 0.95 and 0 <= float(pa) <= 1 and 0 <= float(fga) <= 1
-    bad = subprocess.run([*CLI, "eval", str(SHARED / "data" / "README.md")],
-                         capture_output=True, timeout=60, text=True)
+    bad = subprocess.run(
+        [*CLI, "eval", str(SHARED / "data" / "README.md")],
+        capture_output=True,
+        timeout=60,
+        text=True,
+    )
     assert bad.returncode == 2 and "not a Loghub structured CSV" in bad.stderr

@@ -40,10 +40,14 @@ def test_merged_ids_resolve_to_the_survivor() -> None:
 def test_capitalized_words_and_key_values_stay_literal() -> None:
     """GET/POST and state=Started/Stopped name different events, however many there are."""
     miner = TemplateMiner()
-    methods = {miner.add(f'10.0.0.1 "{m} /v2/servers HTTP/1.1" status: 200')[0]
-               for m in ("GET", "POST", "DELETE", "PUT")}
-    states = {miner.add(f"vm state={s} after 3 ms")[0]
-              for s in ("running", "paused", "stopped", "crashed")}
+    methods = {
+        miner.add(f'10.0.0.1 "{m} /v2/servers HTTP/1.1" status: 200')[0]
+        for m in ("GET", "POST", "DELETE", "PUT")
+    }
+    states = {
+        miner.add(f"vm state={s} after 3 ms")[0]
+        for s in ("running", "paused", "stopped", "crashed")
+    }
     assert len(methods) == 4
     assert len(states) == 4
 
@@ -59,8 +63,13 @@ def test_ids_are_content_derived_and_deterministic() -> None:
 
 def test_snapshot_round_trip_keeps_ids_counts_and_merges(tmp_path: Path) -> None:
     miner = TemplateMiner()
-    lines = ["worker alpha started", "worker beta started", "worker gamma started",
-             "disk /dev/sda1 is 91% full", "disk /dev/sdb2 is 12% full"]
+    lines = [
+        "worker alpha started",
+        "worker beta started",
+        "worker gamma started",
+        "disk /dev/sda1 is 91% full",
+        "disk /dev/sdb2 is 12% full",
+    ]
     before = [t for t, _ in miner.add_batch(lines, ["a", "a", "b", "a", "b"], 1000.0)]
     miner.save(tmp_path)
     assert (tmp_path / SNAPSHOT_NAME).is_file()
@@ -78,8 +87,9 @@ def test_snapshot_round_trip_keeps_ids_counts_and_merges(tmp_path: Path) -> None
     assert len(restored) == len(miner)
 
 
-def test_corrupt_or_foreign_snapshot_is_ignored(tmp_path: Path,
-                                                caplog: pytest.LogCaptureFixture) -> None:
+def test_corrupt_or_foreign_snapshot_is_ignored(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     (tmp_path / SNAPSHOT_NAME).write_bytes(b"{not json")
     miner = TemplateMiner()
     assert miner.load(tmp_path) is False
@@ -100,8 +110,9 @@ def test_missing_snapshot_starts_empty(tmp_path: Path) -> None:
 def test_first_and_last_seen_follow_record_time_and_services_are_counted() -> None:
     """Replayed logs carry old timestamps: first/last seen come from the records."""
     miner = TemplateMiner()
-    miner.add_batch(["job 1 ok", "job 2 ok", "job 3 ok"], ["a", "b", "a"],
-                    [1_000.0, 1_005.0, 1_010.0])
+    miner.add_batch(
+        ["job 1 ok", "job 2 ok", "job 3 ok"], ["a", "b", "a"], [1_000.0, 1_005.0, 1_010.0]
+    )
     miner.add("job 4 ok", "c", 2_000.0)
     (info,) = miner.templates()
     assert (info.first_seen, info.last_seen) == (1_000.0, 2_000.0)
@@ -128,8 +139,11 @@ def test_incremental_snapshot_matches_a_full_one() -> None:
     first = orjson.loads(miner.export_bytes())
     assert first == orjson.loads(orjson.dumps(miner.export_state()))
     # Counts, a generalization and a merge since the last snapshot.
-    miner.add_batch(["job 9 done", "worker beta started", "worker gamma started",
-                     "disk full"], ["b", "b", "b", "b"], 2.0)
+    miner.add_batch(
+        ["job 9 done", "worker beta started", "worker gamma started", "disk full"],
+        ["b", "b", "b", "b"],
+        2.0,
+    )
     second = orjson.loads(miner.export_bytes())
     assert second == orjson.loads(orjson.dumps(miner.export_state()))
     assert second != first and second["merged"]

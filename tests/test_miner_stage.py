@@ -24,11 +24,15 @@ async def test_stage_is_first_and_assigns_ids(make_settings: Callable[..., Setti
     assert sidecar.components.handles["miner"] is sidecar.pipeline.processors[0].miner
     await sidecar.start()
     try:
-        batch = await sidecar.pipeline.run_now(_records([
-            "Connection from 10.0.0.1 port 22 closed",
-            "Connection from 10.0.0.7 port 2201 closed",
-            "Disk /dev/sda1 is 91% full",
-        ]))
+        batch = await sidecar.pipeline.run_now(
+            _records(
+                [
+                    "Connection from 10.0.0.1 port 22 closed",
+                    "Connection from 10.0.0.7 port 2201 closed",
+                    "Disk /dev/sda1 is 91% full",
+                ]
+            )
+        )
     finally:
         await sidecar.stop()
     assert batch.template_ids[0] == batch.template_ids[1] != batch.template_ids[2]
@@ -65,13 +69,13 @@ async def test_restart_keeps_ids(make_settings: Callable[..., Settings]) -> None
 async def test_templates_gauge_and_periodic_snapshot(
     make_settings: Callable[..., Settings],
 ) -> None:
-    settings = make_settings(templates={"snapshot_seconds": 0.2},
-                             pipeline={"tick_seconds": 0.1})
+    settings = make_settings(templates={"snapshot_seconds": 0.2}, pipeline={"tick_seconds": 0.1})
     sidecar = Sidecar(settings)
     await sidecar.start()
     try:
-        await sidecar.pipeline.run_now(_records(["a 1 happened", "b 2 happened"], "api")
-                                       + _records(["a 3 happened"], "web"))
+        await sidecar.pipeline.run_now(
+            _records(["a 1 happened", "b 2 happened"], "api") + _records(["a 3 happened"], "web")
+        )
         registry = sidecar.metrics.registry
         assert registry.get_sample_value("logguardian_templates", {"service": "api"}) == 2
         assert registry.get_sample_value("logguardian_templates", {"service": "web"}) == 1

@@ -68,15 +68,17 @@ def test_default_bundle_loads_and_predicts_a_distribution(bundle_copy: Path) -> 
         (lambda p: (p / SESSION_FILE).unlink(), "session.onnx is listed but missing"),
     ],
 )
-def test_broken_bundles_are_clear_errors(bundle_copy: Path, damage: Callable[[Path], None],
-                                         message: str) -> None:
+def test_broken_bundles_are_clear_errors(
+    bundle_copy: Path, damage: Callable[[Path], None], message: str
+) -> None:
     damage(bundle_copy)
     with pytest.raises(BundleError, match=message.replace("(", r"\(")):
         load_bundle(bundle_copy)
 
 
 def test_a_model_that_onnxruntime_rejects_is_an_error_even_with_a_valid_checksum(
-        bundle_copy: Path) -> None:
+    bundle_copy: Path,
+) -> None:
     meta = json.loads((bundle_copy / META_FILE).read_text())
     miner = json.loads((bundle_copy / MINER_FILE).read_text())
     write_bundle(bundle_copy, meta, b"this is not an onnx graph", miner)
@@ -86,17 +88,21 @@ def test_a_model_that_onnxruntime_rejects_is_an_error_even_with_a_valid_checksum
 
 def _records_processed(sidecar: Sidecar, service: str) -> float:
     value = sidecar.metrics.registry.get_sample_value(
-        "logguardian_records_total", {"service": service})
+        "logguardian_records_total", {"service": service}
+    )
     return value or 0.0
 
 
 def _payload(block: int, t0: float) -> list[dict[str, object]]:
-    return [{"log": r.message, "date": r.ts, "service": "hdfs"}
-            for r in block_lines(block, NORMAL, t0=t0)]
+    return [
+        {"log": r.message, "date": r.ts, "service": "hdfs"}
+        for r in block_lines(block, NORMAL, t0=t0)
+    ]
 
 
-async def _wait(predicate: Callable[[], bool], what: Callable[[], object],
-                timeout: float = 30.0) -> None:
+async def _wait(
+    predicate: Callable[[], bool], what: Callable[[], object], timeout: float = 30.0
+) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not predicate():
         assert asyncio.get_running_loop().time() < deadline, f"timed out at {what()!r}"
@@ -104,7 +110,8 @@ async def _wait(predicate: Callable[[], bool], what: Callable[[], object],
 
 
 async def test_sidecar_runs_on_statistics_alone_with_a_corrupt_bundle(
-        make_settings: Callable[..., Settings], bundle_copy: Path) -> None:
+    make_settings: Callable[..., Settings], bundle_copy: Path
+) -> None:
     (bundle_copy / META_FILE).write_text("{truncated")
     sidecar = Sidecar(make_settings(model={"bundle": str(bundle_copy)}))
     await sidecar.start()
@@ -121,16 +128,22 @@ async def test_sidecar_runs_on_statistics_alone_with_a_corrupt_bundle(
             assert "logguardian_model_loaded 0.0" in text
             async with http.post(f"{base}/api/v1/logs", json=_payload(1, 1e9)) as resp:
                 assert resp.status == 200
-        await _wait(lambda: _records_processed(sidecar, "hdfs") == len(NORMAL),
-                    lambda: _records_processed(sidecar, "hdfs"))
+        await _wait(
+            lambda: _records_processed(sidecar, "hdfs") == len(NORMAL),
+            lambda: _records_processed(sidecar, "hdfs"),
+        )
     finally:
         await sidecar.stop()
 
 
 async def test_hot_reload_swaps_the_model_without_dropping_records(
-        make_settings: Callable[..., Settings], bundle_copy: Path) -> None:
-    sidecar = Sidecar(make_settings(
-        model={"bundle": str(bundle_copy), "session_key": BLOCK, "reload_seconds": 0.1}))
+    make_settings: Callable[..., Settings], bundle_copy: Path
+) -> None:
+    sidecar = Sidecar(
+        make_settings(
+            model={"bundle": str(bundle_copy), "session_key": BLOCK, "reload_seconds": 0.1}
+        )
+    )
     stage = sidecar.components.handles["model"]
     await sidecar.start()
     sent = 0
@@ -145,11 +158,16 @@ async def test_hot_reload_swaps_the_model_without_dropping_records(
                 if n == 15:
                     # a retrained bundle that finds every step surprising
                     meta = json.loads((bundle_copy / META_FILE).read_text())
-                    meta["thresholds"] = dict(meta["thresholds"], sequence_surprise=1e-3,
-                                              surprise_base=0.0)
-                    write_bundle(bundle_copy, meta, (bundle_copy / MODEL_FILE).read_bytes(),
-                                 json.loads((bundle_copy / MINER_FILE).read_text()),
-                                 (bundle_copy / SESSION_FILE).read_bytes())
+                    meta["thresholds"] = dict(
+                        meta["thresholds"], sequence_surprise=1e-3, surprise_base=0.0
+                    )
+                    write_bundle(
+                        bundle_copy,
+                        meta,
+                        (bundle_copy / MODEL_FILE).read_bytes(),
+                        json.loads((bundle_copy / MINER_FILE).read_text()),
+                        (bundle_copy / SESSION_FILE).read_bytes(),
+                    )
                 async with http.post(url, json=_payload(100 + n, 1e9 + n)) as resp:
                     assert resp.status == 200
                     assert (await resp.json())["accepted"] == len(NORMAL)
@@ -157,8 +175,10 @@ async def test_hot_reload_swaps_the_model_without_dropping_records(
                 await asyncio.sleep(0.03)
         await _wait(lambda: stage.generation == old_generation + 1, lambda: stage.error)
         # every record posted, plus the block scored synchronously before the swap
-        await _wait(lambda: _records_processed(sidecar, "hdfs") == sent + len(NORMAL),
-                    lambda: (_records_processed(sidecar, "hdfs"), sent))
+        await _wait(
+            lambda: _records_processed(sidecar, "hdfs") == sent + len(NORMAL),
+            lambda: (_records_processed(sidecar, "hdfs"), sent),
+        )
         after = await sidecar.pipeline.run_now(block_lines(2, NORMAL, t0=2e9))
         assert after.reasons, "the reloaded model is the one scoring"
         assert all(r.kind == "sequence" for rs in after.reasons.values() for r in rs)
@@ -170,7 +190,8 @@ async def test_hot_reload_swaps_the_model_without_dropping_records(
 
 
 async def test_a_broken_reload_keeps_serving_the_previous_model(
-        make_settings: Callable[..., Settings], bundle_copy: Path) -> None:
+    make_settings: Callable[..., Settings], bundle_copy: Path
+) -> None:
     sidecar = Sidecar(make_settings(model={"bundle": str(bundle_copy), "reload_seconds": 60}))
     stage = sidecar.components.handles["model"]
     loaded = stage.bundle
@@ -205,8 +226,9 @@ def test_scoring_works_where_torch_cannot_be_imported(tmp_path: Path) -> None:
         print(json.dumps({{"error": stage.error, "flagged": flagged,
                           "torch": sys.modules.get("torch") is not None}}))
     """)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         check=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result == {"error": None, "flagged": ["blk_2"], "torch": False}
 
@@ -218,8 +240,9 @@ def test_without_a_bundle_records_still_get_their_session_key(tmp_path: Path) ->
     from logguardian.pipeline import Batch
 
     metrics = Metrics()
-    settings = load_settings(state_dir=tmp_path / "s",
-                             model={"bundle": str(tmp_path / "nothing"), "session_key": BLOCK})
+    settings = load_settings(
+        state_dir=tmp_path / "s", model={"bundle": str(tmp_path / "nothing"), "session_key": BLOCK}
+    )
     stage = ModelStage(settings, metrics)
     assert stage.bundle is None and "not found" in (stage.error or "")
     assert metrics.model_loaded._value.get() == 0

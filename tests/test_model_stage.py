@@ -44,23 +44,53 @@ def block_lines(block: int, events: list[int], t0: float, step: float = 10.0) ->
     for j, event in enumerate(events):
         level, component, fmt = EVENTS[event]
         ts = t0 + j * step
-        message = fmt.format(b=block, ip="10.250.1.2", ip2="10.251.3.4", port=40000 + j,
-                             size=67108864, n=1, path="/user/root/rand/part-00001", k=3,
-                             x=1, y=2, z=3)
+        message = fmt.format(
+            b=block,
+            ip="10.250.1.2",
+            ip2="10.251.3.4",
+            port=40000 + j,
+            size=67108864,
+            n=1,
+            path="/user/root/rand/part-00001",
+            k=3,
+            x=1,
+            y=2,
+            z=3,
+        )
         stamp = datetime.fromtimestamp(ts, UTC).strftime("%y%m%d %H%M%S")
-        out.append(Record(ts, f"{stamp} {100 + j} {level} {component}: {message}", "hdfs",
-                          None, {}, "test"))
+        out.append(
+            Record(
+                ts, f"{stamp} {100 + j} {level} {component}: {message}", "hdfs", None, {}, "test"
+            )
+        )
     return out
 
 
-def replay_records(tmp: Path, normal: int, abnormal: int, seed: int) -> tuple[list[Record],
-                                                                           dict[str, bool]]:
+def replay_records(
+    tmp: Path, normal: int, abnormal: int, seed: int
+) -> tuple[list[Record], dict[str, bool]]:
     log, labels = tmp / "eval.log", tmp / "labels.csv"
     with log.open("w") as fh:
-        subprocess.run([sys.executable, str(REPLAY), "--normal", str(HDFS / "dev_normal.txt"),
-                        "--abnormal", str(HDFS / "dev_abnormal.txt"),
-                        "--normal-sessions", str(normal), "--abnormal-sessions", str(abnormal),
-                        "--seed", str(seed), "--labels", str(labels)], stdout=fh, check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                str(REPLAY),
+                "--normal",
+                str(HDFS / "dev_normal.txt"),
+                "--abnormal",
+                str(HDFS / "dev_abnormal.txt"),
+                "--normal-sessions",
+                str(normal),
+                "--abnormal-sessions",
+                str(abnormal),
+                "--seed",
+                str(seed),
+                "--labels",
+                str(labels),
+            ],
+            stdout=fh,
+            check=True,
+        )
     records = []
     for line in log.read_text().splitlines():
         ts = datetime.strptime(line[:13], "%y%m%d %H%M%S").replace(tzinfo=UTC).timestamp()
@@ -74,8 +104,9 @@ def replay_records(tmp: Path, normal: int, abnormal: int, seed: int) -> tuple[li
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return load_settings(state_dir=tmp_path / "state",
-                         model={"session_key": BLOCK, "max_sessions": 100_000})
+    return load_settings(
+        state_dir=tmp_path / "state", model={"session_key": BLOCK, "max_sessions": 100_000}
+    )
 
 
 class Chain:
@@ -88,8 +119,9 @@ class Chain:
         assert self.model.bundle is not None, self.model.error
 
     def run(self, records: list[Record], now: float | None = None) -> Batch:
-        batch = Batch(records=records, now=now if now is not None else
-                      (records[-1].ts if records else 0.0))
+        batch = Batch(
+            records=records, now=now if now is not None else (records[-1].ts if records else 0.0)
+        )
         self.miner.process(batch)
         self.model.process(batch)
         return batch
@@ -108,11 +140,10 @@ def flagged_blocks(batches: list[Batch]) -> dict[str, list[str]]:
     return found
 
 
-def test_default_bundle_separates_anomalous_hdfs_blocks(settings: Settings,
-                                                        tmp_path: Path) -> None:
+def test_default_bundle_separates_anomalous_hdfs_blocks(settings: Settings, tmp_path: Path) -> None:
     records, truth = replay_records(tmp_path, normal=600, abnormal=60, seed=11)
     chain = Chain(settings)
-    batches = [chain.run(records[i:i + 2000]) for i in range(0, len(records), 2000)]
+    batches = [chain.run(records[i : i + 2000]) for i in range(0, len(records), 2000)]
     chain.model.close_all()
     batches.append(chain.run([], now=records[-1].ts))
     found = flagged_blocks(batches)
@@ -144,8 +175,9 @@ def test_out_of_order_session_is_flagged_by_the_sequence_model(settings: Setting
     assert backwards.reasons, "a block logged in reverse order must be flagged"
     first = min(backwards.reasons)
     assert first <= 3
-    assert all(r.kind == "sequence" and r.score >= 0.7
-               for rs in backwards.reasons.values() for r in rs)
+    assert all(
+        r.kind == "sequence" and r.score >= 0.7 for rs in backwards.reasons.values() for r in rs
+    )
     assert "unexpected in session blk_2" in backwards.reasons[first][0].text
 
 
@@ -153,8 +185,9 @@ def test_truncated_session_is_flagged_when_it_goes_idle(settings: Settings) -> N
     chain = Chain(settings)
     idle = chain.model.sessions.idle_seconds
     # allocated and receiving, then silence: every step is normal, the whole is not
-    first = chain.run(block_lines(5, [22, 5, 5], t0=1_000_000) +
-                      block_lines(6, NORMAL, t0=1_000_000))
+    first = chain.run(
+        block_lines(5, [22, 5, 5], t0=1_000_000) + block_lines(6, NORMAL, t0=1_000_000)
+    )
     assert first.reasons == {} and first.annotations == []
     later = chain.run(block_lines(8, [5], t0=1_000_000 + idle + 500))
     closed = {a.session: a for a in later.annotations}
@@ -170,7 +203,7 @@ def test_repeated_windows_are_served_from_the_cache(settings: Settings, tmp_path
     records, _ = replay_records(tmp_path, normal=500, abnormal=0, seed=3)
     chain = Chain(settings)
     for i in range(0, len(records), 2000):
-        chain.run(records[i:i + 2000])
+        chain.run(records[i : i + 2000])
     assert chain.model.inferences < 0.1 * len(records)
 
 
@@ -188,11 +221,11 @@ def test_default_bundle_is_small_and_shipped() -> None:
 
 
 def test_session_with_normal_templates_in_abnormal_numbers_is_flagged_at_close(
-        settings: Settings) -> None:
+    settings: Settings,
+) -> None:
     chain = Chain(settings)
     # every template and every step is normal; 40 serve/exception pairs are not
-    storm = [5, 5, 5, 22, 11, 9, 11, 9, 11, 9, 26, 26, 26, *[3, 4] * 40,
-             23, 23, 23, 21, 21, 21]
+    storm = [5, 5, 5, 22, 11, 9, 11, 9, 11, 9, 26, 26, 26, *[3, 4] * 40, 23, 23, 23, 21, 21, 21]
     assert chain.run(block_lines(1, NORMAL, 1e6) + block_lines(2, storm, 1e6)).reasons == {}
     chain.model.close_all()
     closed = chain.run([], now=1e6)

@@ -52,12 +52,14 @@ async def test_prometheus_scrapes_sidecar_counters(
         found = len(await asyncio.to_thread(store.anomalies, "checkout", None, 10_000))
         assert found >= 20
         anomalies = await prom.await_for(
-            f'sum(logguardian_anomalies_total{{service="checkout"}}) == {found}', 10)
+            f'sum(logguardian_anomalies_total{{service="checkout"}}) == {found}', 10
+        )
         assert anomalies
         assert await prom.aquery('logguardian_anomalies_total{service="catalog"}') == []
         p99 = await prom.aquery(
-            'histogram_quantile(0.99, sum by (le) '
-            '(logguardian_anomaly_score_bucket{service="checkout"}))')
+            "histogram_quantile(0.99, sum by (le) "
+            '(logguardian_anomaly_score_bucket{service="checkout"}))'
+        )
         assert 0.7 <= value(p99) <= 1.0
         incidents = await prom.aquery('logguardian_incidents_open{service="checkout"}')
         assert value(incidents) == 1
@@ -66,8 +68,15 @@ async def test_prometheus_scrapes_sidecar_counters(
         # Bounded label sets: 40 new templates did not create 40 series anywhere.
         series = await prom.aquery('count({__name__=~"logguardian_.*"})')
         assert value(series) < 200
-        kinds = await prom.aquery('count by (reason) (logguardian_anomalies_total)')
+        kinds = await prom.aquery("count by (reason) (logguardian_anomalies_total)")
         assert {s["metric"]["reason"] for s in kinds} <= {
-            "novelty", "rare", "rate", "error_ratio", "silence", "sequence", "session"}
+            "novelty",
+            "rare",
+            "rate",
+            "error_ratio",
+            "silence",
+            "sequence",
+            "session",
+        }
     finally:
         await sidecar.stop()

@@ -24,27 +24,54 @@ BLOCK = r"blk_-?\d+"
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "logguardian.cli", *args],
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "logguardian.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.fixture(scope="module")
 def train_jsonl(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("train") / "train.jsonl"
     with path.open("w") as fh:
-        subprocess.run([sys.executable, str(REPLAY), "--normal", str(HDFS / "train_normal.txt"),
-                        "--normal-sessions", "400", "--seed", "5", "--format", "jsonl"],
-                       stdout=fh, check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                str(REPLAY),
+                "--normal",
+                str(HDFS / "train_normal.txt"),
+                "--normal-sessions",
+                "400",
+                "--seed",
+                "5",
+                "--format",
+                "jsonl",
+            ],
+            stdout=fh,
+            check=True,
+        )
         fh.write("this line is not json\n")
         fh.write('{"no_message_field": 1}\n')
     return path
 
 
 def test_dataset_groups_records_into_sessions_of_final_templates() -> None:
-    records = [Record(float(i), m, "svc", None, {}, "t") for i, m in enumerate([
-        "open session 7 user 100", "open session 8 user 200", "read 512 bytes session 7",
-        "close session 7", "read 64 bytes session 8", "close session 8", "noise without key",
-    ])]
+    records = [
+        Record(float(i), m, "svc", None, {}, "t")
+        for i, m in enumerate(
+            [
+                "open session 7 user 100",
+                "open session 8 user 200",
+                "read 512 bytes session 7",
+                "close session 7",
+                "read 64 bytes session 8",
+                "close session 8",
+                "noise without key",
+            ]
+        )
+    ]
     data = build_dataset(records, r"session (\d+)", idle_seconds=3600)
     assert data.records == 7 and data.keyed_records == 6
     assert len(data.sessions) == 2 and len(data.vocab_texts) == 3
@@ -55,8 +82,10 @@ def test_dataset_groups_records_into_sessions_of_final_templates() -> None:
 
 
 def test_idle_gap_splits_a_key_into_two_sessions() -> None:
-    records = [Record(ts, f"step {n} of job 1", "svc", None, {}, "t")
-               for ts, n in ((0, 1), (10, 2), (5000, 1), (5010, 2))]
+    records = [
+        Record(ts, f"step {n} of job 1", "svc", None, {}, "t")
+        for ts, n in ((0, 1), (10, 2), (5000, 1), (5010, 2))
+    ]
     data = build_dataset(records, r"job \d+", idle_seconds=60)
     assert len(data.sessions) == 2
 
@@ -77,8 +106,7 @@ def test_onnx_export_matches_torch(arch: str) -> None:
     sessions = [[2, 3, 4, 5, 5, 6], [2, 4, 3, 5, 6], [2, 3, 4, 5, 5, 5, 6]] * 10
     rows = windows(sessions, k=4)
     result = train(rows, vocab=7, arch=arch, epochs=80)
-    runner = ort.InferenceSession(export_onnx(result.model, 4),
-                                  providers=["CPUExecutionProvider"])
+    runner = ort.InferenceSession(export_onnx(result.model, 4), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
     for batch_size in (1, 7, 300):
         batch = rng.integers(0, 7, size=(batch_size, 4), dtype=np.int64)
@@ -91,11 +119,22 @@ def test_onnx_export_matches_torch(arch: str) -> None:
     assert int(runner.run(None, {"window": seen})[0].argmax()) == 5
 
 
-def test_train_cli_writes_a_loadable_calibrated_bundle(train_jsonl: Path,
-                                                       tmp_path: Path) -> None:
+def test_train_cli_writes_a_loadable_calibrated_bundle(train_jsonl: Path, tmp_path: Path) -> None:
     out = tmp_path / "bundle"
-    done = cli("train", str(train_jsonl), "--out", str(out), "--format", "jsonl",
-               "--session-key", BLOCK, "--epochs", "8", "--window", "6")
+    done = cli(
+        "train",
+        str(train_jsonl),
+        "--out",
+        str(out),
+        "--format",
+        "jsonl",
+        "--session-key",
+        BLOCK,
+        "--epochs",
+        "8",
+        "--window",
+        "6",
+    )
     assert done.returncode == 0, done.stderr
     assert "wrote" in done.stderr and done.stdout == ""
     meta = json.loads((out / "bundle.json").read_text())
@@ -132,8 +171,10 @@ def test_learned_end_template_closes_a_session_at_once(tmp_path: Path) -> None:
     from logguardian.training.train import TrainOptions, train_bundle
 
     def job(n: int, steps: list[str], t0: float) -> list[Record]:
-        return [Record(t0 + i, f"job {n} {step}", "batch", None, {}, "t")
-                for i, step in enumerate(steps)]
+        return [
+            Record(t0 + i, f"job {n} {step}", "batch", None, {}, "t")
+            for i, step in enumerate(steps)
+        ]
 
     lines = tmp_path / "jobs.jsonl"
     full = ["started by scheduler", "loaded 42 rows", "wrote 42 rows", "finished ok"]
@@ -141,8 +182,11 @@ def test_learned_end_template_closes_a_session_at_once(tmp_path: Path) -> None:
         for n in range(300):
             for r in job(n, full, n * 10.0):
                 fh.write(json.dumps({"log": r.message, "date": r.ts, "app": "batch"}) + "\n")
-    meta = train_bundle([lines], tmp_path / "b", TrainOptions(
-        fmt="jsonl", session_key=r"job \d+", epochs=20, progress=False))
+    meta = train_bundle(
+        [lines],
+        tmp_path / "b",
+        TrainOptions(fmt="jsonl", session_key=r"job \d+", epochs=20, progress=False),
+    )
     finish = next(v["index"] for v in meta["vocab"] if "finished ok" in v["text"])
     assert meta["end_templates"] == [finish]
 

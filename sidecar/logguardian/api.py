@@ -22,8 +22,7 @@ def add_routes(app: web.Application, sidecar: Sidecar) -> None:
 
 
 def _bad_request(message: str) -> web.HTTPBadRequest:
-    return web.HTTPBadRequest(text=json.dumps({"error": message}),
-                              content_type="application/json")
+    return web.HTTPBadRequest(text=json.dumps({"error": message}), content_type="application/json")
 
 
 async def _anomalies(request: web.Request) -> web.Response:
@@ -32,8 +31,9 @@ async def _anomalies(request: web.Request) -> web.Response:
     sidecar: Sidecar = request.app[SIDECAR_KEY]
     store = sidecar.components.handles.get("store")
     if store is None:
-        raise web.HTTPServiceUnavailable(text='{"error": "local store is not enabled"}',
-                                         content_type="application/json")
+        raise web.HTTPServiceUnavailable(
+            text='{"error": "local store is not enabled"}', content_type="application/json"
+        )
     query = request.query
     service = query.get("service") or None
     since = None

@@ -57,8 +57,7 @@ class BundleError(Exception):
 class Vocabulary:
     """Template text → model index, tolerant of a live miner that generalizes differently."""
 
-    def __init__(self, texts: list[str], ids: list[str] | None = None,
-                 matcher: Any | None = None):
+    def __init__(self, texts: list[str], ids: list[str] | None = None, matcher: Any | None = None):
         self.texts = texts
         self._exact = {text: i + 2 for i, text in enumerate(texts)}
         self._by_id = {tid: i + 2 for i, tid in enumerate(ids or [])}
@@ -178,8 +177,9 @@ def load_bundle(path: Path | str) -> Bundle:
         end_templates = frozenset(int(i) for i in meta.get("end_templates", []))
         files = dict(meta["files"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise BundleError(f"model bundle {path}: {META_FILE} is missing or has a bad field "
-                          f"({exc!r})") from None
+        raise BundleError(
+            f"model bundle {path}: {META_FILE} is missing or has a bad field ({exc!r})"
+        ) from None
     if window < 1:
         raise BundleError(f"model bundle {path}: window must be >= 1, got {window}")
     model_path = path / MODEL_FILE
@@ -198,8 +198,9 @@ def load_bundle(path: Path | str) -> Bundle:
         try:
             session_threshold = float(autoencoder["threshold"])
         except (KeyError, TypeError, ValueError) as exc:
-            raise BundleError(f"model bundle {path}: session_autoencoder has a bad field "
-                              f"({exc!r})") from None
+            raise BundleError(
+                f"model bundle {path}: session_autoencoder has a bad field ({exc!r})"
+            ) from None
         if SESSION_FILE not in files:
             raise BundleError(f"model bundle {path}: {SESSION_FILE} is not listed in files")
         session_runner = _onnx(path, SESSION_FILE)
@@ -211,30 +212,42 @@ def load_bundle(path: Path | str) -> Bundle:
         try:
             matcher.import_state(json.loads((path / MINER_FILE).read_bytes()))
         except (ValueError, KeyError, TypeError, AssertionError) as exc:
-            raise BundleError(f"model bundle {path}: {MINER_FILE} is unreadable ({exc!r})") \
-                from None
+            raise BundleError(
+                f"model bundle {path}: {MINER_FILE} is unreadable ({exc!r})"
+            ) from None
     vocab = Vocabulary(texts, ids, matcher)
     bundle = Bundle(
-        path=path, meta=meta, vocab=vocab, window=window,
-        surprise_threshold=surprise_threshold, surprise_base=surprise_base,
-        session_model=session_model, session_key=meta.get("session_key"),
-        end_templates=end_templates, runner=runner,
-        input_name=runner.get_inputs()[0].name, loaded_at=time.time(),
-        session_runner=session_runner, session_threshold=session_threshold,
+        path=path,
+        meta=meta,
+        vocab=vocab,
+        window=window,
+        surprise_threshold=surprise_threshold,
+        surprise_base=surprise_base,
+        session_model=session_model,
+        session_key=meta.get("session_key"),
+        end_templates=end_templates,
+        runner=runner,
+        input_name=runner.get_inputs()[0].name,
+        loaded_at=time.time(),
+        session_runner=session_runner,
+        session_threshold=session_threshold,
     )
     try:
         probe = bundle.predict(np.zeros((1, window), dtype=np.int64))
     except Exception as exc:
-        raise BundleError(f"model bundle {path}: {MODEL_FILE} fails on a probe window "
-                          f"({exc})") from None
+        raise BundleError(
+            f"model bundle {path}: {MODEL_FILE} fails on a probe window ({exc})"
+        ) from None
     if probe.shape != (1, len(vocab)):
-        raise BundleError(f"model bundle {path}: model predicts {probe.shape[-1]} classes, "
-                          f"vocab has {len(vocab)}")
+        raise BundleError(
+            f"model bundle {path}: model predicts {probe.shape[-1]} classes, vocab has {len(vocab)}"
+        )
     try:
         errors = bundle.session_errors(np.zeros((1, len(vocab)), dtype=np.float32))
     except Exception as exc:
-        raise BundleError(f"model bundle {path}: {SESSION_FILE} fails on a probe profile "
-                          f"({exc})") from None
+        raise BundleError(
+            f"model bundle {path}: {SESSION_FILE} fails on a probe profile ({exc})"
+        ) from None
     if errors is not None and errors.shape != (1,):
         raise BundleError(f"model bundle {path}: {SESSION_FILE} returns shape {errors.shape}")
     return bundle
@@ -251,13 +264,16 @@ def _onnx(path: Path, name: str) -> Any:
             str(path / name), sess_options=options, providers=["CPUExecutionProvider"]
         )
     except Exception as exc:
-        raise BundleError(f"model bundle {path}: onnxruntime cannot load {name} "
-                          f"({exc})") from None
+        raise BundleError(f"model bundle {path}: onnxruntime cannot load {name} ({exc})") from None
 
 
-def write_bundle(out: Path, meta: dict[str, Any], model_onnx: bytes,
-                 miner_state: dict[str, Any] | None = None,
-                 session_onnx: bytes | None = None) -> None:
+def write_bundle(
+    out: Path,
+    meta: dict[str, Any],
+    model_onnx: bytes,
+    miner_state: dict[str, Any] | None = None,
+    session_onnx: bytes | None = None,
+) -> None:
     """Writes a bundle next to `out` and swaps it in, so a sidecar hot-reloading `out`
     never sees a half-written bundle."""
     out = Path(out)
@@ -271,8 +287,13 @@ def write_bundle(out: Path, meta: dict[str, Any], model_onnx: bytes,
     if session_onnx is not None:
         (staging / SESSION_FILE).write_bytes(session_onnx)
         files.append(SESSION_FILE)
-    meta = dict(meta, format=FORMAT, format_version=FORMAT_VERSION, mapping=MAPPING_DOC,
-                files={name: sha256(staging / name) for name in files})
+    meta = dict(
+        meta,
+        format=FORMAT,
+        format_version=FORMAT_VERSION,
+        mapping=MAPPING_DOC,
+        files={name: sha256(staging / name) for name in files},
+    )
     (staging / META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
     staging.chmod(0o755)
     if out.exists():

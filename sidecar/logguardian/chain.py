@@ -67,7 +67,8 @@ def build_components(settings: Settings, metrics: Metrics) -> Components:
 
         incidents = components.handles.get("incidents")
         am = AlertmanagerExporter(
-            exporters.alertmanager, metrics,
+            exporters.alertmanager,
+            metrics,
             open_incidents=(lambda: list(incidents.open.values())) if incidents else None,
         )
         components.exporters.append(am)

@@ -15,10 +15,17 @@ from .config import ConfigError
 
 
 def _add_input_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--format", choices=("raw", "jsonl"), default="raw",
-                   help="raw: one message per line; jsonl: one shipper record per line")
-    p.add_argument("--session-key", metavar="REGEX",
-                   help="regex whose match groups records into sessions (e.g. 'blk_-?\\d+')")
+    p.add_argument(
+        "--format",
+        choices=("raw", "jsonl"),
+        default="raw",
+        help="raw: one message per line; jsonl: one shipper record per line",
+    )
+    p.add_argument(
+        "--session-key",
+        metavar="REGEX",
+        help="regex whose match groups records into sessions (e.g. 'blk_-?\\d+')",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,8 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--state-dir", type=Path, help="where state and the local store live")
 
     demo = sub.add_parser("demo", help="replay a shipped sample with incidents and show findings")
-    demo.add_argument("--speed", type=float, default=0,
-                      help="log seconds per wall second (0 = max)")
+    demo.add_argument(
+        "--speed", type=float, default=0, help="log seconds per wall second (0 = max)"
+    )
     demo.add_argument("--state-dir", type=Path, help="state dir (default: a temp dir)")
 
     mine = sub.add_parser("mine", help="mine templates: one JSON line per input line")
@@ -51,14 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--arch", choices=("lstm", "gru"), help="recurrent cell (lstm)")
     train.add_argument("--epochs", type=int, help="training epochs (30)")
     train.add_argument("--target-fpr", type=float, help="held-out session FPR target (0.001)")
-    train.add_argument("--idle-seconds", type=float,
-                       help="a session closes after this much log time without records (3600)")
+    train.add_argument(
+        "--idle-seconds",
+        type=float,
+        help="a session closes after this much log time without records (3600)",
+    )
 
     score = sub.add_parser("score", help="score records: one JSON line per input record")
     score.add_argument("file", help="input file or - for stdin")
     score.add_argument("--model", type=Path, help="model bundle dir (default: detectors only)")
-    score.add_argument("--state-dir", type=Path,
-                       help="restore/keep detector state here (default: a temp dir)")
+    score.add_argument(
+        "--state-dir", type=Path, help="restore/keep detector state here (default: a temp dir)"
+    )
     _add_input_flags(score)
 
     ev = sub.add_parser("eval", help="evaluate template mining against Loghub ground truth")

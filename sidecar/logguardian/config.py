@@ -96,7 +96,9 @@ class Templates(Section):
     max_tokens: int = Field(256, gt=0)
     max_line_bytes: int = Field(8192, gt=0)
     similarity: float = Field(
-        0.5, gt=0, le=1,
+        0.5,
+        gt=0,
+        le=1,
         description="a line may differ from a template in at most (1 - this) of its words",
     )
     variable_min_values: int = Field(
@@ -124,8 +126,10 @@ class Model(Section):
     bundle: Path | None = Field(None, description="model bundle dir; None = the shipped default")
     enabled: bool = True
     session_key: str | None = Field(
-        None, description="regex whose match (group 1 if any) is the session key, or "
-        "field:<dotted.path> for a record attribute; None = the bundle's")
+        None,
+        description="regex whose match (group 1 if any) is the session key, or "
+        "field:<dotted.path> for a record attribute; None = the bundle's",
+    )
     session_idle_seconds: float = Field(60.0, gt=0)
     max_sessions: int = Field(100_000, gt=0)
     reload_seconds: float = Field(10.0, gt=0)
@@ -172,6 +176,7 @@ class Alertmanager(Section):
                 return json.loads(text)
             return [u.strip() for u in text.split(",") if u.strip()]
         return value
+
     refresh_seconds: float = Field(60.0, gt=0)
     ends_at_seconds: float = Field(240.0, gt=0)
     resolved_resend_seconds: float = Field(600.0, ge=0)

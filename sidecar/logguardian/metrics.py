@@ -23,16 +23,23 @@ class Metrics:
             "logguardian_received", "Records accepted at a receiver", ["receiver"], registry=r
         )
         self.records = Counter(
-            "logguardian_records", "Records fully processed (mined and scored)", ["service"],
+            "logguardian_records",
+            "Records fully processed (mined and scored)",
+            ["service"],
             registry=r,
         )
         self.anomalies = Counter(
-            "logguardian_anomalies", "Anomalous records by top reason", ["service", "reason"],
+            "logguardian_anomalies",
+            "Anomalous records by top reason",
+            ["service", "reason"],
             registry=r,
         )
         self.anomaly_score = Histogram(
-            "logguardian_anomaly_score", "Fused anomaly score per record", ["service"],
-            buckets=SCORE_BUCKETS, registry=r,
+            "logguardian_anomaly_score",
+            "Fused anomaly score per record",
+            ["service"],
+            buckets=SCORE_BUCKETS,
+            registry=r,
         )
         self.templates = Gauge(
             "logguardian_templates", "Templates known per service", ["service"], registry=r
@@ -47,16 +54,22 @@ class Metrics:
             "logguardian_queue_capacity", "Pipeline queue size limit, in records", registry=r
         )
         self.batch_seconds = Histogram(
-            "logguardian_batch_seconds", "Time to run one batch through the processors",
-            buckets=BATCH_BUCKETS, registry=r,
+            "logguardian_batch_seconds",
+            "Time to run one batch through the processors",
+            buckets=BATCH_BUCKETS,
+            registry=r,
         )
         self.rejected = Counter(
-            "logguardian_rejected", "Records or requests refused, by reason", ["reason"],
+            "logguardian_rejected",
+            "Records or requests refused, by reason",
+            ["reason"],
             registry=r,
         )
         self.processor_errors = Counter(
-            "logguardian_processor_errors", "Unexpected failures inside a processor stage",
-            ["processor"], registry=r,
+            "logguardian_processor_errors",
+            "Unexpected failures inside a processor stage",
+            ["processor"],
+            registry=r,
         )
         self.exporter_errors = Counter(
             "logguardian_exporter_errors", "Failed exporter operations", ["exporter"], registry=r
@@ -66,19 +79,26 @@ class Metrics:
             "logguardian_exporter_sent", "Items an exporter delivered", ["exporter"], registry=r
         )
         self.exporter_pending = Gauge(
-            "logguardian_exporter_pending", "Items waiting in an exporter (memory + spool)",
-            ["exporter"], registry=r,
+            "logguardian_exporter_pending",
+            "Items waiting in an exporter (memory + spool)",
+            ["exporter"],
+            registry=r,
         )
         self.exporter_spool_bytes = Gauge(
-            "logguardian_exporter_spool_bytes", "Bytes held in an exporter's on-disk spool",
-            ["exporter"], registry=r,
+            "logguardian_exporter_spool_bytes",
+            "Bytes held in an exporter's on-disk spool",
+            ["exporter"],
+            registry=r,
         )
         self.exporter_dropped = Counter(
-            "logguardian_exporter_dropped", "Items an exporter gave up on, by reason",
-            ["exporter", "reason"], registry=r,
+            "logguardian_exporter_dropped",
+            "Items an exporter gave up on, by reason",
+            ["exporter", "reason"],
+            registry=r,
         )
         self.model_loaded = Gauge(
-            "logguardian_model_loaded", "1 when an ONNX model bundle is loaded and serving",
+            "logguardian_model_loaded",
+            "1 when an ONNX model bundle is loaded and serving",
             registry=r,
         )
 

@@ -240,8 +240,9 @@ class Pipeline:
                 try:
                     processor.process(batch)
                 except Exception:
-                    log.exception("processor %s failed on a batch of %d", processor.name,
-                                  len(records))
+                    log.exception(
+                        "processor %s failed on a batch of %d", processor.name, len(records)
+                    )
                     self.metrics.processor_errors.labels(processor.name).inc()
         for exporter in self.exporters:
             try:

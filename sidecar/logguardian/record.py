@@ -28,16 +28,38 @@ UNKNOWN_SERVICE = "unknown"
 # Canonical level names; keys are lower-cased spellings seen in the wild
 # (syslog keywords, log4j, Go/zap, GELF numeric syslog severities).
 _LEVEL_ALIASES: dict[str, str] = {
-    "trace": "trace", "debug": "debug", "dbg": "debug", "fine": "debug", "finer": "trace",
-    "info": "info", "information": "info", "informational": "info", "notice": "info",
+    "trace": "trace",
+    "debug": "debug",
+    "dbg": "debug",
+    "fine": "debug",
+    "finer": "trace",
+    "info": "info",
+    "information": "info",
+    "informational": "info",
+    "notice": "info",
     "inf": "info",
-    "warn": "warn", "warning": "warn", "wrn": "warn",
-    "error": "error", "err": "error", "severe": "error",
-    "fatal": "fatal", "critical": "fatal", "crit": "fatal", "alert": "fatal",
-    "emerg": "fatal", "emergency": "fatal", "panic": "fatal",
+    "warn": "warn",
+    "warning": "warn",
+    "wrn": "warn",
+    "error": "error",
+    "err": "error",
+    "severe": "error",
+    "fatal": "fatal",
+    "critical": "fatal",
+    "crit": "fatal",
+    "alert": "fatal",
+    "emerg": "fatal",
+    "emergency": "fatal",
+    "panic": "fatal",
     # GELF/syslog numeric severities
-    "0": "fatal", "1": "fatal", "2": "fatal", "3": "error", "4": "warn",
-    "5": "info", "6": "info", "7": "debug",
+    "0": "fatal",
+    "1": "fatal",
+    "2": "fatal",
+    "3": "error",
+    "4": "warn",
+    "5": "info",
+    "6": "info",
+    "7": "debug",
 }
 # Only obvious, upper-case level words count when inferring from the message text,
 # so "no errors found" stays unlevelled.
@@ -195,12 +217,16 @@ class Normalizer:
         plan = self._plans[present] = (
             tuple(k for k in MESSAGE_KEYS if k in present),
             tuple(k for k in TIME_KEYS if k in present),
-            tuple((path, None if path in present else parts)
-                  for path, parts in self._service_paths
-                  if path in present or (parts is not None and parts[0] in present)),
-            tuple((path, None if path in present else parts)
-                  for path, parts in self._level_paths
-                  if path in present or (parts is not None and parts[0] in present)),
+            tuple(
+                (path, None if path in present else parts)
+                for path, parts in self._service_paths
+                if path in present or (parts is not None and parts[0] in present)
+            ),
+            tuple(
+                (path, None if path in present else parts)
+                for path, parts in self._level_paths
+                if path in present or (parts is not None and parts[0] in present)
+            ),
         )
         return plan
 
@@ -243,8 +269,11 @@ class Normalizer:
         if ts is None:
             for key in time_keys:
                 raw_ts = doc[key]
-                ts = (raw_ts if raw_ts.__class__ is float and 0 < raw_ts < 1e11
-                      else parse_time(raw_ts))
+                ts = (
+                    raw_ts
+                    if raw_ts.__class__ is float and 0 < raw_ts < 1e11
+                    else parse_time(raw_ts)
+                )
                 if ts is not None:
                     break
         if ts is None:
@@ -274,8 +303,14 @@ class Normalizer:
         del attributes[message_key]
         if tag is not None:
             attributes.setdefault("tag", tag)
-        return Record(ts=ts, message=text, service=service, level=level,
-                      attributes=attributes, source=self.source)
+        return Record(
+            ts=ts,
+            message=text,
+            service=service,
+            level=level,
+            attributes=attributes,
+            source=self.source,
+        )
 
 
 _normalizers: dict[tuple[str, tuple[str, ...]], Normalizer] = {}

@@ -121,7 +121,10 @@ class Sidecar:
             self._receiver_stoppers.append(grpc_stop)
         log.info(
             "logguardian serving: http=%s forward=%s tcp=%s grpc=%s state=%s",
-            self.http_port, self.forward_port, self.tcp_port, self.grpc_port,
+            self.http_port,
+            self.forward_port,
+            self.tcp_port,
+            self.grpc_port,
             self.settings.state_dir,
         )
 
@@ -130,8 +133,11 @@ class Sidecar:
         exporters, then the starters' tasks stop (their final snapshots see every record)."""
         if self._runner is not None:
             await self._runner.cleanup()
-        stoppers = [*reversed(self._receiver_stoppers), self.pipeline.stop,
-                    *reversed(self._stoppers)]
+        stoppers = [
+            *reversed(self._receiver_stoppers),
+            self.pipeline.stop,
+            *reversed(self._stoppers),
+        ]
         for stop in stoppers:
             try:
                 await stop()
@@ -152,12 +158,14 @@ class Sidecar:
         log.info("stopped: %d records processed", self.processed_records())
 
     def processed_records(self) -> int:
-        return int(sum(
-            sample.value
-            for family in self.metrics.records.collect()
-            for sample in family.samples
-            if sample.name.endswith("_total")
-        ))
+        return int(
+            sum(
+                sample.value
+                for family in self.metrics.records.collect()
+                for sample in family.samples
+                if sample.name.endswith("_total")
+            )
+        )
 
 
 def tune_gc() -> None:

@@ -37,7 +37,7 @@ class SessionKeyer:
         if pattern is None:
             return
         if pattern.startswith(FIELD_PREFIX):
-            self._field = pattern[len(FIELD_PREFIX):]
+            self._field = pattern[len(FIELD_PREFIX) :]
             if not self._field:
                 raise ValueError(f"session key {pattern!r} names no field")
             return

@@ -70,8 +70,14 @@ def _tail(path: Path, lines: int = 40) -> str:
 class _Process:
     """A child server in its own process group, so stop() reaches the whole tree."""
 
-    def __init__(self, name: str, argv: list[str], log: Path, cwd: Path | None = None,
-                 env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        log: Path,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+    ):
         self.name = name
         self.argv = argv
         self.log = log
@@ -86,7 +92,11 @@ class _Process:
     def start(self) -> None:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                self.argv, stdout=out, stderr=subprocess.STDOUT, cwd=self.cwd, env=self.env,
+                self.argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.cwd,
+                env=self.env,
                 start_new_session=True,
             )
 
@@ -131,8 +141,13 @@ class ElasticsearchNode:
     written before an outage are still there after it; `pause()`/`resume()` freeze the
     JVM (SIGSTOP) to play a node that accepts connections but never answers."""
 
-    def __init__(self, node_dir: Path, port: int | None = None,
-                 user: tuple[str, str] | None = None, settings: dict[str, str] | None = None):
+    def __init__(
+        self,
+        node_dir: Path,
+        port: int | None = None,
+        user: tuple[str, str] | None = None,
+        settings: dict[str, str] | None = None,
+    ):
         self.node_dir = node_dir
         self.port = port or _free_port()
         self.user = user
@@ -148,7 +163,8 @@ class ElasticsearchNode:
         self._process = _Process(
             "elasticsearch",
             ["bash", str(ES_SCRIPT), "run", str(node_dir), str(self.port)],
-            node_dir / "console.log", env=env,
+            node_dir / "console.log",
+            env=env,
         )
 
     def _open(self, req: urllib.request.Request, timeout: float) -> Any:
@@ -165,7 +181,8 @@ class ElasticsearchNode:
 
     def _healthy(self) -> bool:
         req = urllib.request.Request(
-            f"{self.url}/_cluster/health?wait_for_status=yellow&timeout=1s")
+            f"{self.url}/_cluster/health?wait_for_status=yellow&timeout=1s"
+        )
         try:
             with self._open(req, 3.0) as resp:
                 return bool(resp.status == 200)
@@ -191,7 +208,9 @@ class ElasticsearchNode:
         """A raw JSON call, for assertions that should not trust the exporter's client."""
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(
-            self.url + path, data=data, method=method,
+            self.url + path,
+            data=data,
+            method=method,
             headers={"Content-Type": "application/json"},
         )
         with self._open(req, 30.0) as resp:
@@ -209,8 +228,9 @@ class ElasticsearchNode:
                 return 0
             raise
 
-    def search(self, index: str, query: dict[str, Any] | None = None,
-               size: int = 1000) -> list[dict[str, Any]]:
+    def search(
+        self, index: str, query: dict[str, Any] | None = None, size: int = 1000
+    ) -> list[dict[str, Any]]:
         quoted = urllib.parse.quote(index, safe="")
         self.request("POST", f"/{quoted}/_refresh")
         body: dict[str, Any] = {"size": size, "query": query or {"match_all": {}}}
@@ -239,8 +259,9 @@ def secure_elasticsearch() -> Iterator[ElasticsearchNode]:
     _binary("java")
     _binary("openssl")
     node_dir = Path(tempfile.mkdtemp(prefix="logguardian-es-"))
-    node = ElasticsearchNode(node_dir, user=("logguardian", "s3cret-pass"),
-                             settings={"http.max_content_length": "1mb"})
+    node = ElasticsearchNode(
+        node_dir, user=("logguardian", "s3cret-pass"), settings={"http.max_content_length": "1mb"}
+    )
     try:
         node.start()
         yield node
@@ -273,36 +294,51 @@ def elasticsearch(elasticsearch_node: ElasticsearchNode) -> Iterator[Elasticsear
 class PrometheusServer:
     """A real Prometheus scraping `targets` (host:port) every second."""
 
-    def __init__(self, workdir: Path, targets: Sequence[str], rule_files: Sequence[Path] = (),
-                 metrics_path: str = "/metrics"):
+    def __init__(
+        self,
+        workdir: Path,
+        targets: Sequence[str],
+        rule_files: Sequence[Path] = (),
+        metrics_path: str = "/metrics",
+    ):
         self.workdir = workdir
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s",
-                       "scrape_timeout": "1s"},
+            "global": {
+                "scrape_interval": "1s",
+                "evaluation_interval": "1s",
+                "scrape_timeout": "1s",
+            },
             "rule_files": [str(Path(p).resolve()) for p in rule_files],
-            "scrape_configs": [{
-                "job_name": "logguardian",
-                "metrics_path": metrics_path,
-                "static_configs": [{"targets": list(targets)}],
-            }],
+            "scrape_configs": [
+                {
+                    "job_name": "logguardian",
+                    "metrics_path": metrics_path,
+                    "static_configs": [{"targets": list(targets)}],
+                }
+            ],
         }
         config_file = workdir / "prometheus.yml"
         config_file.write_text(yaml.safe_dump(config))
         (workdir / "data").mkdir(exist_ok=True)
-        self._process = _Process("prometheus", [
-            _binary("prometheus"),
-            f"--config.file={config_file}",
-            f"--storage.tsdb.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{self.port}",
-            "--web.enable-lifecycle",
-        ], workdir / "prometheus.log")
+        self._process = _Process(
+            "prometheus",
+            [
+                _binary("prometheus"),
+                f"--config.file={config_file}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--web.enable-lifecycle",
+            ],
+            workdir / "prometheus.log",
+        )
 
     def start(self) -> None:
         self._process.start()
-        self._process.wait_ready(lambda: _get(f"{self.url}/-/ready")[0] == 200,
-                                 SERVICE_START_SECONDS)
+        self._process.wait_ready(
+            lambda: _get(f"{self.url}/-/ready")[0] == 200, SERVICE_START_SECONDS
+        )
 
     def stop(self) -> None:
         self._process.stop()
@@ -343,8 +379,9 @@ class PrometheusServer:
 def prometheus_factory() -> Iterator[Callable[..., PrometheusServer]]:
     started: list[PrometheusServer] = []
 
-    def make(targets: Sequence[str], rule_files: Sequence[Path] = (),
-             metrics_path: str = "/metrics") -> PrometheusServer:
+    def make(
+        targets: Sequence[str], rule_files: Sequence[Path] = (), metrics_path: str = "/metrics"
+    ) -> PrometheusServer:
         workdir = Path(tempfile.mkdtemp(prefix="logguardian-prom-"))
         server = PrometheusServer(workdir, targets, rule_files, metrics_path)
         started.append(server)
@@ -382,13 +419,17 @@ class AlertmanagerServer:
         config_file = workdir / "alertmanager.yml"
         config_file.write_text(config_yaml)
         (workdir / "data").mkdir(exist_ok=True)
-        self._process = _Process("alertmanager", [
-            _binary("prometheus-alertmanager"),
-            f"--config.file={config_file}",
-            f"--storage.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{self.port}",
-            "--cluster.listen-address=",
-        ], workdir / "alertmanager.log")
+        self._process = _Process(
+            "alertmanager",
+            [
+                _binary("prometheus-alertmanager"),
+                f"--config.file={config_file}",
+                f"--storage.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--cluster.listen-address=",
+            ],
+            workdir / "alertmanager.log",
+        )
 
     @property
     def running(self) -> bool:
@@ -398,8 +439,9 @@ class AlertmanagerServer:
         if self._process.running:
             return
         self._process.start()
-        self._process.wait_ready(lambda: _get(f"{self.url}/-/ready")[0] == 200,
-                                 SERVICE_START_SECONDS)
+        self._process.wait_ready(
+            lambda: _get(f"{self.url}/-/ready")[0] == 200, SERVICE_START_SECONDS
+        )
 
     def stop(self) -> None:
         self._process.stop()

@@ -24,11 +24,15 @@ def run(args: argparse.Namespace) -> int:
     for dataset in datasets:
         s = evaluate(dataset, settings.templates)
         results.append(s)
-        print(f"{s.name:<12}{s.lines:>7}{s.ga:>7.3f}{s.pa:>7.3f}{s.fga:>7.3f}"
-              f"{f'{s.predicted_groups}/{s.true_groups}':>14}")
+        print(
+            f"{s.name:<12}{s.lines:>7}{s.ga:>7.3f}{s.pa:>7.3f}{s.fga:>7.3f}"
+            f"{f'{s.predicted_groups}/{s.true_groups}':>14}"
+        )
     if len(results) > 1:
         n = len(results)
-        print(f"{'average':<12}{sum(s.lines for s in results):>7}"
-              f"{sum(s.ga for s in results) / n:>7.3f}{sum(s.pa for s in results) / n:>7.3f}"
-              f"{sum(s.fga for s in results) / n:>7.3f}")
+        print(
+            f"{'average':<12}{sum(s.lines for s in results):>7}"
+            f"{sum(s.ga for s in results) / n:>7.3f}{sum(s.pa for s in results) / n:>7.3f}"
+            f"{sum(s.fga for s in results) / n:>7.3f}"
+        )
     return 0

@@ -49,12 +49,18 @@ def run(args: argparse.Namespace) -> int:
         return _mine(miner, source, out, encoded, args)
 
 
-def _mine(miner: TemplateMiner, source: BinaryIO, out: BinaryIO,
-          encoded: dict[tuple[str, str], bytes], args: argparse.Namespace) -> int:
+def _mine(
+    miner: TemplateMiner,
+    source: BinaryIO,
+    out: BinaryIO,
+    encoded: dict[tuple[str, str], bytes],
+    args: argparse.Namespace,
+) -> int:
     from tqdm import tqdm
 
-    progress = tqdm(unit=" lines", unit_scale=True, disable=not sys.stderr.isatty(),
-                    file=sys.stderr)
+    progress = tqdm(
+        unit=" lines", unit_scale=True, disable=not sys.stderr.isatty(), file=sys.stderr
+    )
     for chunk in read_chunks(source):
         progress.update(len(chunk))
         parts = []

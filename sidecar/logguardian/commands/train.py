@@ -13,8 +13,7 @@ def run(args: argparse.Namespace) -> int:
     options = TrainOptions(
         fmt=args.format,
         session_key=args.session_key,
-        session_idle_seconds=getattr(args, "idle_seconds", None)
-        or defaults.session_idle_seconds,
+        session_idle_seconds=getattr(args, "idle_seconds", None) or defaults.session_idle_seconds,
         window=getattr(args, "window", None) or defaults.window,
         arch=getattr(args, "arch", None) or defaults.arch,
         epochs=getattr(args, "epochs", None) or defaults.epochs,
@@ -29,8 +28,10 @@ def run(args: argparse.Namespace) -> int:
 
         meta = train_bundle(args.files, args.out, options)
     except ImportError as exc:
-        print(f"logguardian train needs the 'train' extra (pip install "
-              f"'logguardian[train]'): {exc}", file=sys.stderr)
+        print(
+            f"logguardian train needs the 'train' extra (pip install 'logguardian[train]'): {exc}",
+            file=sys.stderr,
+        )
         return 2
     except ValueError as exc:
         print(f"logguardian train: {exc}", file=sys.stderr)

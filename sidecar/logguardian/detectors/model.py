@@ -67,8 +67,7 @@ class ModelStage:
         self.error: str | None = None
         self.generation = 0
         self.keyer = SessionKeyer(self.settings.session_key)
-        self.sessions = SessionTable(self.settings.session_idle_seconds,
-                                     self.settings.max_sessions)
+        self.sessions = SessionTable(self.settings.session_idle_seconds, self.settings.max_sessions)
         self.cache_limit = SCORE_CACHE_MAX
         # Which findings to report; all on in the sidecar, switched off one at a time by
         # bench/hdfs.py to show what each part of the model contributes.
@@ -102,8 +101,12 @@ class ModelStage:
         if "session_idle_seconds" not in self.settings.model_fields_set and trained_idle:
             self.sessions.idle_seconds = float(trained_idle)
         self.metrics.model_loaded.set(1)
-        log.info("model bundle %s loaded: %d templates, window %d", bundle.path,
-                 len(bundle.vocab) - 2, bundle.window)
+        log.info(
+            "model bundle %s loaded: %d templates, window %d",
+            bundle.path,
+            len(bundle.vocab) - 2,
+            bundle.window,
+        )
 
     def _fail(self, error: str) -> None:
         self.error = error
@@ -125,9 +128,11 @@ class ModelStage:
         bundle = self.bundle
         if bundle is None:
             return True, f"no model ({self.error}); detecting on statistics alone"
-        detail = (f"bundle {bundle.path} loaded (generation {self.generation}, "
-                  f"{len(bundle.vocab) - 2} templates, window {bundle.window}, "
-                  f"{len(self.sessions)} open sessions)")
+        detail = (
+            f"bundle {bundle.path} loaded (generation {self.generation}, "
+            f"{len(bundle.vocab) - 2} templates, window {bundle.window}, "
+            f"{len(self.sessions)} open sessions)"
+        )
         if self.error:
             detail += f"; reload failed: {self.error}"
         return True, detail
@@ -245,29 +250,38 @@ class ModelStage:
             table.close(session)
             closed.append((i, session))
         table.advance(newest, batch.now)
-        closed.extend((None, s) for s in (table.drain() if self._close_all
-                                          else table.expired()))
+        closed.extend((None, s) for s in (table.drain() if self._close_all else table.expired()))
         self._close_all = False
         if closed and self.detect_sessions:
             self._verdicts(batch, bundle, closed)
 
-    def _infer(self, bundle: Bundle, missing: set[tuple[int, ...]],
-               todo: list[tuple[int, tuple[tuple[int, ...], int], Session, int]]) -> None:
+    def _infer(
+        self,
+        bundle: Bundle,
+        missing: set[tuple[int, ...]],
+        todo: list[tuple[int, tuple[tuple[int, ...], int], Session, int]],
+    ) -> None:
         scores = self._scores
         windows = list(missing)
         row_of = {w: r for r, w in enumerate(windows)}
-        logp = np.concatenate([
-            bundle.predict(np.asarray(windows[s:s + INFER_CHUNK], dtype=np.int64))
-            for s in range(0, len(windows), INFER_CHUNK)
-        ])
+        logp = np.concatenate(
+            [
+                bundle.predict(np.asarray(windows[s : s + INFER_CHUNK], dtype=np.int64))
+                for s in range(0, len(windows), INFER_CHUNK)
+            ]
+        )
         self.inferences += len(windows)
         for _, item, _, _ in todo:
             if item not in scores:
                 window, idx = item
                 scores[item] = -float(logp[row_of[window], idx])
 
-    def _score(self, batch: Batch, bundle: Bundle,
-               todo: list[tuple[int, tuple[tuple[int, ...], int], Session, int]]) -> None:
+    def _score(
+        self,
+        batch: Batch,
+        bundle: Bundle,
+        todo: list[tuple[int, tuple[tuple[int, ...], int], Session, int]],
+    ) -> None:
         scores = self._scores
         threshold = bundle.surprise_threshold
         base = bundle.surprise_base
@@ -282,31 +296,41 @@ class ModelStage:
             score = anchor + (1 - anchor) * min(1.0, (session.surprise - threshold) / threshold)
             window, idx = item
             previous = next((t for t in reversed(window) if t != PAD), PAD)
-            batch.add_reason(i, Reason(
-                "sequence", score,
-                f"template '{bundle.vocab.text(idx)}' is unexpected in session {session.key} "
-                f"after '{bundle.vocab.text(previous)}' (p={math.exp(-nll):.1e}; session "
-                f"surprise {session.surprise:.1f} >= {threshold:.1f})",
-                _severity(score), 1.0,
-            ))
+            batch.add_reason(
+                i,
+                Reason(
+                    "sequence",
+                    score,
+                    f"template '{bundle.vocab.text(idx)}' is unexpected in session {session.key} "
+                    f"after '{bundle.vocab.text(previous)}' (p={math.exp(-nll):.1e}; session "
+                    f"surprise {session.surprise:.1f} >= {threshold:.1f})",
+                    _severity(score),
+                    1.0,
+                ),
+            )
             if not session.flagged_at or number < session.flagged_at:
                 session.flagged_at = number
 
     def _flag_unknown(self, batch: Batch, i: int, session: Session, text: str) -> None:
-        batch.add_reason(i, Reason(
-            "sequence", UNKNOWN_SCORE,
-            f"template '{text}' never occurred in normal sessions (session {session.key})",
-            "high", 1.0,
-        ))
+        batch.add_reason(
+            i,
+            Reason(
+                "sequence",
+                UNKNOWN_SCORE,
+                f"template '{text}' never occurred in normal sessions (session {session.key})",
+                "high",
+                1.0,
+            ),
+        )
         if not session.flagged_at:
             session.flagged_at = session.records
 
-    def _verdicts(self, batch: Batch, bundle: Bundle,
-                  closed: list[tuple[int | None, Session]]) -> None:
+    def _verdicts(
+        self, batch: Batch, bundle: Bundle, closed: list[tuple[int | None, Session]]
+    ) -> None:
         """Session models at close (template set, count autoencoder in one ONNX run), for
         sessions of the current model the sequence model did not flag already."""
-        todo = [(i, s) for i, s in closed
-                if not s.flagged_at and s.generation == self.generation]
+        todo = [(i, s) for i, s in closed if not s.flagged_at and s.generation == self.generation]
         if not todo:
             return
         sets = bundle.session_model
@@ -320,8 +344,15 @@ class ModelStage:
             if unseen or odd:
                 self._flag_session(batch, bundle, session, index, unseen, error)
 
-    def _flag_session(self, batch: Batch, bundle: Bundle, session: Session,
-                      index: int | None, unseen: bool, error: float) -> None:
+    def _flag_session(
+        self,
+        batch: Batch,
+        bundle: Bundle,
+        session: Session,
+        index: int | None,
+        unseen: bool,
+        error: float,
+    ) -> None:
         session.flagged_at = session.records
         text = _describe(bundle, session, unseen, error)
         reason = Reason("session", SESSION_SCORE, text, "high", 1.0)
@@ -331,13 +362,21 @@ class ModelStage:
         record = session.last_record
         if record is None:
             return
-        batch.annotations.append(Annotation(
-            id=uuid.uuid4().hex, ts=record.ts, service=record.service,
-            message=record.message[:MAX_MESSAGE], level=record.level, score=SESSION_SCORE,
-            reasons=[reason], template_id=session.last_template_id,
-            template_text=session.last_template, session=session.key,
-            attributes=record.attributes,
-        ))
+        batch.annotations.append(
+            Annotation(
+                id=uuid.uuid4().hex,
+                ts=record.ts,
+                service=record.service,
+                message=record.message[:MAX_MESSAGE],
+                level=record.level,
+                score=SESSION_SCORE,
+                reasons=[reason],
+                template_id=session.last_template_id,
+                template_text=session.last_template,
+                session=session.key,
+                attributes=record.attributes,
+            )
+        )
         metrics = self.metrics
         metrics.anomalies.labels(metrics.service_label(record.service), "session").inc()
 
@@ -353,8 +392,11 @@ def _describe(bundle: Bundle, session: Session, unseen: bool, error: float) -> s
     nearest = min(common, key=lambda s: len(s ^ have), default=have)
     lacking = ", ".join(f"'{bundle.vocab.text(t)}'" for t in sorted(nearest - have)[:3])
     extra = ", ".join(f"'{bundle.vocab.text(t)}'" for t in sorted(have - nearest)[:3])
-    what = ("a template combination never seen in normal sessions" if unseen else
-            "template counts unlike normal sessions")
+    what = (
+        "a template combination never seen in normal sessions"
+        if unseen
+        else "template counts unlike normal sessions"
+    )
     text = f"session {session.key} closed after {session.records} records with {what}"
     if lacking:
         text += f"; missing {lacking}"

@@ -44,8 +44,7 @@ GIVE_UP_SECONDS = 3600.0  # a resolution no Alertmanager ever took is dropped af
 
 
 def rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z")
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _render(template: str | None, incident: Incident, now: float) -> str | None:
@@ -59,8 +58,10 @@ def _render(template: str | None, incident: Incident, now: float) -> str | None:
         "incident_id": incident.id,
         "alertname": incident.alertname,
         "namespace": quote(incident.namespace or "", safe=""),
-        "start": rfc3339(incident.started_at), "end": rfc3339(end),
-        "start_ms": int(incident.started_at * 1000), "end_ms": int(end * 1000),
+        "start": rfc3339(incident.started_at),
+        "end": rfc3339(end),
+        "start_ms": int(incident.started_at * 1000),
+        "end_ms": int(end * 1000),
     }
     try:
         return template.format(**values)
@@ -71,8 +72,11 @@ def _render(template: str | None, incident: Incident, now: float) -> str | None:
 
 def labels(incident: Incident) -> dict[str, str]:
     """The alert's identity in Alertmanager (fingerprint = labels only)."""
-    out = {"alertname": incident.alertname, "service": incident.service,
-           "severity": incident.severity}
+    out = {
+        "alertname": incident.alertname,
+        "service": incident.service,
+        "severity": incident.severity,
+    }
     if incident.namespace:
         out["namespace"] = incident.namespace
     return out
@@ -82,15 +86,19 @@ def alert(incident: Incident, settings: AlertmanagerSettings, now: float) -> dic
     resolved = incident.resolved_at is not None
     reasons = "; ".join(incident.reasons) or "unusual log records"
     annotations = {
-        "summary": (f"{incident.anomalies} anomalous log records in {incident.service}"
-                    + (" (resolved)" if resolved else "")),
+        "summary": (
+            f"{incident.anomalies} anomalous log records in {incident.service}"
+            + (" (resolved)" if resolved else "")
+        ),
         "description": reasons[:MAX_ANNOTATION_CHARS],
         "examples": "\n".join(incident.examples)[:MAX_ANNOTATION_CHARS],
         "incident_id": incident.id,
         "templates": ",".join(incident.template_ids),
     }
-    for key, template in (("kibana_url", settings.kibana_url_template),
-                          ("grafana_url", settings.grafana_url_template)):
+    for key, template in (
+        ("kibana_url", settings.kibana_url_template),
+        ("grafana_url", settings.grafana_url_template),
+    ):
         url = _render(template, incident, now)
         if url:
             annotations[key] = url
@@ -121,8 +129,12 @@ class _Tracked:
 class AlertmanagerExporter:
     name = NAME
 
-    def __init__(self, settings: AlertmanagerSettings, metrics: Metrics,
-                 open_incidents: Callable[[], Iterable[Incident]] | None = None):
+    def __init__(
+        self,
+        settings: AlertmanagerSettings,
+        metrics: Metrics,
+        open_incidents: Callable[[], Iterable[Incident]] | None = None,
+    ):
         if not settings.url:
             raise ValueError("exporters.alertmanager.url is not set")
         self.settings = settings
@@ -147,9 +159,15 @@ class AlertmanagerExporter:
         if not batch.incidents or self._loop is None:
             return
         # Copies: the incident stage keeps mutating its objects on the next batch.
-        copies = [dataclasses.replace(
-            i, template_ids=list(i.template_ids), reasons=list(i.reasons),
-            examples=list(i.examples)) for i in batch.incidents]
+        copies = [
+            dataclasses.replace(
+                i,
+                template_ids=list(i.template_ids),
+                reasons=list(i.reasons),
+                examples=list(i.examples),
+            )
+            for i in batch.incidents
+        ]
         self._loop.call_soon_threadsafe(self._update, copies)
 
     # -- event loop ----------------------------------------------------------------------
@@ -164,8 +182,10 @@ class AlertmanagerExporter:
             old = labels(tracked.incident)
             if labels(incident) != old:
                 tracked.stale_labels.append(old)
-            changed = (incident.resolved_at != tracked.incident.resolved_at
-                       or incident.severity != tracked.incident.severity)
+            changed = (
+                incident.resolved_at != tracked.incident.resolved_at
+                or incident.severity != tracked.incident.severity
+            )
             tracked.incident = incident
             if changed:
                 tracked.sent.clear()  # a state change goes out now, not at the next refresh
@@ -269,8 +289,7 @@ class AlertmanagerExporter:
             self._accepted(url, due, now)
         else:
             self._errors.inc()
-            delay = min(self._backoff.get(url, BACKOFF_START) * 2,
-                        self.settings.refresh_seconds)
+            delay = min(self._backoff.get(url, BACKOFF_START) * 2, self.settings.refresh_seconds)
             self._backoff[url] = delay
             self._retry_at[url] = now + delay * random.uniform(0.5, 1.0)
             log.warning("alertmanager %s: %s; retrying in ≤%.1fs", url, body[:200], delay)
@@ -283,20 +302,23 @@ class AlertmanagerExporter:
         self._backoff.pop(url, None)
         self._retry_at.pop(url, None)
 
-    async def _split_invalid(self, url: str, due: list[_Tracked], now: float,
-                             body: str) -> None:
+    async def _split_invalid(self, url: str, due: list[_Tracked], now: float, body: str) -> None:
         """The valid alerts of a 400 post were stored; find and report the invalid ones
         one post each, then count the round as done (resending would fail again)."""
         self._errors.inc()
         for tracked in due:
-            status, detail = await self._post(url, [alert(tracked.incident, self.settings,
-                                                          now)])
+            status, detail = await self._post(url, [alert(tracked.incident, self.settings, now)])
             if status == 200:
                 self._sent.inc()
             else:
                 self.metrics.exporter_dropped.labels(NAME, "rejected").inc()
-                log.error("alertmanager %s rejected the alert for incident %s (%d): %s",
-                          url, tracked.incident.id, status, detail[:300])
+                log.error(
+                    "alertmanager %s rejected the alert for incident %s (%d): %s",
+                    url,
+                    tracked.incident.id,
+                    status,
+                    detail[:300],
+                )
         self._accepted(url, due, now)
 
     async def _post(self, url: str, payload: list[dict[str, Any]]) -> tuple[int, str]:

@@ -50,8 +50,12 @@ _SEP = b"\t"  # between the action and the document in one queued item; never in
 
 _ECS_MAPPINGS: dict[str, Any] = {
     "dynamic_templates": [
-        {"strings_as_keywords": {"match_mapping_type": "string",
-                                 "mapping": {"type": "keyword", "ignore_above": 1024}}},
+        {
+            "strings_as_keywords": {
+                "match_mapping_type": "string",
+                "mapping": {"type": "keyword", "ignore_above": 1024},
+            }
+        },
     ],
     "properties": {
         "@timestamp": {"type": "date"},
@@ -59,30 +63,46 @@ _ECS_MAPPINGS: dict[str, Any] = {
         "tags": {"type": "keyword"},
         "service": {"properties": {"name": {"type": "keyword"}}},
         "log": {"properties": {"level": {"type": "keyword"}}},
-        "event": {"properties": {
-            "kind": {"type": "keyword"}, "created": {"type": "date"},
-            "severity": {"type": "long"},
-        }},
+        "event": {
+            "properties": {
+                "kind": {"type": "keyword"},
+                "created": {"type": "date"},
+                "severity": {"type": "long"},
+            }
+        },
         "host": {"properties": {"name": {"type": "keyword"}}},
-        "kubernetes": {"properties": {
-            "labels": {"type": "flattened"}, "annotations": {"type": "flattened"},
-        }},
-        "logguardian": {"properties": {
-            "score": {"type": "float"},
-            "anomaly": {"type": "boolean"},
-            "reasons": {"properties": {
-                "kind": {"type": "keyword"}, "score": {"type": "float"},
-                "text": {"type": "text"}, "severity": {"type": "keyword"},
-                "confidence": {"type": "float"},
-            }},
-            "template": {"properties": {
-                "id": {"type": "keyword"},
-                "text": {"type": "text", "fields": {"keyword": {"type": "keyword",
-                                                                "ignore_above": 2048}}},
-            }},
-            "session": {"type": "keyword"},
-            "incident": {"properties": {"id": {"type": "keyword"}}},
-        }},
+        "kubernetes": {
+            "properties": {
+                "labels": {"type": "flattened"},
+                "annotations": {"type": "flattened"},
+            }
+        },
+        "logguardian": {
+            "properties": {
+                "score": {"type": "float"},
+                "anomaly": {"type": "boolean"},
+                "reasons": {
+                    "properties": {
+                        "kind": {"type": "keyword"},
+                        "score": {"type": "float"},
+                        "text": {"type": "text"},
+                        "severity": {"type": "keyword"},
+                        "confidence": {"type": "float"},
+                    }
+                },
+                "template": {
+                    "properties": {
+                        "id": {"type": "keyword"},
+                        "text": {
+                            "type": "text",
+                            "fields": {"keyword": {"type": "keyword", "ignore_above": 2048}},
+                        },
+                    }
+                },
+                "session": {"type": "keyword"},
+                "incident": {"properties": {"id": {"type": "keyword"}}},
+            }
+        },
     },
 }
 
@@ -90,8 +110,7 @@ _SEVERITY_NUMBER = {"low": 21, "medium": 47, "high": 73, "critical": 99}
 
 
 def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z")
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def template_pattern(data_stream: str) -> str:
@@ -127,8 +146,13 @@ def annotation_doc(a: Annotation) -> dict[str, Any]:
             "score": round(float(a.score), 4),
             "anomaly": True,
             "reasons": [
-                {"kind": r.kind, "score": round(float(r.score), 4), "text": r.text,
-                 "severity": r.severity, "confidence": round(float(r.confidence), 4)}
+                {
+                    "kind": r.kind,
+                    "score": round(float(r.score), 4),
+                    "text": r.text,
+                    "severity": r.severity,
+                    "confidence": round(float(r.confidence), 4),
+                }
                 for r in a.reasons
             ],
             "template": {"id": a.template_id, "text": a.template_text},
@@ -178,8 +202,13 @@ def _retryable(status: Any) -> bool:
 class ElasticsearchExporter:
     name = NAME
 
-    def __init__(self, settings: ElasticsearchSettings, state_dir: Path, metrics: Metrics,
-                 memory_items: int = MEMORY_ITEMS):
+    def __init__(
+        self,
+        settings: ElasticsearchSettings,
+        state_dir: Path,
+        metrics: Metrics,
+        memory_items: int = MEMORY_ITEMS,
+    ):
         if not settings.url:
             raise ValueError("exporters.elasticsearch.url is not set")
         self.settings = settings
@@ -250,13 +279,18 @@ class ElasticsearchExporter:
         if taken < len(items):
             lost = len(items) - taken
             self.metrics.exporter_dropped.labels(NAME, "spool_full").inc(lost)
-            log.error("elasticsearch spool full (%d bytes): dropped %d newest documents",
-                      self.spool.bytes, lost)
+            log.error(
+                "elasticsearch spool full (%d bytes): dropped %d newest documents",
+                self.spool.bytes,
+                lost,
+            )
 
     def _client(self) -> AsyncElasticsearch:
         s = self.settings
         kwargs: dict[str, Any] = {
-            "request_timeout": REQUEST_TIMEOUT, "max_retries": 0, "retry_on_timeout": False,
+            "request_timeout": REQUEST_TIMEOUT,
+            "max_retries": 0,
+            "retry_on_timeout": False,
         }
         if s.api_key:
             kwargs["api_key"] = s.api_key
@@ -302,8 +336,10 @@ class ElasticsearchExporter:
         only makes the sidecar unready once the spool is nearly full."""
         full = self.spool.bytes >= 0.9 * self.settings.spool_max_bytes
         state = "connected" if self.connected else f"unreachable ({self.last_error})"
-        return (not full,
-                f"{state}; {self.pending} documents waiting, spool {self.spool.bytes} bytes")
+        return (
+            not full,
+            f"{state}; {self.pending} documents waiting, spool {self.spool.bytes} bytes",
+        )
 
     async def _run(self) -> None:
         assert self._wake is not None
@@ -336,8 +372,11 @@ class ElasticsearchExporter:
         assert self._wake is not None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.flush_seconds
-        while (len(self._inbox) < self.settings.batch_docs and not self._closing
-               and not len(self.spool)):
+        while (
+            len(self._inbox) < self.settings.batch_docs
+            and not self._closing
+            and not len(self.spool)
+        ):
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return
@@ -431,9 +470,15 @@ class ElasticsearchExporter:
         assert self.client is not None
         results: list[tuple[bool, dict[str, Any]]] = []
         async for ok, info in async_streaming_bulk(
-            self.client, items, chunk_size=len(items), max_chunk_bytes=50 * 1024 * 1024,
-            expand_action_callback=_expand, raise_on_error=False, raise_on_exception=True,
-            max_retries=0, yield_ok=True,
+            self.client,
+            items,
+            chunk_size=len(items),
+            max_chunk_bytes=50 * 1024 * 1024,
+            expand_action_callback=_expand,
+            raise_on_error=False,
+            raise_on_exception=True,
+            max_retries=0,
+            yield_ok=True,
         ):
             results.append((ok, info))
         return results
@@ -479,16 +524,28 @@ class ElasticsearchExporter:
         self.metrics.exporter_dropped.labels(NAME, "rejected").inc(len(dead))
         self._errors.inc()
         first = dead[0][1]
-        log.error("elasticsearch rejected %d documents (kept in %s): %s", len(dead),
-                  self.dead_letter, first)
+        log.error(
+            "elasticsearch rejected %d documents (kept in %s): %s",
+            len(dead),
+            self.dead_letter,
+            first,
+        )
         try:
             size = self.dead_letter.stat().st_size if self.dead_letter.exists() else 0
             if size < DEAD_LETTER_MAX_BYTES:
                 with self.dead_letter.open("ab") as fh:
                     for raw, err in dead:
                         action, doc = _expand(raw)
-                        fh.write(orjson.dumps({"action": orjson.loads(action),
-                                               "doc": orjson.loads(doc), "error": err}) + b"\n")
+                        fh.write(
+                            orjson.dumps(
+                                {
+                                    "action": orjson.loads(action),
+                                    "doc": orjson.loads(doc),
+                                    "error": err,
+                                }
+                            )
+                            + b"\n"
+                        )
         except OSError as exc:
             log.error("cannot write %s: %s", self.dead_letter, exc)
 

@@ -264,14 +264,16 @@ class IngestMapper:
                         break
             if level is None:
                 level = infer_level(item.message)
-            records.append(Record(
-                ts=item.time if item.time > 0 else now,
-                message=item.message,
-                service=service,
-                level=level,
-                attributes=attributes,
-                source="grpc",
-            ))
+            records.append(
+                Record(
+                    ts=item.time if item.time > 0 else now,
+                    message=item.message,
+                    service=service,
+                    level=level,
+                    attributes=attributes,
+                    source="grpc",
+                )
+            )
         return records, rejected, errors
 
 
@@ -283,9 +285,9 @@ Trailers = tuple[tuple[str, str | bytes], ...]
 
 def retry_trailers(code: grpc.StatusCode, message: str, delay: float) -> Trailers:
     """Trailing metadata telling every kind of client when to retry."""
-    retry_info = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(
-        seconds=int(delay), nanos=int((delay - int(delay)) * 1e9)
-    ))
+    retry_info = error_details_pb2.RetryInfo(
+        retry_delay=duration_pb2.Duration(seconds=int(delay), nanos=int((delay - int(delay)) * 1e9))
+    )
     detail = any_pb2.Any()
     detail.Pack(retry_info)
     status = status_pb2.Status(code=code.value[0], message=message, details=[detail])
@@ -311,15 +313,19 @@ class Admission:
         if self.stopping:
             self.metrics.rejected.labels("shutting_down").inc(records)
             await context.abort(
-                grpc.StatusCode.UNAVAILABLE, "logguardian is shutting down; retry",
+                grpc.StatusCode.UNAVAILABLE,
+                "logguardian is shutting down; retry",
                 trailing_metadata=extra,
             )
         self.metrics.rejected.labels(QUEUE_FULL).inc(records)
         code = grpc.StatusCode.RESOURCE_EXHAUSTED
-        message = (f"pipeline queue full ({self.pipeline.depth}/{self.pipeline.capacity} "
-                   "records); retry later")
+        message = (
+            f"pipeline queue full ({self.pipeline.depth}/{self.pipeline.capacity} "
+            "records); retry later"
+        )
         await context.abort(
-            code, message,
+            code,
+            message,
             trailing_metadata=retry_trailers(code, message, self.settings.retry_after_seconds)
             + extra,
         )
@@ -334,7 +340,10 @@ class Admission:
             await self.refuse(context, len(records))
 
     async def put(
-        self, records: list[Record], receiver: str, context: grpc.aio.ServicerContext,
+        self,
+        records: list[Record],
+        receiver: str,
+        context: grpc.aio.ServicerContext,
         queued_requests: int,
     ) -> None:
         """Stream flavour: waits for room (HTTP/2 flow control holds the client back
@@ -344,8 +353,7 @@ class Admission:
         if self.stopping or not await self.pipeline.put(
             records, receiver, timeout=self.settings.stream_wait_seconds
         ):
-            await self.refuse(context, len(records),
-                              ((QUEUED_REQUESTS_KEY, str(queued_requests)),))
+            await self.refuse(context, len(records), ((QUEUED_REQUESTS_KEY, str(queued_requests)),))
 
     def count_malformed(self, n: int) -> None:
         if n:
@@ -361,7 +369,8 @@ class LogsService(logs_service_pb2_grpc.LogsServiceServicer):
         self.mapper = mapper
 
     async def Export(
-        self, request: logs_service_pb2.ExportLogsServiceRequest,
+        self,
+        request: logs_service_pb2.ExportLogsServiceRequest,
         context: grpc.aio.ServicerContext,
     ) -> logs_service_pb2.ExportLogsServiceResponse:
         records, rejected, errors = self.mapper.records(request, time.time())
@@ -389,7 +398,8 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         return ingest_pb2.PushResponse(accepted=len(records), rejected=rejected, errors=errors)
 
     async def PushStream(
-        self, request_iterator: AsyncIterator[ingest_pb2.PushRequest],
+        self,
+        request_iterator: AsyncIterator[ingest_pb2.PushRequest],
         context: grpc.aio.ServicerContext,
     ) -> ingest_pb2.PushResponse:
         accepted = rejected = queued = 0
@@ -407,7 +417,8 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         return ingest_pb2.PushResponse(accepted=accepted, rejected=rejected, errors=errors)
 
     async def PushAcked(
-        self, request_iterator: AsyncIterator[ingest_pb2.PushRequest],
+        self,
+        request_iterator: AsyncIterator[ingest_pb2.PushRequest],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[ingest_pb2.Ack]:
         sequence = 0
@@ -415,8 +426,9 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
             records, bad, errors = self.mapper.records(request.records, time.time())
             await self.admission.put(records, "grpc", context, sequence)
             self.admission.count_malformed(bad)
-            yield ingest_pb2.Ack(sequence=sequence, accepted=len(records), rejected=bad,
-                                 errors=errors)
+            yield ingest_pb2.Ack(
+                sequence=sequence, accepted=len(records), rejected=bad, errors=errors
+            )
             sequence += 1
 
     async def Score(
@@ -435,17 +447,21 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         results = []
         for i in range(len(records)):
             score = batch.scores[i]
-            results.append(ingest_pb2.ScoredRecord(
-                template_id=batch.template_ids[i],
-                template=batch.templates[i],
-                session=batch.sessions[i],
-                score=score,
-                anomaly=score >= threshold,
-                reasons=[
-                    ingest_pb2.Reason(kind=r.kind, score=r.score, text=r.text, severity=r.severity)
-                    for r in batch.reasons.get(i, ())
-                ],
-            ))
+            results.append(
+                ingest_pb2.ScoredRecord(
+                    template_id=batch.template_ids[i],
+                    template=batch.templates[i],
+                    session=batch.sessions[i],
+                    score=score,
+                    anomaly=score >= threshold,
+                    reasons=[
+                        ingest_pb2.Reason(
+                            kind=r.kind, score=r.score, text=r.text, severity=r.severity
+                        )
+                        for r in batch.reasons.get(i, ())
+                    ],
+                )
+            )
         return ingest_pb2.ScoreResponse(results=results)
 
 
@@ -470,8 +486,11 @@ class PipelineHealth(health.aio.HealthServicer):
             return False
 
     async def refresh(self) -> None:
-        status = (health_pb2.HealthCheckResponse.SERVING if self.ready()
-                  else health_pb2.HealthCheckResponse.NOT_SERVING)
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if self.ready()
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
         for service in self.SERVICES:
             if self._status.get(service) != status:
                 self._status[service] = status
@@ -533,8 +552,10 @@ class TokenAuth(grpc.aio.ServerInterceptor):
 
 def _denied(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     async def deny(request: Any, context: grpc.aio.ServicerContext) -> None:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                            "missing or invalid 'authorization: Bearer <token>' metadata")
+        await context.abort(
+            grpc.StatusCode.UNAUTHENTICATED,
+            "missing or invalid 'authorization: Bearer <token>' metadata",
+        )
 
     kwargs = {
         "request_deserializer": handler.request_deserializer,
@@ -556,12 +577,14 @@ def server_credentials(settings: GrpcReceiver) -> grpc.ServerCredentials | None:
     cert, key, ca = settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file
     if cert is None and key is None:
         if ca is not None:
-            raise ValueError("receivers.grpc.tls_client_ca_file needs tls_cert_file and "
-                             "tls_key_file")
+            raise ValueError(
+                "receivers.grpc.tls_client_ca_file needs tls_cert_file and tls_key_file"
+            )
         return None
     if cert is None or key is None:
-        raise ValueError("receivers.grpc.tls_cert_file and receivers.grpc.tls_key_file must be "
-                         "set together")
+        raise ValueError(
+            "receivers.grpc.tls_cert_file and receivers.grpc.tls_key_file must be set together"
+        )
     return grpc.ssl_server_credentials(
         [(key.read_bytes(), cert.read_bytes())],
         root_certificates=ca.read_bytes() if ca is not None else None,

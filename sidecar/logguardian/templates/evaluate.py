@@ -69,8 +69,13 @@ def normalize_template(text: str) -> str:
     return _SPACES.sub(" ", _PLACEHOLDER.sub("<*>", text)).strip()
 
 
-def score(name: str, predicted: Sequence[str], predicted_templates: Sequence[str],
-          truth: Sequence[str], truth_templates: Sequence[str]) -> Scores:
+def score(
+    name: str,
+    predicted: Sequence[str],
+    predicted_templates: Sequence[str],
+    truth: Sequence[str],
+    truth_templates: Sequence[str],
+) -> Scores:
     pred_groups: dict[str, list[int]] = defaultdict(list)
     true_groups: dict[str, list[int]] = defaultdict(list)
     for i, p in enumerate(predicted):
@@ -85,15 +90,23 @@ def score(name: str, predicted: Sequence[str], predicted_templates: Sequence[str
             correct_lines += len(members)
             correct_groups += 1
     pa_hits = sum(
-        1 for p, t in zip(predicted_templates, truth_templates, strict=True)
+        1
+        for p, t in zip(predicted_templates, truth_templates, strict=True)
         if normalize_template(p) == normalize_template(t)
     )
     n = len(predicted)
     precision = correct_groups / len(pred_groups) if pred_groups else 0.0
     recall = correct_groups / len(true_groups) if true_groups else 0.0
     fga = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return Scores(name, n, correct_lines / n if n else 0.0, pa_hits / n if n else 0.0, fga,
-                  len(pred_groups), len(true_groups))
+    return Scores(
+        name,
+        n,
+        correct_lines / n if n else 0.0,
+        pa_hits / n if n else 0.0,
+        fga,
+        len(pred_groups),
+        len(true_groups),
+    )
 
 
 def evaluate(dataset: Dataset, settings: TemplateSettings | None = None) -> Scores:

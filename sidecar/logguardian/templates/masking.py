@@ -26,8 +26,20 @@ _TLD = (
     r"(?:com|net|org|edu|gov|mil|info|biz|local|internal|lan|ar|at|au|be|br|ca|ch|cl|cn|cz|de|dk"
     r"|es|eu|fi|fr|hk|ie|il|jp|kr|mx|nl|nz|ph|pl|pt|ru|se|sg|th|tr|tw|ua|uk|us|vn|za)"
 )
-_MONTHS = ("Jan ", "Feb ", "Mar ", "Apr ", "May ", "Jun ", "Jul ", "Aug ", "Sep ", "Oct ", "Nov ",
-           "Dec ")
+_MONTHS = (
+    "Jan ",
+    "Feb ",
+    "Mar ",
+    "Apr ",
+    "May ",
+    "Jun ",
+    "Jul ",
+    "Aug ",
+    "Sep ",
+    "Oct ",
+    "Nov ",
+    "Dec ",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,10 +61,16 @@ class Rule:
     probe: re.Pattern[str] | None = None
 
 
-def _rule(pattern: str, repl: str | Callable[[re.Match[str]], str], *gates: str,
-          digits: bool = False, probe: str | None = None) -> Rule:
-    return Rule(re.compile(pattern), repl, gates, digits,
-                re.compile(probe) if probe is not None else None)
+def _rule(
+    pattern: str,
+    repl: str | Callable[[re.Match[str]], str],
+    *gates: str,
+    digits: bool = False,
+    probe: str | None = None,
+) -> Rule:
+    return Rule(
+        re.compile(pattern), repl, gates, digits, re.compile(probe) if probe is not None else None
+    )
 
 
 def _mixed_hex(match: re.Match[str]) -> str:
@@ -74,29 +92,72 @@ RULES: tuple[Rule, ...] = (
     _rule(r"[a-z](?<![\w+.-][a-z])[a-z0-9+.-]*://[^\s\"'<>]+", "<URL>", "://"),
     _rule(r"/(?<![\w./<>-]/)[\w.@%+~:-]+(?:/[\w.@%+~:-]+)+/?(?:\?[^\s\"'<>]*)?", "<PATH>", "/"),
     # 2024-01-31T12:00:00.123Z, 2015-10-18 18:01:47,978
-    _rule(r"\d{4}-\d{2}-\d{2}[T ]\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?\b",
-          "<TS>", ":", digits=True, probe=r"-\d\d-\d\d[T ]\d"),
+    _rule(
+        r"\d{4}-\d{2}-\d{2}[T ]\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?\b",
+        "<TS>",
+        ":",
+        digits=True,
+        probe=r"-\d\d-\d\d[T ]\d",
+    ),
     # Sun Jul 3 12:00:01 2005, Jun 14 15:16:01 (syslog)
-    _rule(r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun|Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
-          r"(?<!\w...) +(?:(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) +)?"
-          r"\d{1,2} +\d{1,2}:\d{2}:\d{2}(?: +\d{4})?\b", "<TS>", *_MONTHS, digits=True),
-    _rule(rf"{_HEXCH}{{8}}-{_HEXCH}{{4}}-{_HEXCH}{{4}}-{_HEXCH}{{4}}-{_HEXCH}{{12}}\b",
-          "<UUID>", "-", digits=True, probe=rf"-{_HEXCH}{{4}}-{_HEXCH}{{4}}-"),
-    _rule(r"\b[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+\b", "<EMAIL>", "@",
-          probe=r"@[A-Za-z0-9-]+\.[A-Za-z]"),
-    _rule(rf"{_HEXCH}{{2}}(?<!\w{_HEXCH}{{2}}):(?:{_HEXCH}{{2}}:){{4}}{_HEXCH}{{2}}\b", "<MAC>",
-          ":", digits=True, probe=rf":{_HEXCH}{{2}}:{_HEXCH}{{2}}:"),
+    _rule(
+        r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun|Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+        r"(?<!\w...) +(?:(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) +)?"
+        r"\d{1,2} +\d{1,2}:\d{2}:\d{2}(?: +\d{4})?\b",
+        "<TS>",
+        *_MONTHS,
+        digits=True,
+    ),
+    _rule(
+        rf"{_HEXCH}{{8}}-{_HEXCH}{{4}}-{_HEXCH}{{4}}-{_HEXCH}{{4}}-{_HEXCH}{{12}}\b",
+        "<UUID>",
+        "-",
+        digits=True,
+        probe=rf"-{_HEXCH}{{4}}-{_HEXCH}{{4}}-",
+    ),
+    _rule(
+        r"\b[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+\b",
+        "<EMAIL>",
+        "@",
+        probe=r"@[A-Za-z0-9-]+\.[A-Za-z]",
+    ),
+    _rule(
+        rf"{_HEXCH}{{2}}(?<!\w{_HEXCH}{{2}}):(?:{_HEXCH}{{2}}:){{4}}{_HEXCH}{{2}}\b",
+        "<MAC>",
+        ":",
+        digits=True,
+        probe=rf":{_HEXCH}{{2}}:{_HEXCH}{{2}}:",
+    ),
     # Host names: dotted names ending in a common top-level domain.
-    _rule(r"[A-Za-z0-9](?<![\w.-][A-Za-z0-9])[A-Za-z0-9-]*\.(?:[A-Za-z0-9-]+\.)*" + _TLD
-          + r"\b(?![.-])", "<HOST>",
-          probe=r"\." + _TLD + r"\b"),
-    _rule(r"\d(?<![\w.]\d)\d{0,2}(?:\.\d{1,3}){3}(?![\w.]*\d)", "<IP>", ".", digits=True,
-          probe=r"\.\d{1,3}\.\d{1,3}\."),
-    _rule(rf"{_HEXCH}(?<![\w:]{_HEXCH}){_HEXCH}{{0,3}}:(?:{_HEXCH}{{1,4}}:){{6}}{_HEXCH}{{1,4}}"
-          r"(?![\w:])", "<IP>", ":", digits=True,
-          probe=rf":{_HEXCH}{{1,4}}:{_HEXCH}{{1,4}}:{_HEXCH}{{1,4}}:"),
-    _rule(rf"(?<![\w:>])(?=[0-9a-fA-F:]*\d)(?:{_HEXCH}{{1,4}}(?::{_HEXCH}{{1,4}})*)?::"
-          rf"(?:{_HEXCH}{{1,4}}(?::{_HEXCH}{{1,4}})*)?(?![\w:])", "<IP>", "::", digits=True),
+    _rule(
+        r"[A-Za-z0-9](?<![\w.-][A-Za-z0-9])[A-Za-z0-9-]*\.(?:[A-Za-z0-9-]+\.)*"
+        + _TLD
+        + r"\b(?![.-])",
+        "<HOST>",
+        probe=r"\." + _TLD + r"\b",
+    ),
+    _rule(
+        r"\d(?<![\w.]\d)\d{0,2}(?:\.\d{1,3}){3}(?![\w.]*\d)",
+        "<IP>",
+        ".",
+        digits=True,
+        probe=r"\.\d{1,3}\.\d{1,3}\.",
+    ),
+    _rule(
+        rf"{_HEXCH}(?<![\w:]{_HEXCH}){_HEXCH}{{0,3}}:(?:{_HEXCH}{{1,4}}:){{6}}{_HEXCH}{{1,4}}"
+        r"(?![\w:])",
+        "<IP>",
+        ":",
+        digits=True,
+        probe=rf":{_HEXCH}{{1,4}}:{_HEXCH}{{1,4}}:{_HEXCH}{{1,4}}:",
+    ),
+    _rule(
+        rf"(?<![\w:>])(?=[0-9a-fA-F:]*\d)(?:{_HEXCH}{{1,4}}(?::{_HEXCH}{{1,4}})*)?::"
+        rf"(?:{_HEXCH}{{1,4}}(?::{_HEXCH}{{1,4}})*)?(?![\w:])",
+        "<IP>",
+        "::",
+        digits=True,
+    ),
     # Kubernetes pod names: <deployment>-<replicaset hash>-<5 char suffix>
     _rule(rf"-(?<=[a-z0-9]-){_POD}{{6,10}}-{_POD}{{5}}\b", "-<POD>", "-"),
     _rule(r"0[xX][0-9a-fA-F]+\b", "<HEX>", "0x", "0X", digits=True),
@@ -105,18 +166,39 @@ RULES: tuple[Rule, ...] = (
     _rule(r"\d(?<!\w\d)\d?:\d{2}(?::\d{2})?(?:[.,]\d+)?\b", "<TIME>", ":", digits=True),
     # A sign belongs to the number only when it does not follow a word (a-1-2); a
     # unit of measure belongs to it too ("12 KB" and "3 MB" are the same field).
-    _rule(r"[-+](?<![A-Za-z0-9.-][-+])\d+(?:\.\d+)*"
-          r"(?: ?[KMGTP]i?B\b| ?B\b|(?:ms|us|ns|s|%)(?![\w.]))?", "<NUM>", "-", "+", digits=True),
-    _rule(r"\d+(?:\.\d+)*(?: ?[KMGTP]i?B\b| ?B\b|(?:ms|us|ns|s|%)(?![\w.]))?", "<NUM>",
-          digits=True),
+    _rule(
+        r"[-+](?<![A-Za-z0-9.-][-+])\d+(?:\.\d+)*"
+        r"(?: ?[KMGTP]i?B\b| ?B\b|(?:ms|us|ns|s|%)(?![\w.]))?",
+        "<NUM>",
+        "-",
+        "+",
+        digits=True,
+    ),
+    _rule(
+        r"\d+(?:\.\d+)*(?: ?[KMGTP]i?B\b| ?B\b|(?:ms|us|ns|s|%)(?![\w.]))?", "<NUM>", digits=True
+    ),
     # Lists and glued runs of values ("<IP>,<IP>", "<NUM><NUM>") are one value.
     _rule(r"(<[A-Z]+>)(?:, ?<[A-Z]+>|<[A-Z]+>)+", r"\1", ">,", "><"),
     # An empty value in parentheses, "from 1.2.3.4 () at": same slot as "(host)".
     _rule(r" \(\)(?=[ \n]|$)", " (<NONE>)", " ()"),
 )
 
-PLACEHOLDERS = ("<TS>", "<UUID>", "<EMAIL>", "<URL>", "<PATH>", "<MAC>", "<IP>", "<HOST>",
-                "<POD>", "<HEX>", "<TIME>", "<NUM>", "<BIN>", "<NONE>")
+PLACEHOLDERS = (
+    "<TS>",
+    "<UUID>",
+    "<EMAIL>",
+    "<URL>",
+    "<PATH>",
+    "<MAC>",
+    "<IP>",
+    "<HOST>",
+    "<POD>",
+    "<HEX>",
+    "<TIME>",
+    "<NUM>",
+    "<BIN>",
+    "<NONE>",
+)
 
 # bytes.translate tables for shape keys: every digit becomes "0", and in `prepare`
 # control characters other than tab and newline become NUL so one `in` test finds
@@ -205,13 +287,15 @@ def mask_many(lines: Sequence[str], keys: Sequence[bytes] | None = None) -> list
     if not plain:
         return _apply("\n".join(lines), True).split("\n")
     out = list(lines)
-    for i, masked in zip(plain, _apply("\n".join(lines[i] for i in plain), False).split("\n"),
-                         strict=True):
+    for i, masked in zip(
+        plain, _apply("\n".join(lines[i] for i in plain), False).split("\n"), strict=True
+    ):
         out[i] = masked
     if len(plain) < len(lines):
         plain_set = set(plain)
         rest = [i for i in range(len(lines)) if i not in plain_set]
-        for i, masked in zip(rest, _apply("\n".join(lines[i] for i in rest), True).split("\n"),
-                             strict=True):
+        for i, masked in zip(
+            rest, _apply("\n".join(lines[i] for i in rest), True).split("\n"), strict=True
+        ):
             out[i] = masked
     return out

@@ -125,8 +125,10 @@ class TemplateMiner:
     def templates(self) -> list[TemplateInfo]:
         """A copy of every template's info. The miner belongs to the pipeline worker:
         callers on other threads hold `Pipeline.lock` while calling this."""
-        return [TemplateInfo(t.id, t.text, t.count, dict(t.services), t.first_seen, t.last_seen)
-                for t in self._templates.values()]
+        return [
+            TemplateInfo(t.id, t.text, t.count, dict(t.services), t.first_seen, t.last_seen)
+            for t in self._templates.values()
+        ]
 
     def get(self, tid: str) -> TemplateInfo | None:
         t = self._templates.get(self.resolve(tid))
@@ -218,15 +220,19 @@ class TemplateMiner:
                     unknown.append(i)
                     unknown_folded.append(fk)
             if unknown:
-                masked = masking.mask_many([lines[i] for i in unknown],
-                                           [keys[i] for i in unknown])
+                masked = masking.mask_many([lines[i] for i in unknown], [keys[i] for i in unknown])
                 exact = self._exact
                 learned: dict[bytes, str] = {}
                 for i, fk, m in zip(unknown, unknown_folded, masked, strict=True):
                     tid = exact.get(m)
                     if tid is None:
-                        when = (time.time() if ts is None
-                                else float(ts) if isinstance(ts, float | int) else ts[i])
+                        when = (
+                            time.time()
+                            if ts is None
+                            else float(ts)
+                            if isinstance(ts, float | int)
+                            else ts[i]
+                        )
                         tid = self._learn(m, when)
                         if len(exact) >= EXACT_CACHE_MAX:
                             exact.clear()
@@ -259,8 +265,10 @@ class TemplateMiner:
             service = services[0] if services else ""
             pairs = ((tid, service, n) for tid, n in Counter(ids).items())
         else:
-            pairs = ((tid, service, n)
-                     for (tid, service), n in Counter(zip(ids, services, strict=True)).items())
+            pairs = (
+                (tid, service, n)
+                for (tid, service), n in Counter(zip(ids, services, strict=True)).items()
+            )
         for tid, service, n in pairs:
             t = templates[tid]
             t.count += n
@@ -399,8 +407,11 @@ class TemplateMiner:
         self._dirty.add(t.id)
         survivor = t
         for other in list(self._bucket(t.units)):
-            if (other is survivor or self._templates.get(other.id) is not other
-                    or not _covers(survivor.units, other.units)):
+            if (
+                other is survivor
+                or self._templates.get(other.id) is not other
+                or not _covers(survivor.units, other.units)
+            ):
                 continue
             if other.seq < survivor.seq:
                 other.units, other.var = list(survivor.units), list(survivor.var)
@@ -472,8 +483,15 @@ class TemplateMiner:
             "seq": self._seq,
             "lines": self.lines,
             "templates": [
-                {"id": t.id, "units": t.units, "seq": t.seq, "count": t.count,
-                 "services": t.services, "first_seen": t.first_seen, "last_seen": t.last_seen}
+                {
+                    "id": t.id,
+                    "units": t.units,
+                    "seq": t.seq,
+                    "count": t.count,
+                    "services": t.services,
+                    "first_seen": t.first_seen,
+                    "last_seen": t.last_seen,
+                }
                 for t in self._templates.values()
             ],
             "merged": self._merged,
@@ -488,17 +506,25 @@ class TemplateMiner:
             data = encoded.get(t.id)
             if data is None or t.id in dirty:
                 data = orjson.dumps(
-                    {"id": t.id, "units": t.units, "seq": t.seq, "count": t.count,
-                     "services": t.services, "first_seen": t.first_seen,
-                     "last_seen": t.last_seen})
+                    {
+                        "id": t.id,
+                        "units": t.units,
+                        "seq": t.seq,
+                        "count": t.count,
+                        "services": t.services,
+                        "first_seen": t.first_seen,
+                        "last_seen": t.last_seen,
+                    }
+                )
                 encoded[t.id] = data
             parts.append(data)
         dirty.clear()
         if len(encoded) > 2 * len(self._templates) + 1024:
             live = self._templates
             self._encoded = {k: v for k, v in encoded.items() if k in live}
-        head = orjson.dumps({"format": 1, "seq": self._seq, "lines": self.lines,
-                             "merged": self._merged})
+        head = orjson.dumps(
+            {"format": 1, "seq": self._seq, "lines": self.lines, "merged": self._merged}
+        )
         return head[:-1] + b',"templates":[' + b",".join(parts) + b"]}"
 
     def import_state(self, state: dict[str, object]) -> None:
@@ -513,10 +539,15 @@ class TemplateMiner:
         templates: dict[str, Template] = {}
         try:
             for item in sorted(raw, key=lambda d: d["seq"]):
-                t = Template(id=str(item["id"]), units=[str(u) for u in item["units"]],
-                             seq=int(item["seq"]), first_seen=float(item["first_seen"]),
-                             last_seen=float(item["last_seen"]), count=int(item["count"]),
-                             services={str(k): int(v) for k, v in item["services"].items()})
+                t = Template(
+                    id=str(item["id"]),
+                    units=[str(u) for u in item["units"]],
+                    seq=int(item["seq"]),
+                    first_seen=float(item["first_seen"]),
+                    last_seen=float(item["last_seen"]),
+                    count=int(item["count"]),
+                    services={str(k): int(v) for k, v in item["services"].items()},
+                )
                 templates[t.id] = t
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise ValueError(f"template snapshot: malformed template entry ({exc!r})") from None
@@ -572,4 +603,3 @@ def _covers(template_units: list[str], toks: list[str]) -> bool:
         if a != b and not a.startswith(WILDCARD):
             return False
     return True
-

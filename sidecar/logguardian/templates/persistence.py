@@ -48,8 +48,9 @@ def load_snapshot(miner: TemplateMiner, path: Any) -> bool:
         miner.import_state(orjson.loads(raw))
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
         aside = target.with_name(f"{target.name}.corrupt-{int(time.time())}")
-        log.error("ignoring unreadable template snapshot %s (%s); moved to %s",
-                  target, exc, aside.name)
+        log.error(
+            "ignoring unreadable template snapshot %s (%s); moved to %s", target, exc, aside.name
+        )
         try:
             os.replace(target, aside)
         except OSError:

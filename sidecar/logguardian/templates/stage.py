@@ -64,8 +64,7 @@ class TemplateStage:
 
     @property
     def dirty(self) -> bool:
-        return (self.miner.lines != self._saved_lines
-                or self.miner.version != self._saved_version)
+        return self.miner.lines != self._saved_lines or self.miner.version != self._saved_version
 
     def snapshot(self, wait: bool = False) -> None:
         """Serialize now (caller holds the miner), write in the background."""

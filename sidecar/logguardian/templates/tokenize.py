@@ -26,4 +26,4 @@ def word(unit: str) -> str:
 
 def separator(unit: str) -> str:
     stripped = unit.rstrip(SEPARATORS)
-    return unit[len(stripped):] if stripped else ""
+    return unit[len(stripped) :] if stripped else ""

@@ -30,8 +30,9 @@ SAFETY = 2.0
 SURPRISE_BASE = math.log(20.0)
 
 
-def session_surprise(predict: Predict, sessions: Sequence[Sequence[int]], k: int,
-                     base: float = SURPRISE_BASE) -> list[float]:
+def session_surprise(
+    predict: Predict, sessions: Sequence[Sequence[int]], k: int, base: float = SURPRISE_BASE
+) -> list[float]:
     """Per session, the summed excess of -log p(next template | last k) over `base`."""
     pad = (PAD,) * k
     windows: dict[tuple[int, ...], int] = {}
@@ -43,7 +44,7 @@ def session_surprise(predict: Predict, sessions: Sequence[Sequence[int]], k: int
     if not windows:
         return [0.0] * len(sessions)
     batch = np.asarray(list(windows), dtype=np.int64)
-    logp = np.concatenate([predict(batch[s:s + 4096]) for s in range(0, len(batch), 4096)])
+    logp = np.concatenate([predict(batch[s : s + 4096]) for s in range(0, len(batch), 4096)])
     out = []
     for seq in sessions:
         window = pad

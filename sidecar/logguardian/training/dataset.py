@@ -23,8 +23,9 @@ from ..templates import TemplateMiner
 CHUNK = 10_000
 
 
-def read_records(paths: Iterable[Path], fmt: str, errors: list[str] | None = None
-                 ) -> Iterator[Record]:
+def read_records(
+    paths: Iterable[Path], fmt: str, errors: list[str] | None = None
+) -> Iterator[Record]:
     """Records from files: `raw` = one message per line, `jsonl` = one shipper map per line.
 
     Lines that are not valid JSON objects with a message are skipped and, when `errors`
@@ -126,8 +127,12 @@ def build_dataset(
         open_sessions[key] = (found[0], max(ts, found[1]))
     closed.extend(seq for seq, _ in open_sessions.values())
     return Dataset(
-        sessions=closed, vocab_ids=vocab_ids, vocab_texts=texts,
-        vocab_counts=[counts[t] for t in vocab_ids], records=n, keyed_records=keyed,
+        sessions=closed,
+        vocab_ids=vocab_ids,
+        vocab_texts=texts,
+        vocab_counts=[counts[t] for t in vocab_ids],
+        records=n,
+        keyed_records=keyed,
         miner_state=miner.export_state(),
     )
 

@@ -20,8 +20,9 @@ from torch import nn
 
 
 class NextTemplate(nn.Module):
-    def __init__(self, vocab: int, arch: str = "lstm", embed: int = 32, hidden: int = 64,
-                 layers: int = 2):
+    def __init__(
+        self, vocab: int, arch: str = "lstm", embed: int = 32, hidden: int = 64, layers: int = 2
+    ):
         super().__init__()
         self.embed = nn.Embedding(vocab, embed)
         rnn = {"lstm": nn.LSTM, "gru": nn.GRU}[arch]
@@ -42,9 +43,18 @@ class TrainResult:
     rows: int
 
 
-def train(rows: Counter[tuple[int, ...]], vocab: int, *, arch: str = "lstm",
-          epochs: int = 30, batch_size: int = 256, lr: float = 3e-3, seed: int = 0,
-          threads: int = 1, progress: Any = None) -> TrainResult:
+def train(
+    rows: Counter[tuple[int, ...]],
+    vocab: int,
+    *,
+    arch: str = "lstm",
+    epochs: int = 30,
+    batch_size: int = 256,
+    lr: float = 3e-3,
+    seed: int = 0,
+    threads: int = 1,
+    progress: Any = None,
+) -> TrainResult:
     """Fits on distinct (window, next) rows weighted by how often they occur."""
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
@@ -67,7 +77,7 @@ def train(rows: Counter[tuple[int, ...]], vocab: int, *, arch: str = "lstm",
         order = torch.randperm(len(items), generator=generator)
         total, total_w = 0.0, 0.0
         for start in range(0, len(items), batch_size):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             w = weights[idx]
             loss = (loss_fn(model(x[idx]), y[idx]) * w).sum() / w.sum()
             optimizer.zero_grad()
@@ -91,7 +101,11 @@ def export_onnx(model: NextTemplate, window: int) -> bytes:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            model, (probe,), buffer, dynamo=False, input_names=["window"],
+            model,
+            (probe,),
+            buffer,
+            dynamo=False,
+            input_names=["window"],
             output_names=["log_probs"],
             dynamic_axes={"window": {0: "batch"}, "log_probs": {0: "batch"}},
             opset_version=17,
@@ -112,8 +126,13 @@ class SessionAutoencoder(nn.Module):
     def __init__(self, vocab: int, hidden: int = 32, code: int = 6):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(vocab, hidden), nn.ReLU(), nn.Linear(hidden, code), nn.ReLU(),
-            nn.Linear(code, hidden), nn.ReLU(), nn.Linear(hidden, vocab),
+            nn.Linear(vocab, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, code),
+            nn.ReLU(),
+            nn.Linear(code, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, vocab),
         )
 
     def forward(self, counts: torch.Tensor) -> torch.Tensor:
@@ -121,8 +140,9 @@ class SessionAutoencoder(nn.Module):
         return ((self.net(counts) - counts) ** 2).mean(dim=-1)
 
 
-def train_session_autoencoder(profiles: np.ndarray, *, epochs: int = 300, seed: int = 0,
-                              threads: int = 1) -> SessionAutoencoder:
+def train_session_autoencoder(
+    profiles: np.ndarray, *, epochs: int = 300, seed: int = 0, threads: int = 1
+) -> SessionAutoencoder:
     """Fits on distinct profiles weighted by how often they occur."""
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
@@ -136,7 +156,7 @@ def train_session_autoencoder(profiles: np.ndarray, *, epochs: int = 300, seed: 
     for _ in range(epochs):
         order = torch.randperm(len(x), generator=generator)
         for start in range(0, len(x), 256):
-            idx = order[start:start + 256]
+            idx = order[start : start + 256]
             loss = (model(x[idx]) * w[idx]).sum() / w[idx].sum()
             optimizer.zero_grad()
             loss.backward()
@@ -151,7 +171,11 @@ def export_session_onnx(model: SessionAutoencoder, vocab: int) -> bytes:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            model, (probe,), buffer, dynamo=False, input_names=["profile"],
+            model,
+            (probe,),
+            buffer,
+            dynamo=False,
+            input_names=["profile"],
             output_names=["error"],
             dynamic_axes={"profile": {0: "batch"}, "error": {0: "batch"}},
             opset_version=17,

@@ -57,8 +57,12 @@ def train_bundle(files: Sequence[Path], out: Path, options: TrainOptions) -> dic
     started = time.perf_counter()
     errors: list[str] = []
     with tqdm(desc="mining", unit=" lines", disable=not show, file=sys.stderr) as bar:
-        data = build_dataset(read_records(files, options.fmt, errors), options.session_key,
-                             options.session_idle_seconds, progress=bar)
+        data = build_dataset(
+            read_records(files, options.fmt, errors),
+            options.session_key,
+            options.session_idle_seconds,
+            progress=bar,
+        )
     if not data.sessions:
         raise ValueError("no sessions in the input: check --session-key and --format")
     order = list(range(len(data.sessions)))
@@ -68,10 +72,18 @@ def train_bundle(files: Sequence[Path], out: Path, options: TrainOptions) -> dic
     fit = [data.sessions[i] for i in order[n_hold:]]
     vocab = len(data.vocab_ids) + 2
     rows = windows(fit, options.window)
-    with tqdm(total=options.epochs, desc="training", unit=" epoch", disable=not show,
-              file=sys.stderr) as bar:
-        result = train(rows, vocab, arch=options.arch, epochs=options.epochs,
-                       seed=options.seed, threads=options.threads, progress=bar)
+    with tqdm(
+        total=options.epochs, desc="training", unit=" epoch", disable=not show, file=sys.stderr
+    ) as bar:
+        result = train(
+            rows,
+            vocab,
+            arch=options.arch,
+            epochs=options.epochs,
+            seed=options.seed,
+            threads=options.threads,
+            progress=bar,
+        )
     onnx_bytes = export_onnx(result.model, options.window)
 
     runner = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
@@ -89,15 +101,19 @@ def train_bundle(files: Sequence[Path], out: Path, options: TrainOptions) -> dic
     def profile(seqs: list[list[int]]) -> np.ndarray:
         return profiles([Counter(s) for s in seqs], vocab)
 
-    autoencoder = train_session_autoencoder(profile(fit), seed=options.seed,
-                                            threads=options.threads)
+    autoencoder = train_session_autoencoder(
+        profile(fit), seed=options.seed, threads=options.threads
+    )
     session_onnx = export_session_onnx(autoencoder, vocab)
     session_runner = ort.InferenceSession(session_onnx, providers=["CPUExecutionProvider"])
-    held_errors = (session_runner.run(None, {"profile": profile(heldout)})[0].tolist()
-                   if heldout else [])
+    held_errors = (
+        session_runner.run(None, {"profile": profile(heldout)})[0].tolist() if heldout else []
+    )
     error_threshold, error_quantile = choose_error_threshold(held_errors, options.target_fpr)
-    combined = [s >= threshold or (sets.enabled and sets.unseen(h)) or e >= error_threshold
-                for s, h, e in zip(held_scores, heldout, held_errors, strict=True)]
+    combined = [
+        s >= threshold or (sets.enabled and sets.unseen(h)) or e >= error_threshold
+        for s, h, e in zip(held_scores, heldout, held_errors, strict=True)
+    ]
     enabled, unseen_rate = sets.enabled, sets.heldout_unseen_rate
     sets = SessionSetModel.fit(data.sessions)  # ship every normal set seen
     sets.enabled, sets.heldout_unseen_rate = enabled, unseen_rate
@@ -111,7 +127,8 @@ def train_bundle(files: Sequence[Path], out: Path, options: TrainOptions) -> dic
         "vocab": [
             {"index": i + 2, "id": tid, "text": text, "count": count}
             for i, (tid, text, count) in enumerate(
-                zip(data.vocab_ids, data.vocab_texts, data.vocab_counts, strict=True))
+                zip(data.vocab_ids, data.vocab_texts, data.vocab_counts, strict=True)
+            )
         ],
         "thresholds": {
             "sequence_surprise": threshold,

@@ -37,14 +37,16 @@ def generate(out_dir: Path = SOURCE_ROOT) -> list[Path]:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     relative = PROTO_FILE.relative_to(SOURCE_ROOT)
-    code = protoc.main([
-        "grpc_tools.protoc",
-        f"-I{SOURCE_ROOT}",
-        f"--python_out={out_dir}",
-        f"--pyi_out={out_dir}",
-        f"--grpc_python_out={out_dir}",
-        str(relative),
-    ])
+    code = protoc.main(
+        [
+            "grpc_tools.protoc",
+            f"-I{SOURCE_ROOT}",
+            f"--python_out={out_dir}",
+            f"--pyi_out={out_dir}",
+            f"--grpc_python_out={out_dir}",
+            str(relative),
+        ]
+    )
     if code != 0:
         raise RuntimeError(f"protoc failed with exit code {code}")
     package_dir = out_dir / relative.parent
