@@ -8,7 +8,7 @@ EXTRAS ?= dev,train
 STAMP  := $(VENV)/.installed-$(EXTRAS)
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test demo lint bench services clean
+.PHONY: run test demo lint bench services clean lint-only
 
 $(VENV)/.installed-%: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,14 +25,15 @@ demo: $(DEV_STAMP)
 
 # Installs everything the tests need (Python deps, Prometheus/Alertmanager, the
 # Elasticsearch runner, Helm) and runs the whole suite. Missing services fail.
-test: $(STAMP) services
-	$(BIN)/ruff check sidecar tests bench
+test: $(STAMP) services lint-only
 	$(BIN)/pytest
 
 services:
 	bash tests/services/install.sh
 
-lint: $(STAMP)
+lint: $(STAMP) lint-only
+
+lint-only:
 	$(BIN)/ruff check sidecar tests bench
 	$(BIN)/ruff format --check sidecar tests bench
 
