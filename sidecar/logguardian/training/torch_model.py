@@ -94,9 +94,10 @@ def train(
     return TrainResult(model, epochs, loss_value, time.perf_counter() - started, len(items))
 
 
-def export_onnx(model: NextTemplate, window: int) -> bytes:
+def _to_onnx(model: nn.Module, probe: torch.Tensor, input_name: str, output_name: str) -> bytes:
+    """TorchScript-based export (opset 17) with a dynamic batch axis, as onnxruntime
+    serves batches of any size."""
     model.eval()
-    probe = torch.zeros((2, window), dtype=torch.int64)
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -105,12 +106,16 @@ def export_onnx(model: NextTemplate, window: int) -> bytes:
             (probe,),
             buffer,
             dynamo=False,
-            input_names=["window"],
-            output_names=["log_probs"],
-            dynamic_axes={"window": {0: "batch"}, "log_probs": {0: "batch"}},
+            input_names=[input_name],
+            output_names=[output_name],
+            dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
             opset_version=17,
         )
     return buffer.getvalue()
+
+
+def export_onnx(model: NextTemplate, window: int) -> bytes:
+    return _to_onnx(model, torch.zeros((2, window), dtype=torch.int64), "window", "log_probs")
 
 
 def torch_log_probs(model: NextTemplate, windows: np.ndarray) -> np.ndarray:
@@ -166,18 +171,4 @@ def train_session_autoencoder(
 
 
 def export_session_onnx(model: SessionAutoencoder, vocab: int) -> bytes:
-    probe = torch.zeros((2, vocab), dtype=torch.float32)
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model,
-            (probe,),
-            buffer,
-            dynamo=False,
-            input_names=["profile"],
-            output_names=["error"],
-            dynamic_axes={"profile": {0: "batch"}, "error": {0: "batch"}},
-            opset_version=17,
-        )
-    return buffer.getvalue()
+    return _to_onnx(model, torch.zeros((2, vocab), dtype=torch.float32), "profile", "error")
