@@ -2,19 +2,47 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from logguardian.config import Settings, load_settings
+from logguardian.pipeline import Batch
+from logguardian.record import Record
 from logguardian.server import Sidecar
 
 # The shared benchmark data and reference docs sit beside the checkout (../shared).
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 pytest_plugins: list[str] = ["services.fixtures"]
+
+
+class Capture:
+    """A processor stage that remembers every record it sees, so receiver tests can
+    assert on what actually went through the pipeline."""
+
+    name = "capture"
+
+    def __init__(self) -> None:
+        self.records: list[Record] = []
+        self.lock = threading.Lock()
+
+    def process(self, batch: Batch) -> None:
+        with self.lock:
+            self.records.extend(batch.records)
+
+    async def wait_for(self, n: int, timeout: float = 10.0) -> list[Record]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while len(self.records) < n:
+            if loop.time() > deadline:
+                raise AssertionError(f"only {len(self.records)} of {n} records processed")
+            await asyncio.sleep(0.01)
+        return self.records
 
 
 def free_port() -> int:

@@ -15,33 +15,10 @@ import aiohttp
 import msgpack
 import orjson
 import pytest
+from conftest import Capture
 from logguardian.config import Settings
 from logguardian.pipeline import Batch
-from logguardian.record import Record
 from logguardian.server import Sidecar
-
-
-class Capture:
-    """A processor stage that remembers every record it sees."""
-
-    name = "capture"
-
-    def __init__(self) -> None:
-        self.records: list[Record] = []
-        self.lock = threading.Lock()
-
-    def process(self, batch: Batch) -> None:
-        with self.lock:
-            self.records.extend(batch.records)
-
-    async def wait_for(self, n: int, timeout: float = 10.0) -> list[Record]:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while len(self.records) < n:
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"only {len(self.records)} of {n} records processed")
-            await asyncio.sleep(0.01)
-        return self.records
-
 
 Running = tuple[Sidecar, Capture, str]
 

@@ -3,38 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
 import pytest
-from conftest import free_port
+from conftest import Capture, free_port
 from logguardian.config import Settings
-from logguardian.pipeline import Batch
-from logguardian.record import Record
 from logguardian.server import Sidecar
-
-
-class Capture:
-    name = "capture"
-
-    def __init__(self) -> None:
-        self.records: list[Record] = []
-        self.lock = threading.Lock()
-
-    def process(self, batch: Batch) -> None:
-        with self.lock:
-            self.records.extend(batch.records)
-
-    async def wait_for(self, n: int, timeout: float = 10.0) -> list[Record]:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while len(self.records) < n:
-            if loop.time() > deadline:
-                raise AssertionError(f"only {len(self.records)} of {n} records processed")
-            await asyncio.sleep(0.01)
-        return self.records
 
 
 @pytest.fixture
