@@ -16,7 +16,6 @@ import hashlib
 import hmac
 import logging
 import os
-import socket
 from typing import TYPE_CHECKING, Any
 
 import msgpack
@@ -24,6 +23,7 @@ import msgpack
 from ..record import Normalizer
 from . import decode
 from .decode import Decoded, DecodeError, TooLarge
+from .listener import READ_BYTES, listen
 
 if TYPE_CHECKING:
     from ..config import ForwardReceiver
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RECEIVER = "forward"
-READ_BYTES = 256 * 1024
 OFFLOAD_ENTRIES = 2000
 OFFLOAD_BYTES = 512 * 1024
 
@@ -266,14 +265,4 @@ async def start_forward_server(sidecar: Sidecar, settings: ForwardReceiver) -> a
     server = ForwardServer(
         settings, sidecar.pipeline, sidecar.metrics, sidecar.settings.pipeline.service_fields
     )
-    srv = await asyncio.start_server(
-        server.handle_connection,
-        settings.host,
-        settings.port,
-        reuse_address=True,
-        limit=READ_BYTES,
-    )
-    for sock in srv.sockets:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return srv
+    return await listen(server.handle_connection, settings.host, settings.port)

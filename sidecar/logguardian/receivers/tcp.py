@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from ..record import Normalizer
 from . import decode
 from .decode import Decoded
+from .listener import READ_BYTES, listen
 
 if TYPE_CHECKING:
     from ..config import TcpReceiver
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RECEIVER = "tcp"
-READ_BYTES = 256 * 1024
 
 
 class TcpServer:
@@ -117,10 +117,4 @@ async def start_tcp_server(sidecar: Sidecar, settings: TcpReceiver) -> asyncio.S
     server = TcpServer(
         settings, sidecar.pipeline, sidecar.metrics, sidecar.settings.pipeline.service_fields
     )
-    return await asyncio.start_server(
-        server.handle_connection,
-        settings.host,
-        settings.port,
-        reuse_address=True,
-        limit=READ_BYTES,
-    )
+    return await listen(server.handle_connection, settings.host, settings.port)
