@@ -270,10 +270,11 @@ def _raw_decode(text: str, pos: int) -> tuple[Any, int]:
         raise json.JSONDecodeError(str(exc).split(":")[0], text, pos) from None
 
 
-def _decode_concatenated(data: bytes) -> tuple[list[Any], list[str]]:
-    """Slow path: values back to back with optional whitespace; after a bad value,
-    resume at the next `{` so one corrupt object does not cost the rest."""
-    text = data.decode("utf-8", "replace")
+def _scan(text: str, streaming: bool) -> tuple[list[Any], list[str], int]:
+    """Values back to back with optional whitespace; after a bad value, resume at the
+    next `{` so one corrupt object does not cost the rest. When `streaming`, a value
+    cut off by the end of the buffer stops the scan instead of counting as bad.
+    Returns values, errors and the text offset scanned up to."""
     docs: list[Any] = []
     bad: list[str] = []
     pos, end = 0, len(text)
@@ -284,13 +285,20 @@ def _decode_concatenated(data: bytes) -> tuple[list[Any], list[str]]:
             break
         try:
             doc, pos = _raw_decode(text, pos)
-            docs.append(doc)
         except json.JSONDecodeError as exc:
-            bad.append(f"invalid JSON at offset {exc.pos}: {exc.msg}")
-            nxt = text.find("{", pos + 1)
-            if nxt < 0:
+            if streaming and _incomplete(text, exc):
                 break
-            pos = nxt
+            bad.append(f"invalid JSON at offset {exc.pos}: {exc.msg}")
+            skip = text.find("{", pos + 1)
+            pos = skip if skip >= 0 else end
+            continue
+        docs.append(doc)
+    return docs, bad, pos
+
+
+def _decode_concatenated(data: bytes) -> tuple[list[Any], list[str]]:
+    """Slow path for a whole body of concatenated values."""
+    docs, bad, _ = _scan(data.decode("utf-8", "replace"), streaming=False)
     return docs, bad
 
 
@@ -299,27 +307,8 @@ def decode_json_prefix(data: bytes) -> tuple[list[Any], list[str], int]:
     returns values, errors, and how many bytes were consumed; an incomplete value
     at the end is left for the next read."""
     text = data.decode("utf-8", "surrogateescape")
-    docs: list[Any] = []
-    bad: list[str] = []
-    pos, end = 0, len(text)
-    while True:
-        while pos < end and text[pos] in " \t\r\n":
-            pos += 1
-        if pos >= end:
-            break
-        try:
-            doc, nxt = _raw_decode(text, pos)
-        except json.JSONDecodeError as exc:
-            if _incomplete(text, exc):
-                break
-            bad.append(f"invalid JSON at offset {exc.pos}: {exc.msg}")
-            skip = text.find("{", pos + 1)
-            pos = skip if skip >= 0 else end
-            continue
-        docs.append(doc)
-        pos = nxt
-    consumed = len(text[:pos].encode("utf-8", "surrogateescape"))
-    return docs, bad, consumed
+    docs, bad, pos = _scan(text, streaming=True)
+    return docs, bad, len(text[:pos].encode("utf-8", "surrogateescape"))
 
 
 _PARTIAL_TOKEN = re.compile(r"[\s\w.+-]{0,32}")
