@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from . import detection_api
+from .exceptions import api as exceptions_api
 from .record import parse_time
 from .server import SIDECAR_KEY
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 def add_routes(app: web.Application, sidecar: Sidecar) -> None:
     app.router.add_get("/api/v1/anomalies", _anomalies)
     detection_api.add_routes(app)
+    exceptions_api.add_routes(app)
 
 
 def _bad_request(message: str) -> web.HTTPBadRequest:

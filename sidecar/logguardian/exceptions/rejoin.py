@@ -1,0 +1,226 @@
+"""Rejoin stack traces that a shipper without multiline parsing sent one line per record.
+
+A record that can start a trace (an exception header, `Traceback …`, `panic: …`, an
+error-level line) opens a group for its stream (service + stream/pod/container/file);
+the stream's next records join it while they look like continuation lines (indented
+frames, `Caused by:`, Python's chain sentences, Go goroutine dumps…) and arrive
+within `gap_seconds` of log time. A group is released when a non-continuation line
+arrives, when it reaches `max_lines`/`max_bytes`, when it has waited `wait_seconds`
+of wall time (checked on every batch, idle ticks included) or at shutdown; so a
+record is delayed by at most `wait_seconds` plus one tick, never held forever.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..record import Record
+
+STREAM_FIELDS = (
+    "stream",
+    "container_id",
+    "container_name",
+    "pod",
+    "filename",
+    "log.file.path",
+    "host",
+    "hostname",
+    "tag",
+)
+REJOINED_KEY = "logguardian.rejoined"  # attribute: how many records were joined
+MAX_TRAILING_BLANKS = 2
+
+_START_PREFIXES = (
+    "Traceback (most recent call last):",
+    "panic: ",
+    "fatal error: ",
+    "Exception in thread ",
+    "Unhandled exception",
+    "Unhandled Exception",
+)
+_HEADER = re.compile(
+    r"(?:[\w$]+\.)*[\w$]*(?:Exception|Error|Throwable)(?::|$)"  # Java/Node/.NET/Python
+    r"|(?:[\w$]+\.)+[A-Z][\w$]*: "  # qualified type without the usual suffix
+    r"|\S+:\d+:in [`']"  # Ruby's first line
+)
+_CONTINUATION = re.compile(
+    r"[ \t]"  # frames, source lines, carets, ` ---> inner`
+    r"|Caused by: |Suppressed: |\.\.\. \d+ more"
+    r"|Traceback \(most recent call last\):"
+    r"|The above exception was the direct cause|During handling of the above exception"
+    r"|goroutine \d+ |created by "
+)
+_GO_FUNC = re.compile(r"[\w./*()~%-]+\(.*\)$")
+_PY_EXC_LINE = re.compile(r"[A-Za-z_][\w.]*(?::|$)")
+ERROR_LEVELS = frozenset(("error", "fatal"))
+
+
+def may_start(record: Record) -> bool:
+    """Could more lines of a trace follow this record? Cheap: most records fail the
+    first tests."""
+    message = record.message
+    if "\n" in message:
+        return False  # already multi-line: the shipper joined it
+    if record.level in ERROR_LEVELS:
+        return True
+    head = message[:300]
+    if head.startswith(_START_PREFIXES) or "Traceback (most recent call last):" in head:
+        return True
+    return _HEADER.match(head) is not None
+
+
+def stream_key(record: Record) -> tuple[Any, ...]:
+    attrs = record.attributes
+    k8s = attrs.get("kubernetes")
+    pod = None
+    if isinstance(k8s, dict):
+        pod = (k8s.get("pod_name"), k8s.get("container_name"))
+    else:
+        pod = attrs.get("kubernetes.pod_name")
+    values: list[Any] = [record.service, record.source, pod]
+    for name in STREAM_FIELDS:
+        value = attrs.get(name)
+        values.append(value if isinstance(value, str | int) else None)
+    return tuple(values)
+
+
+@dataclass(slots=True)
+class _Group:
+    records: list[Record]
+    opened: float  # wall time
+    last_ts: float
+    size: int
+    python: bool
+    go: bool
+    lines: list[str] = field(default_factory=list)
+
+
+class Rejoiner:
+    def __init__(
+        self,
+        max_lines: int = 500,
+        max_bytes: int = 64 * 1024,
+        wait_seconds: float = 2.0,
+        gap_seconds: float = 1.0,
+        sources: Iterable[str] = ("http", "forward", "tcp", "otlp"),
+        max_open: int = 10_000,
+    ):
+        self.max_lines = max_lines
+        self.max_bytes = max_bytes
+        self.wait_seconds = wait_seconds
+        self.gap_seconds = gap_seconds
+        self.sources = frozenset(sources)
+        self.max_open = max_open
+        self._open: dict[tuple[Any, ...], _Group] = {}
+        self.joined = 0  # records absorbed into another (counted for metrics)
+
+    @property
+    def held(self) -> int:
+        return sum(len(g.records) for g in self._open.values())
+
+    def feed(self, records: list[Record], now: float) -> list[Record]:
+        """Records to pass on, in arrival order of their first line; groups still
+        open stay held for the next call."""
+        out: list[Record] = []
+        sources = self.sources
+        opened = self._open
+        for record in records:
+            if record.source not in sources:
+                out.append(record)
+                continue
+            if not opened and not may_start(record):
+                out.append(record)
+                continue
+            key = stream_key(record)
+            group = opened.get(key)
+            if group is not None:
+                if self._continues(group, record):
+                    self._append(group, record)
+                    if len(group.records) >= self.max_lines or group.size >= self.max_bytes:
+                        out.append(self._release(opened.pop(key)))
+                    continue
+                out.append(self._release(opened.pop(key)))
+            if may_start(record):
+                if len(opened) >= self.max_open:
+                    oldest = next(iter(opened))
+                    out.append(self._release(opened.pop(oldest)))
+                head = record.message[:300]
+                opened[key] = _Group(
+                    [record],
+                    now,
+                    record.ts,
+                    len(record.message),
+                    python="Traceback (most recent call last):" in head,
+                    go=head.startswith(("panic: ", "fatal error: ")),
+                    lines=[record.message],
+                )
+            else:
+                out.append(record)
+        for key in [k for k, g in opened.items() if now - g.opened >= self.wait_seconds]:
+            out.append(self._release(opened.pop(key)))
+        return out
+
+    def flush(self) -> list[Record]:
+        """Everything held, for shutdown."""
+        out = [self._release(g) for g in self._open.values()]
+        self._open.clear()
+        return out
+
+    def _continues(self, group: _Group, record: Record) -> bool:
+        if abs(record.ts - group.last_ts) > self.gap_seconds:
+            return False
+        line = record.message
+        if "\n" in line:
+            return False
+        if not line.strip():
+            return True  # tentative: trailing blanks are dropped on release
+        if _CONTINUATION.match(line):
+            return True
+        previous = group.lines[-1]
+        if group.python and previous[:1] in (" ", "\t"):
+            return _PY_EXC_LINE.match(line) is not None  # the exception line
+        if group.go:
+            return _GO_FUNC.match(line) is not None  # a goroutine dump's call line
+        if not previous.strip() and _HEADER.match(line[:300]):
+            return True  # Node prints the error after the source excerpt and a blank
+        return (
+            len(group.records) == 1
+            and _HEADER.match(line[:300]) is not None
+            and (group.records[0].level in ERROR_LEVELS)
+        )
+
+    def _append(self, group: _Group, record: Record) -> None:
+        group.records.append(record)
+        group.lines.append(record.message)
+        group.size += len(record.message) + 1
+        group.last_ts = max(group.last_ts, record.ts)
+        if record.message.startswith("Traceback (most recent call last):"):
+            group.python = True
+
+    def _release(self, group: _Group) -> Record:
+        records = group.records
+        if len(records) == 1:
+            return records[0]
+        lines = group.lines
+        blanks = 0
+        while lines and not lines[-1].strip() and blanks < len(lines) - 1:
+            lines.pop()
+            blanks += 1
+        first = records[0]
+        self.joined += len(records) - 1
+        level = first.level
+        if level not in ERROR_LEVELS:
+            level = next((r.level for r in records if r.level in ERROR_LEVELS), level)
+        attributes = dict(first.attributes)
+        attributes[REJOINED_KEY] = len(records)
+        return Record(
+            ts=first.ts,
+            message="\n".join(lines),
+            service=first.service,
+            level=level,
+            attributes=attributes,
+            source=first.source,
+        )
