@@ -16,6 +16,7 @@ from typing import Any
 from .config import Incidents as IncidentSettings
 from .detectors.context import DetectionContext
 from .detectors.fuse import top_severity
+from .exceptions.annotate import note_exception
 from .metrics import Metrics
 from .pipeline import Batch
 from .signals import SEVERITIES, Annotation, Incident
@@ -109,6 +110,7 @@ class IncidentStage:
             if key not in keys:
                 keys.add(key)
                 incident.reasons.append(top.text)
+        note_exception(incident, annotation.attributes)
         if len(incident.examples) < self.settings.max_examples:
             incident.examples.append(annotation.message[:MAX_EXAMPLE_CHARS])
 

@@ -12,6 +12,7 @@ record is delayed by at most `wait_seconds` plus one tick, never held forever.
 
 from __future__ import annotations
 
+import collections
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -115,7 +116,8 @@ class Rejoiner:
         self.sources = frozenset(sources)
         self.max_open = max_open
         self._open: dict[tuple[Any, ...], _Group] = {}
-        self.joined = 0  # records absorbed into another (counted for metrics)
+        # Records absorbed into another, per service (they count as processed).
+        self.joined: collections.Counter[str] = collections.Counter()
 
     @property
     def held(self) -> int:
@@ -210,7 +212,7 @@ class Rejoiner:
             lines.pop()
             blanks += 1
         first = records[0]
-        self.joined += len(records) - 1
+        self.joined[first.service] += len(records) - 1
         level = first.level
         if level not in ERROR_LEVELS:
             level = next((r.level for r in records if r.level in ERROR_LEVELS), level)

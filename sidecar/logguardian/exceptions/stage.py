@@ -159,7 +159,7 @@ class ExceptionStage:
         self._saved_version = 0
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="exceptions-snapshot")
         self._pending: Future[None] | None = None
-        self._joined_reported = 0
+        self.joined_total = 0
         self.restore()
 
     # -- per batch ----------------------------------------------------------------------
@@ -268,12 +268,19 @@ class ExceptionStage:
                 batch.add_reason(hits[j], reason)
 
     def _count_rejoined(self) -> None:
+        """Lines merged into another record were processed too: count them where the
+        pipeline counts records, so received and processed totals still agree."""
         assert self.rejoiner is not None
         joined = self.rejoiner.joined
-        if joined != self._joined_reported:
-            if self.metrics is not None:
-                self.metrics.rejoined.inc(joined - self._joined_reported)
-            self._joined_reported = joined
+        if not joined:
+            return
+        if self.metrics is not None:
+            metrics = self.metrics.metrics
+            for service, n in joined.items():
+                metrics.records.labels(metrics.service_label(service)).inc(n)
+                self.metrics.rejoined.inc(n)
+        self.joined_total += sum(joined.values())
+        joined.clear()
 
     # -- state --------------------------------------------------------------------------
 
