@@ -437,6 +437,17 @@ _GO_PANIC = re.compile(r"^(panic|fatal error): (.*?)(?: \[recovered\])?$")
 _GO_GOROUTINE = re.compile(r"^goroutine (\d+) (?:gp=\S+ m=\S+ mp=\S+ )?\[([^\]]*)\]:$")
 _GO_FUNC = re.compile(r"^(created by )?([^\s(]\S*?)(?:\(([^()]*)\))?(?: in goroutine \d+)?$")
 _GO_FILE = re.compile(r"^\t(.+?):(\d+)(?: \+0x[0-9a-f]+)?$")
+# Runtime errors (runtime.plainError) that Go prints without the "runtime error:" prefix.
+_GO_PLAIN_ERRORS = (
+    "assignment to entry in nil map",
+    "close of nil channel",
+    "close of closed channel",
+    "send on closed channel",
+    "all goroutines are asleep",
+    "makeslice: len out of range",
+    "makeslice: cap out of range",
+    "makechan: size out of range",
+)
 _GO_RUNTIME_ERR = re.compile(r"^runtime error: ([^\[\]\d]*?)(?:\s*\[.*)?$")
 
 
@@ -457,6 +468,8 @@ def _go(lines: list[str], rules: LibraryRules) -> list[Trace]:
             type_ = "runtime error: " + rt.group(1).strip()
         elif message.startswith("runtime error:"):
             type_ = "runtime error"
+        elif message.startswith(_GO_PLAIN_ERRORS):
+            type_ = "runtime error: " + message  # runtime.Error values printed bare
         else:
             type_, _, rest = message.partition(": ") if message[:1].isalpha() else ("panic", "", "")
             type_ = type_ if rest and " " not in type_ else "panic"
