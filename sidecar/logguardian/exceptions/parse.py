@@ -12,6 +12,7 @@ followed by its causes, so every runtime looks the same to the fingerprint.
 
 from __future__ import annotations
 
+import collections
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -213,27 +214,25 @@ def _python_trace(chain: list[ParsedException], first: int, last: int) -> Trace:
 def _python_block(
     lines: list[str], i: int, rules: LibraryRules
 ) -> tuple[ParsedException | None, int]:
-    frames: list[Frame] = []
-    omitted = 0
+    # Python prints the outermost call first: keep the last frames, nearest the throw.
+    frames: collections.deque[Frame] = collections.deque(maxlen=MAX_FRAMES)
+    seen = 0
+    repeated = 0
     n = len(lines)
     while i < n:
         line = lines[i]
         m = _PY_FRAME.match(line)
         if m:
             file, function = m.group(1), m.group(3) or "<module>"
-            if len(frames) < 4 * MAX_FRAMES:
-                frames.append(
-                    Frame(
-                        function, file, int(m.group(2)), None, rules.is_in_app(function, file, None)
-                    )
-                )
-            else:
-                omitted += 1
+            frames.append(
+                Frame(function, file, int(m.group(2)), None, rules.is_in_app(function, file, None))
+            )
+            seen += 1
             i += 1
             continue
         r = _PY_REPEAT.match(line)
         if r:
-            omitted += int(r.group(1))
+            repeated += int(r.group(1))
             i += 1
             continue
         if line.startswith((" ", "\t")) or not line.strip():
@@ -251,10 +250,8 @@ def _python_block(
         else:
             exc = ParsedException(m.group(1), (m.group(2) or "")[:MAX_MESSAGE])
         i += 1
-    # Python prints outermost call first: innermost first for us, keep the throw site.
-    frames.reverse()
-    exc.frames = frames[:MAX_FRAMES]
-    exc.omitted = omitted + max(0, len(frames) - MAX_FRAMES)
+    exc.frames = list(reversed(frames))
+    exc.omitted = repeated + seen - len(frames)
     return exc, i
 
 

@@ -96,6 +96,7 @@ class _Group:
     size: int
     python: bool
     go: bool
+    brace: bool = False
     lines: list[str] = field(default_factory=list)
 
 
@@ -181,6 +182,8 @@ class Rejoiner:
             return True  # tentative: trailing blanks are dropped on release
         if _CONTINUATION.match(line):
             return True
+        if line == "}" and group.brace:
+            return True  # Node closes the `{ [cause]: … }` it opened after the frames
         previous = group.lines[-1]
         if group.python and previous[:1] in (" ", "\t"):
             return _PY_EXC_LINE.match(line) is not None  # the exception line
@@ -201,6 +204,8 @@ class Rejoiner:
         group.last_ts = max(group.last_ts, record.ts)
         if record.message.startswith("Traceback (most recent call last):"):
             group.python = True
+        if record.message.endswith(" {"):
+            group.brace = True
 
     def _release(self, group: _Group) -> Record:
         records = group.records

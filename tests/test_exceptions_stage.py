@@ -1,0 +1,165 @@
+"""The exception stage on real runtime traces: rejoining a trace split one line per
+record (interleaved with another pod's lines, across batches), bounded holding,
+and records that mix a trace with ordinary text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import runtimes
+from logguardian.config import Detectors, ExceptionsSettings
+from logguardian.exceptions.annotate import ERROR_KEY, EXCEPTION_KEY
+from logguardian.exceptions.fingerprint import fingerprint
+from logguardian.exceptions.parse import find_traces
+from logguardian.exceptions.rejoin import REJOINED_KEY
+from logguardian.exceptions.stage import ExceptionStage
+from logguardian.pipeline import Batch
+from logguardian.record import Record
+
+SITES = runtimes.make_sites(4)  # site 3 rethrows wrapped: a chained trace
+
+
+@pytest.fixture(scope="module", params=("python", "java", "node", "go"))
+def trace_text(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    runtime = request.param
+    root = runtimes.write(runtime, tmp_path_factory.mktemp(runtime) / "app", SITES, 0)
+    command = runtimes.build(runtime, root)
+    if runtime == "go":  # the real panic with a goroutine dump (GOTRACEBACK=all)
+        return runtimes.run_uncaught(command, (3, 2)).replace("\nexit status 2", "").strip()
+    return runtimes.run_cases(command, runtime, [(3, 2)])[0]
+
+
+def _stage(**overrides: object) -> ExceptionStage:
+    settings = ExceptionsSettings(warmup_records=0, **overrides)  # type: ignore[arg-type]
+    return ExceptionStage(settings, Detectors())
+
+
+def _record(message: str, ts: float, pod: str = "cart-0", service: str = "cart") -> Record:
+    return Record(
+        ts=ts,
+        message=message,
+        service=service,
+        level=None,
+        attributes={"stream": "stderr", "kubernetes": {"pod_name": pod}},
+        source="http",
+    )
+
+
+def test_a_trace_split_one_line_per_record_is_rejoined(trace_text: str) -> None:
+    stage = _stage()
+    lines = trace_text.split("\n")
+    other = [f"GET /items/{i} 200" for i in range(len(lines))]
+    records: list[Record] = []
+    for i, line in enumerate(lines):  # another pod's lines interleaved
+        records.append(_record(line, 100.0 + i * 0.001))
+        records.append(_record(other[i], 100.0 + i * 0.001, pod="cart-1"))
+    half = len(records) // 2  # the trace spans two batches
+    out: list[Record] = []
+    for part, now in ((records[:half], 1000.0), (records[half:], 1000.1), ([], 1003.0)):
+        batch = Batch(records=part, now=now)
+        stage.process(batch)
+        out.extend(batch.records)
+    joined = [r for r in out if r.attributes.get(REJOINED_KEY)]
+    assert len(joined) == 1
+    record = joined[0]
+    assert record.message == trace_text.rstrip("\n")
+    assert record.attributes[REJOINED_KEY] == len([x for x in lines if x.strip()]) or (
+        record.attributes[REJOINED_KEY] == len(lines)
+    )
+    assert [r.message for r in out if r is not record] == other  # untouched, in order
+    expected = fingerprint("cart", find_traces(trace_text)[0])
+    assert record.attributes[ERROR_KEY]["grouping_key"] == expected
+    assert stage.rejoiner is not None and stage.rejoiner.held == 0
+
+
+def test_held_lines_are_released_after_the_wait_even_with_no_traffic(trace_text: str) -> None:
+    stage = _stage(rejoin_wait_seconds=2.0)
+    lines = trace_text.split("\n")
+    batch = Batch(records=[_record(line, 50.0) for line in lines], now=10.0)
+    stage.process(batch)
+    assert batch.records == []  # the stream may go on: held
+    tick = Batch(records=[], now=11.0)
+    stage.process(tick)
+    assert tick.records == []
+    tick = Batch(records=[], now=12.5)  # an idle clock tick past the wait
+    stage.process(tick)
+    assert len(tick.records) == 1 and tick.records[0].message == trace_text
+    assert tick.template_ids == [None] and tick.scores == [0.0]  # lists stay aligned
+
+
+def test_rejoining_is_bounded_in_lines_and_bytes(trace_text: str) -> None:
+    lines = trace_text.split("\n")
+    stage = _stage(rejoin_max_lines=3)
+    batch = Batch(records=[_record(line, 1.0) for line in lines], now=1.0)
+    stage.process(batch)
+    assert all(r.message.count("\n") <= 2 for r in batch.records)
+    stage = _stage(rejoin_max_bytes=200)
+    batch = Batch(records=[_record(line, 1.0) for line in lines], now=1.0)
+    stage.process(batch)
+    assert all(len(r.message) <= 200 + 2000 for r in batch.records)
+    assert len(batch.records) > 1
+
+
+def test_a_late_line_is_not_joined_across_a_gap(trace_text: str) -> None:
+    lines = trace_text.split("\n")
+    stage = _stage(rejoin_gap_seconds=1.0)
+    records = [_record(line, 1.0) for line in lines]
+    records[-1].ts = 30.0  # arrives half a minute later: another event
+    batch = Batch(records=records, now=1.0)
+    stage.process(batch)
+    stage.process(tail := Batch(records=[], now=10.0))
+    messages = [r.message for r in batch.records + tail.records]
+    assert "\n".join(lines[:-1]) in messages
+
+
+def test_score_api_records_are_never_rejoined(trace_text: str) -> None:
+    stage = _stage()
+    records = [_record(line, 1.0) for line in trace_text.split("\n")]
+    for r in records:
+        r.source = "score"  # synchronous scoring answers per input record
+    batch = Batch(records=records, now=1.0)
+    stage.process(batch)
+    assert batch.records == records
+
+
+def test_a_record_mixing_a_trace_with_ordinary_text(trace_text: str) -> None:
+    stage = _stage()
+    message = (
+        "2026-12-01T09:00:00Z ERROR [worker-3] checkout failed for order 1234, retrying\n"
+        + trace_text
+        + "\n2026-12-01T09:00:01Z INFO retry scheduled in 5s"
+    )
+    batch = Batch(records=[_record(message, 1.0)], now=1.0)
+    stage.process(batch)
+    record = batch.records[0]
+    assert record.message == message  # the record flows on as it came
+    error = record.attributes[ERROR_KEY]
+    alone = find_traces(trace_text)[0]
+    assert error["type"] == alone.primary.type
+    assert error["grouping_key"] == fingerprint("cart", alone)
+    assert "retry scheduled" not in error["stack_trace"]
+    assert "checkout failed" not in error["stack_trace"]
+    assert record.attributes[EXCEPTION_KEY]["fingerprint"] == error["grouping_key"]
+
+
+def test_new_fingerprint_is_a_finding_once(trace_text: str, tmp_path: Path) -> None:
+    stage = _stage()
+    first = Batch(records=[_record(trace_text, 1.0)], now=1.0)
+    stage.process(first)
+    (reason,) = first.reasons[0]
+    assert reason.kind == "exception" and reason.text.startswith("new exception `")
+    assert reason.score >= Detectors().threshold
+    again = Batch(records=[_record(trace_text, 2.0)], now=2.0)
+    stage.process(again)
+    assert 0 not in again.reasons
+    group = stage.store.get(first.records[0].attributes[ERROR_KEY]["grouping_key"])
+    assert group is not None and group.count == 2
+
+
+def test_warmup_learns_silently() -> None:
+    stage = ExceptionStage(ExceptionsSettings(warmup_records=10), Detectors())
+    text = 'Traceback (most recent call last):\n  File "/app/a.py", line 3, in f\nValueError: x'
+    batch = Batch(records=[_record(text, 1.0)], now=1.0)
+    stage.process(batch)
+    assert not batch.reasons and len(stage.store) == 1
