@@ -151,11 +151,11 @@ async def test_exception_groups_api_links_findings_and_restart(
             ]
             assert len(new) == 2, anomalies
             texts = sorted(r["text"] for a in new for r in a["reasons"] if r["kind"] == "exception")
-            assert any(
+            expected = (
                 "new exception `RuntimeError` at `shop/orders.py:handle_3` "
-                "(https://git.example.com/cart/blob/1.4.2/shop/orders.py#L21)" == t
-                for t in texts
-            ), texts
+                "(https://git.example.com/cart/blob/1.4.2/shop/orders.py#L21)"
+            )
+            assert expected in texts, texts
             incidents = (await _get(http, port, "/api/v1/incidents"))[1]["incidents"]
             listed = {e["fingerprint"] for i in incidents for e in i.get("exceptions", [])}
             assert fp in listed

@@ -154,10 +154,15 @@ DOTNET = """Unhandled exception. System.InvalidOperationException: Checkout fail
    at Shop.Program.Main(String[] args) in /src/Shop/Program.cs:line 8
    at System.Threading.Tasks.Task.Execute()"""
 
-RUBY = """app/models/cart.rb:31:in 'Cart#apply_coupon': undefined method 'discount' for nil (NoMethodError)
-\tfrom app/controllers/checkout_controller.rb:12:in 'CheckoutController#create'
+RUBY = (
+    (
+        "app/models/cart.rb:31:in 'Cart#apply_coupon': undefined method 'discount' for nil "
+        "(NoMethodError)\n"
+    )
+    + """\tfrom app/controllers/checkout_controller.rb:12:in 'CheckoutController#create'
 \tfrom /usr/lib/ruby/gems/3.4.0/gems/actionpack-7.1/lib/action_controller/metal.rb:227:in 'dispatch'
 \tfrom bin/rails:4:in '<main>'"""
+)
 
 
 def test_dotnet_inner_exceptions() -> None:
