@@ -258,7 +258,6 @@ def _python_block(
 # -- Java / .NET / Node.js: "at ..." frames ---------------------------------------------------
 
 _AT = re.compile(r"^\s+at (.+?)(?: \{)?\s*$")
-_JAVA_CALL = re.compile(r"^(?:([\w.$-]+(?:@[\w.-]+)?)/+)?([\w$.<>-]+)\.([\w$<>-]+)\(([^()]*)\)$")
 _JAVA_SRC = re.compile(
     r"^(?:([\w$.-]+\.(?:java|kt|kts|scala|groovy|clj|jsp))(?::(\d+))?"
     r"|Native Method|Unknown Source)$"
@@ -266,7 +265,6 @@ _JAVA_SRC = re.compile(
 _DOTNET_CALL = re.compile(
     r"^([\w.`<>+|\[\],]+?)\.([\w`<>|]+(?:\[[^\]]*\])?)\(([^()]*)\)(?: in (.+):line (\d+))?$"
 )
-_NODE_CALL = re.compile(r"^(?:async )?(?:new )?(?:(.+?) \((.+?):(\d+):(\d+)\)|(.+?):(\d+):(\d+))$")
 _JAVA_HEADER = re.compile(r"(?:^|: |\s)((?:[a-zA-Z_$][\w$]*\.)+[A-Z][\w$]*)(?:: (.*))?$")
 _SIMPLE_HEADER = re.compile(
     r"^(?:Uncaught )?((?:[A-Z][\w$.]*)?(?:Error|Exception))(?:(?:: | \[[^\]]*\]: )(.*))?$"
@@ -277,42 +275,55 @@ _DOTNET_INNER = re.compile(r"^\s*---> (.*)$")
 _DOTNET_UNHANDLED = re.compile(r"^(?:Unhandled [eE]xception[.:]\s*)")
 
 
-def _classify(call: str) -> tuple[str, re.Match[str]] | None:
-    m = _JAVA_CALL.match(call)
-    if m and _JAVA_SRC.match(m.group(4)):
-        return "java", m
-    m = _NODE_CALL.match(call)
-    if m:
-        return "node", m
+def _parse_call(call: str, rules: LibraryRules) -> tuple[str, Frame] | None:
+    """One `at …` frame: Java, then Node.js, then .NET. String splitting first (a
+    frame line is parsed for every frame of every trace), a regex only for .NET."""
+    if call.endswith(")"):
+        name, _, src = call[:-1].rpartition("(")
+        sm = _JAVA_SRC.match(src) if name and ")" not in src else None
+        if sm is not None:
+            loader, slash, qualified = name.rpartition("/")
+            cls, dot, method = qualified.rpartition(".")
+            if dot and cls and " " not in qualified:
+                file = sm.group(1)
+                line = int(sm.group(2)) if sm.group(2) else None
+                in_app = rules.is_in_app(qualified, file, cls) and not (
+                    slash and loader.startswith(("java.", "jdk."))
+                )
+                return "java", Frame(method, file, line, cls, in_app)
+    node = _node_call(call)
+    if node is not None:
+        function, file, line = node
+        return "node", Frame(function, file, line, None, rules.is_in_app(function, file, None))
     m = _DOTNET_CALL.match(call)
-    if m:
-        return "dotnet", m
+    if m is not None:
+        cls, method, file = m.group(1), m.group(2), m.group(4)
+        line = int(m.group(5)) if m.group(5) else None
+        frame = Frame(method, file, line, cls, rules.is_in_app(f"{cls}.{method}", file, cls))
+        return "dotnet", frame
     return None
 
 
-def _frame(kind: str, m: re.Match[str], rules: LibraryRules) -> Frame:
-    if kind == "java":
-        cls, method, src = m.group(2), m.group(3), m.group(4)
-        sm = _JAVA_SRC.match(src)
-        file = sm.group(1) if sm else None
-        line = int(sm.group(2)) if sm and sm.group(2) else None
-        loader = m.group(1) or ""
-        in_app = rules.is_in_app(f"{cls}.{method}", file, cls) and not loader.startswith(
-            ("java.", "jdk.")
-        )
-        return Frame(method, file, line, cls, in_app)
-    if kind == "dotnet":
-        cls, method = m.group(1), m.group(2)
-        file = m.group(4)
-        line = int(m.group(5)) if m.group(5) else None
-        return Frame(method, file, line, cls, rules.is_in_app(f"{cls}.{method}", file, cls))
-    if m.group(2) is not None:
-        function, file, line = m.group(1), m.group(2), int(m.group(3))
+def _node_call(call: str) -> tuple[str, str, int] | None:
+    """`fn (file:line:col)` or `file:line:col`."""
+    if call.endswith(")"):
+        function, sep, location = call[:-1].rpartition(" (")
+        if not sep:
+            return None
     else:
-        function, file, line = "<anonymous>", m.group(5), int(m.group(6))
+        function, location = "<anonymous>", call
+    rest, sep, column = location.rpartition(":")
+    if not sep or not column.isdigit():
+        return None
+    file, sep, line = rest.rpartition(":")
+    if not sep or not line.isdigit() or not file:
+        return None
+    for prefix in ("async ", "new "):
+        if function.startswith(prefix):
+            function = function[len(prefix) :]
     if file.startswith("file://"):
         file = file[7:]
-    return Frame(function, file, line, None, rules.is_in_app(function, file, None))
+    return function or "<anonymous>", file, int(line)
 
 
 def _header(lines: list[str], i: int, stop: int) -> tuple[str, str, int]:
@@ -350,7 +361,7 @@ def _at_frames(lines: list[str], rules: LibraryRules) -> list[Trace]:
     stop = 0  # lines above this belong to an earlier trace
     while i < n:
         m = _AT.match(lines[i])
-        found = _classify(m.group(1)) if m else None
+        found = _parse_call(m.group(1), rules) if m else None
         if found is None:
             i += 1
             continue
@@ -368,9 +379,9 @@ def _at_frames(lines: list[str], rules: LibraryRules) -> list[Trace]:
         while i < n:
             line = lines[i]
             m = _AT.match(line)
-            found = _classify(m.group(1)) if m else None
+            found = _parse_call(m.group(1), rules) if m else None
             if found is not None:
-                current.add(_frame(found[0], found[1], rules))
+                current.add(found[1])
                 if found[0] == "dotnet":
                     runtime = "dotnet"
                 last = i

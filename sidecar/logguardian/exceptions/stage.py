@@ -85,36 +85,15 @@ def frame_dict(frame: Frame, runtime: str, prefixes: tuple[str, ...]) -> dict[st
 
 
 class ExceptionMetrics:
-    """Bounded: services are capped by `Metrics.service_label`, runtimes are a fixed set."""
+    """The stage's handles on the shared metrics (families declared in metrics.py);
+    bounded: services capped by `Metrics.service_label`, runtimes a fixed set."""
 
     def __init__(self, metrics: Metrics):
-        from prometheus_client import Counter, Gauge
-
-        r = metrics.registry
         self.metrics = metrics
-        self.exceptions = Counter(
-            "logguardian_exceptions",
-            "Records carrying a parsed stack trace",
-            ["service", "runtime"],
-            registry=r,
-        )
-        self.new = Counter(
-            "logguardian_exception_groups_new",
-            "Exception fingerprints seen for the first time",
-            ["service"],
-            registry=r,
-        )
-        self.groups = Gauge(
-            "logguardian_exception_groups",
-            "Exception groups kept per service",
-            ["service"],
-            registry=r,
-        )
-        self.rejoined = Counter(
-            "logguardian_exception_rejoined_lines",
-            "Records merged into the preceding record of their stream (split traces)",
-            registry=r,
-        )
+        self.exceptions = metrics.exceptions
+        self.new = metrics.exception_groups_new
+        self.groups = metrics.exception_groups
+        self.rejoined = metrics.exception_rejoined
 
 
 class ExceptionStage:

@@ -28,7 +28,7 @@ from elasticsearch import ApiError, AsyncElasticsearch
 from elasticsearch.helpers import async_streaming_bulk
 
 from ..config import Elasticsearch as ElasticsearchSettings
-from ..exceptions.annotate import ERROR_KEY
+from ..exceptions.annotate import ERROR_KEY, EXCEPTION_KEY
 from ..metrics import Metrics
 from ..pipeline import Batch
 from ..record import Record
@@ -148,6 +148,12 @@ def add_error(doc: dict[str, Any], attributes: Mapping[str, Any]) -> None:
     error = attributes.get(ERROR_KEY)
     if isinstance(error, dict):
         doc["error"] = error
+        found = attributes.get(EXCEPTION_KEY)
+        if isinstance(found, dict):  # group title and code link, for dashboards
+            doc.setdefault("logguardian", {})["exception"] = {
+                "title": found.get("title"),
+                "url": found.get("url"),
+            }
 
 
 def annotation_doc(a: Annotation) -> dict[str, Any]:
