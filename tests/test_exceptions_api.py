@@ -231,3 +231,69 @@ def test_annotations_carry_ecs_error_fields_and_alerts_list_top_groups(
     assert body["annotations"]["exceptions"].splitlines()[0] == (
         "KeyError at cart/api.py:f_bb x3 [bb] https://git/bb"
     )
+
+
+async def test_kibana_exception_search_finds_groups_in_elasticsearch(
+    make_settings: Callable[..., Settings],
+    python_traces: dict[str, str],
+    elasticsearch_url: str,
+) -> None:
+    """The shipped saved search, run as Kibana runs it, against what the real ES
+    exporter wrote: every column it shows is in the documents, links included."""
+    import json
+    import urllib.request
+    import uuid
+
+    stream = f"logs-logguardian.anomalies-exc{uuid.uuid4().hex[:8]}"
+    settings = make_settings(
+        pipeline={"tick_seconds": 0.1},
+        detectors={"warmup_records": 5},
+        exceptions={"source_url_template": TEMPLATE, "rejoin_wait_seconds": 0.3},
+        exporters={
+            "elasticsearch": {"url": elasticsearch_url, "flush_seconds": 0.2, "data_stream": stream}
+        },
+    )
+    sidecar = Sidecar(settings)
+    await sidecar.start()
+    now = time.time()
+    try:
+        async with aiohttp.ClientSession() as http:
+            port = sidecar.http_port
+            assert port is not None
+            warm = [
+                {"log": f"GET /cart/{i} 200", "service": "cart", "date": now} for i in range(20)
+            ]
+            await _post(http, port, warm)
+            await _post(http, port, _lines(python_traces["v1"], now, "1.4.2"))
+            await _groups(http, port, 1)
+    finally:
+        await sidecar.stop()  # flushes the exporter
+
+    root = Path(__file__).resolve().parents[1]
+    (line,) = (root / "kibana" / "logguardian-exceptions.ndjson").read_text().splitlines()
+    search = json.loads(line)
+    source = json.loads(search["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"])
+
+    def es(path: str, body: dict[str, Any] | None = None) -> Any:
+        request = urllib.request.Request(
+            f"{elasticsearch_url}/{path}",
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            return json.loads(resp.read())
+
+    es(f"{stream}/_refresh")
+    query = {"query_string": {"query": source["query"]["query"]}}
+    hits = [h["_source"] for h in es(f"{stream}/_search", {"query": query})["hits"]["hits"]]
+    assert len(hits) == 1, hits
+    doc = hits[0]
+    for column in search["attributes"]["columns"]:
+        value: Any = doc
+        for part in column.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        assert value, column
+    assert doc["error"]["type"] == "RuntimeError"
+    assert doc["error"]["stack_trace"].startswith("Traceback (most recent call last):")
+    assert doc["logguardian"]["exception"]["url"].startswith("https://git.example.com/cart/")
