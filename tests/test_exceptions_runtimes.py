@@ -121,3 +121,17 @@ def test_the_runtimes_own_uncaught_output_parses(produced: dict) -> None:
     # Go's exit) and, for Python/Java/Node, more outer frames: same failure site.
     assert trace.chain[-1].type == caught.chain[-1].type
     assert trace.chain[-1].frames[0].function == caught.chain[-1].frames[0].function
+
+
+@pytest.mark.parametrize("runtime", ["python", "node"])
+def test_release_directories_do_not_split_a_group(runtime: str, tmp_path: Path) -> None:
+    """Deploys unpack each release into its own directory; the entry file sits at
+    its root, so its frame's path differs only in the release directory."""
+    runtimes.require(runtime)
+    fps = set()
+    for release, shift in (("1.4.2", 0), ("1.4.3", 5), ("2b7e41c", 9)):
+        root = runtimes.write(runtime, tmp_path / "releases" / release, SITES, shift)
+        (text,) = runtimes.run_cases(runtimes.build(runtime, root), runtime, [(3, 1)])
+        assert f"{release}/main." in text  # the entry file's frame names the release dir
+        fps.add(fingerprint("shop", _trace(text)))
+    assert len(fps) == 1

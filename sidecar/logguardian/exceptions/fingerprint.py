@@ -28,7 +28,8 @@ _GO_ARGS = re.compile(r"\(0x[0-9a-f, .]*\)$")
 
 def short_path(file: str | None, in_app_prefixes: tuple[str, ...] = ()) -> str:
     """Path as it appears in keys and titles: relative to an in-app prefix when one
-    matches, else the last `PATH_PARTS` components."""
+    matches, else the last `PATH_PARTS` components (a parent with digits in its
+    name is taken for a release directory and dropped)."""
     if not file:
         return ""
     path = file.replace("\\", "/")
@@ -37,8 +38,12 @@ def short_path(file: str | None, in_app_prefixes: tuple[str, ...] = ()) -> str:
     for prefix in in_app_prefixes:
         if "/" in prefix and path.startswith(prefix):
             return path[len(prefix) :].lstrip("/")
-    parts = [p for p in path.split("/") if p]
-    return "/".join(parts[-PATH_PARTS:])
+    parts = [p for p in path.split("/") if p][-PATH_PARTS:]
+    if len(parts) > 1 and any(c.isdigit() for c in parts[0]):
+        # A file at the app's root: its parent is the deploy/release directory
+        # (v1.4.2, a git sha, a tmp dir), which must not split a group.
+        parts = parts[1:]
+    return "/".join(parts)
 
 
 def frame_function(frame: Frame) -> str:

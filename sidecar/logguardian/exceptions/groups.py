@@ -34,6 +34,7 @@ class Group:
     versions: dict[str, int] = field(default_factory=dict)
     example: str = ""
     causes: list[str] = field(default_factory=list)  # types along the cause chain
+    frames_version: str | None = None  # the release `frames` and `example` come from
 
     @property
     def title(self) -> str:
@@ -68,8 +69,8 @@ class SourceLinks:
 
     def group_links(self, group: Group, version: str | None = None) -> list[dict[str, Any]]:
         """Frames of `group` with `url` added to in-app ones (for the latest version)."""
-        if version is None and group.versions:
-            version = next(reversed(group.versions))
+        if version is None:
+            version = group.frames_version
         out = []
         for frame in group.frames:
             url = self.link(group.service, version, frame)
@@ -114,15 +115,16 @@ class GroupStore:
         ts: float,
         version: str | None,
         example: str,
+        frames: Any = None,
     ) -> tuple[Group, bool]:
-        """Count one occurrence; `make()` builds the group the first time. Returns
-        the group and whether it is new."""
+        """Count one occurrence; `make()` builds the group the first time. The latest
+        occurrence supplies the example and frames (`frames()` builds them), so line
+        numbers and links follow the newest release. Returns the group and whether
+        it is new."""
         group = self.groups.get(fingerprint)
         created = group is None
         if group is None:
             group = make()
-            group.frames = group.frames[: self.max_frames]
-            group.example = example[: self.max_example_chars]
             group.first_seen = group.last_seen = ts
             self.groups[fingerprint] = group
             while len(self.groups) > self.max_groups:
@@ -132,6 +134,12 @@ class GroupStore:
             self.groups.move_to_end(fingerprint)
             group.first_seen = min(group.first_seen, ts)
             group.last_seen = max(group.last_seen, ts)
+            if frames is not None and ts >= group.last_seen:
+                group.frames = frames()
+        if created or ts >= group.last_seen:
+            group.frames = group.frames[: self.max_frames]
+            group.example = example[: self.max_example_chars]
+            group.frames_version = version
         group.count += 1
         if version:
             versions = group.versions

@@ -185,6 +185,9 @@ class ExceptionStage:
         stack = "\n".join(lines)[:MAX_STACK_CHARS]
         primary = trace.primary
 
+        def frames() -> list[dict[str, Any]]:
+            return [frame_dict(f, trace.runtime, prefixes) for f in primary.frames]
+
         def make() -> Group:
             return Group(
                 fingerprint=fp,
@@ -193,13 +196,13 @@ class ExceptionStage:
                 type=primary.type,
                 message=message_template(primary.message),
                 culprit=culprit(trace, prefixes),
-                frames=[frame_dict(f, trace.runtime, prefixes) for f in primary.frames],
+                frames=frames(),
                 first_seen=record.ts,
                 last_seen=record.ts,
                 causes=[e.type for e in trace.chain[1:]],
             )
 
-        group, new = self.store.observe(fp, make, record.ts, version, stack)
+        group, new = self.store.observe(fp, make, record.ts, version, stack, frames)
         url = self.links.top_link(group, version)
         record.attributes[ERROR_KEY] = {
             "type": primary.type,
