@@ -223,7 +223,7 @@ class ExceptionsSettings(Section):
     new_score: float = Field(0.85, gt=0, le=1, description="score of a never-seen fingerprint")
     max_groups: int = Field(5000, gt=0)
     max_frames: int = Field(20, gt=0, description="frames kept per group")
-    max_example_chars: int = Field(8192, gt=0)
+    max_example_chars: int = Field(4096, gt=0)
     snapshot_seconds: float = Field(10.0, gt=0)
     rejoin: bool = Field(True, description="rejoin traces split one line per record")
     rejoin_max_lines: int = Field(500, gt=1)

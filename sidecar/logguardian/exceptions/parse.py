@@ -103,7 +103,11 @@ class LibraryRules:
     ):
         self.in_app = tuple(p for p in in_app_prefixes if p)
         self.library_modules = self.DEFAULT_LIBRARY_MODULES + tuple(library_prefixes)
-        self.library_paths = self.DEFAULT_LIBRARY_PATHS + tuple(library_prefixes)
+        paths = self.DEFAULT_LIBRARY_PATHS + tuple(library_prefixes)
+        # One scan per frame instead of one substring test per path.
+        self._library_path = re.compile(
+            "|".join([*map(re.escape, paths), self._PYTHON_STDLIB.pattern])
+        )
 
     def is_in_app(self, function: str, file: str | None, module: str | None) -> bool:
         name = module or function
@@ -113,12 +117,7 @@ class LibraryRules:
             return True
         if name.startswith(self.library_modules):
             return False
-        if file is not None:
-            if any(p in file for p in self.library_paths):
-                return False
-            if self._PYTHON_STDLIB.search(file):
-                return False
-        return True
+        return file is None or self._library_path.search(file) is None
 
 
 DEFAULT_RULES = LibraryRules()
