@@ -4,11 +4,12 @@ and records that mix a trace with ordinary text."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import runtimes
-from logguardian.config import Detectors, ExceptionsSettings
+from logguardian.config import Detectors, ExceptionsSettings, Settings
 from logguardian.exceptions.annotate import ERROR_KEY, EXCEPTION_KEY
 from logguardian.exceptions.fingerprint import fingerprint
 from logguardian.exceptions.parse import find_traces
@@ -163,3 +164,46 @@ def test_warmup_learns_silently() -> None:
     batch = Batch(records=[_record(text, 1.0)], now=1.0)
     stage.process(batch)
     assert not batch.reasons and len(stage.store) == 1
+
+
+async def test_shutdown_drains_held_lines_through_the_chain(
+    make_settings: Callable[..., Settings], trace_text: str
+) -> None:
+    """Lines still held for rejoining when the sidecar stops are joined, mined,
+    grouped and saved: nothing held is lost."""
+    import asyncio
+
+    import aiohttp
+    from logguardian.server import Sidecar
+
+    settings = make_settings(exceptions={"rejoin_wait_seconds": 3600, "warmup_records": 0})
+    sidecar = Sidecar(settings)
+    await sidecar.start()
+    lines = trace_text.split("\n")
+    try:
+        docs = [
+            {"log": line, "service": "cart", "stream": "stderr", "date": 100.0} for line in lines
+        ]
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"http://127.0.0.1:{sidecar.http_port}/api/v1/logs", json=docs) as resp,
+        ):
+            assert resp.status == 200
+        stage = sidecar.components.handles["exceptions"]
+        for _ in range(200):
+            if stage.rejoiner.held == len(lines):
+                break
+            await asyncio.sleep(0.05)
+        assert stage.rejoiner.held == len(lines) and len(stage.store) == 0
+    finally:
+        await sidecar.stop()
+    processed = sum(
+        s.value
+        for m in sidecar.metrics.records.collect()
+        for s in m.samples
+        if s.name.endswith("_total")
+    )
+    assert processed == len(lines)  # joined lines count as processed
+    restarted = Sidecar(settings)
+    (group,) = restarted.components.handles["exceptions"].store.groups.values()
+    assert group.count == 1 and group.example.strip() == trace_text.strip()

@@ -455,6 +455,7 @@ _GO_PLAIN_ERRORS = (
     "makeslice: cap out of range",
     "makechan: size out of range",
 )
+_GO_CALLER = re.compile(r"([a-z]\w*(?:/\w+)*\.[A-Za-z_]\w*(?:\.\w+)?): ")
 _GO_RUNTIME_ERR = re.compile(r"^runtime error: ([^\[\]\d]*?)(?:\s*\[.*)?$")
 
 
@@ -478,8 +479,10 @@ def _go(lines: list[str], rules: LibraryRules) -> list[Trace]:
         elif message.startswith(_GO_PLAIN_ERRORS):
             type_ = "runtime error: " + message  # runtime.Error values printed bare
         else:
-            type_, _, rest = message.partition(": ") if message[:1].isalpha() else ("panic", "", "")
-            type_ = type_ if rest and " " not in type_ else "panic"
+            # `panic(err)` of a wrapped error often starts with the failing call
+            # (`strconv.Atoi: parsing "x": invalid syntax`): that names the failure.
+            head = _GO_CALLER.match(message)
+            type_ = head.group(1) if head else "panic"
         exc = ParsedException(type_, message[:MAX_MESSAGE])
         # Find the first goroutine header; its frames are the panicking goroutine.
         j = i + 1
@@ -527,10 +530,9 @@ def _go_frame(function: str, file: str, line: int, rules: LibraryRules) -> Frame
     dot = function.find(".", slash + 1)
     package = function[:dot] if dot > 0 else function
     std = "." not in package.split("/", 1)[0] and package != "main" and f"/src/{package}/" in file
-    in_app = not std and rules.is_in_app(function, file, package)
-    if package in ("main",) and rules.in_app == ():
-        in_app = in_app and "/pkg/mod/" not in file
-    return Frame(function, file, line, package, in_app)
+    return Frame(
+        function, file, line, package, not std and rules.is_in_app(function, file, package)
+    )
 
 
 # -- Ruby -------------------------------------------------------------------------------
