@@ -207,3 +207,27 @@ async def test_shutdown_drains_held_lines_through_the_chain(
     restarted = Sidecar(settings)
     (group,) = restarted.components.handles["exceptions"].store.groups.values()
     assert group.count == 1 and group.example.strip() == trace_text.strip()
+
+
+def test_a_fingerprint_rate_spike_is_flagged_like_a_template_rate() -> None:
+    """Each fingerprint's rate goes through the rolling statistics: a steady trickle
+    of one failure, then a burst, is a `rate` finding naming the exception."""
+    stage = ExceptionStage(ExceptionsSettings(warmup_records=0), Detectors(window_seconds=60))
+    text = (
+        "Traceback (most recent call last):\n"
+        '  File "/app/cart/api.py", line 12, in apply_coupon\n'
+        "    raise KeyError(code)\n"
+        "KeyError: 'X1'"
+    )
+    flagged = []
+    for window in range(30):
+        n = 60 if window == 25 else 1 + window % 2
+        records = [_record(text, window * 60.0 + 1 + i * 0.1) for i in range(n)]
+        records += [_record(f"GET /items/{i} 200", window * 60.0 + 2) for i in range(20)]
+        batch = Batch(records=records, now=window * 60.0 + 5)
+        stage.process(batch)
+        flagged += [
+            (window, r) for reasons in batch.reasons.values() for r in reasons if r.kind == "rate"
+        ]
+    assert flagged and {w for w, _ in flagged} == {25}
+    assert "exception `KeyError at cart/api.py:apply_coupon`" in flagged[0][1].text
