@@ -1,7 +1,7 @@
 """Rejoin stack traces that a shipper without multiline parsing sent one line per record.
 
-A record that can start a trace (an exception header, `Traceback …`, `panic: …`, an
-error-level line) opens a group for its stream (service + stream/pod/container/file);
+A record that can start a trace (an exception header, `Traceback …`, `panic: …`, a
+Ruby error line) opens a group for its stream (service + stream/pod/container/file);
 the stream's next records join it while they look like continuation lines (indented
 frames, `Caused by:`, Python's chain sentences, Go goroutine dumps…) and arrive
 within `gap_seconds` of log time. A group is released when a non-continuation line
@@ -65,8 +65,6 @@ def may_start(record: Record) -> bool:
     message = record.message
     if "\n" in message:
         return False  # already multi-line: the shipper joined it
-    if record.level in ERROR_LEVELS:
-        return True
     head = message[:300]
     if head.startswith(_START_PREFIXES) or "Traceback (most recent call last):" in head:
         return True
@@ -98,6 +96,7 @@ class _Group:
     go: bool
     brace: bool = False
     lines: list[str] = field(default_factory=list)
+    slot: int | None = None  # its place in the current call's output
 
 
 class Rejoiner:
@@ -125,16 +124,23 @@ class Rejoiner:
         return sum(len(g.records) for g in self._open.values())
 
     def feed(self, records: list[Record], now: float) -> list[Record]:
-        """Records to pass on, in arrival order of their first line; groups still
-        open stay held for the next call."""
-        out: list[Record] = []
+        """Records to pass on. A group completed within the call takes the place of
+        its first line, so streams keep their order; groups still open stay held
+        for the next call."""
+        out: list[Record | None] = []
         sources = self.sources
         opened = self._open
+
+        def release(key: tuple[Any, ...]) -> None:
+            group = opened.pop(key)
+            merged = self._release(group)
+            if group.slot is not None:
+                out[group.slot] = merged
+            else:
+                out.append(merged)
+
         for record in records:
-            if record.source not in sources:
-                out.append(record)
-                continue
-            if not opened and not may_start(record):
+            if record.source not in sources or (not opened and not may_start(record)):
                 out.append(record)
                 continue
             key = stream_key(record)
@@ -143,13 +149,12 @@ class Rejoiner:
                 if self._continues(group, record):
                     self._append(group, record)
                     if len(group.records) >= self.max_lines or group.size >= self.max_bytes:
-                        out.append(self._release(opened.pop(key)))
+                        release(key)
                     continue
-                out.append(self._release(opened.pop(key)))
+                release(key)
             if may_start(record):
                 if len(opened) >= self.max_open:
-                    oldest = next(iter(opened))
-                    out.append(self._release(opened.pop(oldest)))
+                    release(next(iter(opened)))
                 head = record.message[:300]
                 opened[key] = _Group(
                     [record],
@@ -159,12 +164,16 @@ class Rejoiner:
                     python="Traceback (most recent call last):" in head,
                     go=head.startswith(("panic: ", "fatal error: ")),
                     lines=[record.message],
+                    slot=len(out),
                 )
+                out.append(None)
             else:
                 out.append(record)
         for key in [k for k, g in opened.items() if now - g.opened >= self.wait_seconds]:
-            out.append(self._release(opened.pop(key)))
-        return out
+            release(key)
+        for group in opened.values():
+            group.slot = None  # held past this call: re-emerges in a later one
+        return [r for r in out if r is not None]
 
     def flush(self) -> list[Record]:
         """Everything held, for shutdown."""
@@ -189,13 +198,8 @@ class Rejoiner:
             return _PY_EXC_LINE.match(line) is not None  # the exception line
         if group.go:
             return _GO_FUNC.match(line) is not None  # a goroutine dump's call line
-        if not previous.strip() and _HEADER.match(line[:300]):
-            return True  # Node prints the error after the source excerpt and a blank
-        return (
-            len(group.records) == 1
-            and _HEADER.match(line[:300]) is not None
-            and (group.records[0].level in ERROR_LEVELS)
-        )
+        # Node prints the error after the source excerpt and a blank line.
+        return not previous.strip() and _HEADER.match(line[:300]) is not None
 
     def _append(self, group: _Group, record: Record) -> None:
         group.records.append(record)
