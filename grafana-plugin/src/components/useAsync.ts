@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useRef, useState } from 'react';
+import { useCallback, useEffect, useState } from 'react';
 
 export interface AsyncState<T> {
   value?: T;
@@ -7,21 +7,32 @@ export interface AsyncState<T> {
   reload: () => void;
 }
 
-/** Runs `load` on mount and on `reload()`; the newest call wins. */
-export function useAsync<T>(load: () => Promise<T>, deps: unknown[]): AsyncState<T> {
-  const [state, setState] = useState<{ value?: T; error?: unknown; loading: boolean }>({ loading: true });
+interface Settled<T> {
+  load?: () => Promise<T>;
+  generation: number;
+  value?: T;
+  error?: unknown;
+}
+
+/**
+ * Runs `load` (memoize it with useCallback) whenever it changes and on `reload()`.
+ * A result only counts for the call that is still current, and the last value stays
+ * on screen while a reload runs.
+ */
+export function useAsync<T>(load: () => Promise<T>): AsyncState<T> {
   const [generation, setGeneration] = useState(0);
-  const latest = useRef(0);
-  // eslint-disable-next-line react-hooks/exhaustive-deps
-  const stableLoad = useCallback(load, deps);
+  const [settled, setSettled] = useState<Settled<T>>({ generation: -1 });
   useEffect(() => {
-    const call = ++latest.current;
-    setState((s) => ({ ...s, loading: true }));
-    stableLoad().then(
-      (value) => call === latest.current && setState({ value, loading: false }),
-      (error: unknown) => call === latest.current && setState({ error, loading: false })
+    let current = true;
+    load().then(
+      (value) => current && setSettled({ load, generation, value }),
+      (error: unknown) => current && setSettled((s) => ({ load, generation, value: s.value, error }))
     );
-  }, [stableLoad, generation]);
+    return () => {
+      current = false;
+    };
+  }, [load, generation]);
   const reload = useCallback(() => setGeneration((g) => g + 1), []);
-  return { ...state, reload };
+  const loading = settled.load !== load || settled.generation !== generation;
+  return { value: settled.value, error: loading ? undefined : settled.error, loading, reload };
 }

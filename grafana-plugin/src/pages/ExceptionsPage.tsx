@@ -2,6 +2,8 @@ import { css } from '@emotion/css';
 import type { GrafanaTheme2 } from '@grafana/data';
 import { Badge, LoadingPlaceholder, Stack, TextLink, useStyles2 } from '@grafana/ui';
 
+import { useCallback } from 'react';
+
 import { formatTime } from '../api/format';
 import type { ExceptionGroup, Frame } from '../api/types';
 import { ErrorView } from '../components/ErrorView';
@@ -51,7 +53,7 @@ export function ExceptionGroupCard({ group }: { group: ExceptionGroup }) {
 
 export function ExceptionsPage() {
   const { client } = useSidecar();
-  const state = useAsync(() => client.exceptions(), [client]);
+  const state = useAsync(useCallback(() => client.exceptions(), [client]));
   if (state.error) {
     return <ErrorView title="Could not load exception groups" error={state.error} onRetry={state.reload} />;
   }

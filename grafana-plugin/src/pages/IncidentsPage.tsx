@@ -1,7 +1,7 @@
 import { css } from '@emotion/css';
 import type { GrafanaTheme2 } from '@grafana/data';
 import { Badge, type BadgeColor, Button, LoadingPlaceholder, Stack, Switch, TextLink, useStyles2 } from '@grafana/ui';
-import { useState } from 'react';
+import { useCallback, useState } from 'react';
 
 import { fillLinkTemplate, formatDuration, formatTime } from '../api/format';
 import type { Explanation, Incident, Severity } from '../api/types';
@@ -99,7 +99,7 @@ export function IncidentCard({ incident, settings }: { incident: Incident; setti
 export function IncidentsPage() {
   const { client, settings } = useSidecar();
   const [openOnly, setOpenOnly] = useState(false);
-  const state = useAsync(() => client.incidents(openOnly), [client, openOnly]);
+  const state = useAsync(useCallback(() => client.incidents(openOnly), [client, openOnly]));
   return (
     <div>
       <Stack gap={2} alignItems="center">

@@ -2,6 +2,8 @@ import { css } from '@emotion/css';
 import type { GrafanaTheme2 } from '@grafana/data';
 import { Badge, Button, LoadingPlaceholder, Stack, useStyles2 } from '@grafana/ui';
 
+import { useCallback } from 'react';
+
 import { parseMetrics, summarize } from '../api/metrics';
 import { ErrorView } from '../components/ErrorView';
 import { useSidecar } from '../components/SidecarContext';
@@ -10,10 +12,12 @@ import { useAsync } from '../components/useAsync';
 export function StatusPage() {
   const { client } = useSidecar();
   const styles = useStyles2(getStyles);
-  const state = useAsync(async () => {
-    const [ready, metrics] = await Promise.all([client.readiness(), client.metrics()]);
-    return { ready, health: summarize(parseMetrics(metrics)) };
-  }, [client]);
+  const state = useAsync(
+    useCallback(async () => {
+      const [ready, metrics] = await Promise.all([client.readiness(), client.metrics()]);
+      return { ready, health: summarize(parseMetrics(metrics)) };
+    }, [client])
+  );
   if (state.error) {
     return <ErrorView title="Could not read the sidecar's status" error={state.error} onRetry={state.reload} />;
   }

@@ -1,7 +1,7 @@
 import { css } from '@emotion/css';
 import type { GrafanaTheme2 } from '@grafana/data';
 import { Badge, Button, Input, LoadingPlaceholder, Select, Stack, useStyles2 } from '@grafana/ui';
-import { useMemo, useState } from 'react';
+import { useCallback, useMemo, useState } from 'react';
 
 import { describeError } from '../api/client';
 import { formatTime } from '../api/format';
@@ -22,7 +22,7 @@ export function filterTemplates(templates: Template[], service: string | undefin
 export function TemplatesPage() {
   const { client } = useSidecar();
   const styles = useStyles2(getStyles);
-  const state = useAsync(() => client.templates(), [client]);
+  const state = useAsync(useCallback(() => client.templates(), [client]));
   const [service, setService] = useState<string | undefined>();
   const [search, setSearch] = useState('');
   // Rows updated by feedback since the last load (the API answers with the new state).

@@ -10,7 +10,7 @@ const BASE = '/api/plugin-proxy/logguardian-sidecar-app/sidecar';
 
 const renderAt = (path: string) =>
   render(
-    <MemoryRouter initialEntries={[path]}>
+    <MemoryRouter initialEntries={[path]} future={{ v7_startTransition: true, v7_relativeSplatPath: true }}>
       <Routes>
         <Route
           path="/a/logguardian-sidecar-app/*"
