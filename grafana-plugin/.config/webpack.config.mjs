@@ -94,6 +94,8 @@ export default (env = {}) => ({
         { from: 'plugin.json', to: '.', transform: fillPluginJson },
         { from: 'datasource/plugin.json', to: 'datasource', transform: fillPluginJson },
         { from: 'img/**/*', to: '.' },
+        // Screenshots the browser test takes of each page (tests/test_grafana_plugin.py).
+        { from: path.join(root, '../docs/img/grafana/*.png'), to: 'img/[name][ext]', noErrorOnMissing: true },
         { from: 'datasource/img/**/*', to: '.' },
         { from: path.join(root, 'dashboards'), to: 'dashboards' },
       ],

@@ -41,7 +41,8 @@ export interface Template {
   id: string;
   text: string;
   count: number;
-  services: string[];
+  /** Records per service (services past the sidecar's cap pooled as "other"). */
+  services: Record<string, number>;
   first_seen: number;
   last_seen: number;
   state: 'normal' | 'suppressed';

@@ -50,7 +50,7 @@ it('incidents query passes open=true and filters by service', async () => {
 });
 
 it('templates query and the services variable', async () => {
-  installFakeBackend(() => ({ data: { templates: [template(), template({ id: 'b', services: ['cart', 'auth'] })] } }));
+  installFakeBackend(() => ({ data: { templates: [template(), template({ id: 'b', services: { cart: 3, auth: 1 } })] } }));
   const ds = new LogGuardianDatasource(settings);
   const res = await ds.query(request([{ refId: 'A', queryType: 'templates' }]));
   expect(res.data[0].length).toBe(2);

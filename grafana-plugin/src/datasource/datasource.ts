@@ -79,7 +79,7 @@ export class LogGuardianDatasource extends DataSourceApi<LgQuery, LgOptions> {
   /** Template variables: the services the sidecar has seen (`services`, the default). */
   async metricFindQuery(): Promise<MetricFindValue[]> {
     const templates = await this.client.templates(undefined, 100000);
-    const services = [...new Set(templates.flatMap((t) => t.services))].sort();
+    const services = [...new Set(templates.flatMap((t) => Object.keys(t.services)))].sort();
     return services.map((text) => ({ text, value: text }));
   }
 

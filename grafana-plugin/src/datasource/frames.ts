@@ -76,7 +76,7 @@ export function templatesFrame(templates: Template[], refId: string): DataFrame 
     fields: [
       { name: 'id', type: FieldType.string, values: templates.map((t) => t.id) },
       { name: 'template', type: FieldType.string, values: templates.map((t) => t.text) },
-      { name: 'services', type: FieldType.string, values: templates.map((t) => t.services.join(', ')) },
+      { name: 'services', type: FieldType.string, values: templates.map((t) => Object.keys(t.services).join(', ')) },
       { name: 'count', type: FieldType.number, values: templates.map((t) => t.count) },
       { name: 'first seen', type: FieldType.time, values: templates.map((t) => ms(t.first_seen)) },
       { name: 'last seen', type: FieldType.time, values: templates.map((t) => ms(t.last_seen)) },

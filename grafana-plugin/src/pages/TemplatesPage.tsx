@@ -14,7 +14,7 @@ export function filterTemplates(templates: Template[], service: string | undefin
   const needle = search.trim().toLowerCase();
   return templates.filter(
     (t) =>
-      (!service || t.services.includes(service)) &&
+      (!service || service in t.services) &&
       (!needle || t.text.toLowerCase().includes(needle) || t.id.toLowerCase().startsWith(needle))
   );
 }
@@ -31,7 +31,7 @@ export function TemplatesPage() {
   const [rowError, setRowError] = useState<{ id: string; message: string } | null>(null);
 
   const services = useMemo(
-    () => [...new Set((state.value ?? []).flatMap((t) => t.services))].sort(),
+    () => [...new Set((state.value ?? []).flatMap((t) => Object.keys(t.services)))].sort(),
     [state.value]
   );
   const rows = useMemo(() => filterTemplates(state.value ?? [], service, search), [state.value, service, search]);
@@ -109,7 +109,7 @@ export function TemplatesPage() {
                     </div>
                   )}
                 </td>
-                <td>{t.services.join(', ')}</td>
+                <td>{Object.keys(t.services).join(', ')}</td>
                 <td className={styles.num}>{t.count.toLocaleString()}</td>
                 <td>{formatTime(t.first_seen)}</td>
                 <td>{formatTime(t.last_seen)}</td>

@@ -21,7 +21,7 @@ export const template = (over: Partial<Template> = {}): Template => ({
   id: 'a1b2c3d4e5',
   text: 'user <*> logged in from <IP>',
   count: 1234,
-  services: ['auth'],
+  services: { auth: 1234 },
   first_seen: 1_700_000_000,
   last_seen: 1_700_003_600,
   state: 'normal',
