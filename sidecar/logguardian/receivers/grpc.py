@@ -338,6 +338,7 @@ class Admission:
             return
         if self.stopping or not self.pipeline.offer(records, receiver):
             await self.refuse(context, len(records))
+        await self.pipeline.synced()
 
     async def put(
         self,

@@ -108,7 +108,7 @@ class HttpIngest:
                 "missing or wrong credentials",
                 {"WWW-Authenticate": challenge},
             )
-        if self.pipeline.saturated:
+        if self.pipeline.refuses(RECEIVER):
             # Cheap refusal under sustained overload: no read, no decode per retry.
             return self._busy()
         length = request.content_length
@@ -152,6 +152,7 @@ class HttpIngest:
         records = decoded.records
         if records and not self.pipeline.offer(records, RECEIVER):
             return self._busy()
+        await self.pipeline.synced()
         for reason, n in decoded.reasons.items():
             self.metrics.rejected.labels(reason).inc(n)
         return _json(
