@@ -25,15 +25,13 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from .config import Pipeline as PipelineSettings
 from .metrics import Metrics
 from .record import Record
 from .signals import Annotation, Incident, Reason
-
-if TYPE_CHECKING:
-    from .wal import WriteAheadLog
+from .wal import OFFLOAD_RECORDS, WriteAheadLog, encode
 
 log = logging.getLogger(__name__)
 
@@ -165,10 +163,11 @@ class Pipeline:
     def saturated(self) -> bool:
         return self._depth >= self.capacity
 
-    def offer(self, records: list[Record], receiver: str) -> bool:
+    def offer(self, records: list[Record], receiver: str, encoded: bytes | None = None) -> bool:
         """Queue all of `records` or none. An oversized batch is still taken when the
         queue is empty, so a batch larger than the queue cannot be refused forever.
-        With the WAL on, the records are in the log when this returns True."""
+        With the WAL on, the records are in the log when this returns True (`encoded`:
+        their WAL payload, when the caller made it off the loop)."""
         if not records:
             return True
         if self._closing or not self._admits(receiver, len(records)):
@@ -178,7 +177,7 @@ class Pipeline:
             if self.wal.full:
                 return False
             try:
-                seq = self.wal.append(records)
+                seq = self.wal.append(records, encoded)
             except OSError:
                 log.exception("wal: append failed; refusing %d records", len(records))
                 return False
@@ -218,10 +217,26 @@ class Pipeline:
         if self._has_data is not None:
             self._has_data.set()
 
+    async def admit(self, records: list[Record], receiver: str) -> bool:
+        """`offer` for async receivers (answer "retry later" on False): a large chunk's
+        WAL entry is encoded off the loop, and with `wal.fsync: batch` this returns once
+        the records are fsynced, so a 2xx/ack sent after it is durable."""
+        encoded = await self._encode(records)
+        if not self.offer(records, receiver, encoded):
+            return False
+        await self.synced()
+        return True
+
+    async def _encode(self, records: list[Record]) -> bytes | None:
+        if self.wal is None or len(records) <= OFFLOAD_RECORDS or self._closing:
+            return None
+        return await asyncio.to_thread(encode, records)
+
     async def put(self, records: list[Record], receiver: str, timeout: float | None = None) -> bool:
         """Wait for room, then queue; False on timeout or shutdown."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while not self.offer(records, receiver):
+        encoded = await self._encode(records)
+        while not self.offer(records, receiver, encoded):
             if self._closing or self._has_room is None:
                 return False
             self._has_room.clear()

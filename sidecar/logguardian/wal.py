@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import operator
 import os
 import struct
 import threading
@@ -81,8 +82,13 @@ def _pack(rows: list[list[Any]]) -> bytes:
     return msgpack.packb(rows, use_bin_type=True, unicode_errors="surrogateescape")
 
 
+_FIELDS = operator.attrgetter("ts", "message", "service", "level", "attributes", "source")
+# Above this many records a chunk is encoded off the event loop (Pipeline.put/admit).
+OFFLOAD_RECORDS = 2000
+
+
 def encode(records: list[Record]) -> bytes:
-    rows = [[r.ts, r.message, r.service, r.level, r.attributes, r.source] for r in records]
+    rows = list(map(_FIELDS, records))
     try:
         return _pack(rows)
     except (TypeError, ValueError, OverflowError):
@@ -218,10 +224,12 @@ class WriteAheadLog:
 
     # -- appending (event loop thread) ---------------------------------------------------
 
-    def append(self, records: list[Record]) -> int:
-        """Write one entry; returns the first record's sequence number. The bytes are
-        in the kernel (they survive the process) when this returns."""
-        payload = encode(records)
+    def append(self, records: list[Record], payload: bytes | None = None) -> int:
+        """Write one entry (`payload`: `encode(records)` if done already); returns the
+        first record's sequence number. The bytes are in the kernel (they survive the
+        process) when this returns."""
+        if payload is None:
+            payload = encode(records)
         seq = self._next
         data = _entry(seq, len(records), payload)
         if self._fd is None or self._segments[-1].size >= self.settings.segment_bytes:

@@ -150,9 +150,8 @@ class HttpIngest:
             return self._refuse(400, decode.MALFORMED, str(exc))
 
         records = decoded.records
-        if records and not self.pipeline.offer(records, RECEIVER):
+        if records and not await self.pipeline.admit(records, RECEIVER):
             return self._busy()
-        await self.pipeline.synced()
         for reason, n in decoded.reasons.items():
             self.metrics.rejected.labels(reason).inc(n)
         return _json(
