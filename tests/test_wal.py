@@ -4,6 +4,7 @@ once every snapshot covers it."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -110,15 +111,18 @@ async def test_a_full_log_refuses_like_a_full_queue(make_settings: Callable[...,
     assert wal.full and wal.size >= 20_000
     await asyncio_sleep_until(lambda: pipeline.depth == 0)
     assert not pipeline.offer(_records(0, 1), "http")  # processed, but not yet snapshotted
+    # A Forward-style `put` waits while the log is full and gets in once a snapshot
+    # retires segments (nothing else wakes it: the queue is empty).
+    waiting = asyncio.create_task(pipeline.put(_records(accepted, 50), "forward"))
+    await asyncio.sleep(0.5)
+    assert not waiting.done()
     wal.covered("templates", accepted)
     assert not wal.full
-    assert pipeline.offer(_records(accepted, 50), "http")
+    assert await asyncio.wait_for(waiting, 5)
     await pipeline.stop()
 
 
 async def asyncio_sleep_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    import asyncio
-
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 # longer than a refused shipper's retry delay (Fluent Bit backs off >= 5 s).
 FAIR_WINDOW_SECONDS = 10.0
 REPLAY = "wal-replay"
+WAL_FULL_POLL_SECONDS = 0.2
 
 
 @dataclass(slots=True)
@@ -243,10 +244,19 @@ class Pipeline:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return False
+            if self.wal is not None and self.wal.full:
+                # Room comes back when a snapshot retires segments, which does not
+                # signal `_has_room`: look again shortly.
+                remaining = (
+                    WAL_FULL_POLL_SECONDS
+                    if remaining is None
+                    else min(remaining, WAL_FULL_POLL_SECONDS)
+                )
             try:
                 await asyncio.wait_for(self._has_room.wait(), remaining)
             except TimeoutError:
-                return False
+                if deadline is not None and time.monotonic() >= deadline:
+                    return False
         await self.synced()
         return True
 

@@ -50,6 +50,9 @@ class Sidecar:
                 f"{self.pipeline.depth}/{self.pipeline.capacity} records queued",
             ),
         }
+        if self.wal is not None:
+            wal, most = self.wal, settings.pipeline.wal.max_bytes
+            self.readiness["wal"] = lambda: (not wal.full, f"{wal.size}/{most} bytes in the WAL")
         self.readiness.update(self.components.readiness)
         self.http_port: int | None = None
         self.forward_port: int | None = None

@@ -138,6 +138,8 @@ class WriteAheadLog:
     def __init__(self, directory: Path, settings: WalSettings):
         self.directory = directory
         self.settings = settings
+        # The active segment is never deleted: keep it a small part of the bound.
+        self._segment_bytes = max(1, min(settings.segment_bytes, settings.max_bytes // 4))
         self._segments: list[_Segment] = []  # oldest first; the last one is appended to
         self._fd: int | None = None
         self._next = 0
@@ -232,7 +234,7 @@ class WriteAheadLog:
             payload = encode(records)
         seq = self._next
         data = _entry(seq, len(records), payload)
-        if self._fd is None or self._segments[-1].size >= self.settings.segment_bytes:
+        if self._fd is None or self._segments[-1].size >= self._segment_bytes:
             self._roll(seq)
         assert self._fd is not None
         view = memoryview(data)
