@@ -29,7 +29,14 @@ def _records(start: int, n: int) -> list[Record]:
             message=f"user {i} logged in",
             service="auth",
             level="info",
-            attributes={"i": i, "raw": b"\xff\x00", "nested": {"k": [1, 2.5, None]}},
+            # bytes, a lone surrogate (Forward keeps invalid UTF-8 that way), a big int
+            attributes={
+                "i": i,
+                "raw": b"\xff\x00",
+                "text": "a\udcffb",
+                "big": 1 << 70,
+                "nested": {"k": [1, 2.5, None]},
+            },
             source="forward",
         )
         for i in range(start, start + n)
@@ -55,6 +62,7 @@ async def test_replay_returns_every_record_after_a_position(tmp_path: Path) -> N
     assert [r.attributes["i"] for _, r in replayed] == list(range(250, 1000))
     first = replayed[0][1]
     assert first.attributes["raw"] == b"\xff\x00" and first.attributes["nested"]["k"][1] == 2.5
+    assert first.attributes["text"] == "a\udcffb" and first.attributes["big"] == str(1 << 70)
     assert (first.service, first.level, first.source) == ("auth", "info", "forward")
 
 
