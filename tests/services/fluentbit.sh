@@ -79,8 +79,8 @@ mkdir -p "$src/build"
   || { tail -40 "$work/cmake.log" >&2; exit 1; }
 (cd "$src/build" && make -j"$(nproc)" fluent-bit-bin >"$work/make.log" 2>&1) \
   || { tail -60 "$work/make.log" >&2; exit 1; }
-$SUDO mkdir -p "$dest.tmp/bin"
-$SUDO install -m 0755 -s "$src/build/bin/fluent-bit" "$dest.tmp/bin/fluent-bit"
+mkdir -p "$dest.tmp/bin"
+install -m 0755 -s "$src/build/bin/fluent-bit" "$dest.tmp/bin/fluent-bit"
 "$dest.tmp/bin/fluent-bit" --version >/dev/null
-$SUDO rm -rf "$dest" && $SUDO mv "$dest.tmp" "$dest"
+rm -rf "$dest" && mv "$dest.tmp" "$dest"
 echo "$dest/bin/fluent-bit"
