@@ -50,9 +50,12 @@ _HEADER = re.compile(
 _CONTINUATION = re.compile(
     r"[ \t]"  # frames, source lines, carets, ` ---> inner`
     r"|Caused by: |Suppressed: |\.\.\. \d+ more"
-    r"|Traceback \(most recent call last\):"
     r"|The above exception was the direct cause|During handling of the above exception"
     r"|goroutine \d+ |created by "
+)
+_PY_CHAIN = (
+    "The above exception was the direct cause",
+    "During handling of the above exception",
 )
 _GO_FUNC = re.compile(r"[\w./*()~%-]+\(.*\)$")
 _PY_EXC_LINE = re.compile(r"[A-Za-z_][\w.]*(?::|$)")
@@ -60,11 +63,17 @@ ERROR_LEVELS = frozenset(("error", "fatal"))
 
 
 def may_start(record: Record) -> bool:
-    """Could more lines of a trace follow this record? Cheap: most records fail the
-    first tests."""
+    """Could more lines of a trace follow this record? Also true for a traceback a
+    shipper's multiline parser cut short (Fluent Bit's `python` parser stops at Python
+    3.11's `^^^^` lines), so the pieces are completed. Cheap: most records fail fast."""
     message = record.message
     if "\n" in message:
-        return False  # already multi-line: the shipper joined it
+        # Already joined by the shipper: only a Python traceback cut before its
+        # exception line (it ends in a frame or a chain sentence) waits for the rest.
+        if "Traceback (most recent call last):" not in message[:300].split("\n", 1)[0]:
+            return False
+        last = message[-300:].rstrip().rsplit("\n", 1)[-1]
+        return last[:1] in (" ", "\t") or last.startswith(_PY_CHAIN)
     head = message[:300]
     if head.startswith(_START_PREFIXES) or "Traceback (most recent call last):" in head:
         return True
@@ -148,7 +157,7 @@ class Rejoiner:
             if group is not None:
                 if self._continues(group, record):
                     self._append(group, record)
-                    if len(group.records) >= self.max_lines or group.size >= self.max_bytes:
+                    if len(group.lines) >= self.max_lines or group.size >= self.max_bytes:
                         release(key)
                     continue
                 release(key)
@@ -163,7 +172,8 @@ class Rejoiner:
                     len(record.message),
                     python="Traceback (most recent call last):" in head,
                     go=head.startswith(("panic: ", "fatal error: ")),
-                    lines=[record.message],
+                    lines=record.message.split("\n"),
+                    brace=" {\n" in record.message,
                     slot=len(out),
                 )
                 out.append(None)
@@ -182,17 +192,22 @@ class Rejoiner:
         return out
 
     def _continues(self, group: _Group, record: Record) -> bool:
+        """Does `record` (its first line) carry on the group's trace?"""
         if abs(record.ts - group.last_ts) > self.gap_seconds:
             return False
         line = record.message
         if "\n" in line:
-            return False
+            line = line.split("\n", 1)[0]
         if not line.strip():
             return True  # tentative: trailing blanks are dropped on release
         if _CONTINUATION.match(line):
             return True
         if line == "}" and group.brace:
             return True  # Node closes the `{ [cause]: … }` it opened after the frames
+        if line.startswith("Traceback (most recent call last):"):
+            # Only a chained one: another traceback after a chain sentence.
+            last = next((x for x in reversed(group.lines) if x.strip()), "")
+            return last.startswith(_PY_CHAIN)
         previous = group.lines[-1]
         if group.python and previous[:1] in (" ", "\t"):
             return _PY_EXC_LINE.match(line) is not None  # the exception line
@@ -202,13 +217,12 @@ class Rejoiner:
         return not previous.strip() and _HEADER.match(line[:300]) is not None
 
     def _append(self, group: _Group, record: Record) -> None:
+        message = record.message
         group.records.append(record)
-        group.lines.append(record.message)
-        group.size += len(record.message) + 1
+        group.lines.extend(message.split("\n"))
+        group.size += len(message) + 1
         group.last_ts = max(group.last_ts, record.ts)
-        if record.message.startswith("Traceback (most recent call last):"):
-            group.python = True
-        if record.message.endswith(" {"):
+        if " {\n" in message or message.endswith(" {"):
             group.brace = True
 
     def _release(self, group: _Group) -> Record:
