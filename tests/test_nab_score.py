@@ -45,7 +45,7 @@ def test_null_perfect_and_late_detection() -> None:
     late = none.copy()
     late[[440, 740]] = 1.0  # 80% into each window: sigmoid(-0.2) of the reward
     result = ns.sweep(labels, {"a.csv": late}, ns.PROFILES["standard"])
-    reward = (2 / (1 + math.exp(1.0)) - 1) / ns.MAX_TP
+    reward = (2 / (1 + math.exp(-1.0)) - 1) / ns.MAX_TP
     assert result.score == pytest.approx(100 * (1 + reward) / 2)
     assert result.tp == 2 and result.fn == 0 and result.fp == 0
 
