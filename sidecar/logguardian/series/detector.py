@@ -1,0 +1,270 @@
+"""Streaming anomaly detection on one metric series: no look-ahead, bounded memory.
+
+Each point is scored against the points before it by the methods ops teams know:
+robust z-score against the median/MAD, EWMA z-score, IQR fences, rate of change,
+a seasonal baseline (the period is found from the data: daily, weekly or a
+sub-hourly cron) and level shifts (a run of points off the baseline). Every method
+maps its own unit onto [0, 1] with 0.5 at its alert level; the point's score is
+the strongest method's, reported once with the methods that agree (de-duplicated).
+After a point alerts, the score only rises again for a stronger deviation, so one
+spike or shift gives one alert, not one per point; N consecutive violations raise
+the severity instead.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..detectors.context import score_at, severity_for
+from ..detectors.robust import Ewma, deviation, fence_excess, location_scale, quartiles
+from ..signals import Severity
+from .period import find_period
+
+METHODS: tuple[str, ...] = ("mad", "ewma", "iqr", "roc", "seasonal", "level_shift")
+THRESHOLD = 0.5  # a method's score at its alert level
+
+
+@dataclass(frozen=True)
+class Params:
+    """Tunables; defaults are what `analyze`, the API and watch targets use."""
+
+    window: int = 400  # points of history behind the baseline statistics
+    warmup: int = 30  # points before any score
+    history: int = 8640  # points kept (seasonal lags, period search): 30 days at 5 min
+    z_mad: float = 5.0  # robust sigmas off the median at the alert level
+    z_ewma: float = 5.0  # EWMA sigmas
+    iqr: float = 3.0  # IQRs outside the quartiles (Tukey's far-out fence)
+    z_roc: float = 6.0  # robust sigmas of the step-to-step change
+    z_seasonal: float = 5.0  # robust sigmas of the seasonal residual
+    z_shift: float = 3.0  # robust sigmas between recent and baseline medians
+    shift_points: int = 8  # recent points that make a level
+    cycles: int = 3  # past periods behind the seasonal expectation
+    period_every: int = 250  # points between period searches
+    escalate_after: int = 3  # consecutive violations that raise the severity
+    refractory: float = 0.995  # per point: how fast a past alert stops muting
+    muted: float = 0.5  # share of the score kept while muted
+
+
+@dataclass(slots=True)
+class SeriesPoint:
+    """One scored point: the score, what was expected, and why."""
+
+    ts: float
+    value: float
+    score: float
+    expected: float | None = None
+    severity: Severity | None = None
+    confidence: float = 0.0
+    method: str | None = None
+    reason: str | None = None
+    methods: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def anomalous(self) -> bool:
+        return self.severity is not None
+
+
+class _Ring:
+    """The last `size` floats, contiguous for numpy (a doubled buffer)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.buf = np.empty(2 * size)
+        self.end = 0
+
+    def append(self, x: float) -> None:
+        if self.end == len(self.buf):
+            self.buf[: self.size] = self.buf[self.end - self.size : self.end]
+            self.end = self.size
+        self.buf[self.end] = x
+        self.end += 1
+
+    def last(self, n: int) -> np.ndarray:
+        return self.buf[max(0, self.end - n, self.end - self.size) : self.end]
+
+    def __len__(self) -> int:
+        return min(self.end, self.size)
+
+    def clear(self) -> None:
+        self.end = 0
+
+
+class SeriesDetector:
+    """Scores the points of one series in time order; `update` never looks ahead."""
+
+    def __init__(self, methods: tuple[str, ...] = METHODS, params: Params | None = None):
+        unknown = set(methods) - set(METHODS)
+        if unknown:
+            raise ValueError(f"unknown method(s) {sorted(unknown)}; known: {list(METHODS)}")
+        self.methods = tuple(m for m in METHODS if m in methods)
+        self.p = params or Params()
+        self.values = _Ring(self.p.history)
+        self.diffs = _Ring(self.p.window)
+        self.residuals = _Ring(self.p.window)
+        self.ewma = Ewma(2.0 / (self.p.window + 1))
+        self.period: int | None = None
+        self.n = 0
+        self.streak = 0
+        self.peak = 0.0  # decaying memory of the last alert's score
+        self.invalid = 0  # non-finite values skipped
+
+    # -- per point ---------------------------------------------------------
+    def update(self, ts: float, value: float) -> SeriesPoint:
+        """Score `value` at `ts` from the points before it, then remember it."""
+        x = float(value)
+        if not math.isfinite(x):
+            self.invalid += 1
+            return SeriesPoint(ts=ts, value=x, score=0.0)
+        point = self._score(ts, x)
+        self._remember(x)
+        return point
+
+    def _score(self, ts: float, x: float) -> SeriesPoint:
+        p = self.p
+        if self.n < p.warmup:
+            return SeriesPoint(ts=ts, value=x, score=0.0)
+        base = self.values.last(p.window)
+        med, sigma = location_scale(base)
+        found: dict[str, tuple[float, float, str]] = {}  # method → (deviation, z0, words)
+        expected = med
+        if "mad" in self.methods:
+            z = deviation(x, med, sigma)
+            found["mad"] = (z, p.z_mad, f"{z:.1f} robust sigmas from the median {med:.4g}")
+        if "ewma" in self.methods and self.ewma.n > 1:
+            z = deviation(x, self.ewma.mean, self.ewma.std)
+            found["ewma"] = (
+                z,
+                p.z_ewma,
+                f"{z:.1f} sigmas from the moving average {self.ewma.mean:.4g}",
+            )
+        if "iqr" in self.methods:
+            q1, q3 = quartiles(base)
+            k = fence_excess(x, q1, q3, sigma)
+            found["iqr"] = (k, p.iqr, f"{k:.1f} IQRs outside the quartiles [{q1:.4g}, {q3:.4g}]")
+        if "roc" in self.methods and len(self.diffs) >= p.warmup:
+            step = x - float(self.values.last(1)[0])
+            dmed, dsig = location_scale(self.diffs.last(p.window))
+            z = deviation(step, dmed, dsig)
+            found["roc"] = (z, p.z_roc, f"a step of {step:+.4g}, {z:.1f} sigmas of usual change")
+        residual: float | None = None
+        if self.period is not None:
+            seasonal = self._seasonal_expectation()
+            if seasonal is not None:
+                expected = seasonal
+                residual = x - seasonal
+                if "seasonal" in self.methods and len(self.residuals) >= p.warmup:
+                    rmed, rsig = location_scale(self.residuals.last(p.window))
+                    z = deviation(residual, rmed, rsig)
+                    found["seasonal"] = (
+                        z,
+                        p.z_seasonal,
+                        f"{z:.1f} sigmas off the {self._period_words()} pattern "
+                        f"(expected {seasonal:.4g})",
+                    )
+        if "level_shift" in self.methods:
+            shift = self._shift(x, residual)
+            if shift is not None:
+                found["level_shift"] = shift
+        return self._combine(ts, x, expected, found)
+
+    def _shift(self, x: float, residual: float | None) -> tuple[float, float, str] | None:
+        """A run of recent points off the baseline: residuals when seasonal, else values."""
+        k = self.p.shift_points
+        if residual is not None and len(self.residuals) >= self.p.window // 2:
+            series, now = self.residuals, residual
+        else:
+            series, now = self.values, x
+        past = series.last(self.p.window)
+        if len(past) < 2 * k:
+            return None
+        recent = np.append(past[len(past) - k + 1 :], now)
+        before = past[: len(past) - k + 1]
+        bmed, bsig = location_scale(before)
+        rmed = float(np.median(recent))
+        z = deviation(rmed, bmed, bsig)
+        direction = "up" if rmed > bmed else "down"
+        return z, self.p.z_shift, f"level shifted {direction} by {z:.1f} sigmas over {k} points"
+
+    def _seasonal_expectation(self) -> float | None:
+        assert self.period is not None
+        have = len(self.values)
+        lags = [
+            c * self.period + d
+            for c in range(1, self.p.cycles + 1)
+            for d in (-1, 0, 1)
+            if 1 <= c * self.period + d <= have
+        ]
+        if not lags:
+            return None
+        buf, end = self.values.buf, self.values.end
+        return float(np.median([buf[end - lag] for lag in lags]))
+
+    def _period_words(self) -> str:
+        return f"{self.period}-point seasonal"
+
+    def _combine(
+        self, ts: float, x: float, expected: float, found: dict[str, tuple[float, float, str]]
+    ) -> SeriesPoint:
+        scores = {m: score_at(dev, z0, THRESHOLD) for m, (dev, z0, _) in found.items()}
+        if not scores:
+            return SeriesPoint(ts=ts, value=x, score=0.0, expected=expected)
+        method = max(scores, key=scores.__getitem__)
+        raw = scores[method]
+        agree = [m for m, s in scores.items() if s >= THRESHOLD]
+        self.streak = self.streak + 1 if agree else 0
+        # De-duplicate in time: while a past alert is remembered, only a stronger
+        # deviation scores in full.
+        self.peak *= self.p.refractory
+        score = raw if raw > self.peak else raw * self.p.muted
+        if raw >= THRESHOLD:
+            self.peak = max(self.peak, raw)
+        point = SeriesPoint(
+            ts=ts, value=x, score=score, expected=expected, method=method, methods=scores
+        )
+        if agree:
+            escalate = 1 if self.streak >= self.p.escalate_after else 0
+            point.severity = severity_for(raw, THRESHOLD, escalate)
+            history = min(1.0, self.n / (3.0 * self.p.warmup))
+            point.confidence = round(history * (0.5 + 0.5 * len(agree) / len(scores)), 3)
+            others = [m for m in agree if m != method]
+            also = f" (also {', '.join(others)})" if others else ""
+            point.reason = f"{method}: value {x:.4g} is {found[method][2]}{also}"
+            if self.streak > 1:
+                point.reason += f"; {self.streak} consecutive violations"
+        return point
+
+    # -- state -----------------------------------------------------------------
+    def _remember(self, x: float) -> None:
+        if len(self.values):
+            self.diffs.append(x - float(self.values.last(1)[0]))
+        if self.period is not None:
+            seasonal = self._seasonal_expectation()
+            if seasonal is not None:
+                self.residuals.append(x - seasonal)
+        self.values.append(x)
+        self.ewma.update(x)
+        self.n += 1
+        if self.n % self.p.period_every == 0 and (
+            "seasonal" in self.methods or "level_shift" in self.methods
+        ):
+            found = find_period(self.values.last(self.p.history))
+            period = found[0] if found else None
+            if period != self.period:
+                self.period = period
+                self.residuals.clear()
+
+
+def analyze(
+    points: list[tuple[float, float]],
+    methods: tuple[str, ...] = METHODS,
+    params: Params | None = None,
+) -> list[SeriesPoint]:
+    """Score a whole series in time order, each point from its past only."""
+    detector = SeriesDetector(methods, params)
+    return [detector.update(ts, value) for ts, value in points]
+
+
+__all__ = ["METHODS", "THRESHOLD", "Params", "SeriesDetector", "SeriesPoint", "analyze"]
