@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import nab_score as ns  # noqa: E402
-from logguardian.series.detector import Params, SeriesDetector  # noqa: E402
+import nab_score as ns
+from logguardian.series.detector import Params, SeriesDetector
 
 # Defaults were tuned on these categories only; the rest is the held-out check.
 TUNE = ("artificialWithAnomaly", "realAWSCloudwatch", "realTraffic")
@@ -80,9 +80,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  params overridden: {overrides}")
     if not args.only:
         whole = ns.score_corpus(labels, scores)
-        print(f"  {'LogGuardian (all 31)':28s} {fmt(whole)}   threshold "
-              f"{whole['standard'].threshold:.3f}, windows {whole['standard'].tp} hit / "
-              f"{whole['standard'].fn} missed, {whole['standard'].fp} FP")
+        print(
+            f"  {'LogGuardian (all 31)':28s} {fmt(whole)}   threshold "
+            f"{whole['standard'].threshold:.3f}, windows {whole['standard'].tp} hit / "
+            f"{whole['standard'].fn} missed, {whole['standard'].fp} FP"
+        )
         for name, figures in ANCHORS.items():
             print(f"  {name + ' (published)':28s} " + " / ".join(f"{x:5.1f}" for x in figures))
     for label, cats in (("tune", TUNE), ("held-out", HELD)):

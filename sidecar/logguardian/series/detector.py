@@ -5,10 +5,12 @@ robust z-score against the median/MAD, EWMA z-score, IQR fences, rate of change,
 a seasonal baseline (the period is found from the data: daily, weekly or a
 sub-hourly cron) and level shifts (a run of points off the baseline). Every method
 maps its own unit onto [0, 1] with 0.5 at its alert level; the point's score is
-the strongest method's, reported once with the methods that agree (de-duplicated).
-After a point alerts, the score only rises again for a stronger deviation, so one
-spike or shift gives one alert, not one per point; N consecutive violations raise
-the severity instead.
+how new its strongest deviation is: each method's deviation over the peak that
+method has reached lately (a slowly decaying memory). So a spike or a shift scores
+high once, at its onset, and the points after it (still deviating, but no more than
+before) do not alert again; N consecutive violations raise the severity instead.
+A point's severity and reason come from the methods over their alert level, named
+once (de-duplicated); `alert` marks the points that open a new finding.
 """
 
 from __future__ import annotations
@@ -43,9 +45,10 @@ class Params:
     shift_points: int = 8  # recent points that make a level
     cycles: int = 3  # past periods behind the seasonal expectation
     period_every: int = 250  # points between period searches
+    refresh: int = 10  # points between recomputing the baseline statistics
     escalate_after: int = 3  # consecutive violations that raise the severity
-    refractory: float = 0.995  # per point: how fast a past alert stops muting
-    muted: float = 0.5  # share of the score kept while muted
+    memory: float = 0.5 ** (1 / 3000)  # per point: how fast a past peak is forgotten
+    floor: float = 0.5  # peaks below this share of the alert level are not remembered
 
 
 @dataclass(slots=True)
@@ -61,10 +64,7 @@ class SeriesPoint:
     method: str | None = None
     reason: str | None = None
     methods: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def anomalous(self) -> bool:
-        return self.severity is not None
+    alert: bool = False  # a violation stronger than any the series has had lately
 
 
 class _Ring:
@@ -108,8 +108,31 @@ class SeriesDetector:
         self.period: int | None = None
         self.n = 0
         self.streak = 0
-        self.peak = 0.0  # decaying memory of the last alert's score
+        self.peaks: dict[str, float] = {}  # per method: decaying memory of its peak
         self.invalid = 0  # non-finite values skipped
+        self._cache: dict[str, tuple[float, ...]] = {}
+        self._cached_at = -1
+
+    def _stats(self) -> dict[str, tuple[float, ...]]:
+        """Baseline statistics, recomputed every `refresh` points: medians over a few
+        hundred points move slowly, and recomputing them per point dominated the cost."""
+        if self._cached_at >= 0 and self.n - self._cached_at < self.p.refresh:
+            return self._cache
+        p = self.p
+        base = self.values.last(p.window)
+        cache: dict[str, tuple[float, ...]] = {}
+        cache["values"] = (*location_scale(base), *quartiles(base))
+        if len(self.diffs) >= p.warmup:
+            cache["diffs"] = location_scale(self.diffs.last(p.window))
+        if len(self.residuals) >= p.warmup:
+            cache["residuals"] = location_scale(self.residuals.last(p.window))
+        k = p.shift_points
+        for name, ring in (("values", self.values), ("residuals", self.residuals)):
+            past = ring.last(p.window)
+            if len(past) >= 2 * k:
+                cache["shift_" + name] = location_scale(past[: len(past) - k + 1])
+        self._cache, self._cached_at = cache, self.n
+        return cache
 
     # -- per point ---------------------------------------------------------
     def update(self, ts: float, value: float) -> SeriesPoint:
@@ -126,8 +149,8 @@ class SeriesDetector:
         p = self.p
         if self.n < p.warmup:
             return SeriesPoint(ts=ts, value=x, score=0.0)
-        base = self.values.last(p.window)
-        med, sigma = location_scale(base)
+        stats = self._stats()
+        med, sigma, q1, q3 = stats["values"]
         found: dict[str, tuple[float, float, str]] = {}  # method → (deviation, z0, words)
         expected = med
         if "mad" in self.methods:
@@ -141,12 +164,11 @@ class SeriesDetector:
                 f"{z:.1f} sigmas from the moving average {self.ewma.mean:.4g}",
             )
         if "iqr" in self.methods:
-            q1, q3 = quartiles(base)
             k = fence_excess(x, q1, q3, sigma)
             found["iqr"] = (k, p.iqr, f"{k:.1f} IQRs outside the quartiles [{q1:.4g}, {q3:.4g}]")
-        if "roc" in self.methods and len(self.diffs) >= p.warmup:
+        if "roc" in self.methods and "diffs" in stats:
             step = x - float(self.values.last(1)[0])
-            dmed, dsig = location_scale(self.diffs.last(p.window))
+            dmed, dsig = stats["diffs"]
             z = deviation(step, dmed, dsig)
             found["roc"] = (z, p.z_roc, f"a step of {step:+.4g}, {z:.1f} sigmas of usual change")
         residual: float | None = None
@@ -155,8 +177,8 @@ class SeriesDetector:
             if seasonal is not None:
                 expected = seasonal
                 residual = x - seasonal
-                if "seasonal" in self.methods and len(self.residuals) >= p.warmup:
-                    rmed, rsig = location_scale(self.residuals.last(p.window))
+                if "seasonal" in self.methods and "residuals" in stats:
+                    rmed, rsig = stats["residuals"]
                     z = deviation(residual, rmed, rsig)
                     found["seasonal"] = (
                         z,
@@ -165,24 +187,24 @@ class SeriesDetector:
                         f"(expected {seasonal:.4g})",
                     )
         if "level_shift" in self.methods:
-            shift = self._shift(x, residual)
+            shift = self._shift(x, residual, stats)
             if shift is not None:
                 found["level_shift"] = shift
         return self._combine(ts, x, expected, found)
 
-    def _shift(self, x: float, residual: float | None) -> tuple[float, float, str] | None:
+    def _shift(
+        self, x: float, residual: float | None, stats: dict[str, tuple[float, ...]]
+    ) -> tuple[float, float, str] | None:
         """A run of recent points off the baseline: residuals when seasonal, else values."""
         k = self.p.shift_points
         if residual is not None and len(self.residuals) >= self.p.window // 2:
-            series, now = self.residuals, residual
+            series, now, key = self.residuals, residual, "shift_residuals"
         else:
-            series, now = self.values, x
-        past = series.last(self.p.window)
-        if len(past) < 2 * k:
+            series, now, key = self.values, x, "shift_values"
+        if key not in stats:
             return None
-        recent = np.append(past[len(past) - k + 1 :], now)
-        before = past[: len(past) - k + 1]
-        bmed, bsig = location_scale(before)
+        recent = np.append(series.last(k - 1), now)
+        bmed, bsig = stats[key]
         rmed = float(np.median(recent))
         z = deviation(rmed, bmed, bsig)
         direction = "up" if rmed > bmed else "down"
@@ -208,30 +230,35 @@ class SeriesDetector:
     def _combine(
         self, ts: float, x: float, expected: float, found: dict[str, tuple[float, float, str]]
     ) -> SeriesPoint:
-        scores = {m: score_at(dev, z0, THRESHOLD) for m, (dev, z0, _) in found.items()}
-        if not scores:
+        if not found:
             return SeriesPoint(ts=ts, value=x, score=0.0, expected=expected)
-        method = max(scores, key=scores.__getitem__)
-        raw = scores[method]
-        agree = [m for m, s in scores.items() if s >= THRESHOLD]
-        self.streak = self.streak + 1 if agree else 0
-        # De-duplicate in time: while a past alert is remembered, only a stronger
-        # deviation scores in full.
-        self.peak *= self.p.refractory
-        score = raw if raw > self.peak else raw * self.p.muted
-        if raw >= THRESHOLD:
-            self.peak = max(self.peak, raw)
+        scores: dict[str, float] = {}
+        novelty: dict[str, float] = {}  # deviation over the method's remembered peak
+        decay = self.p.memory
+        for m, (dev, z0, _) in found.items():
+            u = dev / z0  # 1.0 at the method's alert level
+            scores[m] = score_at(u, 1.0, THRESHOLD)
+            peak = self.peaks.get(m, 0.0)
+            novelty[m] = u / max(peak, self.p.floor)
+            self.peaks[m] = max(peak * decay, u)
+        method = max(novelty, key=novelty.__getitem__)
+        score = math.tanh(novelty[method] / 2.0)
+        violated = [m for m, s in scores.items() if s >= THRESHOLD]
+        self.streak = self.streak + 1 if violated else 0
         point = SeriesPoint(
             ts=ts, value=x, score=score, expected=expected, method=method, methods=scores
         )
-        if agree:
+        if violated:
+            top = max(violated, key=scores.__getitem__)
             escalate = 1 if self.streak >= self.p.escalate_after else 0
-            point.severity = severity_for(raw, THRESHOLD, escalate)
+            point.severity = severity_for(scores[top], THRESHOLD, escalate)
+            point.alert = any(novelty[m] >= 1.0 for m in violated)
             history = min(1.0, self.n / (3.0 * self.p.warmup))
-            point.confidence = round(history * (0.5 + 0.5 * len(agree) / len(scores)), 3)
-            others = [m for m in agree if m != method]
+            point.confidence = round(history * (0.5 + 0.5 * len(violated) / len(scores)), 3)
+            others = [m for m in violated if m != top]
             also = f" (also {', '.join(others)})" if others else ""
-            point.reason = f"{method}: value {x:.4g} is {found[method][2]}{also}"
+            point.method = top
+            point.reason = f"{top}: value {x:.4g} is {found[top][2]}{also}"
             if self.streak > 1:
                 point.reason += f"; {self.streak} consecutive violations"
         return point
@@ -255,6 +282,7 @@ class SeriesDetector:
             if period != self.period:
                 self.period = period
                 self.residuals.clear()
+                self._cached_at = -1
 
 
 def analyze(
