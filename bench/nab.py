@@ -38,7 +38,9 @@ ANCHORS = {  # published, NAB's own scorer, these 31 series
 
 def run_detector(times: list, values: list[float], params: Params) -> np.ndarray:
     detector = SeriesDetector(params=params)
-    return np.array([detector.update(t.timestamp(), v).score for t, v in zip(times, values)])
+    return np.array(
+        [detector.update(t.timestamp(), v).score for t, v in zip(times, values, strict=True)]
+    )
 
 
 def fmt(results: dict[str, ns.Result]) -> str:
