@@ -46,6 +46,8 @@ class Params:
     cycles: int = 3  # past periods behind the seasonal expectation
     period_every: int = 250  # points between period searches
     refresh: int = 10  # points between recomputing the baseline statistics
+    alert_novelty: float = 0.75  # a run's first violation alerts unless much weaker…
+    worse: float = 2.0  # …and within a run, only a deviation this much stronger does
     escalate_after: int = 3  # consecutive violations that raise the severity
     memory: float = 0.5 ** (1 / 3000)  # per point: how fast a past peak is forgotten
     floor: float = 0.5  # peaks below this share of the alert level are not remembered
@@ -177,15 +179,22 @@ class SeriesDetector:
             if seasonal is not None:
                 expected = seasonal
                 residual = x - seasonal
-                if "seasonal" in self.methods and "residuals" in stats:
+                if "residuals" in stats:
                     rmed, rsig = stats["residuals"]
                     z = deviation(residual, rmed, rsig)
-                    found["seasonal"] = (
-                        z,
-                        p.z_seasonal,
-                        f"{z:.1f} sigmas off the {self._period_words()} pattern "
-                        f"(expected {seasonal:.4g})",
-                    )
+                    # What the season explains is not an anomaly: no point method may
+                    # deviate more than the point deviates from its seasonal expectation.
+                    for m in ("mad", "ewma", "iqr", "roc"):
+                        if m in found:
+                            dev, z0, words = found[m]
+                            found[m] = (min(dev, z / p.z_seasonal * z0), z0, words)
+                    if "seasonal" in self.methods:
+                        found["seasonal"] = (
+                            z,
+                            p.z_seasonal,
+                            f"{z:.1f} sigmas off the {self._period_words()} pattern "
+                            f"(expected {seasonal:.4g})",
+                        )
         if "level_shift" in self.methods:
             shift = self._shift(x, residual, stats)
             if shift is not None:
@@ -245,15 +254,19 @@ class SeriesDetector:
         score = math.tanh(novelty[method] / 2.0)
         violated = [m for m, s in scores.items() if s >= THRESHOLD]
         self.streak = self.streak + 1 if violated else 0
+        p = self.p
         point = SeriesPoint(
             ts=ts, value=x, score=score, expected=expected, method=method, methods=scores
         )
         if violated:
             top = max(violated, key=scores.__getitem__)
-            escalate = 1 if self.streak >= self.p.escalate_after else 0
+            escalate = 1 if self.streak >= p.escalate_after else 0
             point.severity = severity_for(scores[top], THRESHOLD, escalate)
-            point.alert = any(novelty[m] >= 1.0 for m in violated)
-            history = min(1.0, self.n / (3.0 * self.p.warmup))
+            # A finding opens where a run of violations starts (unless it is much weaker
+            # than what the series showed lately), or where a run gets much worse.
+            strongest = max(novelty[m] for m in violated)
+            point.alert = strongest >= (p.alert_novelty if self.streak == 1 else p.worse)
+            history = min(1.0, self.n / (3.0 * p.warmup))
             point.confidence = round(history * (0.5 + 0.5 * len(violated) / len(scores)), 3)
             others = [m for m in violated if m != top]
             also = f" (also {', '.join(others)})" if others else ""
