@@ -23,9 +23,9 @@ import numpy as np
 from ..detectors.context import score_at, severity_for
 from ..detectors.robust import Ewma, deviation, fence_excess, location_scale, quartiles
 from ..signals import Severity
+from .methods import METHODS
 from .period import find_period
 
-METHODS: tuple[str, ...] = ("mad", "ewma", "iqr", "roc", "seasonal", "level_shift")
 THRESHOLD = 0.5  # a method's score at its alert level
 
 
@@ -48,6 +48,7 @@ class Params:
     refresh: int = 10  # points between recomputing the baseline statistics
     alert_novelty: float = 0.75  # a run's first violation alerts unless much weaker…
     worse: float = 2.0  # …and within a run, only a deviation this much stronger does
+    rearm: int = 30  # quiet points after which a run alerts whatever came before
     escalate_after: int = 3  # consecutive violations that raise the severity
     memory: float = 0.5 ** (1 / 3000)  # per point: how fast a past peak is forgotten
     floor: float = 0.5  # peaks below this share of the alert level are not remembered
@@ -110,6 +111,8 @@ class SeriesDetector:
         self.period: int | None = None
         self.n = 0
         self.streak = 0
+        self.quiet = 0  # points without a violation before the current run
+        self.last_violation = -(10**9)
         self.peaks: dict[str, float] = {}  # per method: decaying memory of its peak
         self.invalid = 0  # non-finite values skipped
         self._cache: dict[str, tuple[float, ...]] = {}
@@ -253,7 +256,13 @@ class SeriesDetector:
         method = max(novelty, key=novelty.__getitem__)
         score = math.tanh(novelty[method] / 2.0)
         violated = [m for m, s in scores.items() if s >= THRESHOLD]
-        self.streak = self.streak + 1 if violated else 0
+        if violated:
+            if self.streak == 0:
+                self.quiet = self.n - self.last_violation - 1
+            self.streak += 1
+            self.last_violation = self.n
+        else:
+            self.streak = 0
         p = self.p
         point = SeriesPoint(
             ts=ts, value=x, score=score, expected=expected, method=method, methods=scores
@@ -264,8 +273,12 @@ class SeriesDetector:
             point.severity = severity_for(scores[top], THRESHOLD, escalate)
             # A finding opens where a run of violations starts (unless it is much weaker
             # than what the series showed lately), or where a run gets much worse.
+            # After `rearm` quiet points any new run alerts, however big the last one was.
             strongest = max(novelty[m] for m in violated)
-            point.alert = strongest >= (p.alert_novelty if self.streak == 1 else p.worse)
+            if self.streak == 1:
+                point.alert = strongest >= p.alert_novelty or self.quiet >= p.rearm
+            else:
+                point.alert = strongest >= p.worse
             history = min(1.0, self.n / (3.0 * p.warmup))
             point.confidence = round(history * (0.5 + 0.5 * len(violated) / len(scores)), 3)
             others = [m for m in violated if m != top]
@@ -287,7 +300,9 @@ class SeriesDetector:
         self.values.append(x)
         self.ewma.update(x)
         self.n += 1
-        if self.n % self.p.period_every == 0 and (
+        # Look for a period early (64, 128 points) and then every `period_every` points.
+        early = self.n in (64, 128)
+        if (early or self.n % self.p.period_every == 0) and (
             "seasonal" in self.methods or "level_shift" in self.methods
         ):
             found = find_period(self.values.last(self.p.history))
