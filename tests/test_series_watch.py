@@ -151,6 +151,11 @@ async def test_spike_and_shift_alert_seasonal_peaks_do_not(
         assert "points" in alerts[0]["annotations"]["summary"]
         spike_findings = runner.status.findings
         assert 1 <= spike_findings <= 3
+        # …and the finding is an annotation in the local store, like a log finding.
+        store = sidecar.components.handles["store"]
+        await store.aflush()
+        stored = await asyncio.to_thread(store.anomalies, "target:wave", None, 100)
+        assert stored and "test_wave" in stored[0]["message"]
 
         # Quiet: the spike's incident resolves; then the shift opens a new one.
         alerts = await _wait_alerts(am, "target:wave", wave.at(SHIFT_AT) - 1, 18)
