@@ -45,6 +45,7 @@ class Params:
     shift_points: int = 8  # recent points that make a level
     cycles: int = 3  # past periods behind the seasonal expectation
     period_every: int = 250  # points between period searches
+    method_warmup: int = 60  # points a method scores silently before it may alert
     refresh: int = 10  # points between recomputing the baseline statistics
     alert_novelty: float = 0.75  # a run's first violation alerts unless much weaker…
     worse: float = 2.0  # …and within a run, only a deviation this much stronger does
@@ -114,6 +115,8 @@ class SeriesDetector:
         self.quiet = 0  # points without a violation before the current run
         self.last_violation = -(10**9)
         self.peaks: dict[str, float] = {}  # per method: decaying memory of its peak
+        self.evaluated: dict[str, int] = {}  # per method: points it has scored
+        self.resolution = math.inf  # smallest change seen between consecutive values
         self.invalid = 0  # non-finite values skipped
         self._cache: dict[str, tuple[float, ...]] = {}
         self._cached_at = -1
@@ -126,16 +129,24 @@ class SeriesDetector:
         p = self.p
         base = self.values.last(p.window)
         cache: dict[str, tuple[float, ...]] = {}
-        cache["values"] = (*location_scale(base), *quartiles(base))
+        res = self.resolution if math.isfinite(self.resolution) else 0.0
+
+        def scaled(values: np.ndarray) -> tuple[float, float]:
+            # Quantised metrics (CPU in steps of 0.067) have MAD 0 most of the time:
+            # one step of the data's resolution is never more than one sigma.
+            med, sigma = location_scale(values)
+            return med, max(sigma, res)
+
+        cache["values"] = (*scaled(base), *quartiles(base))
         if len(self.diffs) >= p.warmup:
-            cache["diffs"] = location_scale(self.diffs.last(p.window))
+            cache["diffs"] = scaled(self.diffs.last(p.window))
         if len(self.residuals) >= p.warmup:
-            cache["residuals"] = location_scale(self.residuals.last(p.window))
+            cache["residuals"] = scaled(self.residuals.last(p.window))
         k = p.shift_points
         for name, ring in (("values", self.values), ("residuals", self.residuals)):
             past = ring.last(p.window)
             if len(past) >= 2 * k:
-                cache["shift_" + name] = location_scale(past[: len(past) - k + 1])
+                cache["shift_" + name] = scaled(past[: len(past) - k + 1])
         self._cache, self._cached_at = cache, self.n
         return cache
 
@@ -247,12 +258,21 @@ class SeriesDetector:
         scores: dict[str, float] = {}
         novelty: dict[str, float] = {}  # deviation over the method's remembered peak
         decay = self.p.memory
-        for m, (dev, z0, _) in found.items():
+        for m, (dev, z0, _) in list(found.items()):
             u = dev / z0  # 1.0 at the method's alert level
-            scores[m] = score_at(u, 1.0, THRESHOLD)
             peak = self.peaks.get(m, 0.0)
-            novelty[m] = u / max(peak, self.p.floor)
             self.peaks[m] = max(peak * decay, u)
+            seen = self.evaluated.get(m, 0)
+            self.evaluated[m] = seen + 1
+            if seen < self.p.method_warmup:
+                # A method that just started (a period was just found) has no memory
+                # of what is usual for it yet: it learns before it may speak.
+                del found[m]
+                continue
+            scores[m] = score_at(u, 1.0, THRESHOLD)
+            novelty[m] = u / max(peak, self.p.floor)
+        if not scores:
+            return SeriesPoint(ts=ts, value=x, score=0.0, expected=expected)
         method = max(novelty, key=novelty.__getitem__)
         score = math.tanh(novelty[method] / 2.0)
         violated = [m for m, s in scores.items() if s >= THRESHOLD]
@@ -292,7 +312,10 @@ class SeriesDetector:
     # -- state -----------------------------------------------------------------
     def _remember(self, x: float) -> None:
         if len(self.values):
-            self.diffs.append(x - float(self.values.last(1)[0]))
+            step = x - float(self.values.last(1)[0])
+            self.diffs.append(step)
+            if step != 0.0:
+                self.resolution = min(self.resolution, abs(step))
         if self.period is not None:
             seasonal = self._seasonal_expectation()
             if seasonal is not None:
@@ -311,6 +334,9 @@ class SeriesDetector:
                 self.period = period
                 self.residuals.clear()
                 self._cached_at = -1
+                for m in ("seasonal", "level_shift"):
+                    self.evaluated.pop(m, None)
+                    self.peaks.pop(m, None)
 
 
 def analyze(
