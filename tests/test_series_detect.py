@@ -165,3 +165,10 @@ def test_robust_primitives() -> None:
     for x in (1.0, 3.0):
         e.update(x)
     assert e.mean == 2.0 and e.std == pytest.approx(1.0)
+
+
+def test_reason_names_the_period_in_the_series_own_time() -> None:
+    values = _seasonal(1200, 15)  # one point a minute: a 15-minute cron
+    values[1100] = 100.0 if values[1100] > 150 else 180.0
+    points = _run(values, ("seasonal",))
+    assert "15-minute seasonal pattern" in (points[1100].reason or "")

@@ -117,6 +117,8 @@ class SeriesDetector:
         self.peaks: dict[str, float] = {}  # per method: decaying memory of its peak
         self.evaluated: dict[str, int] = {}  # per method: points it has scored
         self.resolution = math.inf  # smallest change seen between consecutive values
+        self.last_ts: float | None = None
+        self.step = 0.0  # typical seconds between points
         self.invalid = 0  # non-finite values skipped
         self._cache: dict[str, tuple[float, ...]] = {}
         self._cached_at = -1
@@ -158,6 +160,10 @@ class SeriesDetector:
             self.invalid += 1
             return SeriesPoint(ts=ts, value=x, score=0.0)
         point = self._score(ts, x)
+        if self.last_ts is not None and ts > self.last_ts:
+            gap = ts - self.last_ts  # typical spacing: a slow EWMA of the gaps
+            self.step = gap if self.step <= 0 else self.step + 0.05 * (gap - self.step)
+        self.last_ts = ts
         self._remember(x)
         return point
 
@@ -206,7 +212,7 @@ class SeriesDetector:
                         found["seasonal"] = (
                             z,
                             p.z_seasonal,
-                            f"{z:.1f} sigmas off the {self._period_words()} pattern "
+                            f"{z:.1f} sigmas off its {self._period_words()} seasonal pattern "
                             f"(expected {seasonal:.4g})",
                         )
         if "level_shift" in self.methods:
@@ -248,7 +254,17 @@ class SeriesDetector:
         return float(np.median([buf[end - lag] for lag in lags]))
 
     def _period_words(self) -> str:
-        return f"{self.period}-point seasonal"
+        """`daily`, `weekly`, `15-minute`…: the period in the series' own time."""
+        assert self.period is not None
+        seconds = self.period * self.step if self.step > 0 else 0.0
+        for name, length in (("weekly", 604800.0), ("daily", 86400.0), ("hourly", 3600.0)):
+            if seconds and abs(seconds - length) <= 0.05 * length:
+                return name
+        if seconds >= 60:
+            return f"{seconds / 60:.0f}-minute"
+        if seconds > 0:
+            return f"{seconds:.0f}-second"
+        return f"{self.period}-point"
 
     def _combine(
         self, ts: float, x: float, expected: float, found: dict[str, tuple[float, float, str]]
