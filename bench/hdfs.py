@@ -33,7 +33,10 @@ from logguardian.templates.stage import TemplateStage
 from logguardian.training.train import TrainOptions, train_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+# ../shared beside the checkout; a worktree sits one level deeper (/work/wt/<name>).
+SHARED = next(
+    (p / "shared" for p in ROOT.parents if (p / "shared" / "data").is_dir()), ROOT.parent / "shared"
+)
 HDFS = SHARED / "data" / "hdfs"
 REPLAY = SHARED / "tools" / "hdfs_replay.py"
 BLOCK = r"blk_-?\d+"
