@@ -139,9 +139,7 @@ def cli_path(bundle: Path, eval_log: Path, truth: dict[str, bool], out: Path) ->
             records += 1
         if doc.get("anomaly") and doc.get("session"):
             flagged.add(doc["session"])
-    print(
-        f"  score CLI: {records} record lines + {finals} final session lines in {seconds:.1f}s"
-    )
+    print(f"  score CLI: {records} record lines + {finals} final session lines in {seconds:.1f}s")
     return flagged
 
 
@@ -265,8 +263,7 @@ def main() -> int:
             first = evaluate(settings, mined, switches)
             p, r, f1, tp, fp, fn = prf(set(first), truth)
             print(
-                f"HDFS blocks, {name:<31} P={p:.4f} R={r:.4f} F1={f1:.4f} "
-                f"(tp={tp} fp={fp} fn={fn})"
+                f"HDFS blocks, {name:<31} P={p:.4f} R={r:.4f} F1={f1:.4f} (tp={tp} fp={fp} fn={fn})"
             )
             if name != "full model":
                 continue

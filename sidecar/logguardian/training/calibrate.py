@@ -155,7 +155,9 @@ def summary(
     """What bundle.json records about how its thresholds were chosen."""
     per_new = max(alpha, 1.0 / (n + 1)) if n else 1.0
     return {
-        "method": METHOD if split.method == "novel" else "random held-out split (too few "
+        "method": METHOD
+        if split.method == "novel"
+        else "random held-out split (too few "
         "sessions seen once to hold out new ones); quantile times a margin",
         "split": split.method,
         "novel_mass": round(split.novel_mass, 6),
