@@ -4,6 +4,7 @@ detectors only, and with a model bundle: sessions closed at end of input."""
 from __future__ import annotations
 
 import gzip
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,12 +18,15 @@ KEYS = {"session", "template_id", "score", "anomaly", "reasons"}
 BLOCK = r"blk_-?\d+"
 
 
-def score(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+def score(
+    *args: str, stdin: bytes | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
         [sys.executable, "-m", "logguardian.cli", "score", *args],
         input=stdin,
         capture_output=True,
         timeout=300,
+        env=None if env is None else {**os.environ, **env},
     )
 
 
@@ -84,21 +88,26 @@ NORMAL_BLOCK = [5, 5, 5, 22, 11, 9, 11, 9, 11, 9, 26, 26, 26, 23, 23, 23, 21, 21
 TRUNCATED_BLOCK = [22, 5, 5]
 
 
-def hdfs_log(tmp_path: Path) -> tuple[Path, dict[str, bool]]:
-    """Three normal blocks and one that stops logging, interleaved, every block still
-    open when the input ends (no idle timeout passes, no end template)."""
+def hdfs_log(tmp_path: Path, apart: float = 0.0) -> tuple[Path, dict[str, bool]]:
+    """Three normal blocks and one that stops logging, interleaved (or one after the
+    other, `apart` seconds between starts), every block still open when the input ends
+    (no idle timeout passes, no end template)."""
     from test_model_stage import block_lines
 
     blocks = {1001: NORMAL_BLOCK, 1002: TRUNCATED_BLOCK, 1003: NORMAL_BLOCK, 1004: NORMAL_BLOCK}
-    records = [r for b, events in blocks.items() for r in block_lines(b, events, 1.2e9, 7.0)]
+    records = [
+        r
+        for n, (b, events) in enumerate(blocks.items())
+        for r in block_lines(b, events, 1.2e9 + n * apart, 7.0)
+    ]
     records.sort(key=lambda r: r.ts)
     path = tmp_path / "hdfs.log"
     path.write_text("".join(r.message + "\n" for r in records))
     return path, {f"blk_{b}": b == 1002 for b in blocks}
 
 
-def score_model(path: Path, *extra: str) -> list[dict]:
-    done = score(str(path), "--model", str(DEFAULT_BUNDLE), "--session-key", BLOCK, *extra)
+def score_model(path: Path, *extra: str, env: dict[str, str] | None = None) -> list[dict]:
+    done = score(str(path), "--model", str(DEFAULT_BUNDLE), "--session-key", BLOCK, *extra, env=env)
     assert done.returncode == 0, done.stderr
     return [orjson.loads(line) for line in done.stdout.splitlines()]
 
@@ -144,3 +153,12 @@ def test_session_close_finding_on_a_suppressed_template_is_not_an_anomaly(
     # still explained (score and reason kept), just not raised
     assert verdict["blk_1002"]["score"] >= 0.7 and verdict["blk_1002"]["reasons"]
     assert not any(o["anomaly"] for o in again)
+
+
+def test_sessions_pushed_out_of_a_full_table_still_get_their_verdict(tmp_path: Path) -> None:
+    # blocks one after the other: the table of 2 pushes out only blocks that are done
+    path, truth = hdfs_log(tmp_path, apart=1000.0)
+    out = score_model(path, env={"LOGGUARDIAN_MODEL__MAX_SESSIONS": "2"})
+    finals = [o for o in out if o.get("final")]
+    assert {o["session"] for o in finals} == set(truth)
+    assert {o["session"] for o in finals if o["anomaly"]} == {"blk_1002"}

@@ -202,6 +202,7 @@ class ModelStage:
         missing: set[tuple[int, ...]] = set()
         newest: float | None = None
         ended: list[tuple[int, Session]] = []
+        evicted: list[Session] = []
 
         for i, record in enumerate(records):
             text = templates[i]
@@ -217,7 +218,11 @@ class ModelStage:
             session = table.get(record.service, key)
             if session is None:
                 session = Session(key, record.service, pad, generation, ts, ts)
-                table.open(session)
+                pushed_out = table.open(session)
+                if pushed_out and self.finals is not None:
+                    # offline, every session gets a verdict: one pushed out of a full
+                    # table is judged as if it had gone idle (it is the least active)
+                    evicted.extend(pushed_out)
             else:
                 table.touch(session)
                 if ts > session.last_ts:
@@ -252,6 +257,9 @@ class ModelStage:
         for i, session in ended:
             table.close(session)
             closed.append((i, session))
+        if evicted:
+            done = {id(s) for _, s in ended}
+            closed.extend((None, s) for s in evicted if id(s) not in done)
         table.advance(newest, batch.now)
         closed.extend((None, s) for s in (table.drain() if self._close_all else table.expired()))
         self._close_all = False
