@@ -162,3 +162,26 @@ def test_sessions_pushed_out_of_a_full_table_still_get_their_verdict(tmp_path: P
     finals = [o for o in out if o.get("final")]
     assert {o["session"] for o in finals} == set(truth)
     assert {o["session"] for o in finals if o["anomaly"]} == {"blk_1002"}
+
+
+def test_a_template_the_bundle_knows_is_not_first_seen_after_warm_up(tmp_path: Path) -> None:
+    """A rare but normal step (a block scanner's "Verification succeeded") first logged
+    after the novelty warm-up: known to the bundle's normal sessions, so not new."""
+    from test_model_stage import block_lines
+
+    verified = [5, 5, 5, 22, 11, 9, 11, 9, 11, 9, 26, 26, 26, 2, 23, 23, 23, 21, 21, 21]
+    records = [r for b in range(60) for r in block_lines(2000 + b, NORMAL_BLOCK, 1.2e9 + b)]
+    records += block_lines(3000, verified, 1.2e9 + 900.0)
+    path = tmp_path / "hdfs.log"
+    path.write_text("".join(r.message + "\n" for r in records))
+    assert len(records) - len(verified) > 1000  # past the warm-up
+    at = len(records) - len(verified) + verified.index(2)
+
+    plain = score(str(path))  # statistics alone: the first such line is new
+    assert plain.returncode == 0, plain.stderr
+    line = orjson.loads(plain.stdout.splitlines()[at])
+    assert line["anomaly"] and line["reasons"][0]["kind"] == "novelty"
+
+    out = score_model(path)
+    assert "Verification succeeded" in path.read_text().splitlines()[at]
+    assert not any(o["anomaly"] for o in out), [o for o in out if o["anomaly"]][:2]

@@ -78,6 +78,10 @@ class ModelStage:
         # The offline `score` sets a list here to get every closed session's verdict
         # (its final line); the sidecar leaves it None and keeps nothing.
         self.finals: list[SessionVerdict] | None = None
+        # Told (service, template id) once per template the bundle knows from normal
+        # sessions (chain.py: novelty learns it, so a known template is not "new").
+        self.on_known: Callable[[str, str], None] | None = None
+        self._known: set[tuple[str, str]] = set()
         self._index: dict[str, int] = {}
         self._scores: dict[tuple[tuple[int, ...], int], float] = {}
         self._pending: Bundle | None = None
@@ -230,6 +234,8 @@ class ModelStage:
             idx = index_of.get(text)
             if idx is None:
                 idx = index_of[text] = vocab_index(text, record.message)
+            if idx > UNK and self.on_known is not None:
+                self._teach(record.service, batch.template_ids[i])
             session.records += 1
             if session.generation == generation:
                 if idx == UNK:
@@ -270,6 +276,16 @@ class ModelStage:
                 SessionVerdict(s.key, s.service, s.records, s.findings, min(1.0, s.closeness))
                 for _, s in closed
             )
+
+    def _teach(self, service: str, template_id: str | None) -> None:
+        known = self._known
+        if template_id is None or (service, template_id) in known:
+            return
+        if len(known) > INDEX_CACHE_MAX:
+            known.clear()
+        known.add((service, template_id))
+        if self.on_known is not None:
+            self.on_known(service, template_id)
 
     def _infer(
         self,
