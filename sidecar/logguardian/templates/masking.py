@@ -168,14 +168,16 @@ RULES: tuple[Rule, ...] = (
     # unit of measure belongs to it too ("12 KB" and "3 MB" are the same field).
     _rule(
         r"[-+](?<![A-Za-z0-9.-][-+])\d+(?:\.\d+)*"
-        r"(?: ?[KMGTP]i?B\b| ?B\b|(?:ms|us|ns|s|%)(?![\w.]))?",
+        r"(?: ?[KMGTP]i?B\b| ?B\b| ?(?:ms|us|ns|sec|secs|msec)\b| ?%|s(?![\w.]))?",
         "<NUM>",
         "-",
         "+",
         digits=True,
     ),
     _rule(
-        r"\d+(?:\.\d+)*(?: ?[KMGTP]i?B\b| ?B\b|(?:ms|us|ns|s|%)(?![\w.]))?", "<NUM>", digits=True
+        r"\d+(?:\.\d+)*(?: ?[KMGTP]i?B\b| ?B\b| ?(?:ms|us|ns|sec|secs|msec)\b| ?%|s(?![\w.]))?",
+        "<NUM>",
+        digits=True
     ),
     # Lists and glued runs of values ("<IP>,<IP>", "<NUM><NUM>") are one value.
     _rule(r"(<[A-Z]+>)(?:, ?<[A-Z]+>|<[A-Z]+>)+", r"\1", ">,", "><"),
