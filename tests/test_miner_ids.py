@@ -136,12 +136,19 @@ def test_per_template_service_counts_are_bounded() -> None:
 def test_incremental_snapshot_matches_a_full_one() -> None:
     """Snapshots re-encode only touched templates; the result must equal a full dump."""
     miner = TemplateMiner()
-    miner.add_batch([f"job {i} done" for i in range(5)] + ["worker alpha started on this node"], None, 1.0)
+    miner.add_batch(
+        [f"job {i} done" for i in range(5)] + ["worker alpha started on this node"], None, 1.0
+    )
     first = orjson.loads(miner.export_bytes())
     assert first == orjson.loads(orjson.dumps(miner.export_state()))
     # Counts, a generalization and a merge since the last snapshot.
     miner.add_batch(
-        ["job 9 done", "worker beta started on this node", "worker gamma started on this node", "disk full"],
+        [
+            "job 9 done",
+            "worker beta started on this node",
+            "worker gamma started on this node",
+            "disk full",
+        ],
         ["b", "b", "b", "b"],
         2.0,
     )

@@ -177,7 +177,7 @@ RULES: tuple[Rule, ...] = (
     _rule(
         r"\d+(?:\.\d+)*(?: ?[KMGTP]i?B\b| ?B\b| ?(?:ms|us|ns|sec|secs|msec)\b| ?%|s(?![\w.]))?",
         "<NUM>",
-        digits=True
+        digits=True,
     ),
     # Lists and glued runs of values ("<IP>,<IP>", "<NUM><NUM>") are one value.
     _rule(r"(<[A-Z]+>)(?:, ?<[A-Z]+>|<[A-Z]+>)+", r"\1", ">,", "><"),
