@@ -91,6 +91,8 @@ _POD = "[bcdfghjklmnpqrstvwxz2-9]"
 RULES: tuple[Rule, ...] = (
     _rule(r"[a-z](?<![\w+.-][a-z])[a-z0-9+.-]*://[^\s\"'<>]+", "<URL>", "://"),
     _rule(r"/(?<![\w./<>-]/)[\w.@%+~:-]+(?:/[\w.@%+~:-]+)+/?(?:\?[^\s\"'<>]*)?", "<PATH>", "/"),
+    # Windows paths: C:\Windows\x.dll, \\server\share\f
+    _rule(r"(?:[A-Za-z]:|\\\\[\w.$-]+)\\(?<![\w\\][A-Za-z]:\\)[^\s,;\"'<>]*", "<PATH>", "\\"),
     # 2024-01-31T12:00:00.123Z, 2015-10-18 18:01:47,978
     _rule(
         r"\d{4}-\d{2}-\d{2}[T ]\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?\b",
@@ -181,8 +183,6 @@ RULES: tuple[Rule, ...] = (
     ),
     # Lists and glued runs of values ("<IP>,<IP>", "<NUM><NUM>") are one value.
     _rule(r"(<[A-Z]+>)(?:, ?<[A-Z]+>|<[A-Z]+>)+", r"\1", ">,", "><"),
-    # An empty value in parentheses, "from 1.2.3.4 () at": same slot as "(host)".
-    _rule(r" \(\)(?=[ \n]|$)", " (<NONE>)", " ()"),
 )
 
 PLACEHOLDERS = (

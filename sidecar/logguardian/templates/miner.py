@@ -28,7 +28,7 @@ import orjson
 
 from ..config import Templates as TemplateSettings
 from . import masking
-from .tokenize import covers, is_value, key, signature, tokens, widen
+from .tokenize import covers, is_value, key, skeleton, tokens, widen
 
 EMPTY_TEMPLATE = "<EMPTY>"
 # Tokenizer generation written into snapshots; older snapshots are re-tokenized.
@@ -46,6 +46,10 @@ OTHER_SERVICE = "other"
 # A line that differs from a pattern only in values must still share this share of
 # the pattern's constant words (word differences need `similarity` instead).
 VALUE_AGREEMENT = 0.5
+# Learning compares a new line with at most this many patterns per bucket (the
+# oldest, i.e. the established ones): a flood of one-off shapes that share their
+# end words costs a bounded scan per line instead of one that grows with the flood.
+SCAN_MAX = 1024
 # Capitalized words (GET/POST, Started/Stopped, LOOKING) are mostly the constants
 # that name events: a position holding one needs this many times the evidence.
 CAPITAL_EVIDENCE = 2
@@ -338,8 +342,8 @@ class TemplateMiner:
         status after it), not both."""
         first, last = _bucket_keys(toks)
         buckets = self._buckets
-        a = buckets.get(first, ())
-        b = buckets.get(last, ()) if last != first else ()
+        a = buckets.get(first, ())[:SCAN_MAX]
+        b = buckets.get(last, ())[:SCAN_MAX] if last != first else ()
         if not b:
             return list(a)
         if not a:
@@ -381,9 +385,15 @@ class TemplateMiner:
                 elif a == b:
                     continue
                 ka = ckeys[i]
+                if cvar[i] and not ka:
+                    continue  # a slot that varied takes a value of any shape
                 if ka != line_keys[i]:
                     break
                 if cvar[i] or line_var[i]:
+                    if not cvar[i] and (
+                        (i and toks[i - 1] == a) or (i + 1 < n and toks[i + 1] == a)
+                    ):
+                        break  # the constant moved one place: a shifted line, not a value
                     same += bool(ka) and not cvar[i]
                 elif ka.endswith("="):
                     same += 1
@@ -492,7 +502,7 @@ class TemplateMiner:
         """Templates whose constant parts read the same, in the same order, are one
         event that differs only in its values: an optional value group
         (`(1.16 KB)`), an empty field, a list one item longer. Unite them."""
-        skel = tuple(s for s in map(signature, t.units) if s is not None)
+        skel = skeleton(t.units)
         if not skel or skel in t.skeletons:
             return
         t.skeletons.append(skel)
@@ -774,7 +784,7 @@ class TemplateMiner:
             self._aliases_of.setdefault(owner, []).append(a.id)
             self._index(a)
         for t in [*templates.values(), *self._aliases.values()]:
-            skel = tuple(s for s in map(signature, t.units) if s is not None)
+            skel = skeleton(t.units)
             if skel:
                 t.skeletons.append(skel)
                 self._skeletons.setdefault(skel, t.id)
@@ -811,10 +821,10 @@ def _bucket_keys(toks: list[str]) -> tuple[tuple[int, str, str], tuple[int, str,
 
 
 def _capitalized(word: str) -> bool:
-    for ch in word:
-        if ch.isalpha():
-            return ch.isupper()
-    return False
+    """A capitalized plain word (`Started`, `GET`, `SUCCESS_CONTAINER`), not an
+    identifier-shaped name (`Dropbox.exe`, `Foo/bar`)."""
+    core = word.strip("()[]{}\"',;:.!?")
+    return core[:1].isupper() and core.replace("_", "").replace("-", "").isalpha()
 
 
 def _covers(template_units: list[str], toks: list[str]) -> bool:

@@ -17,10 +17,12 @@ from __future__ import annotations
 import re
 
 WILDCARD = "<*>"
-_TOKEN = re.compile(r"\S+")
+# A quoted value of a key (`tag="View Lock"`) is one field even with spaces inside.
+_TOKEN = re.compile(r'[^\s"=]*="[^"\n]*"\S*|\S+')
 _PLACEHOLDER = re.compile(r"<[A-Z*…]+>")
-# A key: an identifier directly followed by "=" or ":" and a non-empty value.
-_KEY = re.compile(r"[(\[{\"']*[A-Za-z_][\w.\-]*[=:](?=.)")
+# A key: a name directly followed by "=" and a non-empty value, or a plain
+# identifier followed by ":" (a dotted name before ":" is a host and its port).
+_KEY = re.compile(r"[(\[{\"']*(?:[A-Za-z_][\w.\-]*=|[A-Za-z_]\w*:)(?=.)")
 # Punctuation a wildcard keeps around itself when two values share it: "(<*>)".
 _EDGE = set("()[]{}\"',;:.!?/#|")
 
@@ -56,7 +58,7 @@ def covers(slot: str, token: str) -> bool:
         len(token) >= len(head) + len(tail)
         and token.startswith(head)
         and token.endswith(tail)
-        and key(token) == key(slot)
+        and (not head or key(token) == key(slot))
     )
 
 
@@ -95,3 +97,14 @@ def signature(token: str) -> str | None:
     if is_value(token):
         return key(token) or None
     return token
+
+
+def skeleton(units: list[str]) -> tuple[str, ...]:
+    """The constant parts of a token list in order, a repeated part once: lines
+    whose lists hold one more `node <ok>` item have the same skeleton."""
+    out: list[str] = []
+    for u in units:
+        s = signature(u)
+        if s is not None and (not out or out[-1] != s):
+            out.append(s)
+    return tuple(out)
