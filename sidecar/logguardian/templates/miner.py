@@ -560,7 +560,11 @@ class TemplateMiner:
         for service, n in young.services.items():
             if service in old.services:
                 old.services[service] += n
-                self._service_templates[service] -= 1
+                left = self._service_templates[service] - 1
+                if left > 0:
+                    self._service_templates[service] = left
+                else:
+                    del self._service_templates[service]
             else:
                 old.services[service] = n
         old.first_seen = min(old.first_seen, young.first_seen)
