@@ -155,3 +155,47 @@ def test_incremental_snapshot_matches_a_full_one() -> None:
     second = orjson.loads(miner.export_bytes())
     assert second == orjson.loads(orjson.dumps(miner.export_state()))
     assert second != first and second["merged"]
+
+
+def test_snapshot_from_the_unit_tokenizer_still_loads_and_matches() -> None:
+    """Snapshots written before whitespace tokens kept separators inside units
+    (`"by "`, `"(uid="`): they load, and new lines of those templates keep the ids."""
+    old_units = ["session ", "opened ", "for ", "user ", "<*> ", "by ", "(uid=", "<NUM>)"]
+    state = {
+        "format": 1,
+        "seq": 1,
+        "lines": 5,
+        "merged": {"aaaaaaaaaa": "0123456789"},
+        "templates": [
+            {
+                "id": "0123456789",
+                "units": old_units,
+                "seq": 1,
+                "count": 5,
+                "services": {"a": 5},
+                "first_seen": 1.0,
+                "last_seen": 2.0,
+            }
+        ],
+    }
+    miner = TemplateMiner()
+    miner.import_state(state)
+    tid, text = miner.add("session opened for user carol by (uid=1000)")
+    assert (tid, text) == ("0123456789", "session opened for user <*> by (uid=<NUM>)")
+    assert miner.resolve("aaaaaaaaaa") == "0123456789"
+    assert miner.get(tid).count == 6
+
+
+def test_an_optional_group_merge_keeps_the_older_id_and_survives_a_snapshot() -> None:
+    """`sent 12 bytes in` first, `sent 1190 bytes (1.16 KB) in` later: the later
+    shape joins the first id as an alias, and a restored miner still resolves it."""
+    miner = TemplateMiner()
+    first = miner.add("close, 12 bytes sent, 40 bytes received, lifetime 00:02")[0]
+    second = miner.add("close, 1190 bytes (1.16 KB) sent, 40 bytes received, lifetime 00:03")[0]
+    assert second == first
+    assert len(miner) == 1
+    restored = TemplateMiner()
+    restored.import_state(orjson.loads(miner.export_bytes()))
+    line = "close, 2190 bytes (2.16 KB) sent, 41 bytes received, lifetime 00:04"
+    assert restored.add(line)[0] == first
+    assert restored.merges() == miner.merges()
