@@ -395,8 +395,8 @@ class TemplateMiner:
                     ):
                         break  # the constant moved one place: a shifted line, not a value
                     same += bool(ka) and not cvar[i]
-                elif ka.endswith("="):
-                    same += 1
+                elif ka.endswith("=") or (i and toks[i - 1] == "=" == cand.units[i - 1]):
+                    same += 1  # the value of `key=` or of `key = value`
                 elif len(words) < max_words:
                     words.append(i)
                 else:
@@ -825,10 +825,14 @@ def _bucket_keys(toks: list[str]) -> tuple[tuple[int, str, str], tuple[int, str,
 
 
 def _capitalized(word: str) -> bool:
-    """A capitalized plain word (`Started`, `GET`, `SUCCESS_CONTAINER`), not an
-    identifier-shaped name (`Dropbox.exe`, `Foo/bar`)."""
+    """A capitalized plain word written as a keyword (`Started`, `GET`,
+    `SUCCESS_CONTAINER`), not an identifier-shaped name (`Dropbox.exe`,
+    `WindowsUpdateAgent`, `a/b`)."""
     core = word.strip("()[]{}\"',;:.!?")
-    return core[:1].isupper() and core.replace("_", "").replace("-", "").isalpha()
+    letters = core.replace("_", "").replace("-", "")
+    if not letters.isalpha() or not core[:1].isupper():
+        return False
+    return letters.isupper() or letters[1:].islower()
 
 
 def _covers(template_units: list[str], toks: list[str]) -> bool:
