@@ -6,13 +6,16 @@ Three tiers, cheapest first:
    keys made for a whole batch at once); on a miss, the same key with each run of
    digits folded to one "0" (numbers of another length);
 2. exact cache: fully masked line → template id;
-3. learning: split into units, compare with templates of the same length, and
-   either generalize the closest (positions that differ become `<*>`) or start a
-   new template.
+3. learning: split into whitespace fields, compare with patterns of the same
+   length sharing the first or last constant word, and either widen the closest
+   (positions that differ become `<*>`) or start a new template; a new or widened
+   template whose constants read like another's (same skeleton) is that event.
 
 A template keeps its id for life, however much it generalizes. When two
-templates become identical the younger one is merged into the older and the
-mapping is kept, so ids written into annotations or feedback stay resolvable.
+templates turn out to be one event the younger one is merged into the older: the
+mapping is kept, so ids written into annotations or feedback stay resolvable, and
+the younger pattern stays as an alias so lines of its shape find the survivor.
+Every rule is listed, with its reason, in docs/templates.md.
 """
 
 from __future__ import annotations
@@ -99,12 +102,12 @@ def template_id(first_text: str) -> str:
 class TemplateMiner:
     """Learns templates from a stream; see the module docstring for the tiers.
 
-    The grouping rule: value slots (placeholders such as `<NUM>`, or words holding
-    one, like `blk_<NUM>`) may differ freely between lines of one template; literal
-    words may differ only once `variable_min_values` distinct words were seen at
-    that position among otherwise-identical lines, and never when capitalized or
-    the value of a `key=`. Lines of different length or first word never share a
-    template. Not thread-safe: one owner (the pipeline worker) at a time.
+    The grouping rule: value slots (placeholders such as `<NUM>`, words holding
+    one like `blk_<NUM>`, slots that already varied, `key=` values) take any value;
+    plain words may differ only once `variable_min_values` distinct words were seen
+    at that position among otherwise-identical lines (twice as many for
+    capitalized keywords). Not thread-safe: one owner (the pipeline worker) at a
+    time.
     """
 
     def __init__(self, settings: TemplateSettings | None = None):
@@ -596,6 +599,8 @@ class TemplateMiner:
             if dst == young.id:
                 merged[src] = old.id
         self.version += 1
+        if not old.skeletons and old.bucket_keys:
+            self._register_skeleton(old)  # re-indexed above with the wider shape
         return old
 
     def _forget_alias(self, alias_id: str) -> None:
