@@ -57,6 +57,7 @@ class Incident:
     namespace: str | None = None
     # Top exception groups (fingerprint, title, url, count), most frequent first.
     exceptions: list[dict[str, Any]] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)  # extra alert labels (watch targets)
 
     @property
     def open(self) -> bool:
