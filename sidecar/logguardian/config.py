@@ -196,6 +196,24 @@ class Exporters(Section):
     local: LocalStore = LocalStore()
 
 
+class Limits(Section):
+    """What one body, frame or record may hold, on every receiver: over a record
+    limit the whole body/frame is refused (HTTP 413, Forward frame rejected and
+    acked, gRPC INVALID_ARGUMENT); an oversized or too deeply nested record is
+    refused alone (`rejected_total{reason="too_large"}`)."""
+
+    max_records: int = Field(
+        100_000,
+        gt=0,
+        description="elements per HTTP body / Forward frame / gRPC request, "
+        "counted after decompression while decoding",
+    )
+    max_record_bytes: int = Field(
+        1024 * 1024, gt=0, description="approximate size of one record's fields"
+    )
+    max_depth: int = Field(32, gt=0, description="nesting depth of one record's fields")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="LOGGUARDIAN_",
@@ -213,6 +231,7 @@ class Settings(BaseSettings):
     incidents: Incidents = Incidents()
     model: Model = Model()
     exporters: Exporters = Exporters()
+    limits: Limits = Limits()
 
     @classmethod
     def settings_customise_sources(

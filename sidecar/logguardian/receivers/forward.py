@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from ..record import Normalizer
+from ..config import Limits
 from . import decode
 from .decode import Decoded, DecodeError, TooLarge
+from .limits import bounded_normalizer
 from .listener import READ_BYTES, listen
 
 if TYPE_CHECKING:
@@ -61,11 +62,13 @@ class ForwardServer:
         pipeline: Pipeline,
         metrics: Metrics,
         service_fields: list[str],
+        limits: Limits | None = None,
     ):
         self.settings = settings
         self.pipeline = pipeline
         self.metrics = metrics
-        self.normalize = Normalizer(RECEIVER, service_fields)
+        self.limits = limits if limits is not None else Limits()
+        self.normalize = bounded_normalizer(RECEIVER, service_fields, self.limits)
 
     async def handle_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -263,6 +266,10 @@ class ForwardServer:
 
 async def start_forward_server(sidecar: Sidecar, settings: ForwardReceiver) -> asyncio.Server:
     server = ForwardServer(
-        settings, sidecar.pipeline, sidecar.metrics, sidecar.settings.pipeline.service_fields
+        settings,
+        sidecar.pipeline,
+        sidecar.metrics,
+        sidecar.settings.pipeline.service_fields,
+        sidecar.settings.limits,
     )
     return await listen(server.handle_connection, settings.host, settings.port)

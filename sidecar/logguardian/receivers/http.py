@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
-from ..record import Normalizer
+from ..config import Limits
 from . import decode
 from .decode import Decoded, DecodeError, TooLarge
+from .limits import bounded_normalizer
 
 if TYPE_CHECKING:
     from ..config import HttpReceiver
@@ -29,7 +30,9 @@ if TYPE_CHECKING:
     from ..server import Sidecar
 
 RECEIVER = "http"
-OFFLOAD_BYTES = 1024 * 1024
+# Bodies above this decode on a worker thread: the event loop (probes, acks) stays
+# responsive even when a hostile body needs the slow path.
+OFFLOAD_BYTES = 128 * 1024
 
 
 def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> web.Response:
@@ -48,11 +51,14 @@ class HttpIngest:
         pipeline: Pipeline,
         metrics: Metrics,
         service_fields: list[str],
+        limits: Limits | None = None,
     ):
         self.settings = settings
         self.pipeline = pipeline
         self.metrics = metrics
-        self.normalize = Normalizer(RECEIVER, service_fields)
+        self.limits = limits if limits is not None else Limits()
+        self.normalize = bounded_normalizer(RECEIVER, service_fields, self.limits)
+        self.max_records: int | None = self.limits.max_records
         self._basic: bytes | None = None
         if settings.basic_user is not None:
             creds = f"{settings.basic_user}:{settings.basic_password or ''}".encode()
@@ -146,6 +152,9 @@ class HttpIngest:
                 decoded = await asyncio.to_thread(self.decode, body, request.content_type, tag)
             else:
                 decoded = self.decode(body, request.content_type, tag)
+        except TooLarge as exc:
+            # Over the per-body record limit (Fluent Bit and Logstash drop on 413).
+            return self._refuse(413, decode.TOO_LARGE, str(exc))
         except DecodeError as exc:
             return self._refuse(400, decode.MALFORMED, str(exc))
 
@@ -166,17 +175,23 @@ class HttpIngest:
         ):
             if not body:
                 raise DecodeError("empty body")
-            decoded = decode.decode_msgpack_entries(body, self.normalize, tag)
+            decoded = decode.decode_msgpack_entries(
+                body, self.normalize, tag, limit=self.max_records
+            )
             if not decoded.records and decoded.reasons.get(decode.MALFORMED):
                 raise DecodeError(f"no decodable msgpack entry: {decoded.errors[0]}")
             return decoded
-        return decode.decode_json(body, self.normalize, tag)
+        return decode.decode_json(body, self.normalize, tag, limit=self.max_records)
 
 
 def add_routes(app: web.Application, sidecar: Sidecar) -> None:
     settings = sidecar.settings
     ingest = HttpIngest(
-        settings.receivers.http, sidecar.pipeline, sidecar.metrics, settings.pipeline.service_fields
+        settings.receivers.http,
+        sidecar.pipeline,
+        sidecar.metrics,
+        settings.pipeline.service_fields,
+        settings.limits,
     )
     app.router.add_post("/api/v1/logs", ingest.handle)
     app.router.add_put("/api/v1/logs", ingest.handle)
