@@ -88,18 +88,23 @@ class HttpIngest:
         reason: str,
         message: str,
         headers: dict[str, str] | None = None,
-        count: int = 1,
+        records: int = 0,
     ) -> web.Response:
-        self.metrics.rejected.labels(reason).inc(count)
+        """A request refused whole: one `rejected_requests`, plus its records in
+        `rejected` when they were decoded (the one unit of `rejected_total`)."""
+        self.metrics.rejected_requests.labels(RECEIVER, reason).inc()
+        if records:
+            self.metrics.rejected.labels(reason).inc(records)
         return _json(status, {"error": message}, headers)
 
-    def _busy(self) -> web.Response:
-        """503 + Retry-After; counted per refused request, the unit a shipper retries."""
+    def _busy(self, records: int = 0) -> web.Response:
+        """503 + Retry-After: the shipper retries the whole request."""
         return self._refuse(
             503,
             decode.QUEUE_FULL,
             "pipeline queue is full, retry later",
             {"Retry-After": str(self.settings.retry_after_seconds)},
+            records,
         )
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -152,15 +157,15 @@ class HttpIngest:
                 decoded = await asyncio.to_thread(self.decode, body, request.content_type, tag)
             else:
                 decoded = self.decode(body, request.content_type, tag)
-        except TooLarge as exc:
+        except decode.TooManyRecords as exc:
             # Over the per-body record limit (Fluent Bit and Logstash drop on 413).
-            return self._refuse(413, decode.TOO_LARGE, str(exc))
+            return self._refuse(413, decode.TOO_LARGE, str(exc), records=exc.seen)
         except DecodeError as exc:
             return self._refuse(400, decode.MALFORMED, str(exc))
 
         records = decoded.records
         if records and not self.pipeline.offer(records, RECEIVER):
-            return self._busy()
+            return self._busy(len(records))
         for reason, n in decoded.reasons.items():
             self.metrics.rejected.labels(reason).inc(n)
         return _json(
