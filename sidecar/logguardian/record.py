@@ -111,6 +111,14 @@ def _measure(value: Any, depth: int, max_depth: int) -> int:
     return 8 + _DIRTY
 
 
+def check_bounds(fields: dict[str, Any], max_depth: int, max_bytes: int) -> None:
+    """Raise RecordTooLarge when a record's fields are over the size or nesting
+    bound (for receivers that build Records without `Normalizer`)."""
+    size = _measure(fields, 0, max_depth) % _DIRTY
+    if size > max_bytes:
+        raise RecordTooLarge(f"record of ~{size} bytes is over the {max_bytes}-byte limit")
+
+
 def _text_key(key: Any) -> str:
     """Map keys become text: msgpack allows binary, numeric, nil keys, JSON does not."""
     if key.__class__ is bytes:

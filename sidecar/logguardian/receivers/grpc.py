@@ -41,17 +41,22 @@ from opentelemetry.proto.logs.v1 import logs_pb2
 from ..config import GrpcReceiver
 from ..record import (
     LEVEL_KEYS,
+    MAX_DEPTH,
+    MAX_RECORD_BYTES,
     MESSAGE_KEYS,
     TIME_KEYS,
     UNKNOWN_SERVICE,
     Record,
+    RecordTooLarge,
     canonical_level,
+    check_bounds,
     infer_level,
     lookup,
     message_text,
     parse_time,
 )
 from .decode import INVALID_RECORD, QUEUE_FULL, UNAUTHORIZED
+from .grpc_wire import StrictDecoding
 from .proto import ingest_pb2, ingest_pb2_grpc
 
 if TYPE_CHECKING:
@@ -194,6 +199,10 @@ class OtlpMapper:
             attributes["trace_id"] = lr.trace_id.hex()
         if lr.span_id:
             attributes["span_id"] = lr.span_id.hex()
+        try:
+            check_bounds(attributes, MAX_DEPTH, MAX_RECORD_BYTES - len(message))
+        except RecordTooLarge as exc:
+            raise Rejected(str(exc)) from None
 
         nanos = lr.time_unix_nano or lr.observed_time_unix_nano
         ts: float | None = nanos / 1e9 if nanos else None
@@ -311,12 +320,14 @@ class Admission:
         self, context: grpc.aio.ServicerContext, records: int, extra: Trailers = ()
     ) -> NoReturn:
         if self.stopping:
+            self.metrics.rejected_requests.labels("grpc", "shutting_down").inc()
             self.metrics.rejected.labels("shutting_down").inc(records)
             await context.abort(
                 grpc.StatusCode.UNAVAILABLE,
                 "logguardian is shutting down; retry",
                 trailing_metadata=extra,
             )
+        self.metrics.rejected_requests.labels("grpc", QUEUE_FULL).inc()
         self.metrics.rejected.labels(QUEUE_FULL).inc(records)
         code = grpc.StatusCode.RESOURCE_EXHAUSTED
         message = (
@@ -546,7 +557,7 @@ class TokenAuth(grpc.aio.ServerInterceptor):
                 given = value.encode() if isinstance(value, str) else value
                 if hmac.compare_digest(given, self._expected):
                     return handler
-        self._metrics.rejected.labels(UNAUTHORIZED).inc()
+        self._metrics.rejected_requests.labels("grpc", UNAUTHORIZED).inc()
         return _denied(handler)
 
 
@@ -599,7 +610,9 @@ async def start_grpc_server(
     credentials = server_credentials(settings)
     service_fields = sidecar.settings.pipeline.service_fields
     admission = Admission(sidecar, settings)
-    interceptors = [TokenAuth(settings.auth_token, sidecar.metrics)] if settings.auth_token else []
+    interceptors: list[grpc.aio.ServerInterceptor] = [StrictDecoding()]
+    if settings.auth_token:
+        interceptors.append(TokenAuth(settings.auth_token, sidecar.metrics))
     server = grpc.aio.server(
         interceptors=interceptors,
         options=[
