@@ -188,6 +188,9 @@ class Alertmanager(Section):
 class LocalStore(Section):
     max_annotations: int = Field(200_000, gt=0)
     max_age_seconds: float = Field(7 * 86400, gt=0)
+    max_pending_rows: int = Field(
+        20_000, gt=0, description="writer backlog bound, in annotations (memory, not disk)"
+    )
 
 
 class Exporters(Section):

@@ -78,7 +78,7 @@ class RecordTooLarge(ValueError):
     """A record over the size or nesting bound; counted as `too_large`."""
 
 
-# Added to a measured size when the value needs `_json_safe` (sizes stay far below it).
+# Added to a measured size when the value needs `json_safe` (sizes stay far below it).
 _DIRTY = 1 << 48
 
 
@@ -126,16 +126,14 @@ def _text_key(key: Any) -> str:
     return str(key)
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """Field values every exporter can encode: text keys, bytes as text, msgpack
     extension values as their repr. Only walks containers that need it."""
     cls = value.__class__
     if cls is dict:
-        return {
-            (k if k.__class__ is str else _text_key(k)): _json_safe(v) for k, v in value.items()
-        }
+        return {(k if k.__class__ is str else _text_key(k)): json_safe(v) for k, v in value.items()}
     if cls is list or cls is tuple:
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if cls is bytes:
         return value.decode("utf-8", "replace")
     if cls in (str, int, float, bool) or value is None:
@@ -342,7 +340,7 @@ class Normalizer:
             doc = dict(doc)
         size = _measure(doc, 0, self.max_depth)
         if size >= _DIRTY:
-            doc = _json_safe(doc)
+            doc = json_safe(doc)
             size %= _DIRTY
         if size > self.max_bytes:
             raise RecordTooLarge(f"record of ~{size} bytes is over the {self.max_bytes}-byte limit")
