@@ -10,6 +10,7 @@ Floods (sizes from the issue; `--scale` shrinks them):
   gzip bomb       ~220 KB gzip body inflating to 5M tiny records       → 413
   open braces     1 MB of `{` on HTTP                                    → 400
   big frame       18 MB Forward-mode frame of 2M entries (with a chunk)  → refused, acked
+  held frames     8 connections each holding 15 MB of an unfinished frame
   session keys    500k records, each its own session key (HTTP batches)  → accepted
 Every loop is bounded (fixed counts, timeouts); the server is stopped at the end.
 """
@@ -157,6 +158,24 @@ async def big_frame(server: Server, entries: int) -> str:
     return "acked" if reply and msgpack.unpackb(reply) == {"ack": "flood"} else "no ack"
 
 
+async def held_frames(server: Server, connections: int, megabytes: int) -> str:
+    """Connections that each send most of a big (acceptable) frame and stop there:
+    what they cost is the frame buffer, once."""
+    entry = msgpack.packb([1718012392, {"log": "y" * (1 << 20)}])
+    head = b"\x93" + msgpack.packb("held") + b"\xdc" + (megabytes + 1).to_bytes(2, "big")
+    writers = []
+    for _ in range(connections):  # bounded: `connections` sockets
+        _, writer = await asyncio.open_connection("127.0.0.1", server.forward)
+        writer.write(head + entry * megabytes)
+        await writer.drain()
+        writers.append(writer)
+    await asyncio.sleep(2)
+    held = server.rss_mb()
+    for writer in writers:
+        writer.close()
+    return f"{held:.0f} MB while held"
+
+
 async def session_keys(server: Server, keys: int) -> str:
     batch, sent, retries = 5_000, 0, 0
     timeout = aiohttp.ClientTimeout(total=120)
@@ -227,6 +246,7 @@ async def floods(scale: float) -> list[dict[str, Any]]:
                 ),
                 ("open braces 1 MB", lambda: post(b"{" * 1_000_000, url, json_ct), 1),
                 (f"big frame {n_frame:,} entries", lambda: big_frame(server, n_frame), 2),
+                ("8 conns x 15 MB partial", lambda: held_frames(server, 8, 15), 2),
                 (f"session keys {n_keys:,}", lambda: session_keys(server, n_keys), 10),
             ]
             for name, attack, settle in plan:

@@ -48,7 +48,9 @@ class ForwardReceiver(Section):
     port: int = Field(24224, ge=0, le=65535)
     shared_key: str | None = Field(None, description="enables the HELO/PING/PONG handshake")
     self_hostname: str = "logguardian"
-    max_frame_bytes: int = Field(64 * 1024 * 1024, gt=0)
+    max_frame_bytes: int = Field(
+        16 * 1024 * 1024, gt=0, description="one frame's bytes (Fluent Bit chunks are ~2 MB)"
+    )
     idle_timeout_seconds: float = Field(300.0, gt=0)
 
 
