@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from logguardian.config import TcpReceiver
 from logguardian.metrics import Metrics
-from logguardian.receivers import decode
+from logguardian.receivers import decode, jsonscan
 from logguardian.receivers.tcp import TcpServer
 from logguardian.record import Normalizer
 
@@ -242,3 +242,34 @@ def test_lone_surrogate_escape_is_refused_on_every_path() -> None:
     ):
         out = decode.decode_json(body, normalize)
         assert [r.message for r in out.records] == ["ok"] and out.rejected == 1
+
+
+@given(
+    body=st.one_of(
+        st.binary(max_size=200),
+        st.lists(
+            st.sampled_from([b"{", b"}", b"[", b"]", b'"', b"\\", b"\n", b",", b"a", b" "])
+        ).map(b"".join),
+    ),
+    cuts=st.lists(st.integers(1, 40), max_size=20),
+)
+@settings(max_examples=400, deadline=None)
+def test_json_scanner_spans_are_ordered_and_split_reads_change_nothing(
+    body: bytes, cuts: list[int]
+) -> None:
+    whole, _ = jsonscan.scan_all(body)
+    last = 0
+    for kind, a, b in whole:
+        assert last <= a < b <= len(body) and kind in (jsonscan.VALUE, jsonscan.GARBAGE, 2)
+        last = b
+    # Fed in pieces, rebased as the TCP receiver does: the same spans.
+    scanner, buf, base, got, pos = jsonscan.Scanner(), b"", 0, [], 0
+    for cut in [*cuts, len(body)]:
+        buf += body[pos : pos + cut]
+        pos += cut
+        got += [(k, a + base, b + base) for k, a, b in scanner.scan(buf, final=False)]
+        drop = scanner.resume_point()
+        buf, base = buf[drop:], base + drop
+        scanner.rebase(drop)
+    got += [(k, a + base, b + base) for k, a, b in scanner.scan(buf, final=True)]
+    assert got == whole
