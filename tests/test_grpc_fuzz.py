@@ -129,3 +129,25 @@ async def test_deep_or_oversized_otlp_record_costs_one_record(sidecar: Sidecar) 
         "logguardian_rejected_total", {"reason": "invalid_record"}
     )
     assert value == 1
+
+
+async def test_a_request_over_the_record_limit_is_refused_whole(sidecar: Sidecar) -> None:
+    """limits.max_records holds per gRPC request too (issue 13 #6): INVALID_ARGUMENT,
+    which OTLP exporters do not retry, and nothing of it is queued."""
+    over = 100_001  # the documented default limit + 1
+    request = ingest_pb2.PushRequest(records=[ingest_pb2.LogRecord(message="x")] * over)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{sidecar.grpc_port}") as channel:
+        push = channel.unary_unary(
+            PUSH,
+            request_serializer=ingest_pb2.PushRequest.SerializeToString,
+            response_deserializer=ingest_pb2.PushResponse.FromString,
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await push(request, timeout=30)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        reply = await push(ingest_pb2.PushRequest(records=[ingest_pb2.LogRecord(message="y")]))
+        assert reply.accepted == 1
+    received = sidecar.metrics.registry.get_sample_value(
+        "logguardian_received_total", {"receiver": "grpc"}
+    )
+    assert received == 1

@@ -55,7 +55,7 @@ from ..record import (
     message_text,
     parse_time,
 )
-from .decode import INVALID_RECORD, QUEUE_FULL, UNAUTHORIZED
+from .decode import INVALID_RECORD, QUEUE_FULL, TOO_LARGE, UNAUTHORIZED
 from .grpc_wire import StrictDecoding
 from .proto import ingest_pb2, ingest_pb2_grpc
 
@@ -314,7 +314,19 @@ class Admission:
         self.pipeline = sidecar.pipeline
         self.metrics = sidecar.metrics
         self.settings = settings
+        self.max_records = sidecar.settings.limits.max_records
         self.stopping = False
+
+    async def check_count(self, n: int, context: grpc.aio.ServicerContext) -> None:
+        """A request over `limits.max_records` is refused whole, before mapping, with
+        a status clients do not retry (as HTTP answers 413)."""
+        if n > self.max_records:
+            self.metrics.rejected_requests.labels("grpc", TOO_LARGE).inc()
+            self.metrics.rejected.labels(TOO_LARGE).inc(n)
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{n} records in one request, over the {self.max_records}-record limit",
+            )
 
     async def refuse(
         self, context: grpc.aio.ServicerContext, records: int, extra: Trailers = ()
@@ -384,6 +396,9 @@ class LogsService(logs_service_pb2_grpc.LogsServiceServicer):
         request: logs_service_pb2.ExportLogsServiceRequest,
         context: grpc.aio.ServicerContext,
     ) -> logs_service_pb2.ExportLogsServiceResponse:
+        await self.admission.check_count(
+            sum(len(s.log_records) for r in request.resource_logs for s in r.scope_logs), context
+        )
         records, rejected, errors = self.mapper.records(request, time.time())
         await self.admission.offer(records, "otlp", context)
         response = logs_service_pb2.ExportLogsServiceResponse()
@@ -403,6 +418,7 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
     async def Push(
         self, request: ingest_pb2.PushRequest, context: grpc.aio.ServicerContext
     ) -> ingest_pb2.PushResponse:
+        await self.admission.check_count(len(request.records), context)
         records, rejected, errors = self.mapper.records(request.records, time.time())
         await self.admission.offer(records, "grpc", context)
         self.admission.count_malformed(rejected)
@@ -416,6 +432,7 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         accepted = rejected = queued = 0
         errors: list[ingest_pb2.RecordError] = []
         async for request in request_iterator:
+            await self.admission.check_count(len(request.records), context)
             records, bad, found = self.mapper.records(request.records, time.time())
             await self.admission.put(records, "grpc", context, queued)
             self.admission.count_malformed(bad)
@@ -434,6 +451,7 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
     ) -> AsyncIterator[ingest_pb2.Ack]:
         sequence = 0
         async for request in request_iterator:
+            await self.admission.check_count(len(request.records), context)
             records, bad, errors = self.mapper.records(request.records, time.time())
             await self.admission.put(records, "grpc", context, sequence)
             self.admission.count_malformed(bad)
