@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 MESSAGE_KEYS: tuple[str, ...] = ("log", "message", "msg", "short_message")
 TIME_KEYS: tuple[str, ...] = ("date", "@timestamp", "time", "timestamp")
 LEVEL_KEYS: tuple[str, ...] = ("level", "log.level", "severity", "severity_text", "loglevel")
@@ -82,33 +84,44 @@ class RecordTooLarge(ValueError):
 _DIRTY = 1 << 48
 
 
-def _measure(value: Any, depth: int, max_depth: int) -> int:
-    """Approximate encoded size of a field value, plus `_DIRTY` for each part no
-    exporter could encode as is; raises RecordTooLarge past `max_depth` levels (a
-    doc's own fields are level 1). One pass, only containers recurse."""
+def _scalar(value: Any) -> int:
     cls = value.__class__
-    if cls is str:
-        return len(value) + 2
-    if cls is dict:
-        if depth >= max_depth:
-            raise RecordTooLarge(f"fields nested deeper than {max_depth} levels")
-        size = 2
-        for key, item in value.items():
-            size += len(key) if key.__class__ is str else _DIRTY
-            size += _measure(item, depth + 1, max_depth)
-        return size
-    if cls is list:
-        if depth >= max_depth:
-            raise RecordTooLarge(f"fields nested deeper than {max_depth} levels")
-        size = 2
-        for item in value:
-            size += _measure(item, depth + 1, max_depth) + 1
-        return size
     if cls is int or cls is float or cls is bool or value is None:
         return 8
     if cls is bytes:
         return len(value) + _DIRTY
     return 8 + _DIRTY
+
+
+def _measure(value: Any, depth: int, max_depth: int) -> int:
+    """Approximate encoded size of a container, plus `_DIRTY` for each part no
+    exporter could encode as is; raises RecordTooLarge past `max_depth` levels (a
+    doc's own fields are level 1). One pass: strings are handled inline (this runs
+    per record on the ingest path), only containers recurse."""
+    if depth >= max_depth:
+        raise RecordTooLarge(f"fields nested deeper than {max_depth} levels")
+    depth += 1
+    size = 2
+    if value.__class__ is dict:
+        for key, item in value.items():
+            cls = item.__class__
+            if cls is str:
+                size += len(item) + 2
+            elif cls is dict or cls is list:
+                size += _measure(item, depth, max_depth)
+            else:
+                size += _scalar(item)
+            size += len(key) if key.__class__ is str else _DIRTY
+        return size
+    for item in value:
+        cls = item.__class__
+        if cls is str:
+            size += len(item) + 3
+        elif cls is dict or cls is list:
+            size += _measure(item, depth, max_depth) + 1
+        else:
+            size += _scalar(item) + 1
+    return size
 
 
 def check_bounds(fields: dict[str, Any], max_depth: int, max_bytes: int) -> None:
@@ -338,10 +351,19 @@ class Normalizer:
         """
         if not isinstance(doc, dict):
             doc = dict(doc)
-        size = _measure(doc, 0, self.max_depth)
-        if size >= _DIRTY:
-            doc = json_safe(doc)
-            size %= _DIRTY
+        try:
+            # One C call bounds the common case: the encoded size, and a nesting depth
+            # no larger than the number of brackets (strings included).
+            encoded = orjson.dumps(doc)
+        except TypeError:  # a binary/numeric key, bytes, too deep for orjson, …
+            size = _measure(doc, 0, self.max_depth)
+            if size >= _DIRTY:
+                doc = json_safe(doc)
+                size %= _DIRTY
+        else:
+            size = len(encoded)
+            if encoded.count(b"{") + encoded.count(b"[") >= self.max_depth:
+                _measure(doc, 0, self.max_depth)
         if size > self.max_bytes:
             raise RecordTooLarge(f"record of ~{size} bytes is over the {self.max_bytes}-byte limit")
         present = self._heads.intersection(doc)
