@@ -275,6 +275,12 @@ async def test_forward_frames_over_the_record_limit_are_refused_and_acked(start:
     await asyncio.sleep(0.2)
     assert [r.message for r in capture.records] == ["ok"] == [r.message for r in records]
     assert counter(sidecar, "logguardian_rejected_total", reason="too_large") == 2 * over
+    assert (
+        counter(
+            sidecar, "logguardian_rejected_requests_total", receiver="forward", reason="too_large"
+        )
+        == 2
+    )
 
 
 # -- #7: impossible declared lengths ------------------------------------------------------

@@ -134,6 +134,7 @@ class ForwardServer:
         """An over-limit frame: refused as a whole, counted in records, and acked so
         the shipper drops it (as Fluentd's skip_invalid_event does) instead of
         resending a frame that can never be accepted."""
+        self._count_request(decode.TOO_LARGE)
         self.metrics.rejected.labels(decode.TOO_LARGE).inc(frame.entries)
         log.warning("forward: frame refused: %s", frame.reason)
         await self._ack(frame.option, writer)
@@ -217,6 +218,7 @@ class ForwardServer:
                     count = declared if isinstance(declared, int) and declared > 0 else exc.seen
                     out = Decoded()
                     out.reject(decode.TOO_LARGE, f"frame refused: {exc}", count)
+                    self._count_request(decode.TOO_LARGE)
         elif len(message) >= 3:
             # Message mode: [tag, time, record, option?]; time may be [time, metadata].
             option = message[3] if len(message) > 3 else None
