@@ -21,7 +21,6 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-
 from logguardian.commands.demo import CHUNK_RECORDS, load_sample
 from logguardian.config import Settings
 from logguardian.server import Sidecar
@@ -63,7 +62,11 @@ class GrafanaStandIn:
         async with (
             aiohttp.ClientSession() as http,
             http.request(
-                request.method, url, params=request.query, data=await request.read(), headers=headers
+                request.method,
+                url,
+                params=request.query,
+                data=await request.read(),
+                headers=headers,
             ) as resp,
         ):
             body = await resp.read()

@@ -35,7 +35,7 @@ from .forward_frame import (
     peek,
 )
 from .limits import bounded_normalizer
-from .listener import READ_BYTES, listen
+from .listener import READ_BYTES, Listener, listen
 
 if TYPE_CHECKING:
     from ..config import ForwardReceiver
@@ -379,7 +379,7 @@ class FrameReader:
             yield message
 
 
-async def start_forward_server(sidecar: Sidecar, settings: ForwardReceiver) -> asyncio.Server:
+async def start_forward_server(sidecar: Sidecar, settings: ForwardReceiver) -> Listener:
     server = ForwardServer(
         settings,
         sidecar.pipeline,

@@ -16,7 +16,7 @@ from ..config import Limits
 from . import decode
 from .decode import Decoded
 from .limits import bounded_normalizer
-from .listener import READ_BYTES, listen
+from .listener import READ_BYTES, Listener, listen
 
 if TYPE_CHECKING:
     from ..config import TcpReceiver
@@ -121,7 +121,7 @@ class EventStream:
         return decode.decode_lines(bytes(self.pending), self.normalize)
 
 
-async def start_tcp_server(sidecar: Sidecar, settings: TcpReceiver) -> asyncio.Server:
+async def start_tcp_server(sidecar: Sidecar, settings: TcpReceiver) -> Listener:
     server = TcpServer(
         settings,
         sidecar.pipeline,
