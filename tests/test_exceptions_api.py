@@ -241,6 +241,7 @@ async def test_kibana_exception_search_finds_groups_in_elasticsearch(
     """The shipped saved search, run as Kibana runs it, against what the real ES
     exporter wrote: every column it shows is in the documents, links included."""
     import json
+    import urllib.error
     import urllib.request
     import uuid
 
@@ -253,9 +254,35 @@ async def test_kibana_exception_search_finds_groups_in_elasticsearch(
             "elasticsearch": {"url": elasticsearch_url, "flush_seconds": 0.2, "data_stream": stream}
         },
     )
+    root = Path(__file__).resolve().parents[1]
+    (line,) = (root / "kibana" / "logguardian-exceptions.ndjson").read_text().splitlines()
+    search = json.loads(line)
+    source = json.loads(search["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"])
+    query = {"query_string": {"query": source["query"]["query"]}}
+
+    def es(path: str, body: dict[str, Any] | None = None) -> Any:
+        request = urllib.request.Request(
+            f"{elasticsearch_url}/{path}",
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:  # the data stream is created by the first write
+                return {"hits": {"hits": []}}
+            raise
+
+    def found() -> list[dict[str, Any]]:
+        es(f"{stream}/_refresh")
+        return [h["_source"] for h in es(f"{stream}/_search", {"query": query})["hits"]["hits"]]
+
     sidecar = Sidecar(settings)
     await sidecar.start()
     now = time.time()
+    hits: list[dict[str, Any]] = []
     try:
         async with aiohttp.ClientSession() as http:
             port = sidecar.http_port
@@ -266,27 +293,13 @@ async def test_kibana_exception_search_finds_groups_in_elasticsearch(
             await _post(http, port, warm)
             await _post(http, port, _lines(python_traces["v1"], now, "1.4.2"))
             await _groups(http, port, 1)
+        deadline = time.monotonic() + 90  # a busy node can take a while
+        while not (hits := await asyncio.to_thread(found)):
+            assert time.monotonic() < deadline, "the exporter delivered nothing"
+            await asyncio.sleep(0.5)
     finally:
-        await sidecar.stop()  # flushes the exporter
+        await sidecar.stop()
 
-    root = Path(__file__).resolve().parents[1]
-    (line,) = (root / "kibana" / "logguardian-exceptions.ndjson").read_text().splitlines()
-    search = json.loads(line)
-    source = json.loads(search["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"])
-
-    def es(path: str, body: dict[str, Any] | None = None) -> Any:
-        request = urllib.request.Request(
-            f"{elasticsearch_url}/{path}",
-            data=json.dumps(body).encode() if body is not None else None,
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=30) as resp:
-            return json.loads(resp.read())
-
-    es(f"{stream}/_refresh")
-    query = {"query_string": {"query": source["query"]["query"]}}
-    hits = [h["_source"] for h in es(f"{stream}/_search", {"query": query})["hits"]["hits"]]
     assert len(hits) == 1, hits
     doc = hits[0]
     for column in search["attributes"]["columns"]:
