@@ -122,8 +122,16 @@ def test_level_shift_alerts_then_becomes_the_new_normal() -> None:
     assert all(a.reasons[0].kind == "rate" for a in found)
     # Baselines adapt (bounded steps), so a lasting shift stops alerting.
     assert max(minute_of(a) for a in found) < 150
-    streaks = [a.reasons[0].severity for a in found if minute_of(a) >= 122]
-    assert "high" in streaks or "critical" in streaks  # consecutive windows escalate
+
+
+def test_sustained_spike_escalates_over_consecutive_windows() -> None:
+    d = make_detection()
+    feed(d, lambda m, t: 100, 120)
+    found = feed(d, lambda m, t: 1000, 5, start=120)
+    flagged = {int(minute_of(a)) for a in found}
+    assert {120, 121, 122} <= flagged
+    late = [a.reasons[0].severity for a in found if minute_of(a) >= 122]
+    assert "high" in late or "critical" in late  # consecutive windows escalate
 
 
 def test_slow_drift_does_not_alert() -> None:

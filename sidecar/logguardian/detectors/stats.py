@@ -59,7 +59,7 @@ from .context import (
 )
 
 HISTORY = 60  # windows kept per row for MAD/IQR (1 h at the default 60 s)
-MIN_WINDOWS = 10  # windows of history before a row may alert
+MIN_WINDOWS = 30  # windows of history before a row may alert (minimum evidence)
 ALPHA = 2.0 / (HISTORY + 1)  # EWMA weight: the same 1 h memory as the history
 LATENESS = 0.25  # of a window: how long it stays open for late records
 MAX_ROWS = 1000  # templates tracked per service
@@ -498,9 +498,12 @@ class RollingStatsStage:
         fresh = n == 0
         R.mean[:rows] = np.where(fresh, used, mean + ALPHA * delta)
         R.var[:rows] = np.where(fresh, 0.0, (1 - ALPHA) * (var + ALPHA * delta * delta))
-        R.peak[:rows] = np.where(held, R.peak[:rows], np.maximum(R.peak[:rows] * self.decay, used))
+        # Peaks learn ordinary windows only: a spike must not raise the bar for the
+        # next one (a lasting shift still ends through the mean, folded in above).
+        keep = held | flagged
+        R.peak[:rows] = np.where(keep, R.peak[:rows], np.maximum(R.peak[:rows] * self.decay, used))
         R.peak2[:rows] = np.where(
-            held, R.peak2[:rows], np.maximum(R.peak2[:rows] * self.decay, R.last[:rows] + used)
+            keep, R.peak2[:rows], np.maximum(R.peak2[:rows] * self.decay, R.last[:rows] + used)
         )
         R.last[:rows] = used
         R.hist[:rows, R.pos] = c
@@ -644,7 +647,9 @@ class RollingStatsStage:
         dropped = live & (cc > 0) & (mean >= DROP_MIN_MEAN) & (cc * DROP_FOLD <= mean)
         if dropped.any():
             dropped &= counts.below(cc, mean, k) <= p
-        surge = live & is_total & ~surged[R.svc[ok]] & (at > 0) & (cc >= at)
+        # A service-wide surge no template explains must at least double the
+        # service's rate: its total mixes rows, so its own model is only a guide.
+        surge = live & is_total & ~surged[R.svc[ok]] & (at > 0) & (cc >= np.maximum(at, 2 * mean))
         out = np.zeros(len(c), dtype=bool)
         out[ok[surge]] = True
         hits = np.flatnonzero(silent | dropped | surge)
