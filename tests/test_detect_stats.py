@@ -91,7 +91,7 @@ def test_spike_flags_the_record_that_crosses_the_limit() -> None:
     d = make_detection()
     assert feed(d, lambda m, t: 100, 120) == []
     tick(d, T0 + 120 * MIN + 16)  # closes minute 119: its limits apply to minute 120
-    limit = d.stats.services["svc"].limits["T1"][0]
+    limit = d.stats.services["svc"].limits["T1"]
     found = feed(d, lambda m, t: 1000, 3, start=120)
     assert found, "a 10x spike must alert"
     first = found[0]

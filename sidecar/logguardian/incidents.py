@@ -4,10 +4,12 @@ One incident is open per (service, alertname), which is the alert's identity in
 Alertmanager (DESIGN §8): new templates (`NewLogTemplate`), rates, silences and error
 ratio (`LogRateAnomaly`), everything else (`LogAnomaly`). So a long-open rate
 incident never absorbs a new template: that opens its own `NewLogTemplate`
-incident. Within one incident, a new onset (a kind of finding the incident has
-not had yet, or a template not yet in it arriving more than `ONSET_SECONDS` after
-it opened) escalates it visibly: severity one step up (a new label set, so a new
-Alertmanager notification) and an "escalated: …" reason line.
+incident. Within one incident, a new onset (a kind of finding or a template the
+incident has not had yet, arriving more than `ONSET_SECONDS` after it opened)
+escalates it visibly: severity one step up (a new label set, so a new Alertmanager
+notification) and an "escalated: …" reason line. Findings of the first
+`ONSET_SECONDS` are one onset (an error burst raises its template's rate and the
+error ratio together) and just join it.
 
 An annotation joins the open incident of its (service, alertname) unless that has
 been quiet for `incidents.quiet_seconds` (log time), in which case the old one
@@ -138,10 +140,7 @@ class IncidentStage:
         if top is not None:
             key = (top.kind, tid)
             if key not in keys:
-                kinds = {k for k, _ in keys}
-                onset = bool(keys) and (
-                    top.kind not in kinds or annotation.ts - incident.started_at > ONSET_SECONDS
-                )
+                onset = bool(keys) and annotation.ts - incident.started_at > ONSET_SECONDS
                 keys.add(key)
                 if onset:
                     # A new, different finding in an open incident: escalate so that it

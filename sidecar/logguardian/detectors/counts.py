@@ -58,26 +58,33 @@ def zero(mean: np.ndarray, k: np.ndarray) -> np.ndarray:
     return np.where(k > 0, (kk / (kk + mean)) ** kk, np.exp(-mean))
 
 
-def quantile(p: float, mean: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """Smallest integer count c with P(X >= c) <= p, per row (integer bisection)."""
+def quantile(p: float | np.ndarray, mean: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Smallest integer count c with P(X >= c) <= p, per row: integer bisection in a
+    bracket around the normal approximation (checked, widened where it is wrong)."""
     mean = np.maximum(np.asarray(mean, dtype=float), MIN_MEAN)
     k = np.asarray(k, dtype=float)
-    lo = np.zeros_like(mean)  # tail(lo) > p always (tail(0) = 1)
+    p = np.broadcast_to(np.asarray(p, dtype=float), mean.shape)
     sd = np.sqrt(mean + np.where(k > 0, mean * mean / np.where(k > 0, k, 1.0), 0.0))
-    hi = np.ceil(mean + 10 * sd + 10)
-    for _ in range(60):  # make sure tail(hi) <= p
-        bad = tail(hi, mean, k) > p
-        if not bad.any():
+    reach = special.ndtri(1.0 - np.minimum(p, 0.5)) * sd
+    lo = np.floor(np.maximum(0.0, mean + 0.5 * reach))
+    lo = np.where(tail(lo, mean, k) > p, lo, 0.0)  # invariant: tail(lo) > p (tail(0) = 1)
+    p = np.ascontiguousarray(p)
+    hi = np.ceil(mean + 2.0 * reach + 10)
+    bad = np.flatnonzero(tail(hi, mean, k) > p)
+    for _ in range(60):  # invariant: tail(hi) <= p
+        if not len(bad):
             break
-        hi = np.where(bad, hi * 2, hi)
-    while True:
-        gap = hi - lo > 1
-        if not gap.any():
-            return hi
-        mid = np.floor((lo + hi) / 2)
-        ok = tail(mid, mean, k) <= p
-        hi = np.where(gap & ok, mid, hi)
-        lo = np.where(gap & ~ok, mid, lo)
+        lo[bad] = hi[bad]
+        hi[bad] *= 2
+        bad = bad[tail(hi[bad], mean[bad], k[bad]) > p[bad]]
+    todo = np.flatnonzero(hi - lo > 1)
+    while len(todo):
+        mid = np.floor((lo[todo] + hi[todo]) / 2)
+        ok = tail(mid, mean[todo], k[todo]) <= p[todo]
+        hi[todo[ok]] = mid[ok]
+        lo[todo[~ok]] = mid[~ok]
+        todo = todo[hi[todo] - lo[todo] > 1]
+    return hi
 
 
 def z_of(p: float) -> float:

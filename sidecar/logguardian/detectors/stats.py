@@ -76,6 +76,7 @@ DROP_MIN_MEAN = 20.0  # records per window before a drop in rate may alert
 DROP_FOLD = 4.0  # a drop is to at most a quarter of the mean
 SILENCE_EXPECTED = 30.0  # records expected but missing before silence alerts
 QUANTILE_TOLERANCE = 0.15  # relative change of mean/dispersion before a limit is recomputed
+MIN_ACTIVE = 10  # active (non-empty) windows before a row's active-window model is used
 
 
 @dataclass(frozen=True)
@@ -109,9 +110,22 @@ CLOSED = _Window(-1, 0.0)  # empty range: never current
 
 # Per-row float arrays (besides `hist`) and int arrays; all persisted but `limit`,
 # `live` and the quantile cache.
-FLOATS = ("mean", "var", "prev", "peak", "peak2", "last", "zrun_peak")
-INTS = ("n", "streak", "zero_run")
-CACHE = ("limit", "q_mean", "q_k", "q_at", "q2_at")  # derived, not persisted
+FLOATS = (
+    "mean",
+    "var",
+    "prev",
+    "peak",
+    "peak2",
+    "last",
+    "zrun_peak",
+    "on_mean",
+    "on_var",
+    "on_frac",
+)
+INTS = ("n", "streak", "zero_run", "on_n")
+# Derived at each close (the model behind the open window's limits); persisted so a
+# restored detector explains its first spike with the model that set the limit.
+CACHE = ("limit", "flag", "q_mean", "q_k", "q_frac", "q_at", "q2_at")
 
 
 class _Rows:
@@ -180,8 +194,8 @@ class _Service:
         self.index[""] = rows.add(self, "")
         self.windows: dict[int, _Window] = {}
         self.current = CLOSED  # the window most records go to, checked before `windows`
-        # Per-template spike limit for the open window (see `Limit`).
-        self.limits: dict[str, Limit] = {}
+        # Per template: the count in the open window at which it is a spike.
+        self.limits: dict[str, float] = {}
         self.err_mean = 0.0  # EWMA of error records per window
         self.tot_mean = 0.0  # EWMA of records per window (unclipped, for the ratio)
         self.err_peak = 0.0  # decaying max of error records per window
@@ -296,7 +310,7 @@ class RollingStatsStage:
             count = window.counts.get(tid, 0) + 1
             window.counts[tid] = count
             limit = st.limits.get(tid)
-            if limit is not None and count >= limit[0]:
+            if limit is not None and count >= limit:
                 self._flag_spike(batch, i, ts, st, window, tid, count, limit)
         if self.context.now:
             self._check_silence(self.context.now)
@@ -323,35 +337,43 @@ class RollingStatsStage:
         window: _Window,
         tid: str,
         count: int,
-        limit: Limit,
+        flag_at: float,
     ) -> None:
         flagged = window.flags.get(tid, 0)
         if flagged >= MAX_FLAGS:
             return
         window.flags[tid] = flagged + 1
-        flag_at, at, mean, k, peak, prev, methods = limit
-        threshold = self.settings.threshold
+        R = self.rows
         row = st.index[tid]
+        # The model that set the limit at the last close (arrays hold it until the next).
+        at, mean, peak, prev = (
+            float(R.limit[row]),
+            float(R.mean[row]),
+            float(R.peak[row]),
+            float(R.prev[row]),
+        )
+        mu, k, frac = float(R.q_mean[row]), float(R.q_k[row]), float(R.q_frac[row]) or 1.0
+        threshold = self.settings.threshold
         escalate = 1 if self.rows.streak[row] + 1 >= self.settings.consecutive_escalate else 0
         elapsed = max(1.0, ts - window.start)
         if count >= at:  # this window alone
             score = score_at(count - mean, at - mean, threshold)
-            p = float(counts.tail(np.asarray(count), np.asarray(mean), np.asarray(k)))
-            text = f"{_versus(count, elapsed, mean, peak, self.width)}; {_tail(p, k)}"
+            p = frac * float(counts.tail(np.asarray(count), np.asarray(mu), np.asarray(k)))
+            text = f"{_versus(count, elapsed, mean, peak, self.width)}; {_tail(p, k, frac)}"
         else:  # with the window before: a sustained rise
             total, span = count + prev, self.width + elapsed
             score = score_at(count - mean, flag_at - mean, threshold)
-            p = float(counts.tail(np.asarray(total), np.asarray(2 * mean), np.asarray(2 * k)))
+            p = frac * float(counts.tail(np.asarray(total), np.asarray(2 * mu), np.asarray(2 * k)))
             text = (
                 f"{_versus(total, span, 2 * mean, float(self.rows.peak2[row]), 2 * self.width)}"
-                f" over two windows ({prev:.0f} + {count}); {_tail(p, 2 * k)}"
+                f" over two windows ({prev:.0f} + {count}); {_tail(p, 2 * k, frac)}"
             )
         batch.add_reason(
             i,
             Reason(
                 "rate",
                 score,
-                f"rate of {tid} in {st.name}: {text}{_agreeing(count, methods)}",
+                f"rate of {tid} in {st.name}: {text}{_agreeing(count, self._methods(row))}",
                 severity_for(score, threshold, escalate),
                 _confidence(self.rows.n[row]),
             ),
@@ -506,6 +528,24 @@ class RollingStatsStage:
             keep, R.peak2[:rows], np.maximum(R.peak2[:rows] * self.decay, R.last[:rows] + used)
         )
         R.last[:rows] = used
+        # The active-window model learns non-empty windows only.
+        active = (c > 0) & ~held
+        on_fresh = R.on_n[:rows] == 0
+        on_delta = used - R.on_mean[:rows]
+        R.on_mean[:rows] = np.where(
+            active, np.where(on_fresh, used, R.on_mean[:rows] + ALPHA * on_delta), R.on_mean[:rows]
+        )
+        R.on_var[:rows] = np.where(
+            active & ~on_fresh,
+            (1 - ALPHA) * (R.on_var[:rows] + ALPHA * on_delta * on_delta),
+            R.on_var[:rows],
+        )
+        R.on_n[:rows] += active
+        R.on_frac[:rows] = np.where(
+            held,
+            R.on_frac[:rows],
+            np.where(fresh, c > 0, R.on_frac[:rows] + ALPHA * ((c > 0) - R.on_frac[:rows])),
+        )
         R.hist[:rows, R.pos] = c
         R.pos = (R.pos + 1) % HISTORY
         R.prev[:rows] = c
@@ -522,51 +562,60 @@ class RollingStatsStage:
         R.streak[:rows] = np.where(flagged, R.streak[:rows] + 1, 0)
         self._set_limits()
 
-    def _model(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Per row: mean, dispersion and the counts at which one window, or two
-        windows together, are a spike (two windows: a sustained rise that each
-        window alone, in a bursty row, would not show). Tail quantiles are
-        recomputed only for rows whose mean or dispersion moved."""
+    def _model(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per row: the 1h mean and the counts at which one window, or two windows
+        together, are a spike (two windows: a sustained rise that each window alone,
+        in a bursty row, would not show).
+
+        The model is a hurdle: a template is either quiet (an empty window) or
+        active, and once it has shown MIN_ACTIVE active windows, the tail is that of
+        its active windows (NB fitted to them) times the share of windows it is
+        active in. A template that is busy 5 minutes an hour is judged against its
+        busy minutes, not against an hourly average that mixes in the quiet ones.
+        Tail quantiles are recomputed only for rows whose model moved."""
         R = self.rows
         m = self.model
         mean = R.mean[rows]
-        k = counts.dispersion(mean, R.var[rows])
-        q_mean, q_k = R.q_mean[rows], R.q_k[rows]
+        active = R.on_n[rows] >= MIN_ACTIVE
+        mu = np.where(active, R.on_mean[rows], mean)
+        k = counts.dispersion(mu, np.where(active, R.on_var[rows], R.var[rows]))
+        frac = np.where(active, np.clip(R.on_frac[rows], 1.0 / HISTORY, 1.0), 1.0)
         tol = QUANTILE_TOLERANCE
         stale = (
-            (np.abs(mean - q_mean) > tol * np.maximum(q_mean, 0.05))
-            | (np.abs(k - q_k) > tol * np.maximum(q_k, 1e-3))
+            (np.abs(mu - R.q_mean[rows]) > tol * np.maximum(R.q_mean[rows], 0.05))
+            | (np.abs(k - R.q_k[rows]) > tol * np.maximum(R.q_k[rows], 1e-3))
+            | (np.abs(frac - R.q_frac[rows]) > tol * R.q_frac[rows])
             | (R.q_at[rows] == 0)
         )
         if stale.any():
             sel = rows[stale]
-            mu, kk = np.maximum(mean[stale], 0.05), k[stale]
-            R.q_at[sel] = counts.quantile(m.tail_p, mu, kk)
+            level = np.minimum(m.tail_p / frac[stale], 0.5)
+            mu_s, k_s = np.maximum(mu[stale], 0.05), k[stale]
+            R.q_at[sel] = counts.quantile(level, mu_s, k_s)
             # The sum of two windows: twice the mean, twice the shape (NB sums).
-            R.q2_at[sel] = counts.quantile(m.tail_p, 2 * mu, 2 * kk)
-            R.q_mean[sel] = mean[stale]
-            R.q_k[sel] = k[stale]
+            R.q2_at[sel] = counts.quantile(level, 2 * mu_s, 2 * k_s)
+            R.q_mean[sel], R.q_k[sel], R.q_frac[sel] = mu[stale], k[stale], frac[stale]
 
-        def limit(q: np.ndarray, mu: np.ndarray, peak: np.ndarray) -> np.ndarray:
+        def limit(q: np.ndarray, mean: np.ndarray, peak: np.ndarray) -> np.ndarray:
             return np.ceil(
                 np.maximum.reduce(
                     [
                         q,
-                        mu + m.min_excess,
-                        mu * m.min_fold,
-                        mu + m.peak_fold * np.maximum(peak - mu, 0.0),
+                        mean + m.min_excess,
+                        mean * m.min_fold,
+                        mean + m.peak_fold * np.maximum(peak - mean, 0.0),
                     ]
                 )
             )
 
         at = limit(R.q_at[rows], mean, R.peak[rows])
         at2 = limit(R.q2_at[rows], 2 * mean, R.peak2[rows])
-        return mean, k, at, at2
+        return mean, at, at2
 
     def _set_limits(self) -> None:
         """Per template, the count at which the open window becomes a spike, from the
-        model after the window just closed; plus where MAD, IQR and rate of change
-        would agree, for the reason."""
+        model after the window just closed (kept in the rows' cache arrays, which
+        explain a flag until the next close)."""
         R = self.rows
         for st in self.services.values():
             st.limits = {}
@@ -574,37 +623,32 @@ class RollingStatsStage:
         ok = np.flatnonzero((R.n[:rows] >= MIN_WINDOWS) & R.live[:rows])
         if not len(ok):
             return
-        mean, k, at, at2 = self._model(ok)
+        mean, at, at2 = self._model(ok)
         R.limit[ok] = at
         keep = ok != R.total[ok]  # templates only; totals get no per-record limit
-        ok, mean, k, at, at2 = ok[keep], mean[keep], k[keep], at[keep], at2[keep]
+        ok, mean, at, at2 = ok[keep], mean[keep], at[keep], at2[keep]
         if not len(ok):
             return
         # The open window flags at its own limit, or where it and the window before
         # reach the two-window limit (but never on fewer than min_excess records).
         prev = R.prev[ok]
         flag_at = np.minimum(at, np.maximum(at2 - prev, mean + self.model.min_excess))
-        med, mad, q1, q3 = _robust(R.hist[ok], R.n[ok])
-        methods = np.stack(
-            [
-                np.where(mad > 0, med + R0 * 1.4826 * mad, -1.0),
-                np.where(q3 > q1, q3 + IQR0 * (q3 - q1), -1.0),
-                np.where(prev >= ROC_MIN_PREV, prev * ROC0, -1.0),
-            ]
-        )
+        R.flag[ok] = np.ceil(flag_at)
         owner, key = R.owner, R.key
-        for r, f, a, mu, kk, pk, pv, each in zip(
-            ok.tolist(),
-            np.ceil(flag_at).tolist(),
-            at.tolist(),
-            mean.tolist(),
-            k.tolist(),
-            R.peak[ok].tolist(),
-            prev.tolist(),
-            methods.T.round(1).tolist(),
-            strict=True,
-        ):
-            owner[r].limits[key[r]] = (f, a, mu, kk, pk, pv, tuple(each))
+        for r, f in zip(ok.tolist(), R.flag[ok].tolist(), strict=True):
+            owner[r].limits[key[r]] = f
+
+    def _methods(self, row: int) -> tuple[float, ...]:
+        """Counts at which MAD, IQR and rate of change would each agree for `row`, -1
+        where the method is degenerate (MAD = 0, Q1 = Q3, a small previous window)."""
+        R = self.rows
+        med, mad, q1, q3 = (float(x[0]) for x in _robust(R.hist[[row]], R.n[[row]]))
+        prev = float(R.prev[row])
+        return (
+            med + R0 * 1.4826 * mad if mad > 0 else -1.0,
+            q3 + IQR0 * (q3 - q1) if q3 > q1 else -1.0,
+            prev * ROC0 if prev >= ROC_MIN_PREV else -1.0,
+        )
 
     def _findings(
         self,
@@ -681,7 +725,7 @@ class RollingStatsStage:
                 text = (
                     f"{what} dropped to {count:.0f} in {self.width:g}s vs a 1h mean of "
                     f"{m:.0f} ({count / m:.2f}x, ~{m - count:.0f} records missing); "
-                    f"{_tail(q, kk, 'lower')}"
+                    f"{_tail(q, kk, side='lower')}"
                 )
             else:
                 q = float(counts.tail(np.asarray(count), np.asarray(m), np.asarray(kk)))
@@ -764,7 +808,7 @@ class RollingStatsStage:
             out["services"][name] = {
                 "keys": keys,
                 "hist": np.nan_to_num(R.hist[idx], nan=-1.0).tolist(),
-                **{f: getattr(R, f)[idx].tolist() for f in (*FLOATS, *INTS)},
+                **{f: getattr(R, f)[idx].tolist() for f in (*FLOATS, *INTS, *CACHE)},
                 "err": [st.err_mean, st.tot_mean, st.err_n, st.err_streak, st.err_peak],
                 "last_ts": st.last_ts,
                 "gap_peak": st.gap_peak,
@@ -783,7 +827,7 @@ class RollingStatsStage:
             idx = np.asarray([st.index[str(k)] for k in data["keys"]])
             hist = np.asarray(data["hist"], dtype=np.float32).reshape(len(idx), HISTORY)
             R.hist[idx] = np.where(hist < 0, np.nan, hist)
-            for f in (*FLOATS, *INTS):
+            for f in (*FLOATS, *INTS, *CACHE):
                 if f in data:  # older snapshots lack the newer rows (peak)
                     getattr(R, f)[idx] = data[f]
             err = list(data["err"]) + [0.0] * (5 - len(data["err"]))
@@ -791,19 +835,11 @@ class RollingStatsStage:
             st.err_n, st.err_streak = int(err_n), int(err_streak)
             st.last_ts = float(data["last_ts"])
             st.gap_peak = float(data.get("gap_peak", 0.0))
-            st.limits = {}
-            for k, limit in data["limits"].items():
-                if len(limit) == 7:  # older limit shapes are recomputed at the next close
-                    *numbers, each = limit
-                    f, a, mu, kk, pk, pv = map(float, numbers)
-                    st.limits[str(k)] = (f, a, mu, kk, pk, pv, tuple(each))
+            st.limits = {
+                str(k): float(v) for k, v in data["limits"].items() if isinstance(v, int | float)
+            }  # older limit shapes are recomputed at the next close
 
 
-# Per template for the open window: (count that flags, the one-window limit, baseline
-# mean, NB dispersion (0 = Poisson), recent peak, the previous window's count, and the
-# count at which MAD, IQR and rate of change would each agree, -1 where that method
-# is degenerate for the row).
-Limit = tuple[float, float, float, float, float, float, tuple[float, ...]]
 METHODS = ("MAD", "IQR", "rate of change")
 
 
@@ -823,8 +859,10 @@ def _versus(count: float, elapsed: float, mean: float, peak: float, width: float
     )
 
 
-def _tail(p: float, k: float, side: str = "upper") -> str:
+def _tail(p: float, k: float, frac: float = 1.0, side: str = "upper") -> str:
     model = f"negative binomial k={k:.2g}" if k > 0 else "Poisson"
+    if frac < 1.0:
+        model = f"{model} of its active windows, active in {frac:.0%}"
     return f"{side} tail p={p:.1e} ({model}, z={counts.z_of(p):.1f})"
 
 
