@@ -120,3 +120,16 @@ def test_count_model_matches_scipy(mean: float, var: float) -> None:
     ref = sp.poisson(mean) if k[0] == 0 else sp.nbinom(k[0], k[0] / (k[0] + mean))
     assert ref.sf(q - 1) <= 1e-6 < ref.sf(q - 2)  # smallest c with P(X >= c) <= p
     assert counts.tail(np.array([q]), m, k)[0] == pytest.approx(ref.sf(q - 1), rel=1e-6)
+
+
+def test_a_spike_does_not_raise_the_bar_for_the_next_one() -> None:
+    d = make()
+    rng = np.random.default_rng(5)
+    normal = [{"A": int(n), "S": 40} for n in rng.poisson(20, 240)]
+    run(d, normal[:120])
+    first = run(d, [{"A": 200, "S": 40}] * 3, seed=2, start=120)
+    assert any(a.template_id == "A" for a in first)
+    run(d, normal[120:180], seed=3, start=123)
+    again = run(d, [{"A": 200, "S": 40}] * 2, seed=4, start=183)
+    spikes = [a for a in again if a.template_id == "A" and a.reasons[0].kind == "rate"]
+    assert spikes and spikes[0].ts - (T0 + 183 * MIN) < 120
