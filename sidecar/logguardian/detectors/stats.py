@@ -74,6 +74,7 @@ MIN_ERRORS = 10  # error records in a window before the error ratio may alert
 ERR_Z = 6.0  # binomial spread of the error count the ratio must clear
 DROP_MIN_MEAN = 20.0  # records per window before a drop in rate may alert
 DROP_FOLD = 4.0  # a drop is to at most a quarter of the mean
+TOTAL_PEAK_FOLD = 2.0  # a service-wide surge clears its recent peak's excess this many times
 SILENCE_EXPECTED = 30.0  # records expected but missing before silence alerts
 QUANTILE_TOLERANCE = 0.15  # relative change of mean/dispersion before a limit is recomputed
 MIN_ACTIVE = 10  # active (non-empty) windows before a row's active-window model is used
@@ -508,14 +509,35 @@ class RollingStatsStage:
         )
         svc = R.svc[:rows]
         service_silent = silent_svc[svc]
-        mean, var, n = R.mean[:rows], R.var[:rows], R.n[:rows]
-
-        ok = np.flatnonzero((n >= MIN_WINDOWS) & R.live[:rows])
+        ok = np.flatnonzero((R.n[:rows] >= MIN_WINDOWS) & R.live[:rows])
         held = np.zeros(rows, dtype=bool)
         if len(ok):
             flagged |= self._findings(w, ok, c, service_silent, surged, held)
         held |= service_silent & (c == 0)  # hold a silent service's baseline
 
+        self._learn(c, flagged, held)
+        R.hist[:rows, R.pos] = c
+        R.pos = (R.pos + 1) % HISTORY
+        R.prev[:rows] = c
+        R.n[:rows] += 1
+        # The longest run of empty windows, once it ends (a reported one too: a lull
+        # that recurs is the template's rhythm, not a silence).
+        ended = (c > 0) & (R.zero_run[:rows] > 0)
+        R.zrun_peak[:rows] = np.where(
+            ended,
+            np.maximum(R.zrun_peak[:rows] * self.decay, R.zero_run[:rows]),
+            R.zrun_peak[:rows] * self.decay,
+        )
+        R.zero_run[:rows] = np.where(c == 0, R.zero_run[:rows] + 1, 0)
+        R.streak[:rows] = np.where(flagged, R.streak[:rows] + 1, 0)
+        self._set_limits()
+
+    def _learn(self, c: np.ndarray, flagged: np.ndarray, held: np.ndarray) -> None:
+        """Fold the closed window's counts `c` into every row's baselines: the 1h
+        mean/variance, the recent peaks and the active-window model."""
+        R = self.rows
+        rows = len(c)
+        mean, var, n = R.mean[:rows], R.var[:rows], R.n[:rows]
         # A window that alarmed is folded in at its limit, so a lasting shift becomes
         # the new normal in bounded steps; every other window is normal by definition
         # and is learned in full (bursts included: that is what makes them ordinary).
@@ -551,21 +573,6 @@ class RollingStatsStage:
             R.on_frac[:rows],
             np.where(fresh, c > 0, R.on_frac[:rows] + ALPHA * ((c > 0) - R.on_frac[:rows])),
         )
-        R.hist[:rows, R.pos] = c
-        R.pos = (R.pos + 1) % HISTORY
-        R.prev[:rows] = c
-        R.n[:rows] += 1
-        # The longest run of empty windows, once it ends (a reported one too: a lull
-        # that recurs is the template's rhythm, not a silence).
-        ended = (c > 0) & (R.zero_run[:rows] > 0)
-        R.zrun_peak[:rows] = np.where(
-            ended,
-            np.maximum(R.zrun_peak[:rows] * self.decay, R.zero_run[:rows]),
-            R.zrun_peak[:rows] * self.decay,
-        )
-        R.zero_run[:rows] = np.where(c == 0, R.zero_run[:rows] + 1, 0)
-        R.streak[:rows] = np.where(flagged, R.streak[:rows] + 1, 0)
-        self._set_limits()
 
     def _model(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per row: the 1h mean and the counts at which one window, or two windows
@@ -697,8 +704,12 @@ class RollingStatsStage:
         if dropped.any():
             dropped &= counts.below(cc, mean, k) <= p
         # A service-wide surge no template explains must at least double the
-        # service's rate: its total mixes rows, so its own model is only a guide.
-        surge = live & is_total & ~surged[R.svc[ok]] & (at > 0) & (cc >= np.maximum(at, 2 * mean))
+        # service's rate and clear twice its recent peak's excess: the total sums the
+        # ordinary bursts of all its templates, so its own model is only a guide.
+        total_at = np.maximum.reduce(
+            [at, 2 * mean, mean + TOTAL_PEAK_FOLD * np.maximum(R.peak[ok] - mean, 0.0)]
+        )
+        surge = live & is_total & ~surged[R.svc[ok]] & (at > 0) & (cc >= total_at)
         out = np.zeros(len(c), dtype=bool)
         out[ok[surge]] = True
         hits = np.flatnonzero(silent | dropped | surge)
