@@ -8,7 +8,7 @@ EXTRAS ?= dev,train
 STAMP  := $(VENV)/.installed-$(EXTRAS)
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test demo lint bench services clean lint-only
+.PHONY: run test demo lint bench services clean lint-only plugin
 
 $(VENV)/.installed-%: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,8 +25,15 @@ demo: $(DEV_STAMP)
 
 # Installs everything the tests need (Python deps, Prometheus/Alertmanager, the
 # Elasticsearch runner, Helm) and runs the whole suite. Missing services fail.
-test: $(STAMP) services lint-only
+test: $(STAMP) services lint-only plugin
 	$(BIN)/pytest
+
+# The Grafana app + datasource plugin: clean install from the lock file, lint,
+# typecheck, jest, production build, catalog zip, and the harness page the browser
+# test (tests/test_grafana_plugin.py) opens.
+plugin:
+	cd grafana-plugin && npm ci --no-audit --no-fund && npm run lint && npm run typecheck \
+		&& npm run test:ci && npm run build && npm run package && npm run build:harness
 
 services:
 	bash tests/services/install.sh
@@ -48,4 +55,5 @@ default-bundle: $(STAMP)
 		--out sidecar/logguardian/default_bundle
 
 clean:
-	rm -rf $(VENV) logguardian-state .pytest_cache .ruff_cache
+	rm -rf $(VENV) logguardian-state .pytest_cache .ruff_cache grafana-plugin/node_modules \
+		grafana-plugin/dist grafana-plugin/harness-dist
