@@ -538,17 +538,19 @@ class RollingStatsStage:
         R = self.rows
         rows = len(c)
         mean, var, n = R.mean[:rows], R.var[:rows], R.n[:rows]
-        # A window that alarmed is folded in at its limit, so a lasting shift becomes
-        # the new normal in bounded steps; every other window is normal by definition
-        # and is learned in full (bursts included: that is what makes them ordinary).
+        # A window that alarmed is folded into the means at its limit, so a lasting
+        # shift becomes the new normal in bounded steps, but never into a variance or
+        # a peak: a spike widening its own model would raise the bar for the rest of
+        # itself and for the next one. Every other window is normal by definition and
+        # is learned in full (bursts included: that is what makes them ordinary).
         used = np.where(flagged & (R.limit[:rows] > 0), np.minimum(c, R.limit[:rows]), c)
         used = np.where(held, mean, used)
         delta = used - mean
         fresh = n == 0
         R.mean[:rows] = np.where(fresh, used, mean + ALPHA * delta)
-        R.var[:rows] = np.where(fresh, 0.0, (1 - ALPHA) * (var + ALPHA * delta * delta))
-        # Peaks learn ordinary windows only: a spike must not raise the bar for the
-        # next one (a lasting shift still ends through the mean, folded in above).
+        R.var[:rows] = np.where(
+            fresh, 0.0, np.where(flagged, var, (1 - ALPHA) * (var + ALPHA * delta * delta))
+        )
         keep = held | flagged
         R.peak[:rows] = np.where(keep, R.peak[:rows], np.maximum(R.peak[:rows] * self.decay, used))
         R.peak2[:rows] = np.where(
@@ -563,7 +565,7 @@ class RollingStatsStage:
             active, np.where(on_fresh, used, R.on_mean[:rows] + ALPHA * on_delta), R.on_mean[:rows]
         )
         R.on_var[:rows] = np.where(
-            active & ~on_fresh,
+            active & ~on_fresh & ~flagged,
             (1 - ALPHA) * (R.on_var[:rows] + ALPHA * on_delta * on_delta),
             R.on_var[:rows],
         )
