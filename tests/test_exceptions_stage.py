@@ -222,8 +222,9 @@ def test_a_fingerprint_rate_spike_is_flagged_like_a_template_rate() -> None:
         "KeyError: 'X1'"
     )
     flagged = []
-    for window in range(30):
-        n = 60 if window == 25 else 1 + window % 2
+    # The rolling statistics need 30 windows of history before a rate can alert.
+    for window in range(40):
+        n = 60 if window == 35 else 1 + window % 2
         records = [_record(text, window * 60.0 + 1 + i * 0.1) for i in range(n)]
         records += [_record(f"GET /items/{i} 200", window * 60.0 + 2) for i in range(20)]
         batch = Batch(records=records, now=window * 60.0 + 5)
@@ -231,5 +232,5 @@ def test_a_fingerprint_rate_spike_is_flagged_like_a_template_rate() -> None:
         flagged += [
             (window, r) for reasons in batch.reasons.values() for r in reasons if r.kind == "rate"
         ]
-    assert flagged and {w for w, _ in flagged} == {25}
+    assert flagged and {w for w, _ in flagged} == {35}
     assert "exception `KeyError at cart/api.py:apply_coupon`" in flagged[0][1].text
