@@ -10,6 +10,7 @@ from collections.abc import Callable
 from logguardian.config import Settings
 from logguardian.record import Record
 from logguardian.server import Sidecar
+from logguardian.templates.miner import TemplateMiner
 from logguardian.templates.stage import TemplateStage
 
 
@@ -21,7 +22,7 @@ def _records(lines: list[str], service: str = "api") -> list[Record]:
 async def test_stage_is_first_and_assigns_ids(make_settings: Callable[..., Settings]) -> None:
     sidecar = Sidecar(make_settings())
     assert isinstance(sidecar.pipeline.processors[0], TemplateStage)
-    assert sidecar.components.handles["miner"] is sidecar.pipeline.processors[0].miner
+    assert sidecar.parts.require(TemplateMiner) is sidecar.pipeline.processors[0].miner
     await sidecar.start()
     try:
         batch = await sidecar.pipeline.run_now(
@@ -54,7 +55,7 @@ async def test_restart_keeps_ids(make_settings: Callable[..., Settings]) -> None
     assert (settings.state_dir / "templates.json").is_file()
 
     second = Sidecar(settings)
-    miner = second.components.handles["miner"]
+    miner = second.parts.require(TemplateMiner)
     assert len(miner) == len(set(before.template_ids))
     await second.start()
     try:

@@ -8,7 +8,7 @@ section forbids unknown keys so a typo stops startup with the key's name.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
@@ -27,8 +27,43 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
-class HttpReceiver(Section):
+class ReceiverSettings(Section):
+    """A `receivers.<name>` section. `factory` ("module:function") builds the receiver
+    from this section and a `components.ReceiverContext`; the server starts every
+    enabled one, so a new receiver needs no edit outside its module and section."""
+
+    factory: ClassVar[str]
+
+    @property
+    def enabled(self) -> bool:
+        return True
+
+
+class ListenerSettings(ReceiverSettings):
+    """A receiver with its own socket; port 0 disables it (`serve --<name>-port`)."""
+
     host: str = "0.0.0.0"
+    port: int = Field(0, ge=0, le=65535, description="0 disables the receiver")
+
+    @property
+    def enabled(self) -> bool:
+        return self.port != 0
+
+
+class ExporterSettings(Section):
+    """An `exporters.<name>` section; `factory` builds the exporter when `enabled`."""
+
+    factory: ClassVar[str]
+
+    @property
+    def enabled(self) -> bool:
+        return True
+
+
+class HttpReceiver(ListenerSettings):
+    """The HTTP server (ingest, API, /metrics) and its `POST /api/v1/logs` receiver."""
+
+    factory: ClassVar[str] = "logguardian.receivers.http:build"
     port: int = Field(9880, ge=0, le=65535, description="0 disables the receiver")
     auth_token: str | None = Field(None, description="require `Authorization: Bearer <token>`")
     basic_user: str | None = None
@@ -43,27 +78,27 @@ class HttpReceiver(Section):
     )
 
 
-class ForwardReceiver(Section):
-    host: str = "0.0.0.0"
-    port: int = Field(24224, ge=0, le=65535)
+class ForwardReceiver(ListenerSettings):
+    factory: ClassVar[str] = "logguardian.receivers.forward:build"
+    port: int = Field(24224, ge=0, le=65535, description="0 disables the receiver")
     shared_key: str | None = Field(None, description="enables the HELO/PING/PONG handshake")
     self_hostname: str = "logguardian"
     max_frame_bytes: int = Field(64 * 1024 * 1024, gt=0)
     idle_timeout_seconds: float = Field(300.0, gt=0)
 
 
-class TcpReceiver(Section):
+class TcpReceiver(ListenerSettings):
     """Logstash `tcp` output with the `json_lines` codec (or the newline-less `json`)."""
 
-    host: str = "0.0.0.0"
+    factory: ClassVar[str] = "logguardian.receivers.tcp:build"
     port: int = Field(5170, ge=0, le=65535, description="0 disables the receiver")
     max_line_bytes: int = Field(16 * 1024 * 1024, gt=0)
     idle_timeout_seconds: float = Field(300.0, gt=0)
 
 
-class GrpcReceiver(Section):
-    host: str = "0.0.0.0"
-    port: int = Field(4317, ge=0, le=65535)
+class GrpcReceiver(ListenerSettings):
+    factory: ClassVar[str] = "logguardian.receivers.grpc:build"
+    port: int = Field(4317, ge=0, le=65535, description="0 disables the receiver")
     auth_token: str | None = None
     max_message_bytes: int = Field(16 * 1024 * 1024, gt=0)
     tls_cert_file: Path | None = None
@@ -143,7 +178,8 @@ class Model(Section):
         return value
 
 
-class Elasticsearch(Section):
+class Elasticsearch(ExporterSettings):
+    factory: ClassVar[str] = "logguardian.exporters.elasticsearch:build"
     url: str | None = Field(None, description="unset = exporter off")
     api_key: str | None = None
     username: str | None = None
@@ -157,8 +193,13 @@ class Elasticsearch(Section):
     flush_seconds: float = Field(1.0, gt=0)
     spool_max_bytes: int = Field(256 * 1024 * 1024, gt=0)
 
+    @property
+    def enabled(self) -> bool:
+        return bool(self.url)
 
-class Alertmanager(Section):
+
+class Alertmanager(ExporterSettings):
+    factory: ClassVar[str] = "logguardian.exporters.alertmanager:build"
     url: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="one or more (HA pairs); or a comma-separated string"
     )
@@ -184,8 +225,15 @@ class Alertmanager(Section):
     kibana_url_template: str | None = None
     grafana_url_template: str | None = None
 
+    @property
+    def enabled(self) -> bool:
+        return bool(self.url)
 
-class LocalStore(Section):
+
+class LocalStore(ExporterSettings):
+    """The embedded default exporter (SQLite under the state dir): always on."""
+
+    factory: ClassVar[str] = "logguardian.exporters.local:build"
     max_annotations: int = Field(200_000, gt=0)
     max_age_seconds: float = Field(7 * 86400, gt=0)
 
@@ -228,6 +276,15 @@ class Settings(BaseSettings):
         if yaml_file:
             sources += (YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file),)
         return sources
+
+
+def listener_names() -> list[str]:
+    """Receivers with a port of their own, in settings order (`serve --<name>-port`)."""
+    return [
+        name
+        for name, info in Receivers.model_fields.items()
+        if isinstance(info.annotation, type) and issubclass(info.annotation, ListenerSettings)
+    ]
 
 
 class ConfigError(Exception):

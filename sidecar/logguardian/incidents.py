@@ -141,9 +141,3 @@ class IncidentStage:
             self.metrics.incidents_open.labels(self.metrics.service_label(incident.service)).inc()
         for data in state.get("resolved", []):
             self.resolved.append(Incident(**data))
-
-
-def incident_dict(incident: Incident) -> dict[str, Any]:
-    out = asdict(incident)
-    out["open"] = incident.open
-    return out

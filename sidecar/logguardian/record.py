@@ -24,6 +24,9 @@ DEFAULT_SERVICE_FIELDS: tuple[str, ...] = (
     "app",
 )
 UNKNOWN_SERVICE = "unknown"
+# OTel SDKs default service.name to "unknown_service[:process]": a default, not a
+# name, so it never counts as one (whatever the receiver).
+OTEL_UNKNOWN_SERVICE = "unknown_service"
 
 # Canonical level names; keys are lower-cased spellings seen in the wild
 # (syslog keywords, log4j, Go/zap, GELF numeric syslog severities).
@@ -282,7 +285,11 @@ class Normalizer:
         service = None
         for path, parts in service_paths:
             service = doc[path] if parts is None else _lookup_compiled(doc, path, parts)
-            if service.__class__ is str and service:
+            if (
+                service.__class__ is str
+                and service
+                and not service.startswith(OTEL_UNKNOWN_SERVICE)
+            ):
                 break
             service = None
         if service is None:
@@ -308,6 +315,45 @@ class Normalizer:
             message=text,
             service=service,
             level=level,
+            attributes=attributes,
+            source=self.source,
+        )
+
+    def build(
+        self,
+        message: str,
+        attributes: dict[str, Any],
+        *,
+        ts: float | None = None,
+        level: str | None = None,
+        service: str | None = None,
+        now: float | None = None,
+    ) -> Record:
+        """A Record from a structured source (OTLP, `logguardian.v1`) whose message,
+        time, level or service arrive as fields of their own: those win; the rest
+        comes from `attributes` by the same rules as a shipper map."""
+        if ts is None:
+            ts = now if now is not None else time.time()
+        if not (service and not service.startswith(OTEL_UNKNOWN_SERVICE)):
+            service = UNKNOWN_SERVICE
+            for path, parts in self._service_paths:
+                value = _lookup_compiled(attributes, path, parts)
+                if value.__class__ is str and value and not value.startswith(OTEL_UNKNOWN_SERVICE):
+                    service = value
+                    break
+        found = canonical_level(level) if level else None
+        if found is None and attributes:
+            for path, parts in self._level_paths:
+                found = canonical_level(_lookup_compiled(attributes, path, parts))
+                if found is not None:
+                    break
+        if found is None:
+            found = infer_level(message)
+        return Record(
+            ts=ts,
+            message=message,
+            service=service,
+            level=found,
             attributes=attributes,
             source=self.source,
         )

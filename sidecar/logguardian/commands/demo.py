@@ -27,6 +27,7 @@ import orjson
 from tqdm import tqdm
 
 from ..config import load_settings
+from ..detectors.fuse import FuseStage
 from ..server import Sidecar
 
 CHUNK_RECORDS = 500  # records per POST, like a Fluent Bit flush
@@ -98,6 +99,7 @@ async def run_demo(state_dir: Path, speed: float) -> int:
             "http": {"host": "127.0.0.1", "port": _free_port()},
             "forward": {"port": 0},
             "grpc": {"port": 0},
+            "tcp": {"port": 0},
         },
     )
     sidecar = Sidecar(settings)
@@ -118,7 +120,7 @@ async def run_demo(state_dir: Path, speed: float) -> int:
             http.get(f"{base}/api/v1/incidents?limit=1000") as resp,
         ):
             incidents = (await resp.json())["incidents"]
-        fuse = sidecar.components.handles["fuse"]
+        fuse = sidecar.parts.require(FuseStage)
         per_service = dict(fuse.anomalies_by_service)
     finally:
         await sidecar.stop()

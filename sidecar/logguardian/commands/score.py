@@ -4,13 +4,16 @@
 
 Runs the same chain as the sidecar (`chain.build_components`: miner, model stage
 when `--model` is given, online detectors, fuse) with exporters off, batch by batch
-through `Pipeline.run_batch`. A line that cannot be read still gets its output line,
-`{"error": ...}`, so outputs stay aligned with inputs.
+through `Pipeline.run_batch`, each record judged by the one verdict function;
+stopping the pipeline writes the processors' final state (`--state-dir`). A line
+that cannot be read still gets its output line, `{"error": ...}`, so outputs stay
+aligned with inputs.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 import tempfile
 import time
@@ -23,10 +26,11 @@ from tqdm import tqdm
 
 from ..chain import build_components
 from ..config import Settings, load_settings
-from ..detection_api import scored
+from ..feedback import FeedbackStore
 from ..metrics import Metrics
 from ..pipeline import Pipeline
 from ..record import UNKNOWN_SERVICE, Record, infer_level, normalize
+from ..verdict import Judge
 
 SOURCE = "score"
 
@@ -51,8 +55,7 @@ def _score(settings: Settings, args: argparse.Namespace) -> int:
     metrics = Metrics(max_services=settings.pipeline.max_services)
     components = build_components(settings, metrics)
     pipeline = Pipeline(settings.pipeline, components.processors, [], metrics)
-    fuse = components.handles.get("fuse")
-    threshold = settings.detectors.threshold
+    judge = Judge(settings.detectors.threshold, components.parts.get(FeedbackStore))
     out = sys.stdout.buffer
     bad = 0
     source: BinaryIO
@@ -78,7 +81,7 @@ def _score(settings: Settings, args: argparse.Namespace) -> int:
                     bad += 1
                     lines.append(orjson.dumps({"error": slot}))
                     continue
-                result = scored(batch, k, fuse, threshold)
+                result = judge.scored(batch, k).as_dict()
                 k += 1
                 lines.append(
                     orjson.dumps(
@@ -94,8 +97,8 @@ def _score(settings: Settings, args: argparse.Namespace) -> int:
             out.write(b"\n".join(lines) + b"\n")
             bar.update(len(slots))
     out.flush()
-    if args.state_dir is not None:
-        _save_state(components.handles)
+    # Stopping the processors writes their final state (kept only with --state-dir).
+    asyncio.run(pipeline.stop())
     if bad:
         print(
             f'logguardian score: {bad} line(s) could not be read (see their "error")',
@@ -143,12 +146,3 @@ def _parse(text: bytes, n: int, fields: list[str]) -> Record | str:
         return normalize(doc, source=SOURCE, service_fields=fields)
     except ValueError as exc:
         return f"line {n}: {exc}"
-
-
-def _save_state(handles: dict[str, Any]) -> None:
-    stage = handles.get("template_stage")
-    if stage is not None:
-        stage.close()
-    detection = handles.get("detection")
-    if detection is not None:
-        detection.save(detection.snapshot())

@@ -19,6 +19,7 @@ from ..feedback import FeedbackStore
 from ..metrics import Metrics
 from ..pipeline import Batch
 from ..signals import SEVERITIES, Annotation, Reason
+from ..verdict import is_anomaly
 from .context import DetectionContext
 
 _SERVICE = operator.attrgetter("service")
@@ -73,7 +74,7 @@ class FuseStage:
         return child
 
     def is_anomaly(self, score: float, template_id: str | None) -> bool:
-        return score >= self.settings.threshold and not self.feedback.suppressed(template_id)
+        return is_anomaly(score, self.settings.threshold, template_id, self.feedback.suppressed_ids)
 
     def process(self, batch: Batch) -> None:
         threshold = self.settings.threshold
@@ -89,7 +90,7 @@ class FuseStage:
             unscored[record.service] -= 1
             self._score_child(record.service).observe(score)
             tid = batch.template_ids[i]
-            if score < threshold or tid in suppressed:
+            if not is_anomaly(score, threshold, tid, suppressed):
                 continue
             batch.annotations.append(
                 Annotation(
@@ -115,7 +116,7 @@ class FuseStage:
             self.context.findings = []
             for finding in findings:
                 reason = finding.reason
-                if reason.score < threshold or finding.template_id in suppressed:
+                if not is_anomaly(reason.score, threshold, finding.template_id, suppressed):
                     continue
                 batch.annotations.append(
                     Annotation(

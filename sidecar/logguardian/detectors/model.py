@@ -9,10 +9,11 @@ template): a batch runs onnxruntime once, on only the windows it has not seen, a
 most records cost a dict lookup. When a session closes (idle timeout in stream time,
 or an end template) the session model checks the set of templates it contained.
 
-The bundle hot-reloads: a starter polls its files and loads a changed bundle off the
-worker thread; the worker swaps it in at the start of its next batch, so no record
-is dropped or scored half by one model and half by another. Sessions opened under
-the previous model finish unscored (their windows use the old vocabulary).
+The bundle hot-reloads: from `start()` to `stop()` a task polls its files and loads
+a changed bundle off the worker thread; the worker swaps it in at the start of its
+next batch, so no record is dropped or scored half by one model and half by another.
+Sessions opened under the previous model finish unscored (their windows use the old
+vocabulary).
 
 A missing or broken bundle leaves the stage idle: the sidecar keeps detecting on
 statistics alone and says so in `/readyz` and `logguardian_model_loaded`.
@@ -25,7 +26,6 @@ import contextlib
 import logging
 import math
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,8 +40,7 @@ from ..signals import Annotation, Reason, Severity
 from .session_model import profiles
 
 if TYPE_CHECKING:
-    from ..chain import Components
-    from ..server import Sidecar
+    from ..chain import BuildContext
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +79,7 @@ class ModelStage:
         self._pending: Bundle | None = None
         self._signature = signature(self.bundle_path)
         self._close_all = False
+        self._watcher: asyncio.Task[None] | None = None
         try:
             self._install(load_bundle(self.bundle_path))
         except BundleError as exc:
@@ -137,22 +137,22 @@ class ModelStage:
             detail += f"; reload failed: {self.error}"
         return True, detail
 
-    async def watch(self, sidecar: Sidecar) -> Callable[[], Awaitable[None]]:
-        """Starter: polls the bundle directory and reloads it when its files change."""
+    async def start(self) -> None:
+        """Polls the bundle directory and reloads it when its files change."""
 
         async def poll() -> None:
             while True:
                 await asyncio.sleep(self.settings.reload_seconds)
                 await self.check_reload()
 
-        task = asyncio.create_task(poll(), name="model-reload")
+        self._watcher = asyncio.create_task(poll(), name="model-reload")
 
-        async def stop() -> None:
-            task.cancel()
+    async def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-        return stop
+                await self._watcher
+            self._watcher = None
 
     async def check_reload(self) -> bool:
         current = signature(self.bundle_path)
@@ -407,8 +407,9 @@ def _describe(bundle: Bundle, session: Session, unseen: bool, error: float) -> s
     return text
 
 
-def build_model_stage(settings: Settings, metrics: Metrics, components: Components) -> None:
-    """Registers the model stage (chain position: right after the template miner)."""
+def build(ctx: BuildContext) -> None:
+    """Chain factory: right after the template miner (needs template texts)."""
+    settings, metrics, components = ctx.settings, ctx.metrics, ctx.components
     if not settings.model.enabled:
         metrics.model_loaded.set(0)
         components.readiness["model"] = lambda: (True, "model disabled by settings")
@@ -416,5 +417,4 @@ def build_model_stage(settings: Settings, metrics: Metrics, components: Componen
     stage = ModelStage(settings, metrics)
     components.processors.append(stage)
     components.readiness["model"] = stage.readiness
-    components.starters.append(stage.watch)
-    components.handles["model"] = stage
+    ctx.parts.add(stage)

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import aiohttp
@@ -31,6 +31,9 @@ from ..config import Alertmanager as AlertmanagerSettings
 from ..metrics import Metrics
 from ..pipeline import Batch
 from ..signals import Incident
+
+if TYPE_CHECKING:
+    from ..chain import BuildContext
 
 log = logging.getLogger(__name__)
 
@@ -328,3 +331,18 @@ class AlertmanagerExporter:
                 return resp.status, await resp.text()
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             return 0, f"{type(exc).__name__}: {exc}"
+
+
+def build(ctx: BuildContext) -> None:
+    """Chain factory (`exporters.alertmanager`, on when `url` is set). Seeds its alerts
+    from the incidents stage, when detection runs, so a restart re-sends open ones."""
+    from ..incidents import IncidentStage
+
+    incidents = ctx.parts.get(IncidentStage)
+    am = AlertmanagerExporter(
+        ctx.settings.exporters.alertmanager,
+        ctx.metrics,
+        open_incidents=(lambda: list(incidents.open.values())) if incidents else None,
+    )
+    ctx.components.exporters.append(am)
+    ctx.parts.add(am)

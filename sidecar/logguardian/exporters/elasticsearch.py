@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from elasticsearch import ApiError, AsyncElasticsearch
@@ -33,6 +33,9 @@ from ..pipeline import Batch
 from ..record import Record
 from ..signals import Annotation
 from .spool import Spool
+
+if TYPE_CHECKING:
+    from ..chain import BuildContext
 
 log = logging.getLogger(__name__)
 
@@ -145,16 +148,7 @@ def annotation_doc(a: Annotation) -> dict[str, Any]:
         "logguardian": {
             "score": round(float(a.score), 4),
             "anomaly": True,
-            "reasons": [
-                {
-                    "kind": r.kind,
-                    "score": round(float(r.score), 4),
-                    "text": r.text,
-                    "severity": r.severity,
-                    "confidence": round(float(r.confidence), 4),
-                }
-                for r in a.reasons
-            ],
+            "reasons": [r.as_dict(digits=4) for r in a.reasons],
             "template": {"id": a.template_id, "text": a.template_text},
             "session": a.session,
             "incident": {"id": a.incident_id},
@@ -555,3 +549,11 @@ class ElasticsearchExporter:
         self.connected = False
         self.last_error = f"{type(exc).__name__}: {exc}"[:300]
         self._errors.inc()
+
+
+def build(ctx: BuildContext) -> None:
+    """Chain factory (`exporters.elasticsearch`, on when `url` is set)."""
+    es = ElasticsearchExporter(ctx.settings.exporters.elasticsearch, ctx.state_dir, ctx.metrics)
+    ctx.components.exporters.append(es)
+    ctx.components.readiness["elasticsearch"] = es.status
+    ctx.parts.add(es)

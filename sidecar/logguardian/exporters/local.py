@@ -16,16 +16,18 @@ import queue
 import sqlite3
 import threading
 import time
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from ..config import LocalStore as LocalStoreSettings
 from ..metrics import Metrics
 from ..pipeline import Batch
-from ..signals import Annotation, Incident
+from ..signals import Annotation
+
+if TYPE_CHECKING:
+    from ..chain import BuildContext
 
 log = logging.getLogger(__name__)
 
@@ -74,28 +76,13 @@ def annotation_doc(a: Annotation) -> dict[str, Any]:
         "message": a.message,
         "level": a.level,
         "score": a.score,
-        "reasons": [
-            {
-                "kind": r.kind,
-                "score": r.score,
-                "text": r.text,
-                "severity": r.severity,
-                "confidence": r.confidence,
-            }
-            for r in a.reasons
-        ],
+        "reasons": [r.as_dict() for r in a.reasons],
         "template_id": a.template_id,
         "template": a.template_text,
         "session": a.session,
         "incident_id": a.incident_id,
         "attributes": a.attributes,
     }
-
-
-def incident_doc(i: Incident) -> dict[str, Any]:
-    doc = asdict(i)
-    doc["open"] = i.open
-    return doc
 
 
 _DUMPS_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
@@ -142,7 +129,7 @@ class LocalStore:
         now = time.time()
         rows = [(a.id, a.ts, a.service, now, _dumps(annotation_doc(a))) for a in batch.annotations]
         incidents = [
-            (i.id, i.service, int(i.open), i.last_seen, now, _dumps(incident_doc(i)))
+            (i.id, i.service, int(i.open), i.last_seen, now, _dumps(i.as_dict()))
             for i in batch.incidents
         ]
         try:
@@ -298,3 +285,11 @@ class LocalStore:
             with contextlib.suppress(sqlite3.Error):
                 db.close()
             self._read_local.db = None
+
+
+def build(ctx: BuildContext) -> None:
+    """Chain factory (`exporters.local`, always on): findings are queryable with no
+    external server."""
+    store = LocalStore(ctx.state_dir / FILENAME, ctx.settings.exporters.local, ctx.metrics)
+    ctx.components.exporters.append(store)
+    ctx.parts.add(store)

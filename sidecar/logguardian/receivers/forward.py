@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import logging
 import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgpack
@@ -23,13 +24,11 @@ import msgpack
 from ..record import Normalizer
 from . import decode
 from .decode import Decoded, DecodeError, TooLarge
-from .listener import READ_BYTES, listen
+from .listener import READ_BYTES, TcpListener
 
 if TYPE_CHECKING:
+    from ..components import Consumer, ReceiverContext
     from ..config import ForwardReceiver
-    from ..metrics import Metrics
-    from ..pipeline import Pipeline
-    from ..server import Sidecar
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +55,11 @@ def _digest(*parts: bytes) -> str:
 
 class ForwardServer:
     def __init__(
-        self,
-        settings: ForwardReceiver,
-        pipeline: Pipeline,
-        metrics: Metrics,
-        service_fields: list[str],
+        self, settings: ForwardReceiver, consumer: Consumer, service_fields: Sequence[str]
     ):
         self.settings = settings
-        self.pipeline = pipeline
-        self.metrics = metrics
+        self.pipeline = consumer
+        self.metrics = consumer.metrics
         self.normalize = Normalizer(RECEIVER, service_fields)
 
     async def handle_connection(
@@ -261,8 +256,7 @@ class ForwardServer:
         return received[unpacker.tell() :]
 
 
-async def start_forward_server(sidecar: Sidecar, settings: ForwardReceiver) -> asyncio.Server:
-    server = ForwardServer(
-        settings, sidecar.pipeline, sidecar.metrics, sidecar.settings.pipeline.service_fields
-    )
-    return await listen(server.handle_connection, settings.host, settings.port)
+def build(settings: ForwardReceiver, ctx: ReceiverContext) -> TcpListener:
+    """Receiver factory (`receivers.forward`)."""
+    server = ForwardServer(settings, ctx.consumer, ctx.service_fields)
+    return TcpListener(RECEIVER, server.handle_connection, settings.host, settings.port)

@@ -10,18 +10,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..record import Normalizer
 from . import decode
 from .decode import Decoded
-from .listener import READ_BYTES, listen
+from .listener import READ_BYTES, TcpListener
 
 if TYPE_CHECKING:
+    from ..components import Consumer, ReceiverContext
     from ..config import TcpReceiver
-    from ..metrics import Metrics
-    from ..pipeline import Pipeline
-    from ..server import Sidecar
 
 log = logging.getLogger(__name__)
 
@@ -29,16 +28,10 @@ RECEIVER = "tcp"
 
 
 class TcpServer:
-    def __init__(
-        self,
-        settings: TcpReceiver,
-        pipeline: Pipeline,
-        metrics: Metrics,
-        service_fields: list[str],
-    ):
+    def __init__(self, settings: TcpReceiver, consumer: Consumer, service_fields: Sequence[str]):
         self.settings = settings
-        self.pipeline = pipeline
-        self.metrics = metrics
+        self.pipeline = consumer
+        self.metrics = consumer.metrics
         self.normalize = Normalizer(RECEIVER, service_fields)
 
     async def handle_connection(
@@ -113,8 +106,7 @@ class TcpServer:
         return True
 
 
-async def start_tcp_server(sidecar: Sidecar, settings: TcpReceiver) -> asyncio.Server:
-    server = TcpServer(
-        settings, sidecar.pipeline, sidecar.metrics, sidecar.settings.pipeline.service_fields
-    )
-    return await listen(server.handle_connection, settings.host, settings.port)
+def build(settings: TcpReceiver, ctx: ReceiverContext) -> TcpListener:
+    """Receiver factory (`receivers.tcp`)."""
+    server = TcpServer(settings, ctx.consumer, ctx.service_fields)
+    return TcpListener(RECEIVER, server.handle_connection, settings.host, settings.port)
