@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from ..config import Alertmanager as AlertmanagerSettings
 from ..metrics import Metrics
 from ..pipeline import Batch
 from ..signals import Incident
+from .delivery import Backoff
 
 if TYPE_CHECKING:
     from ..chain import BuildContext
@@ -41,7 +41,7 @@ NAME = "alertmanager"
 API_PATH = "/api/v2/alerts"
 TICK_SECONDS = 0.5
 REQUEST_TIMEOUT = 10.0
-BACKOFF_START = 0.5
+BACKOFF_FIRST = 1.0  # first retry delay; doubles up to refresh_seconds
 MAX_ANNOTATION_CHARS = 4000
 GIVE_UP_SECONDS = 3600.0  # a resolution no Alertmanager ever took is dropped after this
 
@@ -146,7 +146,7 @@ class AlertmanagerExporter:
         self._seed = open_incidents
         self._tracked: dict[str, _Tracked] = {}
         self._retry_at: dict[str, float] = {}
-        self._backoff: dict[str, float] = {}
+        self._backoff: dict[str, Backoff] = {}
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
@@ -292,10 +292,11 @@ class AlertmanagerExporter:
             self._accepted(url, due, now)
         else:
             self._errors.inc()
-            delay = min(self._backoff.get(url, BACKOFF_START) * 2, self.settings.refresh_seconds)
-            self._backoff[url] = delay
-            self._retry_at[url] = now + delay * random.uniform(0.5, 1.0)
-            log.warning("alertmanager %s: %s; retrying in ≤%.1fs", url, body[:200], delay)
+            backoff = self._backoff.get(url)
+            if backoff is None:
+                backoff = self._backoff[url] = Backoff(BACKOFF_FIRST, self.settings.refresh_seconds)
+            self._retry_at[url] = now + backoff.failed()
+            log.warning("alertmanager %s: %s; retrying in ≤%.1fs", url, body[:200], backoff.delay)
 
     def _accepted(self, url: str, posted: list[_Tracked], now: float) -> None:
         for tracked in posted:
