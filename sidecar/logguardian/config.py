@@ -60,7 +60,7 @@ class ExporterSettings(Section):
         return True
 
 
-class HttpReceiver(ListenerSettings):
+class HttpReceiverSettings(ListenerSettings):
     """The HTTP server (ingest, API, /metrics) and its `POST /api/v1/logs` receiver."""
 
     factory: ClassVar[str] = "logguardian.receivers.http:build"
@@ -78,7 +78,7 @@ class HttpReceiver(ListenerSettings):
     )
 
 
-class ForwardReceiver(ListenerSettings):
+class ForwardReceiverSettings(ListenerSettings):
     factory: ClassVar[str] = "logguardian.receivers.forward:build"
     port: int = Field(24224, ge=0, le=65535, description="0 disables the receiver")
     shared_key: str | None = Field(None, description="enables the HELO/PING/PONG handshake")
@@ -87,7 +87,7 @@ class ForwardReceiver(ListenerSettings):
     idle_timeout_seconds: float = Field(300.0, gt=0)
 
 
-class TcpReceiver(ListenerSettings):
+class TcpReceiverSettings(ListenerSettings):
     """Logstash `tcp` output with the `json_lines` codec (or the newline-less `json`)."""
 
     factory: ClassVar[str] = "logguardian.receivers.tcp:build"
@@ -96,7 +96,7 @@ class TcpReceiver(ListenerSettings):
     idle_timeout_seconds: float = Field(300.0, gt=0)
 
 
-class GrpcReceiver(ListenerSettings):
+class GrpcReceiverSettings(ListenerSettings):
     factory: ClassVar[str] = "logguardian.receivers.grpc:build"
     port: int = Field(4317, ge=0, le=65535, description="0 disables the receiver")
     auth_token: str | None = None
@@ -110,14 +110,14 @@ class GrpcReceiver(ListenerSettings):
     )
 
 
-class Receivers(Section):
-    http: HttpReceiver = HttpReceiver()
-    forward: ForwardReceiver = ForwardReceiver()
-    grpc: GrpcReceiver = GrpcReceiver()
-    tcp: TcpReceiver = TcpReceiver()
+class ReceiversSettings(Section):
+    http: HttpReceiverSettings = HttpReceiverSettings()
+    forward: ForwardReceiverSettings = ForwardReceiverSettings()
+    grpc: GrpcReceiverSettings = GrpcReceiverSettings()
+    tcp: TcpReceiverSettings = TcpReceiverSettings()
 
 
-class Pipeline(Section):
+class PipelineSettings(Section):
     queue_records: int = Field(100_000, gt=0, description="bounded queue size, in records")
     batch_records: int = Field(2_000, gt=0)
     batch_wait_seconds: float = Field(0.05, ge=0)
@@ -126,7 +126,7 @@ class Pipeline(Section):
     max_services: int = Field(500, gt=0, description="label/statistics bound on distinct services")
 
 
-class Templates(Section):
+class TemplatesSettings(Section):
     max_templates: int = Field(20_000, gt=0)
     max_tokens: int = Field(256, gt=0)
     max_line_bytes: int = Field(8192, gt=0)
@@ -142,7 +142,7 @@ class Templates(Section):
     snapshot_seconds: float = Field(10.0, gt=0)
 
 
-class Detectors(Section):
+class DetectorsSettings(Section):
     warmup_records: int = Field(
         1000, ge=0, description="records per service before novelty may alert"
     )
@@ -152,12 +152,12 @@ class Detectors(Section):
     consecutive_escalate: int = Field(3, ge=1)
 
 
-class Incidents(Section):
+class IncidentsSettings(Section):
     quiet_seconds: float = Field(300.0, gt=0, description="quiet time before an incident resolves")
     max_examples: int = Field(5, ge=1)
 
 
-class Model(Section):
+class ModelSettings(Section):
     bundle: Path | None = Field(None, description="model bundle dir; None = the shipped default")
     enabled: bool = True
     session_key: str | None = Field(
@@ -178,7 +178,7 @@ class Model(Section):
         return value
 
 
-class Elasticsearch(ExporterSettings):
+class ElasticsearchSettings(ExporterSettings):
     factory: ClassVar[str] = "logguardian.exporters.elasticsearch:build"
     url: str | None = Field(None, description="unset = exporter off")
     api_key: str | None = None
@@ -198,7 +198,7 @@ class Elasticsearch(ExporterSettings):
         return bool(self.url)
 
 
-class Alertmanager(ExporterSettings):
+class AlertmanagerSettings(ExporterSettings):
     factory: ClassVar[str] = "logguardian.exporters.alertmanager:build"
     url: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="one or more (HA pairs); or a comma-separated string"
@@ -230,7 +230,7 @@ class Alertmanager(ExporterSettings):
         return bool(self.url)
 
 
-class LocalStore(ExporterSettings):
+class LocalStoreSettings(ExporterSettings):
     """The embedded default exporter (SQLite under the state dir): always on."""
 
     factory: ClassVar[str] = "logguardian.exporters.local:build"
@@ -238,10 +238,10 @@ class LocalStore(ExporterSettings):
     max_age_seconds: float = Field(7 * 86400, gt=0)
 
 
-class Exporters(Section):
-    elasticsearch: Elasticsearch = Elasticsearch()
-    alertmanager: Alertmanager = Alertmanager()
-    local: LocalStore = LocalStore()
+class ExportersSettings(Section):
+    elasticsearch: ElasticsearchSettings = ElasticsearchSettings()
+    alertmanager: AlertmanagerSettings = AlertmanagerSettings()
+    local: LocalStoreSettings = LocalStoreSettings()
 
 
 class Settings(BaseSettings):
@@ -254,13 +254,13 @@ class Settings(BaseSettings):
 
     state_dir: Path = Path("logguardian-state")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    receivers: Receivers = Receivers()
-    pipeline: Pipeline = Pipeline()
-    templates: Templates = Templates()
-    detectors: Detectors = Detectors()
-    incidents: Incidents = Incidents()
-    model: Model = Model()
-    exporters: Exporters = Exporters()
+    receivers: ReceiversSettings = ReceiversSettings()
+    pipeline: PipelineSettings = PipelineSettings()
+    templates: TemplatesSettings = TemplatesSettings()
+    detectors: DetectorsSettings = DetectorsSettings()
+    incidents: IncidentsSettings = IncidentsSettings()
+    model: ModelSettings = ModelSettings()
+    exporters: ExportersSettings = ExportersSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -282,7 +282,7 @@ def listener_names() -> list[str]:
     """Receivers with a port of their own, in settings order (`serve --<name>-port`)."""
     return [
         name
-        for name, info in Receivers.model_fields.items()
+        for name, info in ReceiversSettings.model_fields.items()
         if isinstance(info.annotation, type) and issubclass(info.annotation, ListenerSettings)
     ]
 
@@ -322,3 +322,21 @@ def describe_validation_error(exc: ValidationError) -> str:
         else:
             lines.append(f"invalid setting '{key}' (env {env}): {err['msg']}")
     return "; ".join(lines)
+
+
+# The names sections had before they were all `*Settings`; kept so code written
+# against them keeps importing.
+HttpReceiver = HttpReceiverSettings
+ForwardReceiver = ForwardReceiverSettings
+TcpReceiver = TcpReceiverSettings
+GrpcReceiver = GrpcReceiverSettings
+Receivers = ReceiversSettings
+Pipeline = PipelineSettings
+Templates = TemplatesSettings
+Detectors = DetectorsSettings
+Incidents = IncidentsSettings
+Model = ModelSettings
+Elasticsearch = ElasticsearchSettings
+Alertmanager = AlertmanagerSettings
+LocalStore = LocalStoreSettings
+Exporters = ExportersSettings

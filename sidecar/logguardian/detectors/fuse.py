@@ -14,7 +14,7 @@ import operator
 import os
 from typing import Any
 
-from ..config import Detectors
+from ..config import DetectorsSettings
 from ..feedback import FeedbackStore
 from ..metrics import Metrics
 from ..pipeline import Batch
@@ -50,7 +50,7 @@ class FuseStage:
 
     def __init__(
         self,
-        settings: Detectors,
+        settings: DetectorsSettings,
         context: DetectionContext,
         feedback: FeedbackStore,
         metrics: Metrics,

@@ -26,7 +26,7 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
-from ..config import Alertmanager as AlertmanagerSettings
+from ..config import AlertmanagerSettings
 from ..metrics import Metrics
 from ..pipeline import Batch
 from ..signals import Incident

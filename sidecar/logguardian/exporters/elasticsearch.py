@@ -25,7 +25,7 @@ import orjson
 from elasticsearch import ApiError, AsyncElasticsearch
 from elasticsearch.helpers import async_streaming_bulk
 
-from ..config import Elasticsearch as ElasticsearchSettings
+from ..config import ElasticsearchSettings
 from ..metrics import Metrics
 from ..pipeline import Batch
 from .delivery import Backoff

@@ -23,7 +23,7 @@ from .decode import Decoded, DecodeError, TooLarge
 
 if TYPE_CHECKING:
     from ..components import Consumer, ReceiverContext
-    from ..config import HttpReceiver
+    from ..config import HttpReceiverSettings
 
 RECEIVER = "http"
 OFFLOAD_BYTES = 1024 * 1024
@@ -38,7 +38,7 @@ def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> w
     )
 
 
-def auth_of(settings: HttpReceiver) -> HttpAuth:
+def auth_of(settings: HttpReceiverSettings) -> HttpAuth:
     """The HTTP credentials; the API honours the same ones."""
     return HttpAuth(settings.auth_token, settings.basic_user, settings.basic_password)
 
@@ -46,7 +46,9 @@ def auth_of(settings: HttpReceiver) -> HttpAuth:
 class HttpIngest:
     name = RECEIVER
 
-    def __init__(self, settings: HttpReceiver, consumer: Consumer, service_fields: Sequence[str]):
+    def __init__(
+        self, settings: HttpReceiverSettings, consumer: Consumer, service_fields: Sequence[str]
+    ):
         self.settings = settings
         self.pipeline = consumer
         self.metrics = consumer.metrics
@@ -151,6 +153,6 @@ class HttpIngest:
         return decode.decode_json(body, self.normalize, tag)
 
 
-def build(settings: HttpReceiver, ctx: ReceiverContext) -> HttpIngest:
+def build(settings: HttpReceiverSettings, ctx: ReceiverContext) -> HttpIngest:
     """Receiver factory (`receivers.http`): served by the sidecar's HTTP server."""
     return HttpIngest(settings, ctx.consumer, ctx.service_fields)

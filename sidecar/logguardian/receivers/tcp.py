@@ -20,7 +20,7 @@ from .listener import READ_BYTES, TcpListener
 
 if TYPE_CHECKING:
     from ..components import Consumer, ReceiverContext
-    from ..config import TcpReceiver
+    from ..config import TcpReceiverSettings
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,9 @@ RECEIVER = "tcp"
 
 
 class TcpServer:
-    def __init__(self, settings: TcpReceiver, consumer: Consumer, service_fields: Sequence[str]):
+    def __init__(
+        self, settings: TcpReceiverSettings, consumer: Consumer, service_fields: Sequence[str]
+    ):
         self.settings = settings
         self.pipeline = consumer
         self.metrics = consumer.metrics
@@ -106,7 +108,7 @@ class TcpServer:
         return True
 
 
-def build(settings: TcpReceiver, ctx: ReceiverContext) -> TcpListener:
+def build(settings: TcpReceiverSettings, ctx: ReceiverContext) -> TcpListener:
     """Receiver factory (`receivers.tcp`)."""
     server = TcpServer(settings, ctx.consumer, ctx.service_fields)
     return TcpListener(RECEIVER, server.handle_connection, settings.host, settings.port)

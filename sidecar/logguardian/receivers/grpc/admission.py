@@ -15,7 +15,7 @@ from ..decode import INVALID_RECORD, QUEUE_FULL
 
 if TYPE_CHECKING:
     from ...components import Consumer
-    from ...config import GrpcReceiver
+    from ...config import GrpcReceiverSettings
 
 QUEUED_REQUESTS_KEY = "logguardian-queued-requests"
 
@@ -40,7 +40,7 @@ def retry_trailers(code: grpc.StatusCode, message: str, delay: float) -> Trailer
 class Admission:
     """Puts records into the pipeline queue or ends the RPC with the retryable status."""
 
-    def __init__(self, consumer: Consumer, settings: GrpcReceiver):
+    def __init__(self, consumer: Consumer, settings: GrpcReceiverSettings):
         self.pipeline = consumer
         self.metrics = consumer.metrics
         self.settings = settings

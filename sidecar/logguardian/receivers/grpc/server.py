@@ -9,7 +9,7 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
 
 from ...components import ReceiverContext
-from ...config import GrpcReceiver as GrpcReceiverSettings
+from ...config import GrpcReceiverSettings
 from ..otlp import OtlpMapper
 from ..proto import ingest_pb2_grpc
 from .admission import Admission
@@ -22,7 +22,7 @@ NAME = "grpc"
 SHUTDOWN_GRACE_SECONDS = 5.0
 
 
-def server_credentials(settings: GrpcReceiver) -> grpc.ServerCredentials | None:
+def server_credentials(settings: GrpcReceiverSettings) -> grpc.ServerCredentials | None:
     cert, key, ca = settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file
     if cert is None and key is None:
         if ca is not None:
