@@ -8,7 +8,7 @@ EXTRAS ?= dev,train
 STAMP  := $(VENV)/.installed-$(EXTRAS)
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test demo lint bench services clean lint-only
+.PHONY: run test test-fast demo lint bench services clean lint-only
 
 $(VENV)/.installed-%: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ demo: $(DEV_STAMP)
 # Elasticsearch runner, Helm) and runs the whole suite. Missing services fail.
 test: $(STAMP) services lint-only
 	$(BIN)/pytest
+
+# The inner loop: no external services or tools (not `integration`, not `external`).
+test-fast: $(STAMP) lint-only
+	$(BIN)/pytest -m "not integration and not external"
 
 services:
 	bash tests/services/install.sh
