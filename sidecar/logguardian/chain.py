@@ -67,6 +67,6 @@ def build_components(settings: Settings, metrics: Metrics) -> Components:
     # it; each spools or retries so a slow or absent server never blocks the worker.
     for name in type(settings.exporters).model_fields:
         section = getattr(settings.exporters, name)
-        if section.enabled:
+        if section.active:
             load_factory(section.factory)(ctx)
     return components

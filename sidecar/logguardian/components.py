@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 if TYPE_CHECKING:
+    from .auth import HttpAuth
     from .metrics import Metrics
     from .pipeline import Batch
     from .record import Record
@@ -109,6 +110,8 @@ class ReceiverContext:
     ready: Callable[[], bool] = lambda: True
     # Synchronous scoring through the chain, for receivers that offer it (gRPC Score).
     score: Scorer | None = None
+    # The HTTP server's credentials (`receivers.http`), which `Routes` receivers honour.
+    http_auth: HttpAuth | None = None
 
     @property
     def metrics(self) -> Metrics:

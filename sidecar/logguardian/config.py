@@ -30,12 +30,12 @@ class Section(BaseModel):
 class ReceiverSettings(Section):
     """A `receivers.<name>` section. `factory` ("module:function") builds the receiver
     from this section and a `components.ReceiverContext`; the server starts every
-    enabled one, so a new receiver needs no edit outside its module and section."""
+    `active` one, so a new receiver needs no edit outside its module and section."""
 
     factory: ClassVar[str]
 
     @property
-    def enabled(self) -> bool:
+    def active(self) -> bool:
         return True
 
 
@@ -46,17 +46,17 @@ class ListenerSettings(ReceiverSettings):
     port: int = Field(0, ge=0, le=65535, description="0 disables the receiver")
 
     @property
-    def enabled(self) -> bool:
+    def active(self) -> bool:
         return self.port != 0
 
 
 class ExporterSettings(Section):
-    """An `exporters.<name>` section; `factory` builds the exporter when `enabled`."""
+    """An `exporters.<name>` section; `factory` builds the exporter when `active`."""
 
     factory: ClassVar[str]
 
     @property
-    def enabled(self) -> bool:
+    def active(self) -> bool:
         return True
 
 
@@ -194,7 +194,7 @@ class ElasticsearchSettings(ExporterSettings):
     spool_max_bytes: int = Field(256 * 1024 * 1024, gt=0)
 
     @property
-    def enabled(self) -> bool:
+    def active(self) -> bool:
         return bool(self.url)
 
 
@@ -226,7 +226,7 @@ class AlertmanagerSettings(ExporterSettings):
     grafana_url_template: str | None = None
 
     @property
-    def enabled(self) -> bool:
+    def active(self) -> bool:
         return bool(self.url)
 
 

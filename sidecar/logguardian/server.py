@@ -20,6 +20,7 @@ from .config import ReceiverSettings, Settings
 from .feedback import FeedbackStore
 from .metrics import Metrics
 from .pipeline import Pipeline
+from .receivers.http import auth_of
 from .record import Record
 from .verdict import Judge, Scored
 
@@ -76,6 +77,7 @@ class Sidecar:
             service_fields=tuple(self.settings.pipeline.service_fields),
             ready=self.ready,
             score=self.score,
+            http_auth=auth_of(self.settings.receivers.http),
         )
 
     def build_receivers(self) -> list[Listener | Routes]:
@@ -85,7 +87,7 @@ class Sidecar:
         receivers = self.settings.receivers
         for name in type(receivers).model_fields:
             section: ReceiverSettings = getattr(receivers, name)
-            if not section.enabled:
+            if not section.active:
                 continue
             module, _, function = section.factory.partition(":")
             built.append(getattr(importlib.import_module(module), function)(section, ctx))
@@ -96,7 +98,6 @@ class Sidecar:
     def make_app(self, routes: list[Routes]) -> web.Application:
         from .api import ApiContext
         from .api import add_routes as add_api_routes
-        from .receivers.http import auth_of
 
         http = self.settings.receivers.http
         app = web.Application(client_max_size=http.max_body_bytes)
@@ -145,7 +146,7 @@ class Sidecar:
         await self.pipeline.start()
         receivers = self.build_receivers()
         http = self.settings.receivers.http
-        if http.enabled:
+        if http.active:
             # The ingest receiver inflates bodies itself, with a bomb guard and its own limits.
             routes = [r for r in receivers if isinstance(r, Routes)]
             self._runner = web.AppRunner(
