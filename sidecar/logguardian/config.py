@@ -110,11 +110,28 @@ class GrpcReceiverSettings(ListenerSettings):
     )
 
 
+class OtlpHttpReceiverSettings(ReceiverSettings):
+    """OTLP/HTTP logs (`POST /v1/logs`, protobuf or JSON, gzip) on the HTTP server's port,
+    with its credentials (`receivers.http`)."""
+
+    factory: ClassVar[str] = "logguardian.receivers.otlp_http:build"
+    enabled: bool = True
+    max_decoded_bytes: int = Field(
+        128 * 1024 * 1024, gt=0, description="413 when a compressed body inflates past this"
+    )
+    retry_after_seconds: int = Field(2, ge=1, description="Retry-After on a full queue")
+
+    @property
+    def active(self) -> bool:
+        return self.enabled
+
+
 class ReceiversSettings(Section):
     http: HttpReceiverSettings = HttpReceiverSettings()
     forward: ForwardReceiverSettings = ForwardReceiverSettings()
     grpc: GrpcReceiverSettings = GrpcReceiverSettings()
     tcp: TcpReceiverSettings = TcpReceiverSettings()
+    otlp_http: OtlpHttpReceiverSettings = OtlpHttpReceiverSettings()
 
 
 class PipelineSettings(Section):
