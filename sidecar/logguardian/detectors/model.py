@@ -9,8 +9,8 @@ template): a batch runs onnxruntime once, on only the windows it has not seen, a
 most records cost a dict lookup. When a session closes (idle timeout in stream time,
 or an end template) the session model checks the set of templates it contained.
 
-The bundle hot-reloads: from `start()` to `stop()` a task polls its files and loads
-a changed bundle off the worker thread; the worker swaps it in at the start of its
+The bundle hot-reloads (`model_reload.BundleWatcher`, from `start()` to `stop()`): a
+changed bundle is loaded off the worker thread; the worker swaps it in at the start of its
 next batch, so no record is dropped or scored half by one model and half by another.
 Sessions opened under the previous model finish unscored (their windows use the old
 vocabulary).
@@ -21,8 +21,6 @@ statistics alone and says so in `/readyz` and `logguardian_model_loaded`.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import math
 import uuid
@@ -31,12 +29,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..bundle import DEFAULT_BUNDLE, PAD, UNK, Bundle, BundleError, load_bundle, signature
+from ..bundle import DEFAULT_BUNDLE, PAD, UNK, Bundle, BundleError, load_bundle
 from ..config import Settings
 from ..metrics import Metrics
 from ..pipeline import Batch
 from ..sessions import Session, SessionKeyer, SessionTable
 from ..signals import Annotation, Reason, Severity
+from .model_reload import BundleWatcher
 from .session_model import profiles
 
 if TYPE_CHECKING:
@@ -77,9 +76,10 @@ class ModelStage:
         self._index: dict[str, int] = {}
         self._scores: dict[tuple[tuple[int, ...], int], float] = {}
         self._pending: Bundle | None = None
-        self._signature = signature(self.bundle_path)
         self._close_all = False
-        self._watcher: asyncio.Task[None] | None = None
+        self.watcher = BundleWatcher(
+            self.bundle_path, self.settings.reload_seconds, self.offer_bundle, self._fail
+        )
         try:
             self._install(load_bundle(self.bundle_path))
         except BundleError as exc:
@@ -138,34 +138,13 @@ class ModelStage:
         return True, detail
 
     async def start(self) -> None:
-        """Polls the bundle directory and reloads it when its files change."""
-
-        async def poll() -> None:
-            while True:
-                await asyncio.sleep(self.settings.reload_seconds)
-                await self.check_reload()
-
-        self._watcher = asyncio.create_task(poll(), name="model-reload")
+        await self.watcher.start()
 
     async def stop(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
-            self._watcher = None
+        await self.watcher.stop()
 
     async def check_reload(self) -> bool:
-        current = signature(self.bundle_path)
-        if current == self._signature:
-            return False
-        self._signature = current
-        try:
-            bundle = await asyncio.to_thread(load_bundle, self.bundle_path)
-        except BundleError as exc:
-            self._fail(str(exc))
-            return False
-        self.offer_bundle(bundle)
-        return True
+        return await self.watcher.check()
 
     # -- processing -----------------------------------------------------------------------
 
