@@ -60,6 +60,35 @@ async def via_stream(port: int | None, payload: bytes, ack: bool = False) -> Non
     await writer.wait_closed()
 
 
+def otlp_request() -> logs_service_pb2.ExportLogsServiceRequest:
+    return logs_service_pb2.ExportLogsServiceRequest(
+        resource_logs=[
+            ResourceLogs(
+                resource=Resource(
+                    attributes=[
+                        KeyValue(key=k, value=AnyValue(string_value=v)) for k, v in FIELDS.items()
+                    ]
+                ),
+                scope_logs=[
+                    ScopeLogs(log_records=[LogRecord(body=AnyValue(string_value=MESSAGE))])
+                ],
+            )
+        ]
+    )
+
+
+async def via_otlp_http(sidecar: Sidecar) -> None:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"http://127.0.0.1:{sidecar.http_port}/v1/logs",
+            data=otlp_request().SerializeToString(),
+            headers={"Content-Type": "application/x-protobuf"},
+        ) as resp,
+    ):
+        assert resp.status == 200
+
+
 async def via_grpc(sidecar: Sidecar) -> None:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{sidecar.grpc_port}") as channel:
         await ingest_pb2_grpc.IngestStub(channel).Push(
@@ -67,23 +96,7 @@ async def via_grpc(sidecar: Sidecar) -> None:
                 records=[ingest_pb2.LogRecord(message=MESSAGE, attributes=FIELDS)]
             )
         )
-        await logs_service_pb2_grpc.LogsServiceStub(channel).Export(
-            logs_service_pb2.ExportLogsServiceRequest(
-                resource_logs=[
-                    ResourceLogs(
-                        resource=Resource(
-                            attributes=[
-                                KeyValue(key=k, value=AnyValue(string_value=v))
-                                for k, v in FIELDS.items()
-                            ]
-                        ),
-                        scope_logs=[
-                            ScopeLogs(log_records=[LogRecord(body=AnyValue(string_value=MESSAGE))])
-                        ],
-                    )
-                ]
-            )
-        )
+        await logs_service_pb2_grpc.LogsServiceStub(channel).Export(otlp_request())
 
 
 async def test_every_receiver_normalizes_the_same_way(running: tuple[Sidecar, Capture]) -> None:
@@ -95,7 +108,9 @@ async def test_every_receiver_normalizes_the_same_way(running: tuple[Sidecar, Ca
     )
     await via_stream(sidecar.forward_port, forward, ack=True)
     await via_grpc(sidecar)
-    records: list[Record] = await capture.wait_for(5)
-    assert sorted(r.source for r in records) == ["forward", "grpc", "http", "otlp", "tcp"]
+    await via_otlp_http(sidecar)
+    records: list[Record] = await capture.wait_for(6)
+    sources = ["forward", "grpc", "http", "otlp", "otlp_http", "tcp"]
+    assert sorted(r.source for r in records) == sources
     for record in records:
         assert (record.message, record.service, record.level) == (MESSAGE, "shop", "warn"), record
