@@ -15,10 +15,10 @@ from logguardian.pipeline import Batch
 from logguardian.record import Record
 from logguardian.server import Sidecar
 
-# The shared benchmark data and reference docs sit beside the checkout (../shared),
-# or beside the directory of worktrees (../../shared).
+# The shared benchmark data and reference docs sit beside the checkout (../shared).
+# (from a worktree, /work/wt/<name>, it is one level further up)
 SHARED = next(
-    (p / "shared" for p in Path(__file__).resolve().parents[2:4] if (p / "shared").is_dir()),
+    (p / "shared" for p in Path(__file__).resolve().parents if (p / "shared" / "data").is_dir()),
     Path(__file__).resolve().parents[2] / "shared",
 )
 
