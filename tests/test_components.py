@@ -7,14 +7,16 @@ import ast
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from logguardian.components import Registry
-from logguardian.config import Pipeline as PipelineSettings
+from logguardian.config import PipelineSettings, Settings
 from logguardian.metrics import Metrics
 from logguardian.pipeline import Batch, Pipeline
 from logguardian.record import Record
+from logguardian.server import Sidecar
 
 PACKAGE = Path(__file__).resolve().parents[1] / "sidecar" / "logguardian"
 CORE = ("pipeline.py", "templates", "detectors", "exporters")
@@ -147,3 +149,31 @@ def test_score_runs_without_importing_aiohttp(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert len(done.stdout.splitlines()) == 3
     assert "HEAVY []" in done.stderr, done.stderr
+
+
+class Poller:
+    """A service: runs beside the pipeline, not in it."""
+
+    def __init__(self, sidecar: Sidecar) -> None:
+        self.sidecar = sidecar
+        self.events: list[str] = []
+
+    async def start(self) -> None:
+        running = self.sidecar.pipeline._worker is not None
+        self.events.append(f"start (pipeline running: {running})")
+
+    async def stop(self) -> None:
+        self.events.append(f"stop after {self.sidecar.processed_records()} records")
+
+
+async def test_services_start_with_the_pipeline_and_stop_after_it_drained(
+    make_settings: Callable[..., Settings],
+) -> None:
+    sidecar = Sidecar(make_settings())
+    poller = Poller(sidecar)
+    sidecar.components.services.append(poller)
+    await sidecar.start()
+    records = [Record(ts=1.0, message=f"job {i} ok", service="s", level=None) for i in range(30)]
+    assert sidecar.pipeline.offer(records, "test")
+    await sidecar.stop()
+    assert poller.events == ["start (pipeline running: True)", "stop after 30 records"]

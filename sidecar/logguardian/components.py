@@ -59,6 +59,15 @@ class Stoppable(Protocol):
     async def stop(self) -> None: ...
 
 
+@runtime_checkable
+class Service(Protocol):
+    """A part outside the chain with a life of its own (a poller, a watcher)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
 async def start_parts(parts: Iterable[object]) -> None:
     """`start()` every part that has one, in order."""
     for part in parts:
@@ -179,5 +188,8 @@ class Components:
 
     processors: list[Processor] = field(default_factory=list)
     exporters: list[Exporter] = field(default_factory=list)
+    # Parts outside the chain that still run in the sidecar (a poller, a watcher):
+    # started once the pipeline runs, stopped after it has drained.
+    services: list[Service] = field(default_factory=list)
     readiness: dict[str, ReadinessCheck] = field(default_factory=dict)
     parts: Registry = field(default_factory=Registry)

@@ -15,7 +15,15 @@ from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
 from .chain import build_components
-from .components import Components, Listener, ReceiverContext, Registry, Routes
+from .components import (
+    Components,
+    Listener,
+    ReceiverContext,
+    Registry,
+    Routes,
+    start_parts,
+    stop_parts,
+)
 from .config import ReceiverSettings, Settings
 from .feedback import FeedbackStore
 from .metrics import Metrics
@@ -142,8 +150,10 @@ class Sidecar:
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Pipeline first (it starts processors and exporters), then every receiver."""
+        """Pipeline first (it starts processors and exporters), services, then every
+        receiver."""
         await self.pipeline.start()
+        await start_parts(self.components.services)
         receivers = self.build_receivers()
         http = self.settings.receivers.http
         if http.active:
@@ -170,7 +180,8 @@ class Sidecar:
 
     async def stop(self) -> None:
         """Receivers first (no new work), then the pipeline drains, flushes its
-        exporters and stops its processors (their final snapshots see every record)."""
+        exporters and stops its processors (their final snapshots see every record),
+        then the services."""
         if self._runner is not None:
             await self._runner.cleanup()
         for receiver in reversed(self._listeners):
@@ -182,6 +193,7 @@ class Sidecar:
             await self.pipeline.stop()
         except Exception:
             log.exception("error during shutdown")
+        await stop_parts(reversed(self.components.services))
 
     def port(self, receiver: str) -> int | None:
         return self.ports.get(receiver)
