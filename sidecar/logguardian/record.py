@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 MESSAGE_KEYS: tuple[str, ...] = ("log", "message", "msg", "short_message")
 TIME_KEYS: tuple[str, ...] = ("date", "@timestamp", "time", "timestamp")
@@ -98,6 +98,12 @@ def lookup(doc: Mapping[str, Any], path: str) -> Any:
         if current is None:
             return None
     return current
+
+
+def names_a_service(value: Any) -> TypeGuard[str]:
+    """A service field's value counts when it is a non-empty string other than an OTel
+    SDK's `unknown_service[:process]` default."""
+    return value.__class__ is str and value != "" and not value.startswith(OTEL_UNKNOWN_SERVICE)
 
 
 def canonical_level(value: Any) -> str | None:
@@ -285,11 +291,7 @@ class Normalizer:
         service = None
         for path, parts in service_paths:
             service = doc[path] if parts is None else _lookup_compiled(doc, path, parts)
-            if (
-                service.__class__ is str
-                and service
-                and not service.startswith(OTEL_UNKNOWN_SERVICE)
-            ):
+            if names_a_service(service):
                 break
             service = None
         if service is None:
@@ -334,12 +336,13 @@ class Normalizer:
         comes from `attributes` by the same rules as a shipper map."""
         if ts is None:
             ts = now if now is not None else time.time()
-        if not (service and not service.startswith(OTEL_UNKNOWN_SERVICE)):
-            service = UNKNOWN_SERVICE
+        name = service if names_a_service(service) else None
+        if name is None:
+            name = UNKNOWN_SERVICE
             for path, parts in self._service_paths:
                 value = _lookup_compiled(attributes, path, parts)
-                if value.__class__ is str and value and not value.startswith(OTEL_UNKNOWN_SERVICE):
-                    service = value
+                if names_a_service(value):
+                    name = value
                     break
         found = canonical_level(level) if level else None
         if found is None and attributes:
@@ -352,7 +355,7 @@ class Normalizer:
         return Record(
             ts=ts,
             message=message,
-            service=service,
+            service=name,
             level=found,
             attributes=attributes,
             source=self.source,
