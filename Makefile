@@ -8,7 +8,7 @@ EXTRAS ?= dev,train
 STAMP  := $(VENV)/.installed-$(EXTRAS)
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test test-fast demo lint bench services clean lint-only
+.PHONY: run test test-fast demo lint bench services clean lint-only plugin
 
 $(VENV)/.installed-%: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,12 +25,19 @@ demo: $(DEV_STAMP)
 
 # Installs everything the tests need (Python deps, Prometheus/Alertmanager, the
 # Elasticsearch runner, Helm) and runs the whole suite. Missing services fail.
-test: $(STAMP) services lint-only
+test: $(STAMP) services lint-only plugin
 	$(BIN)/pytest
 
 # The inner loop: no external services or tools (not `integration`, not `external`).
 test-fast: $(STAMP) lint-only
 	$(BIN)/pytest -m "not integration and not external"
+
+# The Grafana app + datasource plugin: clean install from the lock file, lint,
+# typecheck, jest, production build, catalog zip, and the harness page the browser
+# test (tests/test_grafana_plugin.py) opens.
+plugin:
+	cd grafana-plugin && npm ci --no-audit --no-fund && npm run lint && npm run typecheck \
+		&& npm run test:ci && npm run build && npm run package && npm run build:harness
 
 services:
 	bash tests/services/install.sh
@@ -52,4 +59,5 @@ default-bundle: $(STAMP)
 		--out sidecar/logguardian/default_bundle
 
 clean:
-	rm -rf $(VENV) logguardian-state .pytest_cache .ruff_cache
+	rm -rf $(VENV) logguardian-state .pytest_cache .ruff_cache grafana-plugin/node_modules \
+		grafana-plugin/dist grafana-plugin/harness-dist

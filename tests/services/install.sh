@@ -14,6 +14,9 @@ command -v amtool >/dev/null || need_apt+=(prometheus-alertmanager)
 # syslog-ng's http() destination: a real HTTP shipper for the ingest tests.
 command -v syslog-ng >/dev/null || need_apt+=(syslog-ng-core)
 dpkg -s syslog-ng-mod-http >/dev/null 2>&1 || need_apt+=(syslog-ng-mod-http)
+# A real browser for the Grafana plugin test (driven by Playwright with this executable).
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+dpkg -s fonts-dejavu-core >/dev/null 2>&1 || need_apt+=(fonts-dejavu-core)
 if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
