@@ -4,18 +4,22 @@ core, and `logguardian score` without the server stack."""
 from __future__ import annotations
 
 import ast
+import asyncio
 import os
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
-from logguardian.components import Registry
-from logguardian.config import PipelineSettings, Settings
+from conftest import Capture, free_port
+from logguardian.components import ReceiverContext, Registry
+from logguardian.config import ListenerSettings, PipelineSettings, ReceiversSettings, Settings
 from logguardian.metrics import Metrics
 from logguardian.pipeline import Batch, Pipeline
-from logguardian.record import Record
+from logguardian.receivers.listener import TcpListener
+from logguardian.record import Normalizer, Record
 from logguardian.server import Sidecar
 
 PACKAGE = Path(__file__).resolve().parents[1] / "sidecar" / "logguardian"
@@ -177,3 +181,62 @@ async def test_services_start_with_the_pipeline_and_stop_after_it_drained(
     assert sidecar.pipeline.offer(records, "test")
     await sidecar.stop()
     assert poller.events == ["start (pipeline running: True)", "stop after 30 records"]
+
+
+# -- a receiver added without touching the server, the CLI or the fixtures ----------------
+
+
+class LineSettings(ListenerSettings):
+    """A toy receiver: one message per line over TCP."""
+
+    factory: ClassVar[str] = "test_components:build_lines"
+
+
+def build_lines(settings: LineSettings, ctx: ReceiverContext) -> TcpListener:
+    normalize = Normalizer("lines", ctx.service_fields)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        async for line in reader:
+            record = normalize({"message": line.decode().strip(), "service": "toy"})
+            await ctx.consumer.put([record], "lines")
+        writer.close()
+
+    return TcpListener("lines", handle, settings.host, settings.port)
+
+
+class ToyReceivers(ReceiversSettings):
+    lines: LineSettings = LineSettings()
+
+
+class ToySettings(Settings):
+    receivers: ToyReceivers = ToyReceivers()
+
+
+async def test_a_receiver_is_built_and_bound_from_its_settings_section_alone(
+    tmp_path: Path,
+) -> None:
+    receivers: dict[str, Any] = {name: {"port": 0} for name in ToyReceivers.model_fields}
+    receivers["lines"] = {"host": "127.0.0.1", "port": free_port()}
+    receivers["otlp_http"] = {"enabled": False}
+    sidecar = Sidecar(ToySettings(state_dir=tmp_path, receivers=receivers))
+    capture = Capture()
+    sidecar.pipeline.processors.append(capture)
+    await sidecar.start()
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", sidecar.ports["lines"])
+        writer.write(b"hello from a new receiver\nsecond line\n")
+        await writer.drain()
+        records = await capture.wait_for(2)
+        writer.close()
+    finally:
+        await sidecar.stop()
+    assert [(r.message, r.service, r.source) for r in records] == [
+        ("hello from a new receiver", "toy", "lines"),
+        ("second line", "toy", "lines"),
+    ]
+    assert (
+        sidecar.metrics.registry.get_sample_value(
+            "logguardian_received_total", {"receiver": "lines"}
+        )
+        == 2
+    )
