@@ -87,8 +87,9 @@ async def stop_parts(parts: Iterable[object]) -> None:
 
 
 class Consumer(Protocol):
-    """What a receiver may do with the pipeline: queue records (or learn that it is
-    full) and count what it refused. `Pipeline` is one."""
+    """What a receiver may do with the pipeline: queue records (or learn that there is
+    no room, fairly shared between receivers) and count what it refused. `Pipeline`
+    is one; with its write-ahead log on, True means the records are in the log."""
 
     metrics: Metrics
     capacity: int
@@ -96,14 +97,19 @@ class Consumer(Protocol):
     @property
     def depth(self) -> int: ...
 
-    @property
-    def saturated(self) -> bool: ...
+    def refuses(self, receiver: str) -> bool:
+        """Cheap check before reading a body: would even one record be refused?"""
+        ...
 
-    def offer(self, records: list[Record], receiver: str) -> bool: ...
+    async def admit(self, records: list[Record], receiver: str) -> bool:
+        """Queue all or none, now: False means "retry later" (HTTP 503, gRPC
+        RESOURCE_EXHAUSTED)."""
+        ...
 
-    async def put(
-        self, records: list[Record], receiver: str, timeout: float | None = None
-    ) -> bool: ...
+    async def put(self, records: list[Record], receiver: str, timeout: float | None = None) -> bool:
+        """Wait for room, then queue (stream receivers withhold the ack meanwhile);
+        False on timeout or shutdown."""
+        ...
 
 
 Scorer = Callable[[list["Record"]], Awaitable[list["Scored"]]]

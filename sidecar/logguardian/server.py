@@ -25,11 +25,13 @@ from .components import (
     stop_parts,
 )
 from .config import ReceiverSettings, Settings
+from .detectors.online import Detection
 from .feedback import FeedbackStore
 from .metrics import Metrics
 from .pipeline import Pipeline
 from .receivers.http import auth_of
 from .record import Record
+from .templates.stage import TemplateStage
 from .verdict import Judge, Scored
 
 log = logging.getLogger(__name__)
@@ -45,11 +47,18 @@ class Sidecar:
         self.metrics = Metrics(max_services=settings.pipeline.max_services)
         self.components: Components = build_components(settings, self.metrics)
         self.parts: Registry = self.components.parts
+        from .wal import open_wal
+
+        self.wal, self._covered = open_wal(
+            settings,
+            {"templates": self.parts.get(TemplateStage), "detection": self.parts.get(Detection)},
+        )
         self.pipeline = Pipeline(
             settings.pipeline,
             self.components.processors,
             self.components.exporters,
             self.metrics,
+            self.wal,
         )
         self.judge = Judge(settings.detectors.threshold, self.parts.get(FeedbackStore))
         self.readiness: dict[str, ReadinessCheck] = {
@@ -58,6 +67,9 @@ class Sidecar:
                 f"{self.pipeline.depth}/{self.pipeline.capacity} records queued",
             ),
         }
+        if self.wal is not None:
+            wal, most = self.wal, settings.pipeline.wal.max_bytes
+            self.readiness["wal"] = lambda: (not wal.full, f"{wal.size}/{most} bytes in the WAL")
         self.readiness.update(self.components.readiness)
         # Bound ports by receiver name ("http" is the HTTP server's), once started.
         self.ports: dict[str, int] = {}
@@ -150,9 +162,9 @@ class Sidecar:
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Pipeline first (it starts processors and exporters), services, then every
-        receiver."""
-        await self.pipeline.start()
+        """Pipeline first (it replays the WAL, then starts processors and exporters),
+        services, then every receiver."""
+        await self.pipeline.start(self._covered)
         await start_parts(self.components.services)
         receivers = self.build_receivers()
         http = self.settings.receivers.http
@@ -179,16 +191,22 @@ class Sidecar:
         )
 
     async def stop(self) -> None:
-        """Receivers first (no new work), then the pipeline drains, flushes its
-        exporters and stops its processors (their final snapshots see every record),
-        then the services."""
-        if self._runner is not None:
-            await self._runner.cleanup()
+        """Admission first (waiting handlers give up, nothing more is acked), then the
+        receivers close their connections (a connected shipper must not hold up the
+        exit: Python >= 3.12.1 waits for every client in `wait_closed`), then the
+        pipeline drains, flushes its exporters and stops its processors (their final
+        snapshots see every record), then the services."""
+        self.pipeline.stop_admission()
         for receiver in reversed(self._listeners):
             try:
                 await receiver.stop()
             except Exception:
                 log.exception("receiver %s failed to stop", receiver.name)
+        if self._runner is not None:
+            try:
+                await self._runner.cleanup()
+            except Exception:
+                log.exception("the HTTP server failed to stop")
         try:
             await self.pipeline.stop()
         except Exception:

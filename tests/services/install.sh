@@ -64,4 +64,6 @@ fi
 if [ "$(id -u)" -eq 0 ] && ! id logguardian-es >/dev/null 2>&1; then
   useradd --system --no-create-home --shell /usr/sbin/nologin logguardian-es
 fi
-echo "services ready: prometheus, alertmanager, elasticsearch $es_version in $services_dir"
+# Fluent Bit, built from the vendored source (no registry ships it); cached there too.
+fluent_bit=$(bash "$here/fluentbit.sh" | tail -1)
+echo "services ready: prometheus, alertmanager, elasticsearch $es_version, $fluent_bit in $services_dir"

@@ -142,7 +142,7 @@ class OtlpHttpIngest:
                 f"Content-Type {content_type!r} is not OTLP (use {PROTOBUF} or {JSON})",
                 as_json,
             )
-        if self.consumer.saturated:
+        if self.consumer.refuses(RECEIVER):
             return self._busy(as_json)  # cheap refusal under overload: no read, no decode
         try:
             body = await request.read()
@@ -169,7 +169,7 @@ class OtlpHttpIngest:
         except DecodeError as exc:
             return self._refuse(400, decode.MALFORMED, str(exc), as_json)
 
-        if decoded.records and not self.consumer.offer(decoded.records, RECEIVER):
+        if decoded.records and not await self.consumer.admit(decoded.records, RECEIVER):
             return self._busy(as_json)
         response = Response()
         if decoded.rejected:
