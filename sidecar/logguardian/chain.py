@@ -47,6 +47,8 @@ PROCESSORS: tuple[str, ...] = (
     "logguardian.templates.stage:build",
     "logguardian.detectors.model:build",
     "logguardian.detectors.online:build",
+    # Watched PromQL targets (issue 17): findings join incidents right before that stage.
+    "logguardian.series.watch:build",
 )
 
 

@@ -21,6 +21,7 @@ from pydantic_settings import (
 )
 
 from .record import DEFAULT_SERVICE_FIELDS
+from .series.targets import Watch
 
 
 class Section(BaseModel):
@@ -165,10 +166,11 @@ class TemplatesSettings(Section):
     max_tokens: int = Field(256, gt=0)
     max_line_bytes: int = Field(8192, gt=0)
     similarity: float = Field(
-        0.5,
+        0.7,
         gt=0,
         le=1,
-        description="a line may differ from a template in at most (1 - this) of its words",
+        description="share of a template's constant words a line must repeat to make a "
+        "differing word a variable",
     )
     variable_min_values: int = Field(
         3, ge=2, description="distinct words seen at a position before it becomes <*>"
@@ -295,6 +297,7 @@ class Settings(BaseSettings):
     incidents: IncidentsSettings = IncidentsSettings()
     model: ModelSettings = ModelSettings()
     exporters: ExportersSettings = ExportersSettings()
+    watch: Watch = Watch()
 
     @classmethod
     def settings_customise_sources(

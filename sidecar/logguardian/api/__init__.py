@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..series import analyze_api, watch_api
 from . import anomalies, detection
 from .context import API_KEY, ApiContext
 
@@ -16,3 +17,5 @@ def add_routes(app: web.Application, context: ApiContext) -> None:
     app[API_KEY] = context
     anomalies.add_routes(app)
     detection.add_routes(app)
+    analyze_api.add_routes(app)
+    watch_api.add_routes(app)

@@ -8,6 +8,12 @@ through `Pipeline.run_batch`, each record judged by the one verdict function;
 stopping the pipeline writes the processors' final state (`--state-dir`). A line
 that cannot be read still gets its output line, `{"error": ...}`, so outputs stay
 aligned with inputs.
+
+With a model, every session gets one more line when it closes (idle timeout, end
+template, or end of input, where every still-open session is closed):
+`{"session", "template_id": null, "score", "anomaly", "reasons", "final": true}`,
+written after the lines of the batch it closed in. A block that only looks wrong
+as a whole (it stopped logging half way) is caught there and nowhere else.
 """
 
 from __future__ import annotations
@@ -26,13 +32,16 @@ from tqdm import tqdm
 
 from ..chain import build_components
 from ..config import Settings, load_settings
+from ..detectors.model import ModelStage
 from ..feedback import FeedbackStore
 from ..metrics import Metrics
 from ..pipeline import Pipeline
 from ..record import UNKNOWN_SERVICE, Record, infer_level, normalize
+from ..sessions import SessionVerdict
 from ..verdict import Judge
 
 SOURCE = "score"
+MAX_REASONS = 3
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,6 +65,10 @@ def _score(settings: Settings, args: argparse.Namespace) -> int:
     components = build_components(settings, metrics)
     pipeline = Pipeline(settings.pipeline, components.processors, [], metrics)
     judge = Judge(settings.detectors.threshold, components.parts.get(FeedbackStore))
+    model = components.parts.get(ModelStage)
+    finals: list[SessionVerdict] = []
+    if model is not None:
+        model.finals = finals
     out = sys.stdout.buffer
     bad = 0
     source: BinaryIO
@@ -94,8 +107,16 @@ def _score(settings: Settings, args: argparse.Namespace) -> int:
                         }
                     )
                 )
+            lines.extend(orjson.dumps(final_line(v, judge)) for v in finals)
+            finals.clear()
             out.write(b"\n".join(lines) + b"\n")
             bar.update(len(slots))
+    if model is not None:
+        model.close_all()
+        pipeline.run_batch([])  # a clock tick: the model stage closes every open session
+        if finals:
+            out.write(b"\n".join(orjson.dumps(final_line(v, judge)) for v in finals))
+            out.write(b"\n")
     out.flush()
     # Stopping the processors writes their final state (kept only with --state-dir).
     asyncio.run(pipeline.stop())
@@ -105,6 +126,30 @@ def _score(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def final_line(verdict: SessionVerdict, judge: Judge) -> dict[str, Any]:
+    """A closed session's verdict: an anomaly iff one of its findings passes the same
+    decision as a record's (threshold and operator feedback on the finding's template).
+    With no finding the score says how close it came (below the threshold)."""
+    threshold = judge.threshold
+    ranked = sorted(verdict.findings.items(), key=lambda item: -item[1].score)
+    live = [reason for tid, reason in ranked if judge(reason.score, tid)]
+    if live:
+        score = live[0].score
+    elif ranked:
+        score = ranked[0][1].score
+    else:
+        score = threshold * min(verdict.closeness, 0.999)
+    reasons = (live + [r for _, r in ranked if r not in live])[:MAX_REASONS]
+    return {
+        "session": verdict.key,
+        "template_id": None,
+        "score": round(score, 4),
+        "anomaly": bool(live),
+        "reasons": [r.as_dict(digits=4, confidence=False) for r in reasons],
+        "final": True,
+    }
 
 
 def _chunks(

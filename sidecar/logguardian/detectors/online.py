@@ -201,6 +201,7 @@ class MergeFollower:
 def build(ctx: BuildContext) -> None:
     """Chain factory: after mining and the session model, before exporters."""
     from ..templates.stage import TemplateStage
+    from .model import ModelStage
 
     settings, state_dir = ctx.settings, ctx.state_dir
     detection = Detection(settings, ctx.metrics, state_dir)
@@ -212,3 +213,7 @@ def build(ctx: BuildContext) -> None:
     ctx.components.processors.append(snapshots)
     for part in (detection, detection.feedback, detection.fuse, detection.incidents, snapshots):
         ctx.parts.add(part)
+    model = ctx.parts.get(ModelStage)
+    if model is not None:
+        # templates of the bundle's normal sessions are known, not "first seen"
+        model.on_known = detection.novelty.learn
