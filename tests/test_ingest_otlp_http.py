@@ -123,7 +123,9 @@ async def test_sdk_retries_a_full_queue_after_retry_after_and_loses_nothing(star
         asyncio.to_thread(sdk_emit, url, "batch", [f"job {i} done" for i in range(400)])
     )
     deadline = asyncio.get_running_loop().time() + 10
-    while not counter(sidecar, "logguardian_rejected_total", reason="queue_full"):
+    while not counter(
+        sidecar, "logguardian_rejected_requests_total", receiver="otlp_http", reason="queue_full"
+    ):
         assert asyncio.get_running_loop().time() < deadline, "the queue never filled"
         await asyncio.sleep(0.02)
     gate.open.set()
@@ -223,7 +225,12 @@ async def test_protobuf_partial_success_and_errors_in_the_request_encoding(start
         async with http.post(url, data=b"x", headers={"Content-Type": "text/plain"}) as resp:
             assert resp.status == 415
     await capture.wait_for(1)
-    assert counter(sidecar, "logguardian_rejected_total", reason="malformed") == 2
+    assert (
+        counter(
+            sidecar, "logguardian_rejected_requests_total", receiver="otlp_http", reason="malformed"
+        )
+        == 2
+    )
 
 
 async def test_honours_the_http_credentials_and_can_be_switched_off(start: Start) -> None:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 if TYPE_CHECKING:
     from .auth import HttpAuth
+    from .config import LimitsSettings
     from .metrics import Metrics
     from .pipeline import Batch
     from .record import Record
@@ -127,6 +128,8 @@ class ReceiverContext:
     score: Scorer | None = None
     # The HTTP server's credentials (`receivers.http`), which `Routes` receivers honour.
     http_auth: HttpAuth | None = None
+    # What one body, frame, request or record may hold (`limits`, on every receiver).
+    limits: LimitsSettings | None = None
 
     @property
     def metrics(self) -> Metrics:

@@ -84,7 +84,9 @@ class ForwardReceiverSettings(ListenerSettings):
     port: int = Field(24224, ge=0, le=65535, description="0 disables the receiver")
     shared_key: str | None = Field(None, description="enables the HELO/PING/PONG handshake")
     self_hostname: str = "logguardian"
-    max_frame_bytes: int = Field(64 * 1024 * 1024, gt=0)
+    max_frame_bytes: int = Field(
+        16 * 1024 * 1024, gt=0, description="one frame's bytes (Fluent Bit chunks are ~2 MB)"
+    )
     idle_timeout_seconds: float = Field(300.0, gt=0)
 
 
@@ -272,12 +274,33 @@ class LocalStoreSettings(ExporterSettings):
     factory: ClassVar[str] = "logguardian.exporters.local:build"
     max_annotations: int = Field(200_000, gt=0)
     max_age_seconds: float = Field(7 * 86400, gt=0)
+    max_pending_rows: int = Field(
+        20_000, gt=0, description="writer backlog bound, in annotations (memory, not disk)"
+    )
 
 
 class ExportersSettings(Section):
     elasticsearch: ElasticsearchSettings = ElasticsearchSettings()
     alertmanager: AlertmanagerSettings = AlertmanagerSettings()
     local: LocalStoreSettings = LocalStoreSettings()
+
+
+class LimitsSettings(Section):
+    """What one body, frame or record may hold, on every receiver: over a record
+    limit the whole body/frame is refused (HTTP 413, Forward frame rejected and
+    acked, gRPC INVALID_ARGUMENT); an oversized or too deeply nested record is
+    refused alone (`rejected_total{reason="too_large"}`)."""
+
+    max_records: int = Field(
+        100_000,
+        gt=0,
+        description="elements per HTTP body / Forward frame / gRPC request, "
+        "counted after decompression while decoding",
+    )
+    max_record_bytes: int = Field(
+        1024 * 1024, gt=0, description="approximate size of one record's fields"
+    )
+    max_depth: int = Field(32, gt=0, description="nesting depth of one record's fields")
 
 
 class Settings(BaseSettings):
@@ -298,6 +321,7 @@ class Settings(BaseSettings):
     model: ModelSettings = ModelSettings()
     exporters: ExportersSettings = ExportersSettings()
     watch: Watch = Watch()
+    limits: LimitsSettings = LimitsSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -370,6 +394,7 @@ GrpcReceiver = GrpcReceiverSettings
 Receivers = ReceiversSettings
 Pipeline = PipelineSettings
 Wal = WalSettings
+Limits = LimitsSettings
 Templates = TemplatesSettings
 Detectors = DetectorsSettings
 Incidents = IncidentsSettings

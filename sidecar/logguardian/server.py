@@ -31,6 +31,7 @@ from .metrics import Metrics
 from .pipeline import Pipeline
 from .receivers.http import auth_of
 from .record import Record
+from .statefile import remove_stale_tmp
 from .templates.stage import TemplateStage
 from .verdict import Judge, Scored
 
@@ -44,6 +45,7 @@ class Sidecar:
     def __init__(self, settings: Settings):
         self.settings = settings
         settings.state_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_tmp(settings.state_dir)
         self.metrics = Metrics(max_services=settings.pipeline.max_services)
         self.components: Components = build_components(settings, self.metrics)
         self.parts: Registry = self.components.parts
@@ -98,6 +100,7 @@ class Sidecar:
             ready=self.ready,
             score=self.score,
             http_auth=auth_of(self.settings.receivers.http),
+            limits=self.settings.limits,
         )
 
     def build_receivers(self) -> list[Listener | Routes]:

@@ -17,11 +17,15 @@ from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.logs.v1 import logs_pb2
 
 from ..record import (
+    MAX_DEPTH,
+    MAX_RECORD_BYTES,
     MESSAGE_KEYS,
     TIME_KEYS,
     Normalizer,
     Record,
+    RecordTooLarge,
     canonical_level,
+    check_bounds,
     message_text,
     parse_time,
 )
@@ -153,6 +157,10 @@ class OtlpMapper:
             attributes["trace_id"] = lr.trace_id.hex()
         if lr.span_id:
             attributes["span_id"] = lr.span_id.hex()
+        try:
+            check_bounds(attributes, MAX_DEPTH, MAX_RECORD_BYTES - len(message))
+        except RecordTooLarge as exc:
+            raise Rejected(str(exc)) from None
 
         nanos = lr.time_unix_nano or lr.observed_time_unix_nano
         ts: float | None = nanos / 1e9 if nanos else None

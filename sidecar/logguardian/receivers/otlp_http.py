@@ -101,7 +101,8 @@ class OtlpHttpIngest:
         as_json: bool,
         headers: dict[str, str] | None = None,
     ) -> web.Response:
-        self.metrics.rejected.labels(reason).inc()
+        # Refused whole: counted per request, the unit the client retries or drops.
+        self.metrics.rejected_requests.labels(RECEIVER, reason).inc()
         code = {
             400: code_pb2.INVALID_ARGUMENT,
             401: code_pb2.UNAUTHENTICATED,

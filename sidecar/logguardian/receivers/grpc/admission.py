@@ -11,7 +11,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from ...record import Record
-from ..decode import INVALID_RECORD, QUEUE_FULL
+from ..decode import INVALID_RECORD, QUEUE_FULL, TOO_LARGE
 
 if TYPE_CHECKING:
     from ...components import Consumer
@@ -40,22 +40,36 @@ def retry_trailers(code: grpc.StatusCode, message: str, delay: float) -> Trailer
 class Admission:
     """Puts records into the pipeline queue or ends the RPC with the retryable status."""
 
-    def __init__(self, consumer: Consumer, settings: GrpcReceiverSettings):
+    def __init__(self, consumer: Consumer, settings: GrpcReceiverSettings, max_records: int):
         self.pipeline = consumer
         self.metrics = consumer.metrics
         self.settings = settings
+        self.max_records = max_records
         self.stopping = False
+
+    async def check_count(self, n: int, context: grpc.aio.ServicerContext) -> None:
+        """A request over `limits.max_records` is refused whole, before mapping, with
+        a status clients do not retry (as HTTP answers 413)."""
+        if n > self.max_records:
+            self.metrics.rejected_requests.labels("grpc", TOO_LARGE).inc()
+            self.metrics.rejected.labels(TOO_LARGE).inc(n)
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{n} records in one request, over the {self.max_records}-record limit",
+            )
 
     async def refuse(
         self, context: grpc.aio.ServicerContext, records: int, extra: Trailers = ()
     ) -> NoReturn:
         if self.stopping:
+            self.metrics.rejected_requests.labels("grpc", "shutting_down").inc()
             self.metrics.rejected.labels("shutting_down").inc(records)
             await context.abort(
                 grpc.StatusCode.UNAVAILABLE,
                 "logguardian is shutting down; retry",
                 trailing_metadata=extra,
             )
+        self.metrics.rejected_requests.labels("grpc", QUEUE_FULL).inc()
         self.metrics.rejected.labels(QUEUE_FULL).inc(records)
         code = grpc.StatusCode.RESOURCE_EXHAUSTED
         message = (

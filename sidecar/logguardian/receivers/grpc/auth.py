@@ -33,7 +33,7 @@ class TokenAuth(grpc.aio.ServerInterceptor):
                 given = value.encode() if isinstance(value, str) else value
                 if hmac.compare_digest(given, self._expected):
                     return handler
-        self._metrics.rejected.labels(UNAUTHORIZED).inc()
+        self._metrics.rejected_requests.labels("grpc", UNAUTHORIZED).inc()
         return _denied(handler)
 
 

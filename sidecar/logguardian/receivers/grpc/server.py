@@ -9,7 +9,8 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
 
 from ...components import ReceiverContext
-from ...config import GrpcReceiverSettings
+from ...config import GrpcReceiverSettings, LimitsSettings
+from ..grpc_wire import StrictDecoding
 from ..otlp import OtlpMapper
 from ..proto import ingest_pb2_grpc
 from .admission import Admission
@@ -55,8 +56,11 @@ class GrpcReceiver:
 
     async def start(self) -> None:
         settings, ctx = self.settings, self.ctx
-        admission = self._admission = Admission(ctx.consumer, settings)
-        interceptors = [TokenAuth(settings.auth_token, ctx.metrics)] if settings.auth_token else []
+        limits = ctx.limits if ctx.limits is not None else LimitsSettings()
+        admission = self._admission = Admission(ctx.consumer, settings, limits.max_records)
+        interceptors: list[grpc.aio.ServerInterceptor] = [StrictDecoding()]
+        if settings.auth_token:
+            interceptors.append(TokenAuth(settings.auth_token, ctx.metrics))
         server = grpc.aio.server(
             interceptors=interceptors,
             options=[

@@ -26,6 +26,9 @@ class LogsService(logs_service_pb2_grpc.LogsServiceServicer):
         request: logs_service_pb2.ExportLogsServiceRequest,
         context: grpc.aio.ServicerContext,
     ) -> logs_service_pb2.ExportLogsServiceResponse:
+        await self.admission.check_count(
+            sum(len(s.log_records) for r in request.resource_logs for s in r.scope_logs), context
+        )
         records, rejected, errors = self.mapper.records(request, time.time())
         await self.admission.offer(records, "otlp", context)
         response = logs_service_pb2.ExportLogsServiceResponse()
@@ -45,6 +48,7 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
     async def Push(
         self, request: ingest_pb2.PushRequest, context: grpc.aio.ServicerContext
     ) -> ingest_pb2.PushResponse:
+        await self.admission.check_count(len(request.records), context)
         records, rejected, errors = self.mapper.records(request.records, time.time())
         await self.admission.offer(records, "grpc", context)
         self.admission.count_malformed(rejected)
@@ -58,6 +62,7 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         accepted = rejected = queued = 0
         errors: list[ingest_pb2.RecordError] = []
         async for request in request_iterator:
+            await self.admission.check_count(len(request.records), context)
             records, bad, found = self.mapper.records(request.records, time.time())
             await self.admission.put(records, "grpc", context, queued)
             self.admission.count_malformed(bad)
@@ -76,6 +81,7 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
     ) -> AsyncIterator[ingest_pb2.Ack]:
         sequence = 0
         async for request in request_iterator:
+            await self.admission.check_count(len(request.records), context)
             records, bad, errors = self.mapper.records(request.records, time.time())
             await self.admission.put(records, "grpc", context, sequence)
             self.admission.count_malformed(bad)
