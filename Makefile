@@ -8,7 +8,7 @@ EXTRAS ?= dev,train
 STAMP  := $(VENV)/.installed-$(EXTRAS)
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test demo lint bench services clean lint-only plugin
+.PHONY: run test test-fast demo lint bench services clean lint-only plugin
 
 $(VENV)/.installed-%: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ demo: $(DEV_STAMP)
 # Elasticsearch runner, Helm) and runs the whole suite. Missing services fail.
 test: $(STAMP) services lint-only plugin
 	$(BIN)/pytest
+
+# The inner loop: no external services or tools (not `integration`, not `external`).
+test-fast: $(STAMP) lint-only
+	$(BIN)/pytest -m "not integration and not external"
 
 # The Grafana app + datasource plugin: clean install from the lock file, lint,
 # typecheck, jest, production build, catalog zip, and the harness page the browser

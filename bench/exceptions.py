@@ -37,6 +37,7 @@ import runtimes  # noqa: E402
 from logguardian.config import load_settings  # noqa: E402
 from logguardian.exceptions.fingerprint import fingerprint  # noqa: E402
 from logguardian.exceptions.parse import find_traces  # noqa: E402
+from logguardian.exceptions.stage import ExceptionStage  # noqa: E402
 from logguardian.pipeline import Batch  # noqa: E402
 from logguardian.record import Record  # noqa: E402
 from logguardian.server import Sidecar  # noqa: E402
@@ -152,7 +153,7 @@ def throughput(sidecar: Sidecar, records: list[Record], batch: int = 2000) -> fl
 def stage_alone(records: list[Record], state: Path) -> float:
     """The exception stage by itself on the same mix, to show its own per-record cost."""
     sidecar = chain(True, state)
-    stage = sidecar.components.handles["exceptions"]
+    stage = sidecar.parts.require(ExceptionStage)
     started = time.perf_counter()
     for i in range(0, len(records), 2000):
         part = [

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from logguardian.config import Settings, load_settings
+from logguardian.config import Settings, listener_names, load_settings
 from logguardian.pipeline import Batch
 from logguardian.record import Record
 from logguardian.server import Sidecar
@@ -67,19 +67,16 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture
 def make_settings(tmp_path: Path) -> Callable[..., Settings]:
-    """Settings with a temp state dir and only the HTTP receiver on a free port;
-    pass nested dicts to override (e.g. receivers={"forward": {"port": free_port()}})."""
+    """Settings with a temp state dir and only the HTTP server on a free port (every
+    other listening receiver off); pass nested dicts to override (e.g.
+    receivers={"forward": {"port": free_port()}})."""
 
     def make(**overrides: Any) -> Settings:
-        base: dict[str, Any] = {
-            "state_dir": tmp_path / "state",
-            "receivers": {
-                "http": {"host": "127.0.0.1", "port": free_port()},
-                "forward": {"host": "127.0.0.1", "port": 0},
-                "grpc": {"host": "127.0.0.1", "port": 0},
-                "tcp": {"host": "127.0.0.1", "port": 0},
-            },
+        receivers: dict[str, Any] = {
+            name: {"host": "127.0.0.1", "port": 0} for name in listener_names()
         }
+        receivers["http"]["port"] = free_port()
+        base: dict[str, Any] = {"state_dir": tmp_path / "state", "receivers": receivers}
         return load_settings(**_merge(base, overrides))
 
     return make

@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 from logguardian.config import Settings
+from logguardian.incidents import IncidentStage
 from logguardian.server import Sidecar
 from services.fixtures import AlertmanagerServer
 from services.traffic import normal_records, novel_records, post_logs
@@ -115,7 +116,7 @@ async def test_alert_fires_for_the_anomalous_service_only_refreshes_and_resolves
     # when the last refresh would have expired on its own.
     await wait_alerts(am, lambda a: a == [], QUIET + ENDS_AT + 10, service="checkout")
     gone_at = time.time()
-    (incident,) = [i for i in sidecar.components.handles["incidents"].list() if i.id == incident_id]
+    (incident,) = [i for i in sidecar.parts.require(IncidentStage).list() if i.id == incident_id]
     assert incident.resolved_at is not None
     assert gone_at - incident.resolved_at < ENDS_AT / 2, "resolved, not expired"
 

@@ -18,6 +18,7 @@ import pytest
 import yaml
 from aiohttp import ClientSession, web
 from conftest import free_port
+from services.fixtures import require_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 AM_DIR = ROOT / "alertmanager"
@@ -27,28 +28,28 @@ SIDECAR_ALERTS = ("LogAnomaly", "NewLogTemplate", "LogRateAnomaly")  # DESIGN §
 
 
 def tool(name: str) -> str:
-    found = shutil.which(name)
-    if found is None:
-        pytest.fail(f"{name} not installed: run tests/services/install.sh")
-    return found
+    return require_tool(name)
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(args), capture_output=True, text=True, timeout=120, cwd=cwd)
 
 
+@pytest.mark.external
 def test_rules_pass_promtool_check_with_lint() -> None:
     done = run(tool("promtool"), "check", "rules", "--lint=all", "--lint-fatal", str(RULES))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SUCCESS" in done.stdout
 
 
+@pytest.mark.external
 def test_rule_unit_tests_pass() -> None:
     done = run(tool("promtool"), "test", "rules", str(RULE_TESTS))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SUCCESS" in done.stdout
 
 
+@pytest.mark.external
 def test_rule_unit_tests_catch_a_broken_threshold(tmp_path: Path) -> None:
     """The unit tests bite: loosening the anomaly-rate threshold makes them fail."""
     broken = RULES.read_text().replace(
@@ -79,6 +80,7 @@ def test_rules_cover_the_sidecar_health_signals() -> None:
         assert f"alertname: {name}" in tested, f"{name} has no promtool unit test"
 
 
+@pytest.mark.external
 def test_alertmanager_config_passes_amtool_check() -> None:
     done = run(tool("amtool"), "check-config", "alertmanager.yml", cwd=AM_DIR)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -106,6 +108,7 @@ def test_alertmanager_config_passes_amtool_check() -> None:
         (["alertname=KubePodCrashLooping", "severity=critical"], "default"),
     ],
 )
+@pytest.mark.external
 def test_routes_by_severity(labels: list[str], receiver: str) -> None:
     done = run(
         tool("amtool"),

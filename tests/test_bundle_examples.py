@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import tomllib
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 from logguardian.config import Settings, load_settings
+from services.fixtures import require_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -70,10 +70,9 @@ def test_sidecar_settings_load_and_match_the_stack() -> None:
     assert fb_env["LOGGUARDIAN_HOST"] == "logguardian"
 
 
+@pytest.mark.external
 def test_prometheus_config_and_mounted_rules_pass_promtool(tmp_path: Path) -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.fail("promtool not installed: run tests/services/install.sh")
+    promtool = require_tool("promtool")
     config = yaml.safe_load((EXAMPLES / "prometheus.yml").read_text())
     # Point the rule glob at where compose mounts it from, so promtool also parses
     # the real rules through the same glob.

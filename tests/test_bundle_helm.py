@@ -4,7 +4,6 @@ by the sidecar's own settings loader, secrets reach the settings through env."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -12,27 +11,25 @@ from typing import Any
 import pytest
 import yaml
 from logguardian.config import ConfigError, load_settings
+from services.fixtures import require_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "helm" / "logguardian"
 RULES = ROOT / "alertmanager" / "rules" / "logguardian.rules.yml"
 
 
+pytestmark = pytest.mark.external  # helm and helm/validate (tests/services/install.sh)
+
+
 def helm_bin() -> str:
-    local = ROOT / ".tools" / "bin" / "helm"
-    found = str(local) if local.is_file() else shutil.which("helm")
-    if found is None:
-        pytest.fail("helm not installed: run tests/services/install.sh")
-    return found
+    return require_tool("helm")
 
 
 def k8s_validate(manifests: str) -> list[str]:
     """Strictly decode manifests into the Kubernetes (and Prometheus Operator) API
     types with helm/validate; returns its per-document lines."""
-    tool = ROOT / ".tools" / "bin" / "k8s-validate"
-    if not tool.is_file():
-        pytest.fail("k8s-validate not built: run tests/services/install.sh")
-    done = subprocess.run([str(tool)], input=manifests, capture_output=True, text=True, timeout=60)
+    tool = require_tool("k8s-validate")
+    done = subprocess.run([tool], input=manifests, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return done.stdout.split()
 
@@ -301,8 +298,8 @@ def test_validator_rejects_what_the_api_server_would() -> None:
     """The check above can fail: a misspelled field and a wrong type are refused."""
     for bad in ("spec:\n  internalTrafficPolicyy: Local\n", "spec:\n  ports: [{port: http}]\n"):
         doc = "apiVersion: v1\nkind: Service\nmetadata: {name: x}\n" + bad
-        tool = ROOT / ".tools" / "bin" / "k8s-validate"
-        done = subprocess.run([str(tool)], input=doc, capture_output=True, text=True, timeout=60)
+        tool = require_tool("k8s-validate")
+        done = subprocess.run([tool], input=doc, capture_output=True, text=True, timeout=60)
         assert done.returncode == 1 and "invalid Service/x" in done.stderr
 
 

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 from logguardian.cli import build_parser
 from logguardian.commands.serve import flag_overrides
-from logguardian.config import ConfigError, load_settings
+from logguardian.config import ConfigError, listener_names, load_settings
 
 
 def test_unknown_key_in_file_is_named(tmp_path: Path) -> None:
@@ -48,3 +48,14 @@ def test_unparseable_env_list_is_a_config_error(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("LOGGUARDIAN_PIPELINE__SERVICE_FIELDS", "not-json")
     with pytest.raises(ConfigError, match="pipeline"):
         load_settings()
+
+
+def test_every_listening_receiver_gets_a_serve_port_flag() -> None:
+    """`serve --<name>-port` comes from the settings model: a new listener needs no
+    CLI edit, and a route-only receiver (OTLP/HTTP on the HTTP port) gets none."""
+    names = listener_names()
+    assert {"http", "forward", "grpc", "tcp"} <= set(names) and "otlp_http" not in names
+    flags = [arg for name in names for arg in (f"--{name.replace('_', '-')}-port", "0")]
+    args = build_parser().parse_args(["serve", *flags])
+    settings = load_settings(**flag_overrides(args))
+    assert all(getattr(settings.receivers, name).port == 0 for name in names)

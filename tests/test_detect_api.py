@@ -13,6 +13,8 @@ import aiohttp
 import orjson
 from logguardian.commands.demo import sample_dir
 from logguardian.config import Settings
+from logguardian.detectors.online import Detection
+from logguardian.exporters.local import LocalStore
 from logguardian.server import Sidecar
 
 SAMPLE = sample_dir()
@@ -114,13 +116,13 @@ async def test_incidents_from_replayed_traffic_and_restart(
         assert any("error ratio in payments" in r for r in pay[0]["reasons"])
         assert stored, "annotations reach the local store"
         assert 'logguardian_incidents_open{service="payments"} 1.0' in metrics
-        detection = sidecar.components.handles["detection"]
+        detection = sidecar.parts.require(Detection)
         learned = detection.stats.services["payments"].limits.copy()
         assert learned
     finally:
         await sidecar.stop()
     assert (settings.state_dir / "detection.json").is_file()
-    stored_incidents = sidecar.components.handles["store"].incidents(open_only=True)
+    stored_incidents = sidecar.parts.require(LocalStore).incidents(open_only=True)
     assert pay[0]["id"] in {i["id"] for i in stored_incidents}, "incidents reach the store"
 
     # Restart on the same state dir: baselines, known templates and the open
@@ -128,7 +130,7 @@ async def test_incidents_from_replayed_traffic_and_restart(
     sidecar = Sidecar(settings)
     await sidecar.start()
     try:
-        detection = sidecar.components.handles["detection"]
+        detection = sidecar.parts.require(Detection)
         assert detection.stats.services["payments"].limits == learned
         (still_open,) = [
             i for i in detection.incidents.list(open_only=True) if i.service == "payments"
@@ -137,7 +139,7 @@ async def test_incidents_from_replayed_traffic_and_restart(
         since = burst["start"] + 120
         lines = sample_lines(burst["start"] + 600)
         await replay(sidecar, [line for line in lines if orjson.loads(line)["date"] >= since])
-        after = sidecar.components.handles["store"].anomalies(None, since, 1000)
+        after = sidecar.parts.require(LocalStore).anomalies(None, since, 1000)
         assert after, "the rest of the burst is still caught against restored baselines"
         kinds = {r["kind"] for a in after for r in a["reasons"]}
         assert "novelty" not in kinds, "a restart must not make known templates look new"

@@ -80,7 +80,7 @@ async def test_sidecar_annotations_land_in_es_as_ecs_documents(
             await post_logs(http, sidecar.http_port, normal_records("checkout", 200))
             await settle(sidecar, 430)
             found = await anomaly_ids(http, sidecar.http_port)
-        await wait_delivered(sidecar.components.handles["elasticsearch"])
+        await wait_delivered(sidecar.parts.require(ElasticsearchExporter))
     finally:
         await sidecar.stop()
 
@@ -202,7 +202,7 @@ async def test_enriched_mode_writes_every_record_with_its_findings(
             await post_logs(http, sidecar.http_port, novel_records("catalog", 1, 10))
             await settle(sidecar, 310)
             found = await anomaly_ids(http, sidecar.http_port)
-        await wait_delivered(sidecar.components.handles["elasticsearch"])
+        await wait_delivered(sidecar.parts.require(ElasticsearchExporter))
     finally:
         await sidecar.stop()
     assert elasticsearch.count(enriched) == 310, "every record, once"

@@ -58,7 +58,7 @@ async def test_es_down_60s_mid_replay_every_annotation_lands_exactly_once(
     stream = stream_name()
     sidecar = Sidecar(sidecar_settings(make_settings, elasticsearch.url, stream))
     await sidecar.start()
-    exporter: ElasticsearchExporter = sidecar.components.handles["elasticsearch"]
+    exporter: ElasticsearchExporter = sidecar.parts.require(ElasticsearchExporter)
     port = sidecar.http_port
     line = 1
     sent = 0
@@ -192,7 +192,7 @@ async def test_frozen_es_never_blocks_ingest(
     stream = stream_name()
     sidecar = Sidecar(sidecar_settings(make_settings, elasticsearch.url, stream))
     await sidecar.start()
-    exporter: ElasticsearchExporter = sidecar.components.handles["elasticsearch"]
+    exporter: ElasticsearchExporter = sidecar.parts.require(ElasticsearchExporter)
     port = sidecar.http_port
     sent = 0
     try:

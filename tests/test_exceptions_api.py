@@ -15,8 +15,10 @@ import pytest
 import runtimes
 from logguardian.config import Settings
 from logguardian.exceptions.annotate import ERROR_KEY
+from logguardian.exceptions.stage import ExceptionStage
 from logguardian.exporters.alertmanager import alert
-from logguardian.exporters.elasticsearch import annotation_doc
+from logguardian.exporters.es_documents import annotation_doc
+from logguardian.exporters.local import LocalStore
 from logguardian.server import Sidecar
 from logguardian.signals import Annotation
 
@@ -140,7 +142,7 @@ async def test_exception_groups_api_links_findings_and_restart(
             assert len(groups) == 2 and groups[0]["fingerprint"] != fp
 
             await sidecar.pipeline.run_now([])
-            store = sidecar.components.handles["store"]
+            store = sidecar.parts.require(LocalStore)
             await store.aflush()
             anomalies = (await _get(http, port, "/api/v1/anomalies?service=cart"))[1]["anomalies"]
             new = [
@@ -180,7 +182,7 @@ async def test_exception_groups_api_links_findings_and_restart(
             groups = await _groups(http, port, 4)
             assert next(g for g in groups if g["fingerprint"] == fp)["count"] == 3
             await again.pipeline.run_now([])
-            stage = again.components.handles["exceptions"]
+            stage = again.parts.require(ExceptionStage)
             assert stage.store.get(fp).count == 3
     finally:
         await again.stop()

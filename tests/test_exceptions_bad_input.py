@@ -15,7 +15,7 @@ import runtimes
 from logguardian.config import Settings
 from logguardian.exceptions.annotate import ERROR_KEY
 from logguardian.exceptions.parse import MAX_FRAMES, find_traces
-from logguardian.exceptions.stage import MAX_STACK_CHARS
+from logguardian.exceptions.stage import MAX_STACK_CHARS, ExceptionStage
 from logguardian.record import Record
 from logguardian.server import Sidecar
 
@@ -105,7 +105,7 @@ def test_a_ten_thousand_frame_trace_is_kept_bounded(make_settings: Callable[...,
             assert trace.primary.frames[0].function == innermost
         else:  # Python prints it last, past the scan window: a bounded partial parse
             assert trace.primary.type == "<truncated>"
-    stage = sidecar.components.handles["exceptions"]
+    stage = sidecar.parts.require(ExceptionStage)
     assert all(len(g.frames) <= stage.settings.max_frames for g in stage.store.groups.values())
 
 
@@ -140,7 +140,7 @@ def test_group_store_is_bounded(make_settings: Callable[..., Settings]) -> None:
         for i in range(20)
     ]
     _run(sidecar, traces)
-    stage = sidecar.components.handles["exceptions"]
+    stage = sidecar.parts.require(ExceptionStage)
     assert len(stage.store) == 5 and stage.store.evicted == 15
     assert all(len(g.frames) == 3 for g in stage.store.groups.values())
 

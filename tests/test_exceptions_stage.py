@@ -189,7 +189,7 @@ async def test_shutdown_drains_held_lines_through_the_chain(
             http.post(f"http://127.0.0.1:{sidecar.http_port}/api/v1/logs", json=docs) as resp,
         ):
             assert resp.status == 200
-        stage = sidecar.components.handles["exceptions"]
+        stage = sidecar.parts.require(ExceptionStage)
         for _ in range(200):
             if stage.rejoiner.held == len(lines):
                 break
@@ -205,7 +205,7 @@ async def test_shutdown_drains_held_lines_through_the_chain(
     )
     assert processed == len(lines)  # joined lines count as processed
     restarted = Sidecar(settings)
-    (group,) = restarted.components.handles["exceptions"].store.groups.values()
+    (group,) = restarted.parts.require(ExceptionStage).store.groups.values()
     assert group.count == 1
     # The trace's own lines (Node's closing `}` after the frames is not one of them).
     assert trace_text.startswith(group.example) and len(group.example) > len(trace_text) - 3

@@ -21,6 +21,8 @@ SHIPPED = ROOT / "fluentbit"
 TOKEN = "fluentbit-test-token"
 CONFIGS = ["http.conf", "http.yaml", "forward.conf", "forward.yaml"]
 
+pytestmark = pytest.mark.external  # a Fluent Bit built by tests/services/fluentbit.sh
+
 
 @pytest.fixture(scope="session")
 def fluent_bit() -> str:

@@ -24,6 +24,7 @@ from grpc_status import rpc_status
 from logguardian.config import Settings
 from logguardian.receivers.proto import ingest_pb2, ingest_pb2_grpc
 from logguardian.server import Sidecar
+from logguardian.templates.miner import TemplateMiner
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
@@ -395,7 +396,7 @@ async def test_score_answers_per_record_in_order(start: Start) -> None:
     for result in response.results:
         assert 0.0 <= result.score <= 1.0
         assert result.anomaly == (result.score >= threshold)
-    if "miner" in sidecar.components.handles:
+    if TemplateMiner in sidecar.parts:
         ids = {r.template_id for r in response.results}
         assert len(ids) == 1 and "" not in ids  # one template for the five lines
     # Scored synchronously through the chain, not queued.

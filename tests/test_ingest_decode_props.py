@@ -12,8 +12,10 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from logguardian.config import Pipeline as PipelineSettings
 from logguardian.config import TcpReceiver
 from logguardian.metrics import Metrics
+from logguardian.pipeline import Pipeline
 from logguardian.receivers import decode, jsonscan
 from logguardian.receivers.tcp import TcpServer
 from logguardian.record import Normalizer
@@ -134,8 +136,7 @@ def test_tcp_stream_split_anywhere_yields_the_same_events(
 ) -> None:
     server = TcpServer(
         TcpReceiver(),
-        pipeline=None,
-        metrics=Metrics(),  # type: ignore[arg-type]
+        consumer=Pipeline(PipelineSettings(), [], [], Metrics()),
         service_fields=["service"],
     )
     stream = b"".join(orjson.dumps(d) + (b"\n" if newline else b"") for d in docs)

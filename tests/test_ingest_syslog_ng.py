@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import shutil
 import subprocess
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from logguardian.config import Settings
 from logguardian.pipeline import Batch
 from logguardian.server import Sidecar
+from services.fixtures import require_tool
 
 CONFIG = """@version: 3.38
 options {{ stats-freq(0); time-reopen(1); }};
@@ -43,11 +44,11 @@ class GatedCounter:
         self.services.update(r.service for r in batch.records)
 
 
+@pytest.mark.external
 async def test_syslog_ng_http_destination_retries_503_and_loses_nothing(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
-    binary = shutil.which("syslog-ng")
-    assert binary, "syslog-ng is not installed: run `make services` (tests/services/install.sh)"
+    binary = require_tool("syslog-ng")
     sidecar = Sidecar(
         make_settings(
             pipeline={"queue_records": 150, "batch_records": 100, "batch_wait_seconds": 0}

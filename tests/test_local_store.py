@@ -200,7 +200,7 @@ async def test_anomalies_endpoint_reads_the_store(
     make_settings: Callable[..., Settings],
 ) -> None:
     sidecar = Sidecar(make_settings())
-    assert isinstance(sidecar.components.handles["store"], LocalStore)
+    assert isinstance(sidecar.parts.require(LocalStore), LocalStore)
     sidecar.pipeline.processors.append(Annotate())
     await sidecar.start()
     base = f"http://127.0.0.1:{sidecar.http_port}"
@@ -217,7 +217,7 @@ async def test_anomalies_endpoint_reads_the_store(
         async with aiohttp.ClientSession() as http:
             async with http.post(base + "/api/v1/logs", data=orjson.dumps(docs)) as r:
                 assert r.status == 200
-            store: LocalStore = sidecar.components.handles["store"]
+            store: LocalStore = sidecar.parts.require(LocalStore)
             for _ in range(200):
                 await store.aflush()
                 if len(store.anomalies()) == 5:

@@ -11,6 +11,7 @@ from logguardian.config import Settings
 from logguardian.exceptions.stage import ExceptionStage
 from logguardian.record import Record
 from logguardian.server import Sidecar
+from logguardian.templates.miner import TemplateMiner
 from logguardian.templates.stage import TemplateStage
 
 
@@ -25,7 +26,7 @@ async def test_stage_is_first_and_assigns_ids(make_settings: Callable[..., Setti
     processors = sidecar.pipeline.processors
     assert isinstance(processors[0], ExceptionStage)
     assert isinstance(processors[1], TemplateStage)
-    assert sidecar.components.handles["miner"] is processors[1].miner
+    assert sidecar.parts.require(TemplateMiner) is processors[1].miner
     await sidecar.start()
     try:
         batch = await sidecar.pipeline.run_now(
@@ -58,7 +59,7 @@ async def test_restart_keeps_ids(make_settings: Callable[..., Settings]) -> None
     assert (settings.state_dir / "templates.json").is_file()
 
     second = Sidecar(settings)
-    miner = second.components.handles["miner"]
+    miner = second.parts.require(TemplateMiner)
     assert len(miner) == len(set(before.template_ids))
     await second.start()
     try:

@@ -25,6 +25,7 @@ from logguardian.bundle import (
     write_bundle,
 )
 from logguardian.config import Settings
+from logguardian.detectors.model import ModelStage
 from logguardian.server import Sidecar
 from test_model_stage import BLOCK, NORMAL, block_lines
 
@@ -144,7 +145,7 @@ async def test_hot_reload_swaps_the_model_without_dropping_records(
             model={"bundle": str(bundle_copy), "session_key": BLOCK, "reload_seconds": 0.1}
         )
     )
-    stage = sidecar.components.handles["model"]
+    stage = sidecar.parts.require(ModelStage)
     await sidecar.start()
     sent = 0
     try:
@@ -193,7 +194,7 @@ async def test_a_broken_reload_keeps_serving_the_previous_model(
     make_settings: Callable[..., Settings], bundle_copy: Path
 ) -> None:
     sidecar = Sidecar(make_settings(model={"bundle": str(bundle_copy), "reload_seconds": 60}))
-    stage = sidecar.components.handles["model"]
+    stage = sidecar.parts.require(ModelStage)
     loaded = stage.bundle
     (bundle_copy / MODEL_FILE).write_bytes(b"half written")
     assert await stage.check_reload() is False

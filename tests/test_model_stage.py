@@ -16,6 +16,7 @@ from conftest import SHARED
 from logguardian.bundle import DEFAULT_BUNDLE
 from logguardian.config import Settings, load_settings
 from logguardian.detectors.model import ModelStage
+from logguardian.feedback import FeedbackStore
 from logguardian.metrics import Metrics
 from logguardian.pipeline import Batch
 from logguardian.record import Record
@@ -212,11 +213,11 @@ def test_session_close_finding_passes_fuse_threshold_and_feedback(
     metrics = Metrics()
     components = build_components(settings, metrics)
     pipeline = Pipeline(settings.pipeline, components.processors, [], metrics)
-    idle = components.handles["model"].sessions.idle_seconds
+    idle = components.parts.require(ModelStage).sessions.idle_seconds
     t0 = 1_000_000
     first = pipeline.run_batch(block_lines(5, [22, 5, 5], t0=t0), now=t0 + 20)
     if suppress:
-        components.handles["feedback"].set(first.template_ids[-1], "normal")
+        components.parts.require(FeedbackStore).set(first.template_ids[-1], "normal")
     later = pipeline.run_batch(block_lines(8, [5], t0=t0 + idle + 500), now=t0 + idle + 500)
     closed = [a for a in later.annotations if a.session == "blk_5"]
     counted = metrics.anomalies.labels("hdfs", "session")._value.get()

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import aiohttp
 import pytest
 from logguardian.config import Settings
+from logguardian.exporters.local import LocalStore
 from logguardian.server import Sidecar
 from services.fixtures import PrometheusServer
 from services.traffic import normal_records, novel_records, post_logs
@@ -47,7 +48,7 @@ async def test_prometheus_scrapes_sidecar_counters(
         assert value(up) == 1
 
         # Anomalies and the score histogram, labelled by service and reason kind only.
-        store = sidecar.components.handles["store"]
+        store = sidecar.parts.require(LocalStore)
         await store.aflush()
         found = len(await asyncio.to_thread(store.anomalies, "checkout", None, 10_000))
         assert found >= 20

@@ -22,6 +22,9 @@ import aiohttp
 import pytest
 from conftest import free_port
 from logguardian.config import Settings
+from logguardian.exporters.local import LocalStore
+from logguardian.incidents import IncidentStage
+from logguardian.series.watch import Watcher
 from logguardian.server import Sidecar
 from services.fixtures import AlertmanagerServer, PrometheusServer
 
@@ -133,7 +136,7 @@ async def test_spike_and_shift_alert_seasonal_peaks_do_not(
     await sidecar.start()
     try:
         base = f"http://127.0.0.1:{sidecar.http_port}"
-        watcher = sidecar.components.handles["watch"]
+        watcher = sidecar.parts.require(Watcher)
         # Seven waves of seasonal peaks, and nothing alerts.
         await _until(wave.at(SPIKE_AT - 0.5))
         runner = watcher.runners["wave"]
@@ -152,7 +155,7 @@ async def test_spike_and_shift_alert_seasonal_peaks_do_not(
         spike_findings = runner.status.findings
         assert 1 <= spike_findings <= 3
         # …and the finding is an annotation in the local store, like a log finding.
-        store = sidecar.components.handles["store"]
+        store = sidecar.parts.require(LocalStore)
         await store.aflush()
         stored = await asyncio.to_thread(store.anomalies, "target:wave", None, 100)
         assert stored and "test_wave" in stored[0]["message"]
@@ -160,7 +163,7 @@ async def test_spike_and_shift_alert_seasonal_peaks_do_not(
         # Quiet: the spike's incident resolves; then the shift opens a new one.
         alerts = await _wait_alerts(am, "target:wave", wave.at(SHIFT_AT) - 1, 18)
         assert runner.status.findings > spike_findings
-        incidents = sidecar.components.handles["incidents"]
+        incidents = sidecar.parts.require(IncidentStage)
         shift = [i for i in incidents.list() if i.started_at >= wave.at(SHIFT_AT) - 1]
         assert len(shift) == 1 and shift[0].alertname == "MetricAnomaly", shift
         texts = " ".join(shift[0].reasons)
@@ -231,7 +234,7 @@ async def test_targets_api_validates_with_prometheus_and_persists(
                 assert resp.status == 200
             async with http.get(delete_url) as resp:
                 assert resp.status == 404
-        assert "wave" not in sidecar.components.handles["watch"].runners
+        assert "wave" not in sidecar.parts.require(Watcher).runners
     finally:
         await sidecar.stop()
 

@@ -14,10 +14,13 @@ from pathlib import Path
 import pytest
 from conftest import Capture
 from logguardian.config import Settings, Wal
+from logguardian.detectors.online import Detection, SnapshotStage
 from logguardian.metrics import Metrics
 from logguardian.pipeline import Pipeline
 from logguardian.record import Record
 from logguardian.server import Sidecar
+from logguardian.templates.miner import TemplateMiner
+from logguardian.templates.stage import TemplateStage
 from logguardian.wal import WriteAheadLog
 from services.serve import ForwardClient, Serve
 
@@ -224,16 +227,16 @@ async def test_each_stage_skips_what_its_own_snapshot_already_counts(
     crashed = Sidecar(settings)
     await crashed.start()
     pipeline = crashed.pipeline
-    handles = crashed.components.handles
+    parts = crashed.parts
     assert pipeline.offer(_records(0, 1000), "http")
     await asyncio_sleep_until(lambda: pipeline.depth == 0 and crashed.processed_records() == 1000)
-    await asyncio_sleep_until(lambda: handles["template_stage"].wal_position == 1000)
+    await asyncio_sleep_until(lambda: parts.require(TemplateStage).wal_position == 1000)
     with pipeline.lock:
         if ahead == "templates":
-            handles["template_stage"].snapshot(wait=True)
+            parts.require(TemplateStage).snapshot(wait=True)
         else:
-            snapshots = handles["detection_snapshots"]
-            snapshots._write(handles["detection"].snapshot(), 1000)
+            snapshots = parts.require(SnapshotStage)
+            snapshots._write(parts.require(Detection).snapshot(), 1000)
     assert pipeline.offer(_records(1000, 500), "http")
     await asyncio_sleep_until(lambda: crashed.processed_records() == 1500)
     # No stop(): the process is gone as after kill -9 (its WAL is on disk).
@@ -244,9 +247,9 @@ async def test_each_stage_skips_what_its_own_snapshot_already_counts(
         await asyncio_sleep_until(lambda: restarted.processed_records() == 1500)
         await asyncio_sleep_until(lambda: restarted.pipeline.depth == 0)
         with restarted.pipeline.lock:
-            miner = restarted.components.handles["miner"]
+            miner = restarted.parts.require(TemplateMiner)
             counted = sum(t.count for t in miner.templates())
-            novelty = restarted.components.handles["detection"].novelty
+            novelty = restarted.components.parts.require(Detection).novelty
             seen = novelty.services["auth"].total
         assert (counted, seen) == (1500, 1500)
     finally:

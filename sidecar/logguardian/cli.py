@@ -11,7 +11,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from .config import ConfigError
+from .config import ConfigError, listener_names
 
 
 def _add_input_flags(p: argparse.ArgumentParser) -> None:
@@ -36,9 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the sidecar")
     serve.add_argument("--config", type=Path, help="YAML settings file")
-    serve.add_argument("--http-port", type=int, help="HTTP ingest/API port (0 disables)")
-    serve.add_argument("--forward-port", type=int, help="Forward protocol port (0 disables)")
-    serve.add_argument("--grpc-port", type=int, help="gRPC/OTLP port (0 disables)")
+    for name in listener_names():
+        serve.add_argument(
+            f"--{name.replace('_', '-')}-port",
+            type=int,
+            dest=f"{name}_port",
+            help=f"receivers.{name}.port (0 disables)",
+        )
     serve.add_argument("--state-dir", type=Path, help="where state and the local store live")
 
     demo = sub.add_parser("demo", help="replay a shipped sample with incidents and show findings")

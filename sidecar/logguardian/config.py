@@ -8,7 +8,7 @@ section forbids unknown keys so a typo stops startup with the key's name.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
@@ -28,8 +28,43 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
-class HttpReceiver(Section):
+class ReceiverSettings(Section):
+    """A `receivers.<name>` section. `factory` ("module:function") builds the receiver
+    from this section and a `components.ReceiverContext`; the server starts every
+    `active` one, so a new receiver needs no edit outside its module and section."""
+
+    factory: ClassVar[str]
+
+    @property
+    def active(self) -> bool:
+        return True
+
+
+class ListenerSettings(ReceiverSettings):
+    """A receiver with its own socket; port 0 disables it (`serve --<name>-port`)."""
+
     host: str = "0.0.0.0"
+    port: int = Field(0, ge=0, le=65535, description="0 disables the receiver")
+
+    @property
+    def active(self) -> bool:
+        return self.port != 0
+
+
+class ExporterSettings(Section):
+    """An `exporters.<name>` section; `factory` builds the exporter when `active`."""
+
+    factory: ClassVar[str]
+
+    @property
+    def active(self) -> bool:
+        return True
+
+
+class HttpReceiverSettings(ListenerSettings):
+    """The HTTP server (ingest, API, /metrics) and its `POST /api/v1/logs` receiver."""
+
+    factory: ClassVar[str] = "logguardian.receivers.http:build"
     port: int = Field(9880, ge=0, le=65535, description="0 disables the receiver")
     auth_token: str | None = Field(None, description="require `Authorization: Bearer <token>`")
     basic_user: str | None = None
@@ -44,9 +79,9 @@ class HttpReceiver(Section):
     )
 
 
-class ForwardReceiver(Section):
-    host: str = "0.0.0.0"
-    port: int = Field(24224, ge=0, le=65535)
+class ForwardReceiverSettings(ListenerSettings):
+    factory: ClassVar[str] = "logguardian.receivers.forward:build"
+    port: int = Field(24224, ge=0, le=65535, description="0 disables the receiver")
     shared_key: str | None = Field(None, description="enables the HELO/PING/PONG handshake")
     self_hostname: str = "logguardian"
     max_frame_bytes: int = Field(
@@ -55,18 +90,18 @@ class ForwardReceiver(Section):
     idle_timeout_seconds: float = Field(300.0, gt=0)
 
 
-class TcpReceiver(Section):
+class TcpReceiverSettings(ListenerSettings):
     """Logstash `tcp` output with the `json_lines` codec (or the newline-less `json`)."""
 
-    host: str = "0.0.0.0"
+    factory: ClassVar[str] = "logguardian.receivers.tcp:build"
     port: int = Field(5170, ge=0, le=65535, description="0 disables the receiver")
     max_line_bytes: int = Field(16 * 1024 * 1024, gt=0)
     idle_timeout_seconds: float = Field(300.0, gt=0)
 
 
-class GrpcReceiver(Section):
-    host: str = "0.0.0.0"
-    port: int = Field(4317, ge=0, le=65535)
+class GrpcReceiverSettings(ListenerSettings):
+    factory: ClassVar[str] = "logguardian.receivers.grpc:build"
+    port: int = Field(4317, ge=0, le=65535, description="0 disables the receiver")
     auth_token: str | None = None
     max_message_bytes: int = Field(16 * 1024 * 1024, gt=0)
     tls_cert_file: Path | None = None
@@ -78,14 +113,31 @@ class GrpcReceiver(Section):
     )
 
 
-class Receivers(Section):
-    http: HttpReceiver = HttpReceiver()
-    forward: ForwardReceiver = ForwardReceiver()
-    grpc: GrpcReceiver = GrpcReceiver()
-    tcp: TcpReceiver = TcpReceiver()
+class OtlpHttpReceiverSettings(ReceiverSettings):
+    """OTLP/HTTP logs (`POST /v1/logs`, protobuf or JSON, gzip) on the HTTP server's port,
+    with its credentials (`receivers.http`)."""
+
+    factory: ClassVar[str] = "logguardian.receivers.otlp_http:build"
+    enabled: bool = True
+    max_decoded_bytes: int = Field(
+        128 * 1024 * 1024, gt=0, description="413 when a compressed body inflates past this"
+    )
+    retry_after_seconds: int = Field(2, ge=1, description="Retry-After on a full queue")
+
+    @property
+    def active(self) -> bool:
+        return self.enabled
 
 
-class Wal(Section):
+class ReceiversSettings(Section):
+    http: HttpReceiverSettings = HttpReceiverSettings()
+    forward: ForwardReceiverSettings = ForwardReceiverSettings()
+    grpc: GrpcReceiverSettings = GrpcReceiverSettings()
+    tcp: TcpReceiverSettings = TcpReceiverSettings()
+    otlp_http: OtlpHttpReceiverSettings = OtlpHttpReceiverSettings()
+
+
+class WalSettings(Section):
     """Write-ahead log under `<state_dir>/wal` (see wal.py): acks wait for it."""
 
     enabled: bool = False
@@ -99,7 +151,7 @@ class Wal(Section):
     segment_bytes: int = Field(16 * 1024 * 1024, gt=0)
 
 
-class Pipeline(Section):
+class PipelineSettings(Section):
     # Fluent Bit's start-up burst is ~200k records in under a second, and every 503
     # costs it >= 5 s of scheduler backoff: the default absorbs that burst.
     queue_records: int = Field(262_144, gt=0, description="bounded queue size, in records")
@@ -108,10 +160,10 @@ class Pipeline(Section):
     tick_seconds: float = Field(1.0, gt=0, description="idle tick for time-driven detectors")
     service_fields: list[str] = list(DEFAULT_SERVICE_FIELDS)
     max_services: int = Field(500, gt=0, description="label/statistics bound on distinct services")
-    wal: Wal = Wal()
+    wal: WalSettings = WalSettings()
 
 
-class Templates(Section):
+class TemplatesSettings(Section):
     max_templates: int = Field(20_000, gt=0)
     max_tokens: int = Field(256, gt=0)
     max_line_bytes: int = Field(8192, gt=0)
@@ -128,7 +180,7 @@ class Templates(Section):
     snapshot_seconds: float = Field(10.0, gt=0)
 
 
-class Detectors(Section):
+class DetectorsSettings(Section):
     warmup_records: int = Field(
         1000, ge=0, description="records per service before novelty may alert"
     )
@@ -138,12 +190,12 @@ class Detectors(Section):
     consecutive_escalate: int = Field(3, ge=1)
 
 
-class Incidents(Section):
+class IncidentsSettings(Section):
     quiet_seconds: float = Field(300.0, gt=0, description="quiet time before an incident resolves")
     max_examples: int = Field(5, ge=1)
 
 
-class Model(Section):
+class ModelSettings(Section):
     bundle: Path | None = Field(None, description="model bundle dir; None = the shipped default")
     enabled: bool = True
     session_key: str | None = Field(
@@ -164,7 +216,8 @@ class Model(Section):
         return value
 
 
-class Elasticsearch(Section):
+class ElasticsearchSettings(ExporterSettings):
+    factory: ClassVar[str] = "logguardian.exporters.elasticsearch:build"
     url: str | None = Field(None, description="unset = exporter off")
     api_key: str | None = None
     username: str | None = None
@@ -178,8 +231,13 @@ class Elasticsearch(Section):
     flush_seconds: float = Field(1.0, gt=0)
     spool_max_bytes: int = Field(256 * 1024 * 1024, gt=0)
 
+    @property
+    def active(self) -> bool:
+        return bool(self.url)
 
-class Alertmanager(Section):
+
+class AlertmanagerSettings(ExporterSettings):
+    factory: ClassVar[str] = "logguardian.exporters.alertmanager:build"
     url: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="one or more (HA pairs); or a comma-separated string"
     )
@@ -205,8 +263,15 @@ class Alertmanager(Section):
     kibana_url_template: str | None = None
     grafana_url_template: str | None = None
 
+    @property
+    def active(self) -> bool:
+        return bool(self.url)
 
-class LocalStore(Section):
+
+class LocalStoreSettings(ExporterSettings):
+    """The embedded default exporter (SQLite under the state dir): always on."""
+
+    factory: ClassVar[str] = "logguardian.exporters.local:build"
     max_annotations: int = Field(200_000, gt=0)
     max_age_seconds: float = Field(7 * 86400, gt=0)
     max_pending_rows: int = Field(
@@ -214,10 +279,10 @@ class LocalStore(Section):
     )
 
 
-class Exporters(Section):
-    elasticsearch: Elasticsearch = Elasticsearch()
-    alertmanager: Alertmanager = Alertmanager()
-    local: LocalStore = LocalStore()
+class ExportersSettings(Section):
+    elasticsearch: ElasticsearchSettings = ElasticsearchSettings()
+    alertmanager: AlertmanagerSettings = AlertmanagerSettings()
+    local: LocalStoreSettings = LocalStoreSettings()
 
 
 class ExceptionsSettings(Section):
@@ -260,7 +325,7 @@ class ExceptionsSettings(Section):
     )
 
 
-class Limits(Section):
+class LimitsSettings(Section):
     """What one body, frame or record may hold, on every receiver: over a record
     limit the whole body/frame is refused (HTTP 413, Forward frame rejected and
     acked, gRPC INVALID_ARGUMENT); an oversized or too deeply nested record is
@@ -288,16 +353,16 @@ class Settings(BaseSettings):
 
     state_dir: Path = Path("logguardian-state")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    receivers: Receivers = Receivers()
-    pipeline: Pipeline = Pipeline()
-    templates: Templates = Templates()
-    detectors: Detectors = Detectors()
-    incidents: Incidents = Incidents()
-    model: Model = Model()
-    exporters: Exporters = Exporters()
+    receivers: ReceiversSettings = ReceiversSettings()
+    pipeline: PipelineSettings = PipelineSettings()
+    templates: TemplatesSettings = TemplatesSettings()
+    detectors: DetectorsSettings = DetectorsSettings()
+    incidents: IncidentsSettings = IncidentsSettings()
+    model: ModelSettings = ModelSettings()
+    exporters: ExportersSettings = ExportersSettings()
     exceptions: ExceptionsSettings = ExceptionsSettings()
     watch: Watch = Watch()
-    limits: Limits = Limits()
+    limits: LimitsSettings = LimitsSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -313,6 +378,15 @@ class Settings(BaseSettings):
         if yaml_file:
             sources += (YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file),)
         return sources
+
+
+def listener_names() -> list[str]:
+    """Receivers with a port of their own, in settings order (`serve --<name>-port`)."""
+    return [
+        name
+        for name, info in ReceiversSettings.model_fields.items()
+        if isinstance(info.annotation, type) and issubclass(info.annotation, ListenerSettings)
+    ]
 
 
 class ConfigError(Exception):
@@ -350,3 +424,23 @@ def describe_validation_error(exc: ValidationError) -> str:
         else:
             lines.append(f"invalid setting '{key}' (env {env}): {err['msg']}")
     return "; ".join(lines)
+
+
+# The names sections had before they were all `*Settings`; kept so code written
+# against them keeps importing.
+HttpReceiver = HttpReceiverSettings
+ForwardReceiver = ForwardReceiverSettings
+TcpReceiver = TcpReceiverSettings
+GrpcReceiver = GrpcReceiverSettings
+Receivers = ReceiversSettings
+Pipeline = PipelineSettings
+Wal = WalSettings
+Limits = LimitsSettings
+Templates = TemplatesSettings
+Detectors = DetectorsSettings
+Incidents = IncidentsSettings
+Model = ModelSettings
+Elasticsearch = ElasticsearchSettings
+Alertmanager = AlertmanagerSettings
+LocalStore = LocalStoreSettings
+Exporters = ExportersSettings

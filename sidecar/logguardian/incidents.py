@@ -229,9 +229,3 @@ class IncidentStage:
             self._novel[str(incident_id)] = {str(k): int(v) for k, v in novel.items()}
         for incident_id, keys in state.get("reason_keys", {}).items():
             self._reason_keys[str(incident_id)] = {(str(k), t) for k, t in keys}
-
-
-def incident_dict(incident: Incident) -> dict[str, Any]:
-    out = asdict(incident)
-    out["open"] = incident.open
-    return out

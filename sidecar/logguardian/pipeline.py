@@ -25,8 +25,8 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol
 
+from .components import Exporter, Holding, Processor, start_parts, stop_parts
 from .config import Pipeline as PipelineSettings
 from .metrics import Metrics
 from .record import Record
@@ -93,28 +93,6 @@ class Batch:
             self.reasons[index] = [reason]
         else:
             found.append(reason)
-
-
-class Processor(Protocol):
-    """One stage of the chain. Runs on the worker thread; must not block on I/O."""
-
-    name: str
-
-    def process(self, batch: Batch) -> None: ...
-
-
-class Exporter(Protocol):
-    """Ships a processed batch somewhere. `export` runs on the worker thread and must
-    only enqueue (never wait on the network); `start`/`stop` run on the event loop,
-    and `stop` flushes what is pending."""
-
-    name: str
-
-    def export(self, batch: Batch) -> None: ...
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -275,8 +253,7 @@ class Pipeline:
         self._has_data = asyncio.Event()
         self._has_room = asyncio.Event()
         self._has_room.set()
-        for exporter in self.exporters:
-            await exporter.start()
+        await start_parts([*self.processors, *self.exporters])
         self._worker = asyncio.create_task(self._run(), name="pipeline-worker")
         if self.wal is not None:
             await self.wal.start()
@@ -311,17 +288,18 @@ class Pipeline:
             self._has_room.set()
 
     async def stop(self) -> None:
-        """Stop admitting, drain every queued record through the chain, flush exporters."""
+        """Stop admitting, drain every queued record through the chain, flush exporters,
+        then stop processors (their final snapshots see every record)."""
         self.stop_admission()
         if self._has_data is not None:
             self._has_data.set()
         if self._worker is not None:
             await self._worker
-        for exporter in self.exporters:
-            try:
-                await exporter.stop()
-            except Exception:
-                log.exception("exporter %s failed to stop cleanly", exporter.name)
+        loop = asyncio.get_running_loop()
+        for processor in self.processors:
+            if isinstance(processor, Holding) and (held := processor.release_held()):
+                await loop.run_in_executor(self._executor, self.run_batch, held)
+        await stop_parts([*self.exporters, *self.processors])
         self._executor.shutdown(wait=True)
         if self.wal is not None:
             await self.wal.close()

@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 
@@ -26,6 +26,9 @@ DEFAULT_SERVICE_FIELDS: tuple[str, ...] = (
     "app",
 )
 UNKNOWN_SERVICE = "unknown"
+# OTel SDKs default service.name to "unknown_service[:process]": a default, not a
+# name, so it never counts as one (whatever the receiver).
+OTEL_UNKNOWN_SERVICE = "unknown_service"
 # Per-record bounds (settings `limits.*` override them): a record nested deeper or
 # larger than this is refused alone, before anything downstream (repr, mining,
 # JSON encoding in the exporters) has to cope with it.
@@ -180,6 +183,12 @@ def lookup(doc: Mapping[str, Any], path: str) -> Any:
         if current is None:
             return None
     return current
+
+
+def names_a_service(value: Any) -> TypeGuard[str]:
+    """A service field's value counts when it is a non-empty string other than an OTel
+    SDK's `unknown_service[:process]` default."""
+    return value.__class__ is str and value != "" and not value.startswith(OTEL_UNKNOWN_SERVICE)
 
 
 def canonical_level(value: Any) -> str | None:
@@ -403,7 +412,7 @@ class Normalizer:
         service = None
         for path, parts in service_paths:
             service = doc[path] if parts is None else _lookup_compiled(doc, path, parts)
-            if service.__class__ is str and service:
+            if names_a_service(service):
                 break
             service = None
         if service is None:
@@ -429,6 +438,46 @@ class Normalizer:
             message=text,
             service=service,
             level=level,
+            attributes=attributes,
+            source=self.source,
+        )
+
+    def build(
+        self,
+        message: str,
+        attributes: dict[str, Any],
+        *,
+        ts: float | None = None,
+        level: str | None = None,
+        service: str | None = None,
+        now: float | None = None,
+    ) -> Record:
+        """A Record from a structured source (OTLP, `logguardian.v1`) whose message,
+        time, level or service arrive as fields of their own: those win; the rest
+        comes from `attributes` by the same rules as a shipper map."""
+        if ts is None:
+            ts = now if now is not None else time.time()
+        name = service if names_a_service(service) else None
+        if name is None:
+            name = UNKNOWN_SERVICE
+            for path, parts in self._service_paths:
+                value = _lookup_compiled(attributes, path, parts)
+                if names_a_service(value):
+                    name = value
+                    break
+        found = canonical_level(level) if level else None
+        if found is None and attributes:
+            for path, parts in self._level_paths:
+                found = canonical_level(_lookup_compiled(attributes, path, parts))
+                if found is not None:
+                    break
+        if found is None:
+            found = infer_level(message)
+        return Record(
+            ts=ts,
+            message=message,
+            service=name,
+            level=found,
             attributes=attributes,
             source=self.source,
         )

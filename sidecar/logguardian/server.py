@@ -6,23 +6,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import importlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Callable
 
 from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
-from .chain import Components, build_components
-from .config import Settings
+from .chain import build_components
+from .components import (
+    Components,
+    Listener,
+    ReceiverContext,
+    Registry,
+    Routes,
+    start_parts,
+    stop_parts,
+)
+from .config import ReceiverSettings, Settings
+from .detectors.online import Detection
+from .feedback import FeedbackStore
 from .metrics import Metrics
 from .pipeline import Pipeline
+from .receivers.http import auth_of
+from .record import Record
 from .statefile import remove_stale_tmp
+from .templates.stage import TemplateStage
+from .verdict import Judge, Scored
 
 log = logging.getLogger(__name__)
 
 ReadinessCheck = Callable[[], tuple[bool, str]]
+HTTP = "http"
 
 
 class Sidecar:
@@ -32,12 +48,12 @@ class Sidecar:
         remove_stale_tmp(settings.state_dir)
         self.metrics = Metrics(max_services=settings.pipeline.max_services)
         self.components: Components = build_components(settings, self.metrics)
+        self.parts: Registry = self.components.parts
         from .wal import open_wal
 
-        handles = self.components.handles
         self.wal, self._covered = open_wal(
             settings,
-            {"templates": handles.get("template_stage"), "detection": handles.get("detection")},
+            {"templates": self.parts.get(TemplateStage), "detection": self.parts.get(Detection)},
         )
         self.pipeline = Pipeline(
             settings.pipeline,
@@ -46,6 +62,7 @@ class Sidecar:
             self.metrics,
             self.wal,
         )
+        self.judge = Judge(settings.detectors.threshold, self.parts.get(FeedbackStore))
         self.readiness: dict[str, ReadinessCheck] = {
             "queue": lambda: (
                 not self.pipeline.saturated,
@@ -56,27 +73,73 @@ class Sidecar:
             wal, most = self.wal, settings.pipeline.wal.max_bytes
             self.readiness["wal"] = lambda: (not wal.full, f"{wal.size}/{most} bytes in the WAL")
         self.readiness.update(self.components.readiness)
-        self.http_port: int | None = None
-        self.forward_port: int | None = None
-        self.grpc_port: int | None = None
-        self.tcp_port: int | None = None
+        # Bound ports by receiver name ("http" is the HTTP server's), once started.
+        self.ports: dict[str, int] = {}
         self._runner: web.AppRunner | None = None
-        self._receiver_stoppers: list[Callable[[], Awaitable[Any]]] = []
-        self._stoppers: list[Callable[[], Awaitable[Any]]] = []
+        self._listeners: list[Listener] = []
+
+    # -- what receivers and the API get --------------------------------------------------------
+
+    def ready(self) -> bool:
+        """Every readiness check passes (a failing check counts as not ready)."""
+        try:
+            return all(check()[0] for check in self.readiness.values())
+        except Exception:
+            log.exception("a readiness check failed; reporting not ready")
+            return False
+
+    async def score(self, records: list[Record]) -> list[Scored]:
+        """Synchronous scoring: the same chain on the worker thread, one verdict each."""
+        batch = await self.pipeline.run_now(records)
+        return self.judge.batch(batch)
+
+    def receiver_context(self) -> ReceiverContext:
+        return ReceiverContext(
+            consumer=self.pipeline,
+            service_fields=tuple(self.settings.pipeline.service_fields),
+            ready=self.ready,
+            score=self.score,
+            http_auth=auth_of(self.settings.receivers.http),
+            limits=self.settings.limits,
+        )
+
+    def build_receivers(self) -> list[Listener | Routes]:
+        """Every enabled `receivers.<name>` section, built by its own factory."""
+        ctx = self.receiver_context()
+        built: list[Listener | Routes] = []
+        receivers = self.settings.receivers
+        for name in type(receivers).model_fields:
+            section: ReceiverSettings = getattr(receivers, name)
+            if not section.active:
+                continue
+            module, _, function = section.factory.partition(":")
+            built.append(getattr(importlib.import_module(module), function)(section, ctx))
+        return built
 
     # -- HTTP app ---------------------------------------------------------------------------
 
-    def make_app(self) -> web.Application:
-        from . import api
-        from .receivers import http as http_receiver
+    def make_app(self, routes: list[Routes]) -> web.Application:
+        from .api import ApiContext
+        from .api import add_routes as add_api_routes
 
-        app = web.Application(client_max_size=self.settings.receivers.http.max_body_bytes)
-        app[SIDECAR_KEY] = self
+        http = self.settings.receivers.http
+        app = web.Application(client_max_size=http.max_body_bytes)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
-        http_receiver.add_routes(app, self)
-        api.add_routes(app, self)
+        for receiver in routes:
+            receiver.add_routes(app)
+        add_api_routes(
+            app,
+            ApiContext(
+                parts=self.parts,
+                lock=self.pipeline.lock,
+                auth=auth_of(http),
+                max_decoded_bytes=http.max_decoded_bytes,
+                service_fields=tuple(self.settings.pipeline.service_fields),
+                score=self.score,
+            ),
+        )
         return app
 
     async def _healthz(self, request: web.Request) -> web.Response:
@@ -102,42 +165,31 @@ class Sidecar:
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        s = self.settings.receivers
+        """Pipeline first (it replays the WAL, then starts processors and exporters),
+        services, then every receiver."""
         await self.pipeline.start(self._covered)
-        for start in self.components.starters:
-            stop = await start(self)
-            if stop is not None:
-                self._stoppers.append(stop)
-        # The ingest receiver inflates bodies itself, with a bomb guard and its own limits.
-        self._runner = web.AppRunner(self.make_app(), access_log=None, auto_decompress=False)
-        await self._runner.setup()
-        if s.http.port:
-            site = web.TCPSite(self._runner, s.http.host, s.http.port)
+        await start_parts(self.components.services)
+        receivers = self.build_receivers()
+        http = self.settings.receivers.http
+        if http.active:
+            # The ingest receiver inflates bodies itself, with a bomb guard and its own limits.
+            routes = [r for r in receivers if isinstance(r, Routes)]
+            self._runner = web.AppRunner(
+                self.make_app(routes), access_log=None, auto_decompress=False
+            )
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, http.host, http.port)
             await site.start()
-            self.http_port = _bound_port(site)
-        if s.forward.port:
-            from .receivers.forward import start_forward_server
-
-            server = await start_forward_server(self, s.forward)
-            self.forward_port = server.sockets[0].getsockname()[1]
-            self._receiver_stoppers.append(server.close)
-        if s.tcp.port:
-            from .receivers.tcp import start_tcp_server
-
-            tcp_server = await start_tcp_server(self, s.tcp)
-            self.tcp_port = tcp_server.sockets[0].getsockname()[1]
-            self._receiver_stoppers.append(tcp_server.close)
-        if s.grpc.port:
-            from .receivers.grpc import start_grpc_server
-
-            grpc_stop, self.grpc_port = await start_grpc_server(self, s.grpc)
-            self._receiver_stoppers.append(grpc_stop)
+            self.ports[HTTP] = _bound_port(site)
+        for receiver in receivers:
+            if isinstance(receiver, Listener):
+                await receiver.start()
+                self._listeners.append(receiver)
+                if receiver.port is not None:
+                    self.ports[receiver.name] = receiver.port
         log.info(
-            "logguardian serving: http=%s forward=%s tcp=%s grpc=%s state=%s",
-            self.http_port,
-            self.forward_port,
-            self.tcp_port,
-            self.grpc_port,
+            "logguardian serving: %s state=%s",
+            " ".join(f"{name}={port}" for name, port in self.ports.items()),
             self.settings.state_dir,
         )
 
@@ -145,24 +197,43 @@ class Sidecar:
         """Admission first (waiting handlers give up, nothing more is acked), then the
         receivers close their connections (a connected shipper must not hold up the
         exit: Python >= 3.12.1 waits for every client in `wait_closed`), then the
-        pipeline drains and flushes its exporters, then the starters' tasks stop (their
-        final snapshots see every record)."""
+        pipeline drains, flushes its exporters and stops its processors (their final
+        snapshots see every record), then the services."""
         self.pipeline.stop_admission()
-        stoppers = [
-            *reversed(self._receiver_stoppers),
-            self._stop_http,
-            self.pipeline.stop,
-            *reversed(self._stoppers),
-        ]
-        for stop in stoppers:
+        for receiver in reversed(self._listeners):
             try:
-                await stop()
+                await receiver.stop()
             except Exception:
-                log.exception("error during shutdown")
-
-    async def _stop_http(self) -> None:
+                log.exception("receiver %s failed to stop", receiver.name)
         if self._runner is not None:
-            await self._runner.cleanup()
+            try:
+                await self._runner.cleanup()
+            except Exception:
+                log.exception("the HTTP server failed to stop")
+        try:
+            await self.pipeline.stop()
+        except Exception:
+            log.exception("error during shutdown")
+        await stop_parts(reversed(self.components.services))
+
+    def port(self, receiver: str) -> int | None:
+        return self.ports.get(receiver)
+
+    @property
+    def http_port(self) -> int | None:
+        return self.ports.get(HTTP)
+
+    @property
+    def forward_port(self) -> int | None:
+        return self.ports.get("forward")
+
+    @property
+    def grpc_port(self) -> int | None:
+        return self.ports.get("grpc")
+
+    @property
+    def tcp_port(self) -> int | None:
+        return self.ports.get("tcp")
 
     async def run_forever(self) -> None:
         tune_gc()
@@ -196,9 +267,6 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
-
-
-SIDECAR_KEY: web.AppKey[Sidecar] = web.AppKey("sidecar", Sidecar)
 
 
 def _bound_port(site: web.TCPSite) -> int:

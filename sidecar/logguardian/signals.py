@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 Severity = Literal["low", "medium", "high", "critical"]
@@ -19,6 +19,21 @@ class Reason:
     text: str
     severity: Severity = "low"
     confidence: float = 1.0
+
+    def as_dict(self, digits: int | None = None, confidence: bool = True) -> dict[str, Any]:
+        """The reason as every output writes it; `digits` rounds the numbers."""
+        score = self.score if digits is None else round(float(self.score), digits)
+        out: dict[str, Any] = {
+            "kind": self.kind,
+            "score": score,
+            "text": self.text,
+            "severity": self.severity,
+        }
+        if confidence:
+            out["confidence"] = (
+                self.confidence if digits is None else round(float(self.confidence), digits)
+            )
+        return out
 
 
 @dataclass(slots=True)
@@ -62,3 +77,9 @@ class Incident:
     @property
     def open(self) -> bool:
         return self.resolved_at is None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The incident as the API, the local store and exporters write it."""
+        out = asdict(self)
+        out["open"] = self.open
+        return out

@@ -45,11 +45,43 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _binary(name: str) -> str:
-    path = shutil.which(name)
+ROOT = HERE.parents[1]
+# Fixtures that start a real service: tests using them are `integration` tests.
+SERVICE_FIXTURES = frozenset(
+    {
+        "elasticsearch",
+        "elasticsearch_node",
+        "elasticsearch_url",
+        "secure_elasticsearch",
+        "prometheus_factory",
+        "alertmanager_factory",
+    }
+)
+
+
+def require_tool(name: str) -> str:
+    """Path of an external tool (the project's `.tools/bin` first, then PATH). Missing:
+    a failure in CI (`CI` set), where `make test` installs everything; a skip on a
+    developer machine that has not run tests/services/install.sh."""
+    local = ROOT / ".tools" / "bin" / name
+    path = str(local) if local.is_file() else shutil.which(name)
     if path is None:
-        pytest.fail(f"`{name}` is not installed: run tests/services/install.sh (make test does)")
+        message = f"`{name}` is not installed: run tests/services/install.sh (make test does)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
     return path
+
+
+_binary = require_tool
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks every test that starts a real service as `integration`, so
+    `make test-fast` (`-m "not integration and not external"`) needs none."""
+    for item in items:
+        if SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
 
 
 def _get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:

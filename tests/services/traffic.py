@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import aiohttp
+from logguardian.exporters.local import LocalStore
 
 WORDS = ("disk", "quota", "replica", "checksum", "kernel", "socket", "lease", "journal")
 
@@ -81,6 +82,6 @@ async def settle(sidecar: Any, sent: int, timeout: float = 30.0) -> None:
         await asyncio.sleep(0.05)
     # Records are counted after exporters took the batch; the local store writes on
     # its own thread, so wait for it before reading /api/v1/anomalies.
-    store = sidecar.components.handles.get("store")
+    store = sidecar.parts.get(LocalStore)
     if store is not None:
         await store.aflush()

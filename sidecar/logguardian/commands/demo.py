@@ -27,6 +27,7 @@ import orjson
 from tqdm import tqdm
 
 from ..config import load_settings
+from ..detectors.fuse import FuseStage
 from ..server import Sidecar
 from . import demo_exceptions
 
@@ -121,7 +122,7 @@ async def run_demo(state_dir: Path, speed: float) -> int:
             http.get(f"{base}/api/v1/incidents?limit=1000") as resp,
         ):
             incidents = (await resp.json())["incidents"]
-        fuse = sidecar.components.handles["fuse"]
+        fuse = sidecar.parts.require(FuseStage)
         per_service = dict(fuse.anomalies_by_service)
         async with aiohttp.ClientSession() as http:
             scene = await demo_exceptions.run_scene(http, base, stamps[-1] + 600)

@@ -4,8 +4,10 @@
 
 Runs the same chain as the sidecar (`chain.build_components`: miner, model stage
 when `--model` is given, online detectors, fuse) with exporters off, batch by batch
-through `Pipeline.run_batch`. A line that cannot be read still gets its output line,
-`{"error": ...}`, so outputs stay aligned with inputs.
+through `Pipeline.run_batch`, each record judged by the one verdict function;
+stopping the pipeline writes the processors' final state (`--state-dir`). A line
+that cannot be read still gets its output line, `{"error": ...}`, so outputs stay
+aligned with inputs.
 
 With a model, every session gets one more line when it closes (idle timeout, end
 template, or end of input, where every still-open session is closed):
@@ -17,6 +19,7 @@ as a whole (it stopped logging half way) is caught there and nowhere else.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 import tempfile
 import time
@@ -29,11 +32,13 @@ from tqdm import tqdm
 
 from ..chain import build_components
 from ..config import Settings, load_settings
-from ..detection_api import scored
+from ..detectors.model import ModelStage
+from ..feedback import FeedbackStore
 from ..metrics import Metrics
 from ..pipeline import Pipeline
 from ..record import UNKNOWN_SERVICE, Record, infer_level, normalize
 from ..sessions import SessionVerdict
+from ..verdict import Judge
 
 SOURCE = "score"
 MAX_REASONS = 3
@@ -59,9 +64,8 @@ def _score(settings: Settings, args: argparse.Namespace) -> int:
     metrics = Metrics(max_services=settings.pipeline.max_services)
     components = build_components(settings, metrics)
     pipeline = Pipeline(settings.pipeline, components.processors, [], metrics)
-    fuse = components.handles.get("fuse")
-    threshold = settings.detectors.threshold
-    model = components.handles.get("model")
+    judge = Judge(settings.detectors.threshold, components.parts.get(FeedbackStore))
+    model = components.parts.get(ModelStage)
     finals: list[SessionVerdict] = []
     if model is not None:
         model.finals = finals
@@ -90,7 +94,7 @@ def _score(settings: Settings, args: argparse.Namespace) -> int:
                     bad += 1
                     lines.append(orjson.dumps({"error": slot}))
                     continue
-                result = scored(batch, k, fuse, threshold)
+                result = judge.scored(batch, k).as_dict()
                 k += 1
                 lines.append(
                     orjson.dumps(
@@ -103,7 +107,7 @@ def _score(settings: Settings, args: argparse.Namespace) -> int:
                         }
                     )
                 )
-            lines.extend(orjson.dumps(final_line(v, fuse, threshold)) for v in finals)
+            lines.extend(orjson.dumps(final_line(v, judge)) for v in finals)
             finals.clear()
             out.write(b"\n".join(lines) + b"\n")
             bar.update(len(slots))
@@ -111,11 +115,11 @@ def _score(settings: Settings, args: argparse.Namespace) -> int:
         model.close_all()
         pipeline.run_batch([])  # a clock tick: the model stage closes every open session
         if finals:
-            out.write(b"\n".join(orjson.dumps(final_line(v, fuse, threshold)) for v in finals))
+            out.write(b"\n".join(orjson.dumps(final_line(v, judge)) for v in finals))
             out.write(b"\n")
     out.flush()
-    if args.state_dir is not None:
-        _save_state(components.handles)
+    # Stopping the processors writes their final state (kept only with --state-dir).
+    asyncio.run(pipeline.stop())
     if bad:
         print(
             f'logguardian score: {bad} line(s) could not be read (see their "error")',
@@ -124,16 +128,13 @@ def _score(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def final_line(verdict: SessionVerdict, fuse: Any, threshold: float) -> dict[str, Any]:
+def final_line(verdict: SessionVerdict, judge: Judge) -> dict[str, Any]:
     """A closed session's verdict: an anomaly iff one of its findings passes the same
     decision as a record's (threshold and operator feedback on the finding's template).
     With no finding the score says how close it came (below the threshold)."""
-
-    def passes(score: float, template_id: str | None) -> bool:
-        return fuse.is_anomaly(score, template_id) if fuse is not None else score >= threshold
-
+    threshold = judge.threshold
     ranked = sorted(verdict.findings.items(), key=lambda item: -item[1].score)
-    live = [reason for tid, reason in ranked if passes(reason.score, tid)]
+    live = [reason for tid, reason in ranked if judge(reason.score, tid)]
     if live:
         score = live[0].score
     elif ranked:
@@ -146,10 +147,7 @@ def final_line(verdict: SessionVerdict, fuse: Any, threshold: float) -> dict[str
         "template_id": None,
         "score": round(score, 4),
         "anomaly": bool(live),
-        "reasons": [
-            {"kind": r.kind, "score": round(r.score, 4), "text": r.text, "severity": r.severity}
-            for r in reasons
-        ],
+        "reasons": [r.as_dict(digits=4, confidence=False) for r in reasons],
         "final": True,
     }
 
@@ -193,12 +191,3 @@ def _parse(text: bytes, n: int, fields: list[str]) -> Record | str:
         return normalize(doc, source=SOURCE, service_fields=fields)
     except ValueError as exc:
         return f"line {n}: {exc}"
-
-
-def _save_state(handles: dict[str, Any]) -> None:
-    stage = handles.get("template_stage")
-    if stage is not None:
-        stage.close()
-    detection = handles.get("detection")
-    if detection is not None:
-        detection.save(detection.snapshot())

@@ -7,15 +7,14 @@ import asyncio
 import logging
 from typing import Any
 
-from ..config import load_settings
-from ..server import Sidecar
+from ..config import listener_names, load_settings
 
 
 def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """`serve` flags as nested settings overrides (flags beat env beat file)."""
     receivers: dict[str, Any] = {}
-    for flag, name in (("http_port", "http"), ("forward_port", "forward"), ("grpc_port", "grpc")):
-        value = getattr(args, flag, None)
+    for name in listener_names():
+        value = getattr(args, f"{name}_port", None)
         if value is not None:
             receivers[name] = {"port": value}
     overrides: dict[str, Any] = {}
@@ -32,5 +31,7 @@ def run(args: argparse.Namespace) -> int:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from ..server import Sidecar
+
     asyncio.run(Sidecar(settings).run_forever())
     return 0

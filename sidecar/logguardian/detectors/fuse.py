@@ -14,11 +14,12 @@ import operator
 import os
 from typing import Any
 
-from ..config import Detectors
+from ..config import DetectorsSettings
 from ..feedback import FeedbackStore
 from ..metrics import Metrics
 from ..pipeline import Batch
 from ..signals import SEVERITIES, Annotation, Reason
+from ..verdict import is_anomaly
 from .context import DetectionContext
 
 _SERVICE = operator.attrgetter("service")
@@ -49,7 +50,7 @@ class FuseStage:
 
     def __init__(
         self,
-        settings: Detectors,
+        settings: DetectorsSettings,
         context: DetectionContext,
         feedback: FeedbackStore,
         metrics: Metrics,
@@ -73,7 +74,7 @@ class FuseStage:
         return child
 
     def is_anomaly(self, score: float, template_id: str | None) -> bool:
-        return score >= self.settings.threshold and not self.feedback.suppressed(template_id)
+        return is_anomaly(score, self.settings.threshold, template_id, self.feedback.suppressed_ids)
 
     def process(self, batch: Batch) -> None:
         threshold = self.settings.threshold
@@ -91,7 +92,7 @@ class FuseStage:
             unscored[record.service] -= 1
             self._score_child(record.service).observe(score)
             tid = batch.template_ids[i]
-            if score < threshold or tid in suppressed:
+            if not is_anomaly(score, threshold, tid, suppressed):
                 continue
             batch.annotations.append(
                 Annotation(
@@ -117,7 +118,7 @@ class FuseStage:
             self.context.findings = []
             for finding in findings:
                 reason = finding.reason
-                if reason.score < threshold or finding.template_id in suppressed:
+                if not is_anomaly(reason.score, threshold, finding.template_id, suppressed):
                     continue
                 batch.annotations.append(
                     Annotation(

@@ -9,10 +9,11 @@ template): a batch runs onnxruntime once, on only the windows it has not seen, a
 most records cost a dict lookup. When a session closes (idle timeout in stream time,
 or an end template) the session model checks the set of templates it contained.
 
-The bundle hot-reloads: a starter polls its files and loads a changed bundle off the
-worker thread; the worker swaps it in at the start of its next batch, so no record
-is dropped or scored half by one model and half by another. Sessions opened under
-the previous model finish unscored (their windows use the old vocabulary).
+The bundle hot-reloads (`model_reload.BundleWatcher`, from `start()` to `stop()`): a
+changed bundle is loaded off the worker thread; the worker swaps it in at the start of its
+next batch, so no record is dropped or scored half by one model and half by another.
+Sessions opened under the previous model finish unscored (their windows use the old
+vocabulary).
 
 A missing or broken bundle leaves the stage idle: the sidecar keeps detecting on
 statistics alone and says so in `/readyz` and `logguardian_model_loaded`.
@@ -20,28 +21,26 @@ statistics alone and says so in `/readyz` and `logguardian_model_loaded`.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import math
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..bundle import DEFAULT_BUNDLE, PAD, UNK, Bundle, BundleError, load_bundle, signature
+from ..bundle import DEFAULT_BUNDLE, PAD, UNK, Bundle, BundleError, load_bundle
 from ..config import Settings
 from ..metrics import Metrics
 from ..pipeline import Batch
 from ..sessions import Session, SessionKeyer, SessionTable, SessionVerdict
 from ..signals import Annotation, Reason, Severity
+from .model_reload import BundleWatcher
 from .session_model import profiles
 
 if TYPE_CHECKING:
-    from ..chain import Components
-    from ..server import Sidecar
+    from ..chain import BuildContext
 
 log = logging.getLogger(__name__)
 
@@ -79,14 +78,16 @@ class ModelStage:
         # (its final line); the sidecar leaves it None and keeps nothing.
         self.finals: list[SessionVerdict] | None = None
         # Told (service, template id) once per template the bundle knows from normal
-        # sessions (chain.py: novelty learns it, so a known template is not "new").
+        # sessions (online.build: novelty learns it, so a known template is not "new").
         self.on_known: Callable[[str, str], None] | None = None
         self._known: set[tuple[str, str]] = set()
         self._index: dict[str, int] = {}
         self._scores: dict[tuple[tuple[int, ...], int], float] = {}
         self._pending: Bundle | None = None
-        self._signature = signature(self.bundle_path)
         self._close_all = False
+        self.watcher = BundleWatcher(
+            self.bundle_path, self.settings.reload_seconds, self.offer_bundle, self._fail
+        )
         try:
             self._install(load_bundle(self.bundle_path))
         except BundleError as exc:
@@ -144,35 +145,14 @@ class ModelStage:
             detail += f"; reload failed: {self.error}"
         return True, detail
 
-    async def watch(self, sidecar: Sidecar) -> Callable[[], Awaitable[None]]:
-        """Starter: polls the bundle directory and reloads it when its files change."""
+    async def start(self) -> None:
+        await self.watcher.start()
 
-        async def poll() -> None:
-            while True:
-                await asyncio.sleep(self.settings.reload_seconds)
-                await self.check_reload()
-
-        task = asyncio.create_task(poll(), name="model-reload")
-
-        async def stop() -> None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-        return stop
+    async def stop(self) -> None:
+        await self.watcher.stop()
 
     async def check_reload(self) -> bool:
-        current = signature(self.bundle_path)
-        if current == self._signature:
-            return False
-        self._signature = current
-        try:
-            bundle = await asyncio.to_thread(load_bundle, self.bundle_path)
-        except BundleError as exc:
-            self._fail(str(exc))
-            return False
-        self.offer_bundle(bundle)
-        return True
+        return await self.watcher.check()
 
     # -- processing -----------------------------------------------------------------------
 
@@ -438,8 +418,9 @@ def _describe(bundle: Bundle, session: Session, unseen: bool, error: float) -> s
     return text
 
 
-def build_model_stage(settings: Settings, metrics: Metrics, components: Components) -> None:
-    """Registers the model stage (chain position: right after the template miner)."""
+def build(ctx: BuildContext) -> None:
+    """Chain factory: right after the template miner (needs template texts)."""
+    settings, metrics, components = ctx.settings, ctx.metrics, ctx.components
     if not settings.model.enabled:
         metrics.model_loaded.set(0)
         components.readiness["model"] = lambda: (True, "model disabled by settings")
@@ -447,5 +428,4 @@ def build_model_stage(settings: Settings, metrics: Metrics, components: Componen
     stage = ModelStage(settings, metrics)
     components.processors.append(stage)
     components.readiness["model"] = stage.readiness
-    components.starters.append(stage.watch)
-    components.handles["model"] = stage
+    ctx.parts.add(stage)

@@ -25,7 +25,7 @@ from .novelty import NoveltyStage
 from .stats import RateModel, RollingStatsStage
 
 if TYPE_CHECKING:
-    from ..chain import Components
+    from ..chain import BuildContext
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +131,8 @@ class Detection:
 class SnapshotStage:
     """Last detection stage: snapshots the detection state from the worker thread (the
     only thread that touches it) at most every `interval` s, written in the background.
-    Also an exporter, for `stop`: the pipeline stops exporters once the last batch is
-    through, which is when the final snapshot is due."""
+    The pipeline stops processors once the last batch is through, which is when the
+    final snapshot (`stop`) is due."""
 
     name = "detection-snapshot"
 
@@ -163,12 +163,6 @@ class SnapshotStage:
             return
         if self.detection.on_checkpoint is not None:
             self.detection.on_checkpoint(position)
-
-    def export(self, batch: Batch) -> None:
-        pass
-
-    async def start(self) -> None:
-        pass
 
     async def stop(self) -> None:
         data = self.detection.snapshot()
@@ -226,21 +220,22 @@ class MergeFollower:
             self._size = size
 
 
-def register(
-    components: Components, settings: Settings, metrics: Metrics, state_dir: Path | None = None
-) -> Detection:
-    detection = Detection(settings, metrics, state_dir)
-    miner = components.handles.get("miner")
-    if miner is not None and hasattr(miner, "merges"):
-        components.processors.append(MergeFollower(miner, detection))
-    components.processors.extend(SkipCovered(stage, detection) for stage in detection.stages)
-    components.handles["detection"] = detection
-    components.handles["feedback"] = detection.feedback
-    components.handles["incidents"] = detection.incidents
-    components.handles["fuse"] = detection.fuse
-    if state_dir is not None:
-        snapshots = SnapshotStage(detection, settings.templates.snapshot_seconds)
-        components.processors.append(snapshots)
-        components.handles["detection_snapshots"] = snapshots
-        components.exporters.append(snapshots)
-    return detection
+def build(ctx: BuildContext) -> None:
+    """Chain factory: after mining and the session model, before exporters."""
+    from ..templates.stage import TemplateStage
+    from .model import ModelStage
+
+    settings, state_dir = ctx.settings, ctx.state_dir
+    detection = Detection(settings, ctx.metrics, state_dir)
+    templates = ctx.parts.get(TemplateStage)
+    if templates is not None:
+        ctx.components.processors.append(MergeFollower(templates.miner, detection))
+    ctx.components.processors.extend(SkipCovered(stage, detection) for stage in detection.stages)
+    snapshots = SnapshotStage(detection, settings.templates.snapshot_seconds)
+    ctx.components.processors.append(snapshots)
+    for part in (detection, detection.feedback, detection.fuse, detection.incidents, snapshots):
+        ctx.parts.add(part)
+    model = ctx.parts.get(ModelStage)
+    if model is not None:
+        # templates of the bundle's normal sessions are known, not "first seen"
+        model.on_known = detection.novelty.learn

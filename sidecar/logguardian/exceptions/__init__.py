@@ -1,42 +1,29 @@
 """Exceptions as first-class signals (issue 14): stack traces parsed, rejoined,
-fingerprinted, grouped, detected and linked to code. `register` is the one wiring
+fingerprinted, grouped, detected and linked to code. `build` is the one wiring
 point the chain calls; everything else lives in this package."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..chain import Components
-    from ..config import Settings
-    from ..metrics import Metrics
-    from .stage import ExceptionStage
-
-HANDLE = "exceptions"
+    from ..chain import BuildContext
 
 
-def register(components: Components, settings: Settings, metrics: Metrics) -> ExceptionStage | None:
-    """Add the stage (call before the template stage: it must run first), its
-    shutdown drain (first exporter) and the starter that hands the drain the pipeline."""
+def build(ctx: BuildContext) -> None:
+    """Chain factory: the stage runs first (it rejoins split traces and must see
+    records before mining); the API finds it as a part."""
+    settings = ctx.settings
     if not settings.exceptions.enabled:
-        return None
-    from .stage import DrainOnStop, ExceptionStage
+        return
+    from .stage import ExceptionStage
 
     stage = ExceptionStage(
         settings.exceptions,
         settings.detectors,
-        metrics,
+        ctx.metrics,
         settings.state_dir,
         settings.pipeline.max_services,
     )
-    drain = DrainOnStop(stage)
-    components.processors.append(stage)
-    components.exporters.insert(0, drain)
-
-    async def bind(sidecar: Any) -> None:
-        drain.pipeline = sidecar.pipeline
-        return None
-
-    components.starters.append(bind)
-    components.handles[HANDLE] = stage
-    return stage
+    ctx.components.processors.append(stage)
+    ctx.parts.add(stage)

@@ -11,13 +11,14 @@ template statistics. Only its per-record spikes are kept; its silences and drops
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 import operator
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
@@ -34,9 +35,6 @@ from .fingerprint import culprit, fingerprint, message_template, short_path
 from .groups import Group, GroupStore, SourceLinks
 from .parse import Frame, LibraryRules, Trace, find_traces
 from .rejoin import Rejoiner
-
-if TYPE_CHECKING:
-    from ..pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -312,17 +310,21 @@ class ExceptionStage:
         except OSError:
             log.exception("could not write exception snapshot %s", self.path)
 
-    def drain(self, pipeline: Pipeline | None) -> None:
-        """Shutdown: run what the rejoiner still holds through the chain, then write
-        the final snapshot. Runs after the worker has finished its last batch."""
-        if self.rejoiner is not None:
-            held = self.rejoiner.flush()
-            if held:
-                self.rejoiner.sources = frozenset()  # nothing may be held again
-                if pipeline is not None:
-                    pipeline.run_batch(held)
-                else:
-                    log.warning("dropping %d held records: no pipeline to drain into", len(held))
+    def release_held(self) -> list[Record]:
+        """Shutdown, after the worker's last batch: what the rejoiner still holds,
+        for the pipeline to run through the whole chain (mining, detection, every
+        exporter). Nothing may be held after this."""
+        if self.rejoiner is None:
+            return []
+        held = self.rejoiner.flush()
+        self.rejoiner.sources = frozenset()
+        return held
+
+    async def stop(self) -> None:
+        """The final snapshot, once every record (held ones included) has passed."""
+        await asyncio.to_thread(self._final_snapshot)
+
+    def _final_snapshot(self) -> None:
         self.snapshot(wait=True)
         self._writer.shutdown(wait=True)
 
@@ -337,25 +339,3 @@ def replace_records(batch: Batch, records: list[Record]) -> None:
     batch.sessions = [None] * n
     batch.scores = [0.0] * n
     batch.reasons = {}
-
-
-class DrainOnStop:
-    """An exporter only for its `stop`, registered first so it runs before the other
-    exporters flush: held records still reach mining, detection and every exporter."""
-
-    name = "exceptions-drain"
-
-    def __init__(self, stage: ExceptionStage):
-        self.stage = stage
-        self.pipeline: Pipeline | None = None
-
-    def export(self, batch: Batch) -> None:
-        pass
-
-    async def start(self) -> None:
-        pass
-
-    async def stop(self) -> None:
-        import asyncio
-
-        await asyncio.to_thread(self.stage.drain, self.pipeline)

@@ -16,22 +16,25 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import aiohttp
 import orjson
 
-from ..config import Alertmanager as AlertmanagerSettings
+from ..config import AlertmanagerSettings
 from ..exceptions.annotate import alert_text
 from ..metrics import Metrics
 from ..pipeline import Batch
 from ..signals import Incident
+from .delivery import Backoff
+
+if TYPE_CHECKING:
+    from ..chain import BuildContext
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +42,7 @@ NAME = "alertmanager"
 API_PATH = "/api/v2/alerts"
 TICK_SECONDS = 0.5
 REQUEST_TIMEOUT = 10.0
-BACKOFF_START = 0.5
+BACKOFF_FIRST = 1.0  # first retry delay; doubles up to refresh_seconds
 MAX_ANNOTATION_CHARS = 4000
 GIVE_UP_SECONDS = 3600.0  # a resolution no Alertmanager ever took is dropped after this
 
@@ -149,7 +152,7 @@ class AlertmanagerExporter:
         self._seed = open_incidents
         self._tracked: dict[str, _Tracked] = {}
         self._retry_at: dict[str, float] = {}
-        self._backoff: dict[str, float] = {}
+        self._backoff: dict[str, Backoff] = {}
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
@@ -295,10 +298,11 @@ class AlertmanagerExporter:
             self._accepted(url, due, now)
         else:
             self._errors.inc()
-            delay = min(self._backoff.get(url, BACKOFF_START) * 2, self.settings.refresh_seconds)
-            self._backoff[url] = delay
-            self._retry_at[url] = now + delay * random.uniform(0.5, 1.0)
-            log.warning("alertmanager %s: %s; retrying in ≤%.1fs", url, body[:200], delay)
+            backoff = self._backoff.get(url)
+            if backoff is None:
+                backoff = self._backoff[url] = Backoff(BACKOFF_FIRST, self.settings.refresh_seconds)
+            self._retry_at[url] = now + backoff.failed()
+            log.warning("alertmanager %s: %s; retrying in ≤%.1fs", url, body[:200], backoff.delay)
 
     def _accepted(self, url: str, posted: list[_Tracked], now: float) -> None:
         for tracked in posted:
@@ -334,3 +338,18 @@ class AlertmanagerExporter:
                 return resp.status, await resp.text()
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             return 0, f"{type(exc).__name__}: {exc}"
+
+
+def build(ctx: BuildContext) -> None:
+    """Chain factory (`exporters.alertmanager`, on when `url` is set). Seeds its alerts
+    from the incidents stage, when detection runs, so a restart re-sends open ones."""
+    from ..incidents import IncidentStage
+
+    incidents = ctx.parts.get(IncidentStage)
+    am = AlertmanagerExporter(
+        ctx.settings.exporters.alertmanager,
+        ctx.metrics,
+        open_incidents=(lambda: list(incidents.open.values())) if incidents else None,
+    )
+    ctx.components.exporters.append(am)
+    ctx.parts.add(am)

@@ -16,29 +16,29 @@ import asyncio
 import collections
 import contextlib
 import logging
-import random
 import uuid
-from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from elasticsearch import ApiError, AsyncElasticsearch
 from elasticsearch.helpers import async_streaming_bulk
 
-from ..config import Elasticsearch as ElasticsearchSettings
-from ..exceptions.annotate import ERROR_KEY, EXCEPTION_KEY
+from ..config import ElasticsearchSettings
 from ..metrics import Metrics
 from ..pipeline import Batch
-from ..record import Record
-from ..signals import Annotation
+from .delivery import Backoff
+from .es_documents import COPIED_FIELDS, SEP, annotation_doc, enriched_doc, expand, item
+from .es_template import install_templates
 from .spool import Spool
+
+if TYPE_CHECKING:
+    from ..chain import BuildContext
 
 log = logging.getLogger(__name__)
 
 NAME = "elasticsearch"
-TEMPLATE_PRIORITY = 501  # above the built-in logs-*-* (100) and Fleet's (≤200); docs say >500
 MEMORY_ITEMS = 20_000  # beyond this, waiting documents go to the spool instead of RAM
 REQUEST_TIMEOUT = 30.0  # a busy node can take seconds per bulk; shorter spools for nothing
 BACKOFF_START = 0.5
@@ -46,177 +46,6 @@ BACKOFF_MAX = 10.0
 STOP_GRACE_SECONDS = 10.0
 DEAD_LETTER_MAX_BYTES = 16 * 1024 * 1024
 # Record attributes copied next to the annotation (ECS field sets a log already has).
-COPIED_FIELDS = ("host", "kubernetes", "container", "cloud", "orchestrator")
-_SEP = b"\t"  # between the action and the document in one queued item; never in orjson output
-
-_ECS_MAPPINGS: dict[str, Any] = {
-    "dynamic_templates": [
-        {
-            "strings_as_keywords": {
-                "match_mapping_type": "string",
-                "mapping": {"type": "keyword", "ignore_above": 1024},
-            }
-        },
-    ],
-    "properties": {
-        "@timestamp": {"type": "date"},
-        "message": {"type": "text"},
-        "tags": {"type": "keyword"},
-        "service": {"properties": {"name": {"type": "keyword"}}},
-        "log": {"properties": {"level": {"type": "keyword"}}},
-        "event": {
-            "properties": {
-                "kind": {"type": "keyword"},
-                "created": {"type": "date"},
-                "severity": {"type": "long"},
-            }
-        },
-        "host": {"properties": {"name": {"type": "keyword"}}},
-        "error": {  # ECS error.* from parsed stack traces (issue 14)
-            "properties": {
-                "type": {"type": "keyword", "ignore_above": 1024},
-                "message": {"type": "text"},
-                "stack_trace": {"type": "text"},
-                "grouping_key": {"type": "keyword"},
-            }
-        },
-        "kubernetes": {
-            "properties": {
-                "labels": {"type": "flattened"},
-                "annotations": {"type": "flattened"},
-            }
-        },
-        "logguardian": {
-            "properties": {
-                "score": {"type": "float"},
-                "anomaly": {"type": "boolean"},
-                "reasons": {
-                    "properties": {
-                        "kind": {"type": "keyword"},
-                        "score": {"type": "float"},
-                        "text": {"type": "text"},
-                        "severity": {"type": "keyword"},
-                        "confidence": {"type": "float"},
-                    }
-                },
-                "template": {
-                    "properties": {
-                        "id": {"type": "keyword"},
-                        "text": {
-                            "type": "text",
-                            "fields": {"keyword": {"type": "keyword", "ignore_above": 2048}},
-                        },
-                    }
-                },
-                "session": {"type": "keyword"},
-                "incident": {"properties": {"id": {"type": "keyword"}}},
-            }
-        },
-    },
-}
-
-_SEVERITY_NUMBER = {"low": 21, "medium": 47, "high": 73, "critical": 99}
-
-
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def template_pattern(data_stream: str) -> str:
-    """`logs-logguardian.anomalies-default` → `logs-logguardian.anomalies-*`: one template
-    serves every namespace of the dataset."""
-    return data_stream.rsplit("-", 1)[0] + "-*"
-
-
-def copied_fields(attributes: Mapping[str, Any]) -> dict[str, Any]:
-    """host/kubernetes/… from the record, nested or dotted; a Logstash string `host`
-    becomes `host.name` so it cannot clash with the ECS object."""
-    out: dict[str, Any] = {}
-    for key, value in attributes.items():
-        root = key.split(".", 1)[0]
-        if root not in COPIED_FIELDS:
-            continue
-        if key == "host" and not isinstance(value, Mapping):
-            out["host"] = {"name": str(value)}
-        else:
-            out[key] = value
-    return out
-
-
-def add_error(doc: dict[str, Any], attributes: Mapping[str, Any]) -> None:
-    """ECS `error.*` of a parsed stack trace (set by the exceptions stage)."""
-    error = attributes.get(ERROR_KEY)
-    if isinstance(error, dict):
-        doc["error"] = error
-        found = attributes.get(EXCEPTION_KEY)
-        if isinstance(found, dict):  # group title and code link, for dashboards
-            doc.setdefault("logguardian", {})["exception"] = {
-                "title": found.get("title"),
-                "url": found.get("url"),
-            }
-
-
-def annotation_doc(a: Annotation) -> dict[str, Any]:
-    top = a.reasons[0].severity if a.reasons else "low"
-    doc: dict[str, Any] = {
-        "@timestamp": iso(a.ts),
-        "message": a.message,
-        "service": {"name": a.service},
-        "event": {"kind": "signal", "severity": _SEVERITY_NUMBER.get(top, 21)},
-        "tags": ["logguardian", *dict.fromkeys(r.kind for r in a.reasons)],
-        "logguardian": {
-            "score": round(float(a.score), 4),
-            "anomaly": True,
-            "reasons": [
-                {
-                    "kind": r.kind,
-                    "score": round(float(r.score), 4),
-                    "text": r.text,
-                    "severity": r.severity,
-                    "confidence": round(float(r.confidence), 4),
-                }
-                for r in a.reasons
-            ],
-            "template": {"id": a.template_id, "text": a.template_text},
-            "session": a.session,
-            "incident": {"id": a.incident_id},
-        },
-    }
-    if a.level:
-        doc["log"] = {"level": a.level}
-    doc.update(copied_fields(a.attributes))
-    add_error(doc, a.attributes)
-    return doc
-
-
-def enriched_doc(record: Record, batch: Batch, i: int) -> dict[str, Any]:
-    score = batch.scores[i]
-    doc: dict[str, Any] = {
-        "@timestamp": iso(record.ts),
-        "message": record.message,
-        "service": {"name": record.service},
-        "event": {"kind": "event"},
-        "logguardian": {
-            "score": round(float(score), 4),
-            "template": {"id": batch.template_ids[i], "text": batch.templates[i]},
-            "session": batch.sessions[i],
-        },
-    }
-    if record.level:
-        doc["log"] = {"level": record.level}
-    doc.update(copied_fields(record.attributes))
-    add_error(doc, record.attributes)
-    return doc
-
-
-def item(index: str, doc_id: str, doc: dict[str, Any]) -> bytes:
-    action = orjson.dumps({"create": {"_index": index, "_id": doc_id}})
-    return action + _SEP + orjson.dumps(doc)
-
-
-def _expand(raw: bytes) -> tuple[bytes, bytes]:
-    action, _, doc = raw.partition(_SEP)
-    return action, doc
 
 
 def _retryable(status: Any) -> bool:
@@ -367,7 +196,7 @@ class ElasticsearchExporter:
 
     async def _run(self) -> None:
         assert self._wake is not None
-        delay = BACKOFF_START
+        backoff = Backoff(BACKOFF_START, BACKOFF_MAX)
         while True:
             if len(self.spool):
                 self._spill()
@@ -384,12 +213,11 @@ class ElasticsearchExporter:
                 continue
             self._update_gauges()
             if ok:
-                delay = BACKOFF_START
+                backoff.reset()
             else:
                 if self._closing:
                     return  # stop(): what is left stays spooled for the next start
-                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-                delay = min(delay * 2, BACKOFF_MAX)
+                await asyncio.sleep(backoff.failed())
 
     async def _gather(self) -> None:
         """Time-bounded batching: wait up to flush_seconds for a full chunk."""
@@ -435,15 +263,7 @@ class ElasticsearchExporter:
         assert self.client is not None
         s = self.settings
         streams = [s.data_stream] + ([s.enriched_data_stream] if s.enriched else [])
-        for stream in dict.fromkeys(streams):
-            await self.client.indices.put_index_template(
-                name=f"logguardian-{template_pattern(stream)[:-2]}",
-                index_patterns=[template_pattern(stream)],
-                data_stream={},
-                priority=TEMPLATE_PRIORITY,
-                template={"mappings": _ECS_MAPPINGS},
-                meta={"managed_by": "logguardian", "description": "LogGuardian findings (ECS)"},
-            )
+        await install_templates(self.client, streams)
         self._templates_ok = True
 
     async def _deliver(self, items: list[bytes]) -> list[bytes]:
@@ -498,7 +318,7 @@ class ElasticsearchExporter:
             items,
             chunk_size=len(items),
             max_chunk_bytes=50 * 1024 * 1024,
-            expand_action_callback=_expand,
+            expand_action_callback=expand,
             raise_on_error=False,
             raise_on_exception=True,
             max_retries=0,
@@ -511,7 +331,7 @@ class ElasticsearchExporter:
         dead: list[tuple[bytes, Any]] = []
         stripped: list[bytes] = []
         for raw, error in rejected:
-            action, doc = _expand(raw)
+            action, doc = expand(raw)
             parsed = orjson.loads(doc)
             extra = [k for k in parsed if k.split(".", 1)[0] in COPIED_FIELDS]
             if not extra:
@@ -519,7 +339,7 @@ class ElasticsearchExporter:
                 continue
             for key in extra:
                 del parsed[key]
-            stripped.append(action + _SEP + orjson.dumps(parsed))
+            stripped.append(action + SEP + orjson.dumps(parsed))
         retry: list[bytes] = []
         if stripped:
             try:
@@ -559,7 +379,7 @@ class ElasticsearchExporter:
             if size < DEAD_LETTER_MAX_BYTES:
                 with self.dead_letter.open("ab") as fh:
                     for raw, err in dead:
-                        action, doc = _expand(raw)
+                        action, doc = expand(raw)
                         fh.write(
                             orjson.dumps(
                                 {
@@ -579,3 +399,11 @@ class ElasticsearchExporter:
         self.connected = False
         self.last_error = f"{type(exc).__name__}: {exc}"[:300]
         self._errors.inc()
+
+
+def build(ctx: BuildContext) -> None:
+    """Chain factory (`exporters.elasticsearch`, on when `url` is set)."""
+    es = ElasticsearchExporter(ctx.settings.exporters.elasticsearch, ctx.state_dir, ctx.metrics)
+    ctx.components.exporters.append(es)
+    ctx.components.readiness["elasticsearch"] = es.status
+    ctx.parts.add(es)

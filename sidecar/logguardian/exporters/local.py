@@ -17,9 +17,9 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -28,6 +28,9 @@ from ..metrics import Metrics
 from ..pipeline import Batch
 from ..record import json_safe
 from ..signals import Annotation, Incident
+
+if TYPE_CHECKING:
+    from ..chain import BuildContext
 
 log = logging.getLogger(__name__)
 
@@ -85,28 +88,13 @@ def annotation_doc(a: Annotation) -> dict[str, Any]:
         "message": a.message,
         "level": a.level,
         "score": a.score,
-        "reasons": [
-            {
-                "kind": r.kind,
-                "score": r.score,
-                "text": r.text,
-                "severity": r.severity,
-                "confidence": r.confidence,
-            }
-            for r in a.reasons
-        ],
+        "reasons": [r.as_dict() for r in a.reasons],
         "template_id": a.template_id,
         "template": a.template_text,
         "session": a.session,
         "incident_id": a.incident_id,
         "attributes": a.attributes,
     }
-
-
-def incident_doc(i: Incident) -> dict[str, Any]:
-    doc = asdict(i)
-    doc["open"] = i.open
-    return doc
 
 
 _DUMPS_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
@@ -164,7 +152,7 @@ class LocalStore:
                 rows.append((a.id, a.ts, a.service, now, doc))
         incidents = []
         for i in batch.incidents:
-            doc = self._encode(incident_doc, i)
+            doc = self._encode(Incident.as_dict, i)
             if doc is not None:
                 incidents.append((i.id, i.service, int(i.open), i.last_seen, now, doc))
         with self._pending_lock:
@@ -403,3 +391,11 @@ class LocalStore:
             with contextlib.suppress(sqlite3.Error):
                 db.close()
             self._read_local.db = None
+
+
+def build(ctx: BuildContext) -> None:
+    """Chain factory (`exporters.local`, always on): findings are queryable with no
+    external server."""
+    store = LocalStore(ctx.state_dir / FILENAME, ctx.settings.exporters.local, ctx.metrics)
+    ctx.components.exporters.append(store)
+    ctx.parts.add(store)

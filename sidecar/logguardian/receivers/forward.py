@@ -16,7 +16,7 @@ import hashlib
 import hmac
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -35,13 +35,11 @@ from .forward_frame import (
     peek,
 )
 from .limits import bounded_normalizer
-from .listener import READ_BYTES, Listener, listen
+from .listener import READ_BYTES, TcpListener
 
 if TYPE_CHECKING:
+    from ..components import Consumer, ReceiverContext
     from ..config import ForwardReceiver
-    from ..metrics import Metrics
-    from ..pipeline import Pipeline
-    from ..server import Sidecar
 
 log = logging.getLogger(__name__)
 
@@ -70,14 +68,13 @@ class ForwardServer:
     def __init__(
         self,
         settings: ForwardReceiver,
-        pipeline: Pipeline,
-        metrics: Metrics,
-        service_fields: list[str],
+        consumer: Consumer,
+        service_fields: Sequence[str],
         limits: Limits | None = None,
     ):
         self.settings = settings
-        self.pipeline = pipeline
-        self.metrics = metrics
+        self.pipeline = consumer
+        self.metrics = consumer.metrics
         self.limits = limits if limits is not None else Limits()
         self.normalize = bounded_normalizer(RECEIVER, service_fields, self.limits)
 
@@ -379,12 +376,7 @@ class FrameReader:
             yield message
 
 
-async def start_forward_server(sidecar: Sidecar, settings: ForwardReceiver) -> Listener:
-    server = ForwardServer(
-        settings,
-        sidecar.pipeline,
-        sidecar.metrics,
-        sidecar.settings.pipeline.service_fields,
-        sidecar.settings.limits,
-    )
-    return await listen(server.handle_connection, settings.host, settings.port)
+def build(settings: ForwardReceiver, ctx: ReceiverContext) -> TcpListener:
+    """Receiver factory (`receivers.forward`)."""
+    server = ForwardServer(settings, ctx.consumer, ctx.service_fields, ctx.limits)
+    return TcpListener(RECEIVER, server.handle_connection, settings.host, settings.port)

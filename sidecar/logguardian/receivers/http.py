@@ -10,24 +10,21 @@ Retry-After for "queue full, retry", 400 only for a body with nothing decodable.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import hmac
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
 
+from ..auth import HttpAuth
 from ..config import Limits
 from . import decode
 from .decode import Decoded, DecodeError, TooLarge
 from .limits import bounded_normalizer
 
 if TYPE_CHECKING:
-    from ..config import HttpReceiver
-    from ..metrics import Metrics
-    from ..pipeline import Pipeline
-    from ..server import Sidecar
+    from ..components import Consumer, ReceiverContext
+    from ..config import HttpReceiverSettings
 
 RECEIVER = "http"
 # Bodies above this decode on a worker thread: the event loop (probes, acks) stays
@@ -44,43 +41,32 @@ def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> w
     )
 
 
+def auth_of(settings: HttpReceiverSettings) -> HttpAuth:
+    """The HTTP credentials; the API honours the same ones."""
+    return HttpAuth(settings.auth_token, settings.basic_user, settings.basic_password)
+
+
 class HttpIngest:
+    name = RECEIVER
+
     def __init__(
         self,
-        settings: HttpReceiver,
-        pipeline: Pipeline,
-        metrics: Metrics,
-        service_fields: list[str],
+        settings: HttpReceiverSettings,
+        consumer: Consumer,
+        service_fields: Sequence[str],
         limits: Limits | None = None,
     ):
         self.settings = settings
-        self.pipeline = pipeline
-        self.metrics = metrics
+        self.pipeline = consumer
+        self.metrics = consumer.metrics
         self.limits = limits if limits is not None else Limits()
         self.normalize = bounded_normalizer(RECEIVER, service_fields, self.limits)
         self.max_records: int | None = self.limits.max_records
-        self._basic: bytes | None = None
-        if settings.basic_user is not None:
-            creds = f"{settings.basic_user}:{settings.basic_password or ''}".encode()
-            self._basic = creds
+        self.auth = auth_of(settings)
 
-    def _authorized(self, request: web.Request) -> bool:
-        s = self.settings
-        if s.auth_token is None and self._basic is None:
-            return True
-        header = request.headers.get("Authorization", "")
-        scheme, _, value = header.partition(" ")
-        scheme = scheme.lower()
-        value = value.strip()
-        if s.auth_token is not None and scheme == "bearer":
-            return hmac.compare_digest(value.encode(), s.auth_token.encode())
-        if self._basic is not None and scheme == "basic":
-            try:
-                given = base64.b64decode(value, validate=True)
-            except (binascii.Error, ValueError):
-                return False
-            return hmac.compare_digest(given, self._basic)
-        return False
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_post("/api/v1/logs", self.handle)
+        app.router.add_put("/api/v1/logs", self.handle)
 
     def _refuse(
         self,
@@ -109,15 +95,12 @@ class HttpIngest:
 
     async def handle(self, request: web.Request) -> web.Response:
         s = self.settings
-        if not self._authorized(request):
-            challenge = (
-                'Bearer realm="logguardian"' if s.auth_token else ('Basic realm="logguardian"')
-            )
+        if not self.auth.check(request.headers.get("Authorization", "")):
             return self._refuse(
                 401,
                 decode.UNAUTHORIZED,
                 "missing or wrong credentials",
-                {"WWW-Authenticate": challenge},
+                {"WWW-Authenticate": self.auth.challenge},
             )
         if self.pipeline.refuses(RECEIVER):
             # Cheap refusal under sustained overload: no read, no decode per retry.
@@ -189,14 +172,6 @@ class HttpIngest:
         return decode.decode_json(body, self.normalize, tag, limit=self.max_records)
 
 
-def add_routes(app: web.Application, sidecar: Sidecar) -> None:
-    settings = sidecar.settings
-    ingest = HttpIngest(
-        settings.receivers.http,
-        sidecar.pipeline,
-        sidecar.metrics,
-        settings.pipeline.service_fields,
-        settings.limits,
-    )
-    app.router.add_post("/api/v1/logs", ingest.handle)
-    app.router.add_put("/api/v1/logs", ingest.handle)
+def build(settings: HttpReceiverSettings, ctx: ReceiverContext) -> HttpIngest:
+    """Receiver factory (`receivers.http`): served by the sidecar's HTTP server."""
+    return HttpIngest(settings, ctx.consumer, ctx.service_fields, ctx.limits)

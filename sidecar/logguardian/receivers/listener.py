@@ -80,3 +80,25 @@ async def listen(handler: Handler, host: str, port: int) -> Listener:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return listener
+
+
+class TcpListener:
+    """A stream receiver's socket as a component: `start` binds, `stop` ends the
+    connections it is handling (see `Listener.close`) and closes it."""
+
+    def __init__(self, name: str, handler: Handler, host: str, port: int):
+        self.name = name
+        self.handler = handler
+        self.host = host
+        self.requested_port = port
+        self.port: int | None = None
+        self._listener: Listener | None = None
+
+    async def start(self) -> None:
+        self._listener = await listen(self.handler, self.host, self.requested_port)
+        self.port = int(self._listener.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            await self._listener.close()
+            self._listener = None

@@ -10,19 +10,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..config import Limits
 from . import decode
 from .decode import Decoded
 from .limits import bounded_normalizer
-from .listener import READ_BYTES, Listener, listen
+from .listener import READ_BYTES, TcpListener
 
 if TYPE_CHECKING:
-    from ..config import TcpReceiver
-    from ..metrics import Metrics
-    from ..pipeline import Pipeline
-    from ..server import Sidecar
+    from ..components import Consumer, ReceiverContext
+    from ..config import TcpReceiverSettings
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +31,14 @@ RECEIVER = "tcp"
 class TcpServer:
     def __init__(
         self,
-        settings: TcpReceiver,
-        pipeline: Pipeline,
-        metrics: Metrics,
-        service_fields: list[str],
+        settings: TcpReceiverSettings,
+        consumer: Consumer,
+        service_fields: Sequence[str],
         limits: Limits | None = None,
     ):
         self.settings = settings
-        self.pipeline = pipeline
-        self.metrics = metrics
+        self.pipeline = consumer
+        self.metrics = consumer.metrics
         self.limits = limits if limits is not None else Limits()
         self.normalize = bounded_normalizer(RECEIVER, service_fields, self.limits)
 
@@ -121,12 +119,7 @@ class EventStream:
         return decode.decode_lines(bytes(self.pending), self.normalize)
 
 
-async def start_tcp_server(sidecar: Sidecar, settings: TcpReceiver) -> Listener:
-    server = TcpServer(
-        settings,
-        sidecar.pipeline,
-        sidecar.metrics,
-        sidecar.settings.pipeline.service_fields,
-        sidecar.settings.limits,
-    )
-    return await listen(server.handle_connection, settings.host, settings.port)
+def build(settings: TcpReceiverSettings, ctx: ReceiverContext) -> TcpListener:
+    """Receiver factory (`receivers.tcp`)."""
+    server = TcpServer(settings, ctx.consumer, ctx.service_fields, ctx.limits)
+    return TcpListener(RECEIVER, server.handle_connection, settings.host, settings.port)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -20,15 +20,12 @@ from aiohttp import web
 from ..record import parse_time
 from .detector import METHODS, SeriesDetector, SeriesPoint
 
-if TYPE_CHECKING:
-    from ..server import Sidecar
-
 MAX_POINTS = 200_000
 MAX_ERRORS = 10
 
 
-def add_routes(app: web.Application, sidecar: Sidecar) -> None:
-    app.router.add_post("/api/v1/analyze", _handler(sidecar))
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/v1/analyze", _handler())
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -37,11 +34,11 @@ def _error(status: int, message: str) -> web.Response:
     )
 
 
-def _handler(sidecar: Sidecar) -> Any:
-    from ..detection_api import _authorized  # the API's shared credential check
+def _handler() -> Any:
+    from ..api.context import authorized  # the API's shared credential check
 
     async def analyze(request: web.Request) -> web.Response:
-        if not _authorized(request, sidecar):
+        if not authorized(request):
             return _error(401, "unauthorized")
         try:
             body = orjson.loads(await request.read())

@@ -7,9 +7,13 @@ everything else (refused connection, timeout, 5xx): retry with backoff.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
+if TYPE_CHECKING:
+    import aiohttp
+
+# aiohttp is imported where a client is made: the watcher's stage also runs in offline
+# commands (`logguardian score`), which must not load the HTTP stack.
 
 
 class PromQLError(Exception):
@@ -25,6 +29,8 @@ Series = tuple[dict[str, str], list[tuple[float, float]]]
 
 class PrometheusClient:
     def __init__(self, url: str, timeout: float):
+        import aiohttp
+
         self.url = url.rstrip("/")
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
@@ -35,6 +41,8 @@ class PrometheusClient:
             self._session = None
 
     async def _get(self, path: str, params: dict[str, str]) -> Any:
+        import aiohttp
+
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self.timeout)
         try:

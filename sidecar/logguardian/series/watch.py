@@ -35,10 +35,9 @@ from .prometheus import PrometheusClient, PrometheusUnavailable, PromQLError, Se
 from .targets import FILENAME, TargetStore, WatchTarget
 
 if TYPE_CHECKING:
-    from ..chain import Components
+    from ..chain import BuildContext
     from ..config import Settings
     from ..metrics import Metrics
-    from ..server import Sidecar
 
 log = logging.getLogger(__name__)
 
@@ -310,11 +309,10 @@ class Watcher:
     def configured(self) -> bool:
         return self.client is not None
 
-    async def start(self, sidecar: Sidecar) -> Any:
+    async def start(self) -> None:
         self._started = True
         for target, _ in self.store.all():
             self._start_target(target)
-        return self.stop
 
     async def stop(self) -> None:
         self._started = False
@@ -390,14 +388,15 @@ class Watcher:
         return True, "; ".join(parts)
 
 
-def register(components: Components, settings: Settings, metrics: Metrics) -> Watcher:
-    """Wire the watcher: its findings stage right before incidents, a starter, a
-    readiness check and a handle for the API."""
-    watcher = Watcher(settings, metrics)
-    names = [p.name for p in components.processors]
+def build(ctx: BuildContext) -> None:
+    """Chain factory: the watcher's findings stage right before incidents, the watcher
+    itself a service (started with the sidecar), a readiness check and a part for the
+    API."""
+    watcher = Watcher(ctx.settings, ctx.metrics)
+    processors = ctx.components.processors
+    names = [p.name for p in processors]
     at = names.index("incidents") if "incidents" in names else len(names)
-    components.processors.insert(at, watcher.stage)
-    components.starters.append(watcher.start)
-    components.readiness["watch"] = watcher.readiness
-    components.handles["watch"] = watcher
-    return watcher
+    processors.insert(at, watcher.stage)
+    ctx.components.services.append(watcher)
+    ctx.components.readiness["watch"] = watcher.readiness
+    ctx.parts.add(watcher)

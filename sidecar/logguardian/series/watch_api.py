@@ -19,21 +19,20 @@ from .prometheus import PrometheusUnavailable, PromQLError
 from .targets import WatchTarget
 
 if TYPE_CHECKING:
-    from ..server import Sidecar
     from .watch import Watcher
 
 BASE = "/api/v1/watch/targets"
 
 
-def add_routes(app: web.Application, sidecar: Sidecar) -> None:
-    from ..detection_api import _authorized  # the API's shared credential check
-
-    watcher: Watcher | None = sidecar.components.handles.get("watch")
+def add_routes(app: web.Application) -> None:
+    from ..api.context import authorized, context  # the API's shared credential check
+    from .watch import Watcher
 
     def guarded(fn: Any) -> Any:
         async def handler(request: web.Request) -> web.Response:
-            if not _authorized(request, sidecar):
+            if not authorized(request):
                 return _json({"error": "unauthorized"}, 401)
+            watcher = context(request).parts.get(Watcher)
             if watcher is None:
                 return _json({"error": "watch targets are not available"}, 503)
             return await fn(request, watcher)

@@ -2,10 +2,10 @@
 
 Snapshots are serialized on the worker thread (the miner is only ever touched
 there, under the pipeline lock) and written by a background thread, at most every
-`snapshot_seconds`; `SnapshotFlusher` writes the final one after the pipeline has
-drained, so a clean restart loses nothing. Each snapshot records the WAL position
-it covers (`"wal"`), and records the WAL replays below that position are matched
-but not counted again (see wal.py).
+`snapshot_seconds`; `stop()` writes the final one after the pipeline has drained,
+so a clean restart loses nothing. Each snapshot records the WAL position it covers
+(`"wal"`), and records the WAL replays below that position are matched but not
+counted again (see wal.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import Settings
 from ..metrics import Metrics
@@ -23,6 +23,9 @@ from ..pipeline import Batch
 from ..statefile import write_atomic
 from .miner import TemplateMiner
 from .persistence import SNAPSHOT_NAME, load_snapshot
+
+if TYPE_CHECKING:
+    from ..chain import BuildContext
 
 log = logging.getLogger(__name__)
 
@@ -117,21 +120,14 @@ class TemplateStage:
         self.snapshot(wait=True)
         self._writer.shutdown(wait=True)
 
-
-class SnapshotFlusher:
-    """An exporter only for its `stop`: the pipeline stops exporters after the last
-    batch has been processed, which is exactly when the final snapshot is due."""
-
-    name = "template-snapshot"
-
-    def __init__(self, stage: TemplateStage):
-        self.stage = stage
-
-    def export(self, batch: Batch) -> None:
-        pass
-
-    async def start(self) -> None:
-        pass
-
     async def stop(self) -> None:
-        self.stage.close()
+        """The pipeline stops processors once the last batch is through."""
+        self.close()
+
+
+def build(ctx: BuildContext) -> None:
+    """Chain factory: the first stage, since every detector keys on template ids."""
+    stage = TemplateStage(ctx.settings, ctx.metrics)
+    ctx.components.processors.append(stage)
+    ctx.parts.add(stage)
+    ctx.parts.add(stage.miner)
