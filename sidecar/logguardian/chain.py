@@ -77,4 +77,9 @@ def build_components(settings: Settings, metrics: Metrics) -> Components:
         )
         components.exporters.append(am)
         components.handles["alertmanager"] = am
+    # Kafka consumer-group member (issue 18): its offset tracker must be the last exporter.
+    if settings.receivers.kafka.brokers:
+        from .receivers import kafka
+
+        kafka.register(components, settings, metrics)
     return components
