@@ -62,13 +62,14 @@ class KafkaBroker:
         self._process.stop()
 
     def create_topic(self, name: str, partitions: int, **config: str) -> None:
-        futures = self._admin().create_topics(
+        admin = self._admin()  # must outlive the futures
+        futures = admin.create_topics(
             [NewTopic(name, num_partitions=partitions, replication_factor=1, config=config)]
         )
         futures[name].result(30)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            meta = self._admin().list_topics(name, timeout=5).topics.get(name)
+            meta = admin.list_topics(name, timeout=5).topics.get(name)
             if meta is not None and meta.error is None and len(meta.partitions) == partitions:
                 return
             time.sleep(0.2)

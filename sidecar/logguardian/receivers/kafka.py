@@ -357,6 +357,8 @@ class KafkaMember:
                 await self._call(self._measure_lag)
             except KafkaException as exc:
                 log.warning("kafka: commit failed (retried next round): %s", exc)
+            except Exception:
+                log.exception("kafka: commit round failed (retried next round)")
 
     async def stop(self) -> None:
         """Runs after the pipeline drained: commit everything processed, leave the group."""
