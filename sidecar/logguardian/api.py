@@ -10,6 +10,8 @@ from aiohttp import web
 
 from . import detection_api
 from .record import parse_time
+from .series import analyze_api as series_api
+from .series import watch_api
 from .server import SIDECAR_KEY
 
 if TYPE_CHECKING:
@@ -19,6 +21,8 @@ if TYPE_CHECKING:
 def add_routes(app: web.Application, sidecar: Sidecar) -> None:
     app.router.add_get("/api/v1/anomalies", _anomalies)
     detection_api.add_routes(app)
+    series_api.add_routes(app, sidecar)
+    watch_api.add_routes(app, sidecar)
 
 
 def _bad_request(message: str) -> web.HTTPBadRequest:

@@ -56,6 +56,10 @@ def build_components(settings: Settings, metrics: Metrics) -> Components:
     if model is not None and detecting is not None:
         # templates of the bundle's normal sessions are known, not "first seen"
         model.on_known = detecting.novelty.learn
+    # Watched PromQL targets (issue 17): findings join incidents right before that stage.
+    from .series.watch import register as register_watch
+
+    register_watch(components, settings, metrics)
     # External exporters (issue 6): only when configured; each spools or retries so a
     # slow or absent server never blocks the worker.
     exporters = settings.exporters

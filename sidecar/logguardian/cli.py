@@ -73,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_input_flags(score)
 
+    analyze = sub.add_parser("analyze", help="score a timestamp,value CSV series per point")
+    analyze.add_argument("file", help="CSV with a timestamp,value header, or - for stdin")
+    analyze.add_argument("--out", type=Path, help="write timestamp,value,anomaly_score here")
+    analyze.add_argument("--methods", help="comma-separated subset of the series methods")
+
     ev = sub.add_parser("eval", help="evaluate template mining against Loghub ground truth")
     ev.add_argument("paths", nargs="+", type=Path, help="*_structured.csv files or dataset dirs")
 

@@ -21,6 +21,7 @@ from pydantic_settings import (
 )
 
 from .record import DEFAULT_SERVICE_FIELDS
+from .series.targets import Watch
 
 
 class Section(BaseModel):
@@ -258,6 +259,7 @@ class Settings(BaseSettings):
     incidents: Incidents = Incidents()
     model: Model = Model()
     exporters: Exporters = Exporters()
+    watch: Watch = Watch()
 
     @classmethod
     def settings_customise_sources(

@@ -29,6 +29,7 @@ ALERTNAMES = {
     "rate": "LogRateAnomaly",
     "silence": "LogRateAnomaly",
     "error_ratio": "LogRateAnomaly",
+    "metric": "MetricAnomaly",  # watched PromQL targets (series/watch.py)
 }
 
 
@@ -85,6 +86,7 @@ class IncidentStage:
             started_at=annotation.ts,
             last_seen=annotation.ts,
             namespace=namespace if isinstance(namespace, str) else None,
+            labels=dict(attrs.get("alert_labels") or {}),
         )
         self.open[annotation.service] = incident
         self.metrics.incidents_open.labels(self.metrics.service_label(annotation.service)).inc()

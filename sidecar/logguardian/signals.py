@@ -55,6 +55,7 @@ class Incident:
     reasons: list[str] = field(default_factory=list)
     examples: list[str] = field(default_factory=list)
     namespace: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)  # extra alert labels (watch targets)
 
     @property
     def open(self) -> bool:

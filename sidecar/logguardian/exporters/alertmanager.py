@@ -79,6 +79,8 @@ def labels(incident: Incident) -> dict[str, str]:
     }
     if incident.namespace:
         out["namespace"] = incident.namespace
+    for key, value in incident.labels.items():
+        out.setdefault(key, value)  # a target's labels never override the identity above
     return out
 
 
@@ -87,7 +89,9 @@ def alert(incident: Incident, settings: AlertmanagerSettings, now: float) -> dic
     reasons = "; ".join(incident.reasons) or "unusual log records"
     annotations = {
         "summary": (
-            f"{incident.anomalies} anomalous log records in {incident.service}"
+            f"{incident.anomalies} anomalous "
+            + ("points" if incident.alertname == "MetricAnomaly" else "log records")
+            + f" in {incident.service}"
             + (" (resolved)" if resolved else "")
         ),
         "description": reasons[:MAX_ANNOTATION_CHARS],
