@@ -58,7 +58,7 @@ class MessageDecoder:
                 )
             else:
                 return _merge(out, decode.decode_json(value, self.normalize, tag))
-        except (ValueError, TypeError, ProtoDecodeError, msgpack.ExtraData) as exc:
+        except (ValueError, TypeError, ProtoDecodeError, json_format.ParseError) as exc:
             out.reject(decode.MALFORMED, f"{self.encoding} message: {exc}"[:300])
         return out
 
@@ -85,18 +85,21 @@ def _otlp_json(value: bytes) -> logs_service_pb2.ExportLogsServiceRequest:
     doc = orjson.loads(value)
     if not isinstance(doc, dict):
         raise ValueError("OTLP JSON message is not an object")
-    for resource in doc.get("resourceLogs") or ():
-        for scope in resource.get("scopeLogs") or ():
-            for lr in scope.get("logRecords") or ():
+    for resource in _objects(doc.get("resourceLogs")):
+        for scope in _objects(resource.get("scopeLogs")):
+            for lr in _objects(scope.get("logRecords")):
                 _hex_to_base64(lr)
     return json_format.ParseDict(
         doc, logs_service_pb2.ExportLogsServiceRequest(), ignore_unknown_fields=True
     )
 
 
-def _hex_to_base64(lr: Any) -> None:
-    if not isinstance(lr, dict):
-        return
+def _objects(value: Any) -> list[dict[str, Any]]:
+    """The objects of a JSON list (anything else: none; ParseDict then says what is wrong)."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _hex_to_base64(lr: dict[str, Any]) -> None:
     for name in _HEX_IDS:
         value = lr.get(name)
         if isinstance(value, str) and value:
