@@ -337,6 +337,11 @@ class KafkaMember:
                 log.warning("kafka: poll failed: %s", exc)
                 await asyncio.sleep(1.0)
                 continue
+            except Exception:
+                # A bug must not silently end consumption: log, back off, go on.
+                log.exception("kafka: poll round failed")
+                await asyncio.sleep(1.0)
+                continue
             if not polled:
                 continue
             records = [r for d in polled for r in d.records]
@@ -382,6 +387,8 @@ class KafkaMember:
         )
         if self.fatal is not None:
             return False, f"fatal: {self.fatal}"
+        if any(task.done() for task in self._tasks) and not self._stopping:
+            return False, "the consumer loop ended"
         limit = self.settings.max_lag_ready
         return (limit is None or total <= limit), detail
 
