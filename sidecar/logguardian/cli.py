@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="evaluate template mining against Loghub ground truth")
     ev.add_argument("paths", nargs="+", type=Path, help="*_structured.csv files or dataset dirs")
+    ev.add_argument(
+        "--loso", action="store_true", help="also GA with tunables chosen on the other datasets"
+    )
 
     bench = sub.add_parser("bench", help="run a benchmark from bench/")
     bench.add_argument("name", help="benchmark name, e.g. mine, ingest, scenarios, hdfs")

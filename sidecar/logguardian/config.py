@@ -49,7 +49,9 @@ class ForwardReceiver(Section):
     port: int = Field(24224, ge=0, le=65535)
     shared_key: str | None = Field(None, description="enables the HELO/PING/PONG handshake")
     self_hostname: str = "logguardian"
-    max_frame_bytes: int = Field(64 * 1024 * 1024, gt=0)
+    max_frame_bytes: int = Field(
+        16 * 1024 * 1024, gt=0, description="one frame's bytes (Fluent Bit chunks are ~2 MB)"
+    )
     idle_timeout_seconds: float = Field(300.0, gt=0)
 
 
@@ -142,10 +144,11 @@ class Templates(Section):
     max_tokens: int = Field(256, gt=0)
     max_line_bytes: int = Field(8192, gt=0)
     similarity: float = Field(
-        0.5,
+        0.7,
         gt=0,
         le=1,
-        description="a line may differ from a template in at most (1 - this) of its words",
+        description="share of a template's constant words a line must repeat to make a "
+        "differing word a variable",
     )
     variable_min_values: int = Field(
         3, ge=2, description="distinct words seen at a position before it becomes <*>"
@@ -234,12 +237,33 @@ class Alertmanager(Section):
 class LocalStore(Section):
     max_annotations: int = Field(200_000, gt=0)
     max_age_seconds: float = Field(7 * 86400, gt=0)
+    max_pending_rows: int = Field(
+        20_000, gt=0, description="writer backlog bound, in annotations (memory, not disk)"
+    )
 
 
 class Exporters(Section):
     elasticsearch: Elasticsearch = Elasticsearch()
     alertmanager: Alertmanager = Alertmanager()
     local: LocalStore = LocalStore()
+
+
+class Limits(Section):
+    """What one body, frame or record may hold, on every receiver: over a record
+    limit the whole body/frame is refused (HTTP 413, Forward frame rejected and
+    acked, gRPC INVALID_ARGUMENT); an oversized or too deeply nested record is
+    refused alone (`rejected_total{reason="too_large"}`)."""
+
+    max_records: int = Field(
+        100_000,
+        gt=0,
+        description="elements per HTTP body / Forward frame / gRPC request, "
+        "counted after decompression while decoding",
+    )
+    max_record_bytes: int = Field(
+        1024 * 1024, gt=0, description="approximate size of one record's fields"
+    )
+    max_depth: int = Field(32, gt=0, description="nesting depth of one record's fields")
 
 
 class Settings(BaseSettings):
@@ -260,6 +284,7 @@ class Settings(BaseSettings):
     model: Model = Model()
     exporters: Exporters = Exporters()
     watch: Watch = Watch()
+    limits: Limits = Limits()
 
     @classmethod
     def settings_customise_sources(

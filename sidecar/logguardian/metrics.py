@@ -61,8 +61,16 @@ class Metrics:
         )
         self.rejected = Counter(
             "logguardian_rejected",
-            "Records or requests refused, by reason",
+            "Records refused, by reason (one unit: a record)",
             ["reason"],
+            registry=r,
+        )
+        # Refused before their records could be counted (bad credentials, an
+        # undecodable or oversized body, a broken stream): the unit is one request.
+        self.rejected_requests = Counter(
+            "logguardian_rejected_requests",
+            "Requests, frames or connections refused whole, by receiver and reason",
+            ["receiver", "reason"],
             registry=r,
         )
         self.processor_errors = Counter(
