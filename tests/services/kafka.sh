@@ -24,7 +24,7 @@ install)
         openjdk-17-jre-headless maven
     fi
     mkdir -p "$libs.tmp"
-    mvn -B -q -f "$here/kafka-pom.xml" dependency:copy-dependencies \
+    mvn -B -q -Dstyle.color=never -f "$here/kafka-pom.xml" dependency:copy-dependencies \
       -DincludeScope=runtime -DoutputDirectory="$libs.tmp"
     rm -rf "$libs" && mv "$libs.tmp" "$libs"
     chmod -R a+rX "$services_dir/kafka-$version"
