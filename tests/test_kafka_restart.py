@@ -22,13 +22,21 @@ PER_SERVICE = 40
 N = SERVICES * PER_SERVICE
 
 
+def _word(n: int) -> str:
+    """Four letters, no digits (a digit would make it a variable)."""
+    out = ""
+    for _ in range(4):
+        out += chr(97 + n % 26)
+        n //= 26
+    return out
+
+
 def _message(service: int, j: int) -> bytes:
-    """Record j of a service has j + 3 tokens: a template of its own, so with no warmup
-    each record is a first-seen template and yields exactly one annotation."""
-    words = " ".join(f"step{k}x" for k in range(j))
-    return json.dumps(
-        {"log": f"ERROR job failed {words}".strip(), "service": f"svc-{service}"}
-    ).encode()
+    """Record j of a service shares no word but ERROR with the others: a template of its
+    own, so with no warmup each record is a first-seen template and yields exactly one
+    annotation."""
+    text = "ERROR " + " ".join(_word(j * 7 + k * 1000 + 17) for k in range(3))
+    return json.dumps({"log": text, "service": f"svc-{service}"}).encode()
 
 
 def _stored(state_dir: Path) -> list[tuple[str, str]]:
