@@ -34,6 +34,10 @@ class Components:
 
 def build_components(settings: Settings, metrics: Metrics) -> Components:
     components = Components()
+    # Exceptions (issue 14): rejoins split traces and groups them, before mining.
+    from .exceptions import register as register_exceptions
+
+    register_exceptions(components, settings, metrics)
     # Template mining is the first stage: every detector keys on template ids.
     from .templates.stage import SnapshotFlusher, TemplateStage
 

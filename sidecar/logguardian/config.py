@@ -248,6 +248,46 @@ class Exporters(Section):
     local: LocalStore = LocalStore()
 
 
+class ExceptionsSettings(Section):
+    """Stack traces as signals (issue 14): parsing, rejoining, grouping, code links."""
+
+    enabled: bool = True
+    in_app_prefixes: list[str] = Field(
+        default_factory=list,
+        description="paths or module prefixes of the application's own code "
+        "(win over the library defaults: site-packages, node_modules, java.*, …)",
+    )
+    library_prefixes: list[str] = Field(
+        default_factory=list, description="more paths/module prefixes that are libraries"
+    )
+    source_url_template: str | None = Field(
+        None,
+        description="link for in-app frames, e.g. "
+        "https://git.example.com/{service}/blob/{version}/{file}#L{line}",
+    )
+    default_version: str = Field("HEAD", description="{version} when a record carries none")
+    warmup_records: int | None = Field(
+        None,
+        ge=0,
+        description="records per service before a new fingerprint alerts; "
+        "None = detectors.warmup_records",
+    )
+    new_score: float = Field(0.85, gt=0, le=1, description="score of a never-seen fingerprint")
+    max_groups: int = Field(5000, gt=0)
+    max_frames: int = Field(20, gt=0, description="frames kept per group")
+    max_example_chars: int = Field(4096, gt=0)
+    snapshot_seconds: float = Field(10.0, gt=0)
+    rejoin: bool = Field(True, description="rejoin traces split one line per record")
+    rejoin_max_lines: int = Field(500, gt=1)
+    rejoin_max_bytes: int = Field(64 * 1024, gt=0)
+    rejoin_wait_seconds: float = Field(2.0, gt=0, description="longest a line is held")
+    rejoin_gap_seconds: float = Field(1.0, ge=0, description="log-time gap between lines")
+    rejoin_sources: list[str] = Field(
+        default_factory=lambda: ["http", "forward", "tcp", "otlp"],
+        description="receivers whose records may be rejoined (never the score APIs)",
+    )
+
+
 class Limits(Section):
     """What one body, frame or record may hold, on every receiver: over a record
     limit the whole body/frame is refused (HTTP 413, Forward frame rejected and
@@ -283,6 +323,7 @@ class Settings(BaseSettings):
     incidents: Incidents = Incidents()
     model: Model = Model()
     exporters: Exporters = Exporters()
+    exceptions: ExceptionsSettings = ExceptionsSettings()
     watch: Watch = Watch()
     limits: Limits = Limits()
 

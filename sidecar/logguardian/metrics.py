@@ -104,6 +104,30 @@ class Metrics:
             ["exporter", "reason"],
             registry=r,
         )
+        # Exceptions (issue 14); runtime is one of a fixed set (java, python, go, …).
+        self.exceptions = Counter(
+            "logguardian_exceptions",
+            "Records carrying a parsed stack trace",
+            ["service", "runtime"],
+            registry=r,
+        )
+        self.exception_groups_new = Counter(
+            "logguardian_exception_groups_new",
+            "Exception fingerprints seen for the first time",
+            ["service"],
+            registry=r,
+        )
+        self.exception_groups = Gauge(
+            "logguardian_exception_groups",
+            "Exception groups kept per service",
+            ["service"],
+            registry=r,
+        )
+        self.exception_rejoined = Counter(
+            "logguardian_exception_rejoined_lines",
+            "Records merged into the preceding record of their stream (split stack traces)",
+            registry=r,
+        )
         self.model_loaded = Gauge(
             "logguardian_model_loaded",
             "1 when an ONNX model bundle is loaded and serving",

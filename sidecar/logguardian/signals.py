@@ -55,6 +55,8 @@ class Incident:
     reasons: list[str] = field(default_factory=list)
     examples: list[str] = field(default_factory=list)
     namespace: str | None = None
+    # Top exception groups (fingerprint, title, url, count), most frequent first.
+    exceptions: list[dict[str, Any]] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)  # extra alert labels (watch targets)
 
     @property

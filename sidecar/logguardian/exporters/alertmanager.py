@@ -28,6 +28,7 @@ import aiohttp
 import orjson
 
 from ..config import Alertmanager as AlertmanagerSettings
+from ..exceptions.annotate import alert_text
 from ..metrics import Metrics
 from ..pipeline import Batch
 from ..signals import Incident
@@ -98,6 +99,7 @@ def alert(incident: Incident, settings: AlertmanagerSettings, now: float) -> dic
         "examples": "\n".join(incident.examples)[:MAX_ANNOTATION_CHARS],
         "incident_id": incident.id,
         "templates": ",".join(incident.template_ids),
+        "exceptions": alert_text(incident.exceptions)[:MAX_ANNOTATION_CHARS],
     }
     for key, template in (
         ("kibana_url", settings.kibana_url_template),
