@@ -15,7 +15,13 @@ from typing import Any, ClassVar
 import pytest
 from conftest import Capture, free_port
 from logguardian.components import ReceiverContext, Registry
-from logguardian.config import ListenerSettings, PipelineSettings, ReceiversSettings, Settings
+from logguardian.config import (
+    ListenerSettings,
+    PipelineSettings,
+    ReceiversSettings,
+    Settings,
+    listener_names,
+)
 from logguardian.metrics import Metrics
 from logguardian.pipeline import Batch, Pipeline
 from logguardian.receivers.listener import TcpListener
@@ -215,7 +221,7 @@ class ToySettings(Settings):
 async def test_a_receiver_is_built_and_bound_from_its_settings_section_alone(
     tmp_path: Path,
 ) -> None:
-    receivers: dict[str, Any] = {name: {"port": 0} for name in ToyReceivers.model_fields}
+    receivers: dict[str, Any] = {name: {"port": 0} for name in listener_names()}
     receivers["lines"] = {"host": "127.0.0.1", "port": free_port()}
     receivers["otlp_http"] = {"enabled": False}
     sidecar = Sidecar(ToySettings(state_dir=tmp_path, receivers=receivers))

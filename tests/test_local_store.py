@@ -282,9 +282,9 @@ async def test_writer_backlog_is_bounded_in_rows_not_batches(tmp_path: Path) -> 
     metrics = Metrics()
     store = LocalStore(tmp_path / "s.sqlite3", LocalStoreSettings(), metrics)
     now = time.time()
-    template = annotation(0, now)
-    for _ in range(100):  # writer not started yet: nothing drains
-        store.export(batch([template] * 1_000))
+    for k in range(100):  # writer not started yet: nothing drains
+        # distinct ids: the store keeps one row per annotation id (replays dedupe)
+        store.export(batch([annotation(2 + k * 1_000 + j, now) for j in range(1_000)]))
     queued = sum(len(rows) for rows, _ in list(store._queue.queue) if rows)  # type: ignore[misc]
     assert queued == 20_000
     lost = metrics.registry.get_sample_value(
@@ -298,4 +298,18 @@ async def test_writer_backlog_is_bounded_in_rows_not_batches(tmp_path: Path) -> 
     await store.aflush()
     await store.stop()
     assert len(store.anomalies(limit=50_000)) == queued + 1
+    store.close()
+
+
+async def test_a_replayed_annotation_id_is_stored_once(tmp_path: Path) -> None:
+    """At-least-once receivers (Kafka) replay records; their annotations keep the same
+    id, and the store keeps the first copy only."""
+    store = LocalStore(tmp_path / "s.sqlite3", LocalStoreSettings(), Metrics())
+    await store.start()
+    now = time.time()
+    store.export(batch([annotation(1, now), annotation(2, now)]))
+    store.export(batch([annotation(2, now), annotation(3, now)]))
+    await store.aflush()
+    await store.stop()
+    assert sorted(a["id"] for a in store.anomalies(limit=10)) == ["a1", "a2", "a3"]
     store.close()

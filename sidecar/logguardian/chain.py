@@ -73,4 +73,11 @@ def build_components(settings: Settings, metrics: Metrics) -> Components:
         section = getattr(settings.exporters, name)
         if section.active:
             load_factory(section.factory)(ctx)
+    # A receiver that needs a part in the chain (Kafka's offset tracker, which must be
+    # the last exporter) names it as its section's `chain_factory`.
+    for name in type(settings.receivers).model_fields:
+        section = getattr(settings.receivers, name)
+        chain_factory = getattr(section, "chain_factory", None)
+        if chain_factory and section.active:
+            load_factory(chain_factory)(ctx)
     return components

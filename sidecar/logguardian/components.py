@@ -138,6 +138,8 @@ class ReceiverContext:
     http_auth: HttpAuth | None = None
     # What one body, frame, request or record may hold (`limits`, on every receiver).
     limits: LimitsSettings | None = None
+    # The chain's parts, for a receiver that works with one (Kafka's offset tracker).
+    parts: Registry | None = None
 
     @property
     def metrics(self) -> Metrics:

@@ -129,12 +129,48 @@ class OtlpHttpReceiverSettings(ReceiverSettings):
         return self.enabled
 
 
+class KafkaReceiverSettings(ReceiverSettings):
+    """Consumer-group member (issue 18); off while `brokers` is empty. Its offset
+    tracker runs as the chain's last exporter (`chain_factory`)."""
+
+    factory: ClassVar[str] = "logguardian.receivers.kafka:build"
+    chain_factory: ClassVar[str] = "logguardian.receivers.kafka:build_tracker"
+
+    brokers: list[str] = Field(default_factory=list, description="bootstrap host:port list")
+    topics: list[str] = Field(default_factory=lambda: ["logs"])
+    group_id: str = "logguardian"
+    encoding: Literal["json", "msgpack", "otlp_proto", "otlp_json"] = Field(
+        "json", description="json: Fluent Bit/Logstash (and OTLP JSON, detected)"
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_verify_hostname: bool = True
+    batch_messages: int = Field(2_000, gt=0, description="messages taken per poll")
+    commit_seconds: float = Field(1.0, gt=0, description="offset commit interval")
+    max_lag_ready: int | None = Field(
+        None, ge=0, description="/readyz fails while total lag is above this (None: never)"
+    )
+    client_config: dict[str, str] = Field(
+        default_factory=dict, description="extra librdkafka consumer properties"
+    )
+
+    @property
+    def active(self) -> bool:
+        return bool(self.brokers)
+
+
 class ReceiversSettings(Section):
     http: HttpReceiverSettings = HttpReceiverSettings()
     forward: ForwardReceiverSettings = ForwardReceiverSettings()
     grpc: GrpcReceiverSettings = GrpcReceiverSettings()
     tcp: TcpReceiverSettings = TcpReceiverSettings()
     otlp_http: OtlpHttpReceiverSettings = OtlpHttpReceiverSettings()
+    kafka: KafkaReceiverSettings = KafkaReceiverSettings()
 
 
 class WalSettings(Section):

@@ -165,6 +165,9 @@ class Record:
     level: str | None
     attributes: dict[str, Any] = field(default_factory=dict)
     source: str = ""
+    # Stable identity at the source (Kafka: topic/partition/offset/index), set by
+    # replayable receivers: an annotation of a replayed record then gets the same id.
+    origin: str | None = None
 
 
 def lookup(doc: Mapping[str, Any], path: str) -> Any:

@@ -101,6 +101,7 @@ class Sidecar:
             score=self.score,
             http_auth=auth_of(self.settings.receivers.http),
             limits=self.settings.limits,
+            parts=self.parts,
         )
 
     def build_receivers(self) -> list[Listener | Routes]:
@@ -185,6 +186,9 @@ class Sidecar:
             if isinstance(receiver, Listener):
                 await receiver.start()
                 self._listeners.append(receiver)
+                check = getattr(receiver, "readiness", None)
+                if callable(check):  # e.g. Kafka: assignment, lag, a fatal client error
+                    self.readiness[receiver.name] = check
                 if receiver.port is not None:
                     self.ports[receiver.name] = receiver.port
         log.info(

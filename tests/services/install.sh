@@ -78,3 +78,6 @@ fi
 # Fluent Bit, built from the vendored source (no registry ships it); cached there too.
 fluent_bit=$(bash "$here/fluentbit.sh" | tail -1)
 echo "services ready: prometheus, alertmanager, elasticsearch $es_version, $fluent_bit in $services_dir"
+# Apache Kafka 4 (KRaft) from Maven Central for the consumer-group tests.
+kafka=$(bash "$here/kafka.sh" install | tail -1)
+echo "services ready: $kafka"

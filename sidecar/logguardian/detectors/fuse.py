@@ -10,6 +10,7 @@ record is observed in `logguardian_anomaly_score` (most at 0).
 from __future__ import annotations
 
 import collections
+import hashlib
 import operator
 import os
 from typing import Any
@@ -43,6 +44,14 @@ def fuse(reasons: list[Reason]) -> tuple[float, list[Reason]]:
 
 def new_id() -> str:
     return os.urandom(12).hex()
+
+
+def record_annotation_id(origin: str | None) -> str:
+    """Same length as `new_id`; derived from the record's source identity when it has
+    one, so a replay (Kafka at-least-once) writes the same id and stores dedupe it."""
+    if origin is None:
+        return new_id()
+    return hashlib.blake2b(origin.encode(), digest_size=12).hexdigest()
 
 
 class FuseStage:
@@ -96,7 +105,7 @@ class FuseStage:
                 continue
             batch.annotations.append(
                 Annotation(
-                    id=new_id(),
+                    id=record_annotation_id(record.origin),
                     ts=record.ts,
                     service=record.service,
                     message=record.message[:MAX_MESSAGE],

@@ -43,7 +43,7 @@ MAX_DEAD_LETTER_BYTES = 16 * 1024 * 1024
 
 # Age bounds use the time a row was stored, not the record's own timestamp, so
 # replaying old logs (benchmarks, demos) still keeps their findings.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _SCHEMA = """
 DROP TABLE IF EXISTS annotations;
 DROP TABLE IF EXISTS incidents;
@@ -55,6 +55,7 @@ CREATE TABLE annotations (
     stored_at REAL NOT NULL,
     doc BLOB NOT NULL
 );
+CREATE UNIQUE INDEX annotations_id ON annotations(id);
 CREATE INDEX annotations_ts ON annotations(ts);
 CREATE INDEX annotations_service_ts ON annotations(service, ts);
 CREATE INDEX annotations_stored_at ON annotations(stored_at);
@@ -315,7 +316,7 @@ class LocalStore:
             for rows, incidents in items:
                 if rows:
                     db.executemany(
-                        "INSERT INTO annotations(id, ts, service, stored_at, doc) "
+                        "INSERT OR IGNORE INTO annotations(id, ts, service, stored_at, doc) "
                         "VALUES (?, ?, ?, ?, ?)",
                         rows,
                     )
