@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 def add_routes(app: web.Application, sidecar: Sidecar) -> None:
     app.router.add_get("/api/v1/anomalies", _anomalies)
     detection_api.add_routes(app)
+    from .explain import api as explain_api
+
+    explain_api.add_routes(app)
 
 
 def _bad_request(message: str) -> web.HTTPBadRequest:

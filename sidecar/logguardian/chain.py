@@ -52,6 +52,10 @@ def build_components(settings: Settings, metrics: Metrics) -> Components:
     components.handles["store"] = store
     # Online detection (issue 4): after mining and the session model, before exporters.
     detection.register(components, settings, metrics, settings.state_dir)
+    # Incident explanations (issue 15): rules always, an LLM when configured.
+    from .explain.wiring import register as register_explain
+
+    register_explain(components, settings, metrics)
     # External exporters (issue 6): only when configured; each spools or retries so a
     # slow or absent server never blocks the worker.
     exporters = settings.exporters

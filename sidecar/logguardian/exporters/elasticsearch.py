@@ -101,6 +101,15 @@ _ECS_MAPPINGS: dict[str, Any] = {
                 },
                 "session": {"type": "keyword"},
                 "incident": {"properties": {"id": {"type": "keyword"}}},
+                "explanation": {
+                    "properties": {
+                        "summary": {"type": "text"},
+                        "likely_cause": {"type": "text"},
+                        "source": {"type": "keyword"},
+                        "model": {"type": "keyword"},
+                        "confidence": {"type": "keyword"},
+                    }
+                },
             }
         },
     },
@@ -160,6 +169,11 @@ def annotation_doc(a: Annotation) -> dict[str, Any]:
             "incident": {"id": a.incident_id},
         },
     }
+    if a.explanation:
+        doc["logguardian"]["explanation"] = {
+            k: a.explanation.get(k)
+            for k in ("summary", "likely_cause", "source", "model", "confidence")
+        }
     if a.level:
         doc["log"] = {"level": a.level}
     doc.update(copied_fields(a.attributes))
