@@ -18,7 +18,7 @@ from logguardian.server import Sidecar
 # The shared benchmark data and reference docs sit beside the checkout (../shared).
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
-pytest_plugins: list[str] = ["services.fixtures"]
+pytest_plugins: list[str] = ["services.fixtures", "services.llm"]
 
 
 class Capture:

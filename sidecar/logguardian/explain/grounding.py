@@ -12,7 +12,8 @@ import re
 from .context import Context
 from .schema import Answer
 
-_NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.]*[A-Za-z_])")
+# A number, also with a unit glued on ("9x", "35ms"); not inside a word or an id.
+_NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?")
 _HEXISH = re.compile(r"\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{8,64}\b")
 
 
@@ -25,7 +26,7 @@ def problems(answer: Answer, context: Context) -> list[str]:
     for item in answer.evidence:
         if item.ref not in refs:
             found.append(f"evidence cites unknown ref {item.ref!r}")
-        for raw in _NUMBER.findall(item.fact):
+        for raw in _NUMBER.findall(_HEXISH.sub(" ", item.fact)):
             if float(raw) not in numbers:
                 found.append(f"evidence states number {raw} not in the context")
     texts = [answer.summary, answer.likely_cause, *(e.fact for e in answer.evidence)]

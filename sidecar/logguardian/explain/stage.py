@@ -61,10 +61,12 @@ class ExplainStage:
             self._last[a.incident_id] = a
         for incident in batch.incidents:
             before = self._explained.get(incident.id)
-            if before is None or SEVERITIES.index(incident.severity) > SEVERITIES.index(
-                before  # type: ignore[arg-type]
-            ):
-                self._explain(incident, escalated=before is not None)
+            opened_or_escalated = before is None or SEVERITIES.index(
+                incident.severity
+            ) > SEVERITIES.index(before)  # type: ignore[arg-type]
+            current = incident.explanation
+            if opened_or_escalated or current is None or current.get("source") != "llm":
+                self._explain(incident, ask_llm=opened_or_escalated)
             if not incident.open:
                 self._forget(incident.id)
         for a in batch.annotations:
@@ -102,18 +104,19 @@ class ExplainStage:
             self.masker,
         )
 
-    def _explain(self, incident: Incident, escalated: bool) -> None:
+    def _explain(self, incident: Incident, ask_llm: bool) -> None:
+        """Fresh rules explanation (counts grow while the incident runs); the LLM is
+        asked only when the incident opens or escalates to `min_severity` or above."""
         context = self.context(incident)
         self.contexts[incident.id] = context
         self.contexts.move_to_end(incident.id)
         while len(self.contexts) > MAX_TRACKED:
             self.contexts.popitem(last=False)
-        self._explained[incident.id] = incident.severity
-        current = incident.explanation
-        if current is None or current.get("source") != "llm" or escalated:
-            incident.explanation = rules_explanation(context)
-        if SEVERITIES.index(incident.severity) >= self._min:
-            self.explainer.submit(incident, context)
+        incident.explanation = rules_explanation(context)
+        if ask_llm:
+            self._explained[incident.id] = incident.severity
+            if SEVERITIES.index(incident.severity) >= self._min:
+                self.explainer.submit(incident, context)
 
     def _current(self, incident_id: str, batch: Batch) -> dict[str, Any] | None:
         for incident in batch.incidents:
