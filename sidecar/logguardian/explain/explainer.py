@@ -9,6 +9,7 @@ cached per incident signature and limited by the hourly/daily budget.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from typing import Any
@@ -49,6 +50,7 @@ class Explainer:
         self.outcomes: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
         self.cache_hits = 0
         self.last_rejection: list[str] = []
+        self.latencies: collections.deque[float] = collections.deque(maxlen=1000)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._slots: asyncio.Semaphore | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -126,7 +128,8 @@ class Explainer:
                 self._count("error")
                 return None
             finally:
-                self.metrics.explain_seconds.observe(time.perf_counter() - started)
+                self.latencies.append(time.perf_counter() - started)
+                self.metrics.explain_seconds.observe(self.latencies[-1])
                 self._budget_gauges()
             self.budget.spend_tokens(reply.prompt_tokens + reply.completion_tokens)
             self.metrics.explain_tokens.labels("prompt").inc(reply.prompt_tokens)
