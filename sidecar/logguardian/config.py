@@ -82,13 +82,30 @@ class Receivers(Section):
     tcp: TcpReceiver = TcpReceiver()
 
 
+class Wal(Section):
+    """Write-ahead log under `<state_dir>/wal` (see wal.py): acks wait for it."""
+
+    enabled: bool = False
+    fsync: Literal["batch", "interval", "off"] = Field(
+        "interval", description="batch: each ack waits for an fsync; interval: every N s; off"
+    )
+    fsync_interval_seconds: float = Field(1.0, gt=0)
+    max_bytes: int = Field(
+        1024 * 1024 * 1024, gt=0, description="unretired log size; admission refuses above it"
+    )
+    segment_bytes: int = Field(16 * 1024 * 1024, gt=0)
+
+
 class Pipeline(Section):
-    queue_records: int = Field(100_000, gt=0, description="bounded queue size, in records")
+    # Fluent Bit's start-up burst is ~200k records in under a second, and every 503
+    # costs it >= 5 s of scheduler backoff: the default absorbs that burst.
+    queue_records: int = Field(262_144, gt=0, description="bounded queue size, in records")
     batch_records: int = Field(2_000, gt=0)
     batch_wait_seconds: float = Field(0.05, ge=0)
     tick_seconds: float = Field(1.0, gt=0, description="idle tick for time-driven detectors")
     service_fields: list[str] = list(DEFAULT_SERVICE_FIELDS)
     max_services: int = Field(500, gt=0, description="label/statistics bound on distinct services")
+    wal: Wal = Wal()
 
 
 class Templates(Section):

@@ -2,7 +2,12 @@
 
 Receivers call `offer()` (answer "retry later" when it returns False) or await
 `put()` (withhold the shipper's ack until it returns True). Records are only
-acknowledged once they are in this queue; SIGTERM drains it before exit.
+acknowledged once they are in this queue (and, with `pipeline.wal.enabled`, in the
+write-ahead log: see wal.py); SIGTERM drains it before exit.
+
+Admission is fair between receivers: while several receivers want in, each may
+hold at most its share of the queue, so a receiver that waits for room (`put`)
+cannot take every freed slot from one that asks and is told to retry (`offer`).
 
 All queue bookkeeping happens on the event loop thread. Processors run one batch
 at a time on a single worker thread, under `lock`, so their state needs no other
@@ -26,8 +31,15 @@ from .config import Pipeline as PipelineSettings
 from .metrics import Metrics
 from .record import Record
 from .signals import Annotation, Incident, Reason
+from .wal import OFFLOAD_RECORDS, WriteAheadLog, encode
 
 log = logging.getLogger(__name__)
+
+# A receiver counts as wanting in for this long after its last admission attempt:
+# longer than a refused shipper's retry delay (Fluent Bit backs off >= 5 s).
+FAIR_WINDOW_SECONDS = 10.0
+REPLAY = "wal-replay"
+WAL_FULL_POLL_SECONDS = 0.2
 
 
 @dataclass(slots=True)
@@ -48,6 +60,21 @@ class Batch:
     reasons: dict[int, list[Reason]] = field(default_factory=dict)
     annotations: list[Annotation] = field(default_factory=list)
     incidents: list[Incident] = field(default_factory=list)
+    # WAL sequence number of records[0] (for an empty tick: of the next record);
+    # None when the records are not in the log (WAL off, `run_now`).
+    wal_seq: int | None = None
+
+    @property
+    def wal_end(self) -> int | None:
+        """WAL position after this batch: every record below it has been processed."""
+        return None if self.wal_seq is None else self.wal_seq + len(self.records)
+
+    def covered(self, position: int) -> int:
+        """How many leading records a restored snapshot covering everything below
+        `position` already counts (they are being replayed from the WAL)."""
+        if self.wal_seq is None:
+            return 0
+        return max(0, min(len(self.records), position - self.wal_seq))
 
     def __post_init__(self) -> None:
         n = len(self.records)
@@ -90,6 +117,13 @@ class Exporter(Protocol):
     async def stop(self) -> None: ...
 
 
+@dataclass(slots=True)
+class _Chunk:
+    records: list[Record]
+    receiver: str
+    seq: int | None  # WAL sequence number of records[0]
+
+
 class Pipeline:
     def __init__(
         self,
@@ -97,15 +131,21 @@ class Pipeline:
         processors: Sequence[Processor],
         exporters: Sequence[Exporter],
         metrics: Metrics,
+        wal: WriteAheadLog | None = None,
     ):
         self.settings = settings
         self.processors = list(processors)
         self.exporters = list(exporters)
         self.metrics = metrics
+        self.wal = wal
         self.lock = threading.Lock()
         self.capacity = settings.queue_records
-        self._chunks: collections.deque[list[Record]] = collections.deque()
+        self._chunks: collections.deque[_Chunk] = collections.deque()
         self._depth = 0
+        self._held: collections.Counter[str] = collections.Counter()  # queued, per receiver
+        self._asked: dict[str, float] = {}  # receiver -> last admission attempt
+        self._processed: int | None = None  # WAL position everything below is processed
+        self._cuts: set[int] = set()  # WAL positions a replayed batch must not straddle
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pipeline")
         self._has_data: asyncio.Event | None = None
         self._has_room: asyncio.Event | None = None
@@ -124,57 +164,157 @@ class Pipeline:
     def saturated(self) -> bool:
         return self._depth >= self.capacity
 
-    def offer(self, records: list[Record], receiver: str) -> bool:
+    def offer(self, records: list[Record], receiver: str, encoded: bytes | None = None) -> bool:
         """Queue all of `records` or none. An oversized batch is still taken when the
-        queue is empty, so a batch larger than the queue cannot be refused forever."""
+        queue is empty, so a batch larger than the queue cannot be refused forever.
+        With the WAL on, the records are in the log when this returns True (`encoded`:
+        their WAL payload, when the caller made it off the loop)."""
         if not records:
             return True
-        if self._closing:
+        if self._closing or not self._admits(receiver, len(records)):
             return False
-        if self._depth and self._depth + len(records) > self.capacity:
-            return False
-        self._chunks.append(records)
-        self._depth += len(records)
-        self.metrics.queue_depth.set(self._depth)
+        seq = None
+        if self.wal is not None:
+            if self.wal.full:
+                return False
+            try:
+                seq = self.wal.append(records, encoded)
+            except OSError:
+                log.exception("wal: append failed; refusing %d records", len(records))
+                return False
+        self._enqueue(_Chunk(records, receiver, seq))
         self.metrics.received.labels(receiver).inc(len(records))
+        return True
+
+    def refuses(self, receiver: str) -> bool:
+        """Cheap pre-check before reading a body: would even one record be refused?
+        Counts as an admission attempt, so the receiver gets its fair share."""
+        return self._closing or not self._admits(receiver, 1)
+
+    def _admits(self, receiver: str, n: int) -> bool:
+        """Room for `n` records from `receiver`, keeping for every other receiver that
+        asked recently the part of its fair share it does not hold yet."""
+        now = time.monotonic()
+        self._asked[receiver] = now
+        if not self._depth:
+            return True
+        room = self.capacity - self._depth
+        if n > room:
+            return False
+        active = [r for r, t in self._asked.items() if now - t < FAIR_WINDOW_SECONDS]
+        if len(active) < 2:
+            return True
+        share = self.capacity // len(active)
+        held = self._held
+        reserved = sum(max(0, share - held[r]) for r in active if r != receiver)
+        return n <= room - reserved
+
+    def _enqueue(self, chunk: _Chunk) -> None:
+        self._chunks.append(chunk)
+        n = len(chunk.records)
+        self._depth += n
+        self._held[chunk.receiver] += n
+        self.metrics.queue_depth.set(self._depth)
         if self._has_data is not None:
             self._has_data.set()
+
+    async def admit(self, records: list[Record], receiver: str) -> bool:
+        """`offer` for async receivers (answer "retry later" on False): a large chunk's
+        WAL entry is encoded off the loop, and with `wal.fsync: batch` this returns once
+        the records are fsynced, so a 2xx/ack sent after it is durable."""
+        encoded = await self._encode(records)
+        if not self.offer(records, receiver, encoded):
+            return False
+        await self.synced()
         return True
+
+    async def _encode(self, records: list[Record]) -> bytes | None:
+        if self.wal is None or len(records) <= OFFLOAD_RECORDS or self._closing:
+            return None
+        return await asyncio.to_thread(encode, records)
 
     async def put(self, records: list[Record], receiver: str, timeout: float | None = None) -> bool:
         """Wait for room, then queue; False on timeout or shutdown."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while not self.offer(records, receiver):
+        encoded = await self._encode(records)
+        while not self.offer(records, receiver, encoded):
             if self._closing or self._has_room is None:
                 return False
             self._has_room.clear()
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return False
+            if self.wal is not None and self.wal.full:
+                # Room comes back when a snapshot retires segments, which does not
+                # signal `_has_room`: look again shortly.
+                remaining = (
+                    WAL_FULL_POLL_SECONDS
+                    if remaining is None
+                    else min(remaining, WAL_FULL_POLL_SECONDS)
+                )
             try:
                 await asyncio.wait_for(self._has_room.wait(), remaining)
             except TimeoutError:
-                return False
+                if deadline is not None and time.monotonic() >= deadline:
+                    return False
+        await self.synced()
         return True
+
+    async def synced(self) -> None:
+        """With `wal.fsync: batch`, wait until what was offered is fsynced; acks and
+        2xx answers go out after this."""
+        if self.wal is not None:
+            await self.wal.sync()
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, covered: Sequence[int] = ()) -> None:
+        """Start the worker; with the WAL, first replay what the restored snapshots do
+        not cover (`covered`: the WAL position of each snapshot), before any receiver
+        is listening, so replayed records keep their place in the log's order."""
         self._has_data = asyncio.Event()
         self._has_room = asyncio.Event()
         self._has_room.set()
         for exporter in self.exporters:
             await exporter.start()
         self._worker = asyncio.create_task(self._run(), name="pipeline-worker")
+        if self.wal is not None:
+            await self.wal.start()
+            start = self.wal.replay_from
+            self._processed = start
+            self._cuts = {p for p in covered if p > start}
+            await self._replay(start)
+
+    async def _replay(self, start: int) -> None:
+        assert self.wal is not None and self._has_room is not None
+        replayed = 0
+        for seq, records in self.wal.replay(start):
+            # Cut at each snapshot's position: a batch is then wholly covered by a
+            # stage's snapshot or wholly new to it.
+            bounds = sorted(c for c in self._cuts if seq < c < seq + len(records))
+            for lo, hi in zip([seq, *bounds], [*bounds, seq + len(records)], strict=True):
+                piece = records[lo - seq : hi - seq]
+                while self._depth and self._depth + len(piece) > self.capacity:
+                    self._has_room.clear()
+                    await self._has_room.wait()
+                self._enqueue(_Chunk(piece, REPLAY, lo))
+                replayed += len(piece)
+        if replayed:
+            log.info("wal: replaying %d records from position %d", replayed, start)
+
+    def stop_admission(self) -> None:
+        """Refuse from now on and wake every waiting `put` (it returns False, so no ack
+        is sent for what was not queued): receivers can then be closed."""
+        self._closing = True
+        self._closed.set()
+        if self._has_room is not None:
+            self._has_room.set()
 
     async def stop(self) -> None:
         """Stop admitting, drain every queued record through the chain, flush exporters."""
-        self._closing = True
-        self._closed.set()
+        self.stop_admission()
         if self._has_data is not None:
             self._has_data.set()
-        if self._has_room is not None:
-            self._has_room.set()
         if self._worker is not None:
             await self._worker
         for exporter in self.exporters:
@@ -183,24 +323,40 @@ class Pipeline:
             except Exception:
                 log.exception("exporter %s failed to stop cleanly", exporter.name)
         self._executor.shutdown(wait=True)
+        if self.wal is not None:
+            await self.wal.close()
 
     # -- processing -----------------------------------------------------------------------
 
-    def _take(self, limit: int) -> list[Record]:
+    def _take(self, limit: int) -> tuple[list[Record], int | None]:
+        """Up to `limit` records from the head of the queue, and the WAL sequence
+        number of the first (records in the log are queued in log order)."""
         taken: list[Record] = []
+        seq = self._chunks[0].seq if self._chunks else None
+        held = self._held
         while self._chunks and len(taken) < limit:
             chunk = self._chunks[0]
+            if taken and chunk.seq in self._cuts:
+                break
+            records = chunk.records
             room = limit - len(taken)
-            if len(chunk) <= room:
-                taken.extend(self._chunks.popleft())
+            if len(records) <= room:
+                self._chunks.popleft()
+                taken.extend(records)
+                held[chunk.receiver] -= len(records)
             else:
-                taken.extend(chunk[:room])
-                self._chunks[0] = chunk[room:]
+                taken.extend(records[:room])
+                chunk.records = records[room:]
+                held[chunk.receiver] -= room
+                if chunk.seq is not None:
+                    chunk.seq += room
+        if seq is not None:
+            self._cuts.discard(seq)
         self._depth -= len(taken)
         self.metrics.queue_depth.set(self._depth)
         assert self._has_room is not None
         self._has_room.set()
-        return taken
+        return taken, seq
 
     async def _run(self) -> None:
         assert self._has_data is not None
@@ -214,7 +370,9 @@ class Pipeline:
                 try:
                     await asyncio.wait_for(self._has_data.wait(), settings.tick_seconds)
                 except TimeoutError:
-                    await loop.run_in_executor(self._executor, self.run_batch, [])
+                    await loop.run_in_executor(
+                        self._executor, self.run_batch, [], None, self._processed
+                    )
                 continue  # woken by data, or by stop() with nothing left to drain
             if (
                 self._depth < settings.batch_records
@@ -224,17 +382,21 @@ class Pipeline:
                 # Fill the batch a little, but never hold up a shutdown drain.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._closed.wait(), settings.batch_wait_seconds)
-            records = self._take(settings.batch_records)
-            await loop.run_in_executor(self._executor, self.run_batch, records)
+            records, seq = self._take(settings.batch_records)
+            await loop.run_in_executor(self._executor, self.run_batch, records, None, seq)
+            if seq is not None:
+                self._processed = seq + len(records)
 
-    def run_batch(self, records: list[Record], now: float | None = None) -> Batch:
+    def run_batch(
+        self, records: list[Record], now: float | None = None, wal_seq: int | None = None
+    ) -> Batch:
         """Run one batch through every processor, count it, hand it to exporters.
 
         A failing stage is logged and counted; the batch still moves on so one bad
         record or bug cannot stall ingest or lose the rest of the batch.
         """
         started = time.perf_counter()
-        batch = Batch(records=records, now=time.time() if now is None else now)
+        batch = Batch(records=records, now=time.time() if now is None else now, wal_seq=wal_seq)
         with self.lock:
             for processor in self.processors:
                 try:

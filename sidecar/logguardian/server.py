@@ -30,11 +30,19 @@ class Sidecar:
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         self.metrics = Metrics(max_services=settings.pipeline.max_services)
         self.components: Components = build_components(settings, self.metrics)
+        from .wal import open_wal
+
+        handles = self.components.handles
+        self.wal, self._covered = open_wal(
+            settings,
+            {"templates": handles.get("template_stage"), "detection": handles.get("detection")},
+        )
         self.pipeline = Pipeline(
             settings.pipeline,
             self.components.processors,
             self.components.exporters,
             self.metrics,
+            self.wal,
         )
         self.readiness: dict[str, ReadinessCheck] = {
             "queue": lambda: (
@@ -42,6 +50,9 @@ class Sidecar:
                 f"{self.pipeline.depth}/{self.pipeline.capacity} records queued",
             ),
         }
+        if self.wal is not None:
+            wal, most = self.wal, settings.pipeline.wal.max_bytes
+            self.readiness["wal"] = lambda: (not wal.full, f"{wal.size}/{most} bytes in the WAL")
         self.readiness.update(self.components.readiness)
         self.http_port: int | None = None
         self.forward_port: int | None = None
@@ -90,7 +101,7 @@ class Sidecar:
 
     async def start(self) -> None:
         s = self.settings.receivers
-        await self.pipeline.start()
+        await self.pipeline.start(self._covered)
         for start in self.components.starters:
             stop = await start(self)
             if stop is not None:
@@ -107,13 +118,13 @@ class Sidecar:
 
             server = await start_forward_server(self, s.forward)
             self.forward_port = server.sockets[0].getsockname()[1]
-            self._receiver_stoppers.append(_close_server(server))
+            self._receiver_stoppers.append(server.close)
         if s.tcp.port:
             from .receivers.tcp import start_tcp_server
 
             tcp_server = await start_tcp_server(self, s.tcp)
             self.tcp_port = tcp_server.sockets[0].getsockname()[1]
-            self._receiver_stoppers.append(_close_server(tcp_server))
+            self._receiver_stoppers.append(tcp_server.close)
         if s.grpc.port:
             from .receivers.grpc import start_grpc_server
 
@@ -129,12 +140,15 @@ class Sidecar:
         )
 
     async def stop(self) -> None:
-        """Receivers first (no new work), then the pipeline drains and flushes its
-        exporters, then the starters' tasks stop (their final snapshots see every record)."""
-        if self._runner is not None:
-            await self._runner.cleanup()
+        """Admission first (waiting handlers give up, nothing more is acked), then the
+        receivers close their connections (a connected shipper must not hold up the
+        exit: Python >= 3.12.1 waits for every client in `wait_closed`), then the
+        pipeline drains and flushes its exporters, then the starters' tasks stop (their
+        final snapshots see every record)."""
+        self.pipeline.stop_admission()
         stoppers = [
             *reversed(self._receiver_stoppers),
+            self._stop_http,
             self.pipeline.stop,
             *reversed(self._stoppers),
         ]
@@ -143,6 +157,10 @@ class Sidecar:
                 await stop()
             except Exception:
                 log.exception("error during shutdown")
+
+    async def _stop_http(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
 
     async def run_forever(self) -> None:
         tune_gc()
@@ -185,11 +203,3 @@ def _bound_port(site: web.TCPSite) -> int:
     server = site._server  # aiohttp exposes no public accessor for the bound port
     assert server is not None and server.sockets
     return int(server.sockets[0].getsockname()[1])
-
-
-def _close_server(server: asyncio.Server) -> Callable[[], Awaitable[None]]:
-    async def close() -> None:
-        server.close()
-        await server.wait_closed()
-
-    return close

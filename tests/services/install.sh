@@ -64,6 +64,8 @@ fi
 if [ "$(id -u)" -eq 0 ] && ! id logguardian-es >/dev/null 2>&1; then
   useradd --system --no-create-home --shell /usr/sbin/nologin logguardian-es
 fi
+# Fluent Bit, built from the vendored source (no registry ships it); cached there too.
+fluent_bit=$(bash "$here/fluentbit.sh" | tail -1)
 # An OpenAI-compatible LLM server (llama.cpp) + Gemma 3 270M for the explanation tests.
 LOGGUARDIAN_SERVICES_DIR="$services_dir" bash "$here/llm.sh" >/dev/null
-echo "services ready: prometheus, alertmanager, elasticsearch $es_version in $services_dir"
+echo "services ready: prometheus, alertmanager, elasticsearch $es_version, $fluent_bit, llama.cpp server in $services_dir"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,6 +48,9 @@ class Detection:
         self.incidents = IncidentStage(settings.incidents, self.context, metrics)
         self.feedback.listeners.append(self._on_feedback)
         self._merged: set[str] = set()
+        # WAL position the state includes (see wal.py); only ever moves up.
+        self.wal_position = 0
+        self.on_checkpoint: Callable[[int], None] | None = None
         self.restore()
 
     @property
@@ -77,6 +81,7 @@ class Detection:
         return orjson.dumps(
             {
                 "version": STATE_VERSION,
+                "wal": self.wal_position,
                 "clock": [self.context.now, self.context.lag],
                 "novelty": self.novelty.snapshot(),
                 "stats": self.stats.snapshot(),
@@ -105,6 +110,8 @@ class Detection:
         self.novelty.restore(state["novelty"])
         self.stats.restore(state["stats"])
         self.incidents.restore(state["incidents"])
+        position = state.get("wal")
+        self.wal_position = position if isinstance(position, int) else 0
 
 
 class SnapshotStage:
@@ -123,18 +130,25 @@ class SnapshotStage:
         self._pending: Future[None] | None = None
 
     def process(self, batch: Batch) -> None:
+        end = batch.wal_end
+        if end is not None and end > self.detection.wal_position:
+            self.detection.wal_position = end
         if time.monotonic() - self._saved_at < self.interval:
             return
         if self._pending is not None and not self._pending.done():
             return  # the previous write is still going; try again next batch
         self._saved_at = time.monotonic()
-        self._pending = self._writer.submit(self._write, self.detection.snapshot())
+        position = self.detection.wal_position
+        self._pending = self._writer.submit(self._write, self.detection.snapshot(), position)
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes, position: int) -> None:
         try:
             self.detection.save(data)
         except OSError:
             log.exception("could not write detection snapshot %s", self.detection.state_path)
+            return
+        if self.detection.on_checkpoint is not None:
+            self.detection.on_checkpoint(position)
 
     def export(self, batch: Batch) -> None:
         pass
@@ -144,11 +158,31 @@ class SnapshotStage:
 
     async def stop(self) -> None:
         data = self.detection.snapshot()
-        await asyncio.to_thread(self._flush, data)
+        await asyncio.to_thread(self._flush, data, self.detection.wal_position)
 
-    def _flush(self, data: bytes) -> None:
+    def _flush(self, data: bytes, position: int) -> None:
         self._writer.shutdown(wait=True)
-        self._write(data)
+        self._write(data, position)
+
+
+class SkipCovered:
+    """Runs a detection stage only on batches its restored state does not already
+    include: the WAL replays from the lowest snapshot position, and replayed batches
+    are cut at each snapshot's position, so a batch is wholly covered or not."""
+
+    def __init__(self, stage: Any, detection: Detection):
+        self.stage = stage
+        self.name = stage.name
+        self.detection = detection
+
+    def process(self, batch: Batch) -> None:
+        if (
+            batch.wal_seq is not None
+            and batch.records
+            and batch.covered(self.detection.wal_position)
+        ):
+            return
+        self.stage.process(batch)
 
 
 class MergeFollower:
@@ -177,7 +211,7 @@ def register(
     miner = components.handles.get("miner")
     if miner is not None and hasattr(miner, "merges"):
         components.processors.append(MergeFollower(miner, detection))
-    components.processors.extend(detection.stages)
+    components.processors.extend(SkipCovered(stage, detection) for stage in detection.stages)
     components.handles["detection"] = detection
     components.handles["feedback"] = detection.feedback
     components.handles["incidents"] = detection.incidents
@@ -185,5 +219,6 @@ def register(
     if state_dir is not None:
         snapshots = SnapshotStage(detection, settings.templates.snapshot_seconds)
         components.processors.append(snapshots)
+        components.handles["detection_snapshots"] = snapshots
         components.exporters.append(snapshots)
     return detection

@@ -23,7 +23,7 @@ import msgpack
 from ..record import Normalizer
 from . import decode
 from .decode import Decoded, DecodeError, TooLarge
-from .listener import READ_BYTES, listen
+from .listener import READ_BYTES, Listener, listen
 
 if TYPE_CHECKING:
     from ..config import ForwardReceiver
@@ -261,7 +261,7 @@ class ForwardServer:
         return received[unpacker.tell() :]
 
 
-async def start_forward_server(sidecar: Sidecar, settings: ForwardReceiver) -> asyncio.Server:
+async def start_forward_server(sidecar: Sidecar, settings: ForwardReceiver) -> Listener:
     server = ForwardServer(
         settings, sidecar.pipeline, sidecar.metrics, sidecar.settings.pipeline.service_fields
     )

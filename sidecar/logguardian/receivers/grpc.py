@@ -336,7 +336,7 @@ class Admission:
     ) -> None:
         if not records:
             return
-        if self.stopping or not self.pipeline.offer(records, receiver):
+        if self.stopping or not await self.pipeline.admit(records, receiver):
             await self.refuse(context, len(records))
 
     async def put(

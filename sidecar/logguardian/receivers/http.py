@@ -108,7 +108,7 @@ class HttpIngest:
                 "missing or wrong credentials",
                 {"WWW-Authenticate": challenge},
             )
-        if self.pipeline.saturated:
+        if self.pipeline.refuses(RECEIVER):
             # Cheap refusal under sustained overload: no read, no decode per retry.
             return self._busy()
         length = request.content_length
@@ -150,7 +150,7 @@ class HttpIngest:
             return self._refuse(400, decode.MALFORMED, str(exc))
 
         records = decoded.records
-        if records and not self.pipeline.offer(records, RECEIVER):
+        if records and not await self.pipeline.admit(records, RECEIVER):
             return self._busy()
         for reason, n in decoded.reasons.items():
             self.metrics.rejected.labels(reason).inc(n)

@@ -8,15 +8,75 @@ import socket
 from collections.abc import Awaitable, Callable
 
 READ_BYTES = 256 * 1024
+# How long closing waits for handlers to finish the frame they are on.
+CLOSE_GRACE_SECONDS = 5.0
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
-async def listen(handler: Handler, host: str, port: int) -> asyncio.Server:
+class Listener:
+    """An asyncio server plus the connections it is handling, so shutdown can end
+    them: since Python 3.12.1 `wait_closed()` waits for every open client, and a
+    shipper's keepalive connection would otherwise hold the exit for as long as it
+    stays open (under steady traffic, forever)."""
+
+    def __init__(self) -> None:
+        self.server: asyncio.Server | None = None
+        self._open: dict[asyncio.Task[None], tuple[asyncio.StreamReader, asyncio.StreamWriter]] = {}
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        assert self.server is not None
+        return tuple(self.server.sockets)
+
+    def track(self, handler: Handler) -> Handler:
+        async def tracked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            self._open[task] = (reader, writer)
+            try:
+                await handler(reader, writer)
+            finally:
+                self._open.pop(task, None)
+
+        return tracked
+
+    async def close(self) -> None:
+        """Stop accepting; stop reading every connection and give its handler an EOF,
+        so it finishes (and acks) the frame it is on, refuses what it had buffered
+        (the caller stopped admission first: no ack, the shipper resends) and returns.
+        Handlers still stuck after a grace period (a peer that does not read its acks)
+        are closed, then cancelled."""
+        if self.server is None:
+            return
+        self.server.close()
+        for reader, writer in list(self._open.values()):
+            with contextlib.suppress(Exception):
+                writer.transport.pause_reading()
+            reader.feed_eof()
+        tasks = list(self._open)
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=CLOSE_GRACE_SECONDS)
+            for task in late:
+                self._open[task][1].close()
+            if late:
+                _, late = await asyncio.wait(late, timeout=1.0)
+            for task in late:
+                task.cancel()
+            # Awaited here so a cancelled handler is not reported at loop teardown.
+            await asyncio.gather(*late, return_exceptions=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.server.wait_closed(), CLOSE_GRACE_SECONDS)
+
+
+async def listen(handler: Handler, host: str, port: int) -> Listener:
     """Reads in large chunks (shippers send whole batches at once) and sends small
     replies (Forward acks) without Nagle's delay."""
-    server = await asyncio.start_server(handler, host, port, reuse_address=True, limit=READ_BYTES)
-    for sock in server.sockets:
+    listener = Listener()
+    listener.server = await asyncio.start_server(
+        listener.track(handler), host, port, reuse_address=True, limit=READ_BYTES
+    )
+    for sock in listener.server.sockets:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return server
+    return listener

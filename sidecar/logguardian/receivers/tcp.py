@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from ..record import Normalizer
 from . import decode
 from .decode import Decoded
-from .listener import READ_BYTES, listen
+from .listener import READ_BYTES, Listener, listen
 
 if TYPE_CHECKING:
     from ..config import TcpReceiver
@@ -113,7 +113,7 @@ class TcpServer:
         return True
 
 
-async def start_tcp_server(sidecar: Sidecar, settings: TcpReceiver) -> asyncio.Server:
+async def start_tcp_server(sidecar: Sidecar, settings: TcpReceiver) -> Listener:
     server = TcpServer(
         settings, sidecar.pipeline, sidecar.metrics, sidecar.settings.pipeline.service_fields
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,17 +36,21 @@ def save_snapshot(miner: TemplateMiner, path: Any) -> Path:
     return target
 
 
-def load_snapshot(miner: TemplateMiner, path: Any) -> bool:
+def load_snapshot(
+    miner: TemplateMiner, path: Any, on_state: Callable[[dict[str, Any]], None] | None = None
+) -> bool:
     """Restore from a snapshot; False when there is none. A corrupt snapshot is
     logged and moved aside (kept for inspection, not overwritten by the next save);
-    the miner starts empty rather than blocking startup."""
+    the miner starts empty rather than blocking startup. `on_state` sees the parsed
+    snapshot (for keys other than the miner's, e.g. its WAL position)."""
     target = snapshot_path(path)
     try:
         raw = target.read_bytes()
     except FileNotFoundError:
         return False
     try:
-        miner.import_state(orjson.loads(raw))
+        state = orjson.loads(raw)
+        miner.import_state(state)
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
         aside = target.with_name(f"{target.name}.corrupt-{int(time.time())}")
         log.error(
@@ -56,4 +61,6 @@ def load_snapshot(miner: TemplateMiner, path: Any) -> bool:
         except OSError:
             log.exception("could not move %s aside", target)
         return False
+    if on_state is not None:
+        on_state(state)
     return True
