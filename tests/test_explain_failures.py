@@ -43,8 +43,11 @@ class StandIn:
                 {"error": {"message": "rate limited", "type": "rate_limit"}}, status=429
             )
         if self.mode == "no_schema" and "response_format" in body:
+            # Like llama-cpp-python's server: request validation refuses `json_schema`.
+            status = 422 if body["response_format"]["type"] == "json_schema" else 400
             return web.json_response(
-                {"error": {"message": "response_format json_schema is not supported"}}, status=400
+                {"detail": [{"loc": ["body", "response_format"], "msg": "not supported"}]},
+                status=status,
             )
         content = "the service is broken, trust me" if self.mode == "invalid" else grounded(body)
         return web.json_response(
@@ -195,12 +198,13 @@ async def test_server_without_structured_output_and_one_call_per_signature(
             await open_incident(sidecar, http)
             await stage.explainer.idle()
             incident = the_incident(sidecar)
-            # Refused once with response_format, then asked with instructions only.
-            assert [("response_format" in r) for r in server.requests] == [True, False]
+            # json_schema refused (422), json_object refused (400), then instructions only.
+            formats = [r.get("response_format", {}).get("type") for r in server.requests]
+            assert formats == ["json_schema", "json_object", None]
             assert incident.explanation and incident.explanation["source"] == "llm"
             # The same incident signature again (a recurring incident): the cache answers.
             again = await stage.explainer.explain(incident, stage.context(incident))
-            assert again == incident.explanation and len(server.requests) == 2
+            assert again == incident.explanation and len(server.requests) == 3
             assert (
                 sidecar.metrics.registry.get_sample_value("logguardian_explain_cache_hits_total")
                 == 1
@@ -209,7 +213,7 @@ async def test_server_without_structured_output_and_one_call_per_signature(
             async with http.post(f"{base}/api/v1/incidents/{incident.id}/explain") as resp:
                 body = await resp.json()
             assert resp.status == 200 and body["explanation"]["source"] == "llm"
-            assert len(server.requests) == 3
+            assert len(server.requests) == 4
             async with http.post(f"{base}/api/v1/incidents/{incident.id}/explain") as resp:
                 body = await resp.json()
             assert body["explanation"]["source"] == "rules", "budget spent: rules stand"

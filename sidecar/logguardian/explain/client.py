@@ -77,7 +77,11 @@ class LLMClient:
             timeout=settings.timeout_seconds,
             max_retries=0,
         )
-        self.structured = True  # json_schema response_format, until the server refuses it
+        # Structured output, most standard first; a server that refuses one (400/422
+        # naming response_format) gets the next: OpenAI `json_schema`, then the
+        # `json_object` + `schema` form (llama.cpp's server, Anyscale, Together), then
+        # instructions only.
+        self.modes = ["json_schema", "json_object", "none"]
 
     async def close(self) -> None:
         await self._client.close()
@@ -113,19 +117,22 @@ class LLMClient:
             "max_tokens": self.settings.max_tokens,
             "temperature": 0,
         }
-        if self.structured:
+        mode = self.modes[0]
+        if mode == "json_schema":
             kwargs["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {"name": "incident_explanation", "schema": answer_schema()},
             }
+        elif mode == "json_object":
+            kwargs["response_format"] = {"type": "json_object", "schema": answer_schema()}
         try:
             response = await self._client.chat.completions.create(**kwargs)  # type: ignore[call-overload]
-        except openai.BadRequestError as exc:
-            text = str(exc).lower()
-            if not self.structured or not ("response_format" in text or "schema" in text):
+        except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
+            text = f"{exc} {json.dumps(exc.body, default=str)}".lower()
+            if mode == "none" or not ("response_format" in text or "schema" in text):
                 raise CallFailed("error", f"bad request: {exc}") from None
-            # The server has no structured output: instructions + parsing from now on.
-            self.structured = False
+            self.modes.pop(0)
+            log.info("LLM server refused response_format %s; trying %s", mode, self.modes[0])
             return await self._complete(messages)
         except openai.APITimeoutError:
             raise CallFailed("timeout", "the LLM server did not answer in time") from None
