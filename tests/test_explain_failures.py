@@ -20,7 +20,7 @@ from logguardian.exporters.alertmanager import alert
 from logguardian.exporters.elasticsearch import annotation_doc
 from logguardian.server import Sidecar
 from logguardian.signals import Annotation, Incident
-from services.planted import MASK_PATTERNS, baseline_records, incident_records
+from services.planted import MASK_PATTERNS, SECRETS, baseline_records, incident_records
 from services.traffic import normal_records, post_logs, settle
 
 
@@ -224,6 +224,10 @@ async def test_server_without_structured_output_and_one_call_per_signature(
     finally:
         await sidecar.stop()
     assert calls(sidecar, "accepted") == 2 and calls(sidecar, "budget") == 1
+    sent = json.dumps(server.requests, ensure_ascii=False)
+    assert "<EMAIL>" in sent and "<CARD>" in sent and "payments" in sent
+    for name, secret in SECRETS.items():
+        assert secret not in sent, f"{name} reached the LLM server"
     assert 'logguardian_explain_budget_left{budget="calls_hour"} 0.0' in metrics
     assert 'logguardian_explain_tokens_total{kind="prompt"}' in metrics
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from logguardian.explain.budget import Budget, Cache
 from logguardian.explain.client import parse
-from logguardian.explain.context import Context, TemplateFacts
+from logguardian.explain.context import MAX_TEXT, Context, TemplateFacts, clip
 from logguardian.explain.grounding import problems
 from logguardian.explain.mask import Masker, luhn_ok
 from logguardian.explain.rules import rules_explanation
@@ -157,3 +157,29 @@ def test_cache_ttl() -> None:
     assert cache.get("k", now=111) == (False, None)
     cache.put("rejected", None, now=100)
     assert cache.get("rejected", now=101) == (True, None)
+
+
+def test_clip_masks_before_cutting() -> None:
+    """A secret across the length limit must not leave a recognisable-less piece."""
+    masker = Masker()
+    line = "x" * (MAX_TEXT - 10) + " card 4111 1111 1111 1111 and more words after it"
+    out = clip(line, masker)
+    assert "4111" not in out and len(out) <= MAX_TEXT + 2
+    # Already cut upstream (incident examples) right inside a card number.
+    tail = "card 4111 1111 11"
+    cut = "word " * ((500 - len(tail)) // 5) + "w" * ((500 - len(tail)) % 5) + tail
+    assert len(cut) == 500
+    short = Masker()
+    out = clip(cut[-120:], short, cut_at=120)
+    assert "4111" not in out and "1111" not in out and out.startswith("word")
+
+
+def test_template_placeholders_do_not_shield_secrets() -> None:
+    from logguardian.explain.stage import PLACEHOLDER
+
+    template = (
+        "key AKIAIOSFODNN<NUM>EXAMPLE "
+        "jwt eyJhbGciOiJIUzI<NUM>NiJ9.eyJzdWIiOiJhbGljZSJ<NUM>.c<NUM>lnbmF"
+    )
+    out = Masker().mask(PLACEHOLDER.sub("0", template))
+    assert "AKIAIOSFODNN" not in out and "eyJzdWIi" not in out

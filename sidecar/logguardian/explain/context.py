@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from ..incidents import MAX_EXAMPLE_CHARS as EXAMPLE_CUT
 from ..signals import Annotation, Incident
 from .mask import Masker
 
@@ -23,7 +24,7 @@ _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 @dataclass(slots=True)
 class TemplateFacts:
     id: str
-    text: str
+    text: str  # a masked example line of the template
     count: int  # anomalous records of this template in the incident
     baseline_per_window: float | None  # EWMA records per detector window, if known
 
@@ -59,7 +60,7 @@ class Context:
             "templates": [
                 {
                     "id": t.id,
-                    "text": t.text,
+                    "example_line": t.text,
                     "count_in_incident": t.count,
                     "baseline_per_window": t.baseline_per_window,
                 }
@@ -95,9 +96,24 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def clip(text: str, masker: Masker, cut_at: int | None = None) -> str:
+    """Mask, then shorten: cutting first could split a secret into a piece no pattern
+    recognises. `cut_at`: the text may already have been cut at this length, so its
+    last word may be such a piece and is dropped."""
+    if cut_at is not None and len(text) >= cut_at:
+        # A card or phone number spans words: drop the whole tail they could be in.
+        text = text[: cut_at - 24].rsplit(None, 1)[0] if " " in text.strip() else ""
+    if len(text) > 4 * MAX_TEXT:  # bound the masking work, the same way
+        text = text[: 4 * MAX_TEXT].rsplit(None, 1)[0]
+    text = masker.mask(text)
+    if len(text) <= MAX_TEXT:
+        return text
+    return text[:MAX_TEXT].rsplit(" ", 1)[0] + " …"
+
+
 def _masked(value: Any, masker: Masker) -> Any:
     if isinstance(value, str):
-        return masker.mask(value[:MAX_TEXT])
+        return clip(value, masker)
     if isinstance(value, list):
         return [_masked(v, masker) for v in value[:5]]
     if isinstance(value, dict):
@@ -134,6 +150,7 @@ def build_context(
     annotation: Annotation | None,
     counts: dict[str, int],
     texts: dict[str, str],
+    examples: list[str],
     baseline: dict[str, float],
     window_seconds: float,
     masker: Masker,
@@ -147,7 +164,7 @@ def build_context(
         templates.append(
             TemplateFacts(
                 id=tid,
-                text=masker.mask(texts.get(tid, "")[:MAX_TEXT]),
+                text=clip(texts.get(tid, ""), masker),
                 count=n,
                 baseline_per_window=None if base is None else round(base, 1),
             )
@@ -174,9 +191,10 @@ def build_context(
         started_at=incident.started_at,
         last_seen=incident.last_seen,
         window_seconds=window_seconds,
-        reasons=[masker.mask(r[:MAX_TEXT]) for r in incident.reasons],
+        reasons=[clip(r, masker) for r in incident.reasons],
         templates=templates,
-        examples=[masker.mask(e[:MAX_TEXT]) for e in incident.examples[:MAX_EXAMPLES]],
+        examples=[clip(e, masker) for e in examples[:MAX_EXAMPLES]]
+        or [clip(e, masker, EXAMPLE_CUT) for e in incident.examples[:MAX_EXAMPLES]],
         kubernetes={k: masker.mask(v) for k, v in kubernetes.items()},
         exceptions=exceptions,
     )

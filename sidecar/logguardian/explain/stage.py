@@ -5,18 +5,20 @@ context to the Explainer for an LLM one (only scheduled, never awaited)."""
 from __future__ import annotations
 
 import collections
+import re
 from collections.abc import Callable
 from typing import Any
 
 from ..config import Explain as ExplainSettings
 from ..pipeline import Batch
 from ..signals import SEVERITIES, Annotation, Incident
-from .context import Context, build_context
+from .context import MAX_EXAMPLES, Context, build_context
 from .explainer import Explainer
 from .mask import Masker
 from .rules import rules_explanation
 
 MAX_TRACKED = 1000
+PLACEHOLDER = re.compile(r"<[A-Z_*]+>|<\*>")
 TemplateText = Callable[[str], str | None]
 Baseline = Callable[[str], dict[str, float]]
 
@@ -45,6 +47,7 @@ class ExplainStage:
         self._texts: dict[str, str] = {}
         self._explained: dict[str, str] = {}
         self._last: dict[str, Annotation] = {}
+        self._examples: dict[str, list[str]] = {}
         self.contexts: collections.OrderedDict[str, Context] = collections.OrderedDict()
 
     def process(self, batch: Batch) -> None:
@@ -56,9 +59,14 @@ class ExplainStage:
                 counts = self._counts[a.incident_id] = collections.Counter()
             if a.template_id:
                 counts[a.template_id] += 1
-                if a.template_text and a.template_id not in self._texts:
-                    self._texts[a.template_id] = a.template_text
+                # The raw line, not the template: masking needs secrets whole, and the
+                # miner's <NUM> placeholders split keys and tokens into unmaskable bits.
+                if a.template_id not in self._texts:
+                    self._texts[a.template_id] = a.message
             self._last[a.incident_id] = a
+            lines = self._examples.setdefault(a.incident_id, [])
+            if len(lines) < MAX_EXAMPLES:
+                lines.append(a.message)
         for incident in batch.incidents:
             before = self._explained.get(incident.id)
             opened_or_escalated = before is None or SEVERITIES.index(
@@ -88,7 +96,11 @@ class ExplainStage:
         )
         texts = {}
         for tid in counts:
-            text = self._texts.get(tid) or (self.template_text(tid) if self.template_text else None)
+            text = self._texts.get(tid)
+            if text is None and self.template_text is not None:
+                # No line of it seen since a restart: the template with its placeholders
+                # as digits, so a key or token split by <NUM> is whole again for masking.
+                text = PLACEHOLDER.sub("0", self.template_text(tid) or "")
             texts[tid] = text or ""
         try:
             baseline = self.baseline(incident.service) if self.baseline else {}
@@ -99,6 +111,7 @@ class ExplainStage:
             self._last.get(incident.id),
             dict(counts),
             texts,
+            self._examples.get(incident.id, []),
             baseline,
             self.window_seconds,
             self.masker,
@@ -128,5 +141,6 @@ class ExplainStage:
         self._counts.pop(incident_id, None)
         self._explained.pop(incident_id, None)
         self._last.pop(incident_id, None)
+        self._examples.pop(incident_id, None)
         if len(self._texts) > 10 * MAX_TRACKED:
             self._texts.clear()
