@@ -63,7 +63,7 @@ def llama_server(log: Path) -> Iterator[str]:
     port = _free_port()
     argv = [str(python), "-m", "llama_cpp.server", "--model", str(model)]
     argv += ["--model_alias", MODEL_ALIAS, "--host", "127.0.0.1", "--port", str(port)]
-    argv += ["--n_ctx", "2048", "--n_threads", "2"]
+    argv += ["--n_ctx", "4096", "--n_threads", "2"]
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"

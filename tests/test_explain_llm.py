@@ -29,7 +29,7 @@ async def test_real_model_explains_grounded_and_private(
                 "base_url": recording_proxy.url,
                 "model": llm_server.model,
                 "timeout_seconds": 240.0,
-                "max_tokens": 300,
+                "max_tokens": 600,
             },
             "min_severity": "low",
             "mask_patterns": MASK_PATTERNS,

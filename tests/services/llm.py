@@ -74,7 +74,7 @@ def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LLMServer]:
         "--port",
         str(port),
         "--n_ctx",
-        "2048",
+        "4096",
         "--n_threads",
         "2",
     ]

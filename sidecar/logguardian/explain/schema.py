@@ -30,12 +30,36 @@ class Answer(BaseModel):
 
 
 def answer_schema() -> dict[str, Any]:
-    """JSON schema for `response_format`, with every property required (strict mode)."""
+    """JSON schema for `response_format`: every property required (OpenAI strict
+    mode), references inlined (grammar converters of local servers vary in $ref
+    support)."""
     schema = Answer.model_json_schema()
-    for part in [schema, *schema.get("$defs", {}).values()]:
-        part["additionalProperties"] = False
-        part["required"] = list(part.get("properties", {}))
-    return schema
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return inline(defs[ref.rsplit("/", 1)[1]])
+            out = {k: inline(v) for k, v in node.items() if k != "title"}
+            if out.get("type") == "object":
+                out["additionalProperties"] = False
+                out["required"] = list(out.get("properties", {}))
+            return out
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    out = dict(inline(schema))
+    # Tighter than validation: a short answer fits `max_tokens` and reads on a pager.
+    props = out["properties"]
+    props["summary"]["maxLength"] = 300
+    props["likely_cause"]["maxLength"] = 300
+    props["evidence"]["maxItems"] = 4
+    props["evidence"]["items"]["properties"]["fact"]["maxLength"] = 200
+    props["next_steps"]["maxItems"] = 4
+    props["next_steps"]["items"]["maxLength"] = 200
+    return out
 
 
 def explanation(
