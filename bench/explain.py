@@ -102,7 +102,9 @@ async def run(
         state_dir=state,
         log_level="warning",
         receivers={"http": {"port": 0}, "forward": {"port": 0}, "grpc": {"port": 0}},
-        explain={"llm": {"base_url": base_url, "model": model, "timeout_seconds": 300}},
+        explain={
+            "llm": {"base_url": base_url, "model": model, "timeout_seconds": 300, "max_tokens": 600}
+        },
     )
     sidecar = Sidecar(settings)
     await sidecar.start()
