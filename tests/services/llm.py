@@ -47,11 +47,20 @@ def _missing(what: str) -> None:
 class LLMServer:
     url: str  # OpenAI base URL, ending in /v1
     model: str
-    process: _Process
+    process: _Process | None
 
 
 @pytest.fixture(scope="session")
 def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LLMServer]:
+    """The local llama.cpp server; LOGGUARDIAN_TEST_LLM_URL (+ _MODEL) points the
+    tests at an OpenAI-compatible server already running instead (e.g. Ollama)."""
+    if os.environ.get("LOGGUARDIAN_TEST_LLM_URL"):
+        yield LLMServer(
+            os.environ["LOGGUARDIAN_TEST_LLM_URL"].rstrip("/"),
+            os.environ.get("LOGGUARDIAN_TEST_LLM_MODEL", MODEL_ALIAS),
+            None,
+        )
+        return
     root = services_dir()
     python = root / "llm-venv" / "bin" / "python"
     model = root / "models" / MODEL_FILE
