@@ -62,9 +62,11 @@ async def test_real_model_explains_grounded_and_private(
     assert len(listed) == 1
     explained = listed[0]["explanation"]
     outcomes = {k: v for k, v in explainer.outcomes.items() if v}
-    # One incident, one explanation attempt (of one or two requests: a retry on bad JSON).
+    print("explanation:", json.dumps(explained, indent=1), outcomes, explainer.last_rejection)
+    # One incident, one explanation attempt: one or two requests (a retry on bad JSON),
+    # plus one when the server refuses the OpenAI `json_schema` response_format.
     assert sum(outcomes.values()) == 1, outcomes
-    assert 1 <= first_bodies <= 2
+    assert 1 <= first_bodies <= 3
     if outcomes.get("accepted"):
         assert explained["source"] == "llm" and explained["model"] == llm_server.model
         answer = Answer.model_validate(

@@ -64,7 +64,8 @@ def parse(text: str) -> Answer:
     start, end = body.find("{"), body.rfind("}")
     if start < 0 or end < start:
         raise ValueError("no JSON object in the answer")
-    return Answer.model_validate(json.loads(body[start : end + 1]))
+    # strict=False: small models put raw newlines inside strings.
+    return Answer.model_validate(json.loads(body[start : end + 1], strict=False))
 
 
 class LLMClient:
@@ -127,10 +128,14 @@ class LLMClient:
             kwargs["response_format"] = {"type": "json_object", "schema": answer_schema()}
         try:
             response = await self._client.chat.completions.create(**kwargs)  # type: ignore[call-overload]
-        except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
+        except (
+            openai.BadRequestError,
+            openai.UnprocessableEntityError,
+            openai.InternalServerError,  # llama-cpp-python answers 500 to a refused field
+        ) as exc:
             text = f"{exc} {json.dumps(exc.body, default=str)}".lower()
-            if mode == "none" or not ("response_format" in text or "schema" in text):
-                raise CallFailed("error", f"bad request: {exc}") from None
+            if mode == "none" or "response_format" not in text:
+                raise CallFailed("error", f"LLM server answered {exc.status_code}") from None
             self.modes.pop(0)
             log.info("LLM server refused response_format %s; trying %s", mode, self.modes[0])
             return await self._complete(messages)
