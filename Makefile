@@ -31,9 +31,14 @@ test: $(STAMP) services lint-only plugin
 # The Grafana app + datasource plugin: clean install from the lock file, lint,
 # typecheck, jest, production build, catalog zip, and the harness page the browser
 # test (tests/test_grafana_plugin.py) opens.
-plugin:
-	cd grafana-plugin && npm ci --no-audit --no-fund && npm run lint && npm run typecheck \
-		&& npm run test:ci && npm run build && npm run package && npm run build:harness
+plugin: grafana-plugin/node_modules/.installed
+	cd grafana-plugin && npm run lint && npm run typecheck && npm run test:ci && npm run build \
+		&& npm run package && npm run build:harness
+
+# `npm ci` from the committed lock file (always on a clean clone; again when the lock changes).
+grafana-plugin/node_modules/.installed: grafana-plugin/package-lock.json
+	cd grafana-plugin && npm ci --no-audit --no-fund
+	touch $@
 
 services:
 	bash tests/services/install.sh

@@ -1,14 +1,22 @@
-"""HDFS block anomaly detection with the ONNX sequence/session model (issue 5).
+"""HDFS block anomaly detection with the ONNX sequence/session model (issues 5, 12).
 
-Trains a bundle on a replay of train_normal.txt, then scores a replay of dev_normal +
-dev_abnormal at HDFS's real mix (default 30,000 normal + 900 abnormal blocks, 2.9%)
-through the real template miner stage and the model stage. A block is anomalous if
-any of its records is flagged by the model stage (or, for sessions flagged at close by
-the session model, its last record). Prints precision, recall, F1, records until
-detection, which part of the model caught what, and the model stage's serving speed
-against a peer run with the window cache disabled, in the same process.
+Trains a bundle with the real `logguardian train` CLI on a replay of train_normal.txt,
+then scores a replay of one half of dev_normal + dev_abnormal at HDFS's real mix
+(default 30,000 normal + 900 abnormal blocks, 2.9%) two ways:
 
-    .venv/bin/python bench/hdfs.py [--normal-sessions N] [--abnormal-sessions M]
+- the CLI path: `logguardian score --model` as a subprocess; a block is anomalous iff
+  any of its output lines (its records, or its final session line) is an anomaly;
+- the stage path: the template miner stage and the model stage in process, on the
+  lines' own timestamps; a block is anomalous if any of its records is flagged (or,
+  for sessions flagged at close, the session's annotation).
+
+The dev files are split by distinct sequence (crc32 of the line): `--split tune` is
+the half used while developing, `--split untouched` (the default) the half that is only
+ever reported. Prints precision, recall, F1 per path, records until detection, which
+part of the model caught what, and the model stage's serving speed against a peer run
+with the window cache disabled, in the same process.
+
+    .venv/bin/python bench/hdfs.py [--split tune|untouched|all] [--seed N]
 """
 
 from __future__ import annotations
@@ -19,21 +27,25 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import orjson
 from logguardian.config import load_settings
 from logguardian.detectors.model import ModelStage
 from logguardian.metrics import Metrics
 from logguardian.pipeline import Batch
 from logguardian.record import Record
 from logguardian.templates.stage import TemplateStage
-from logguardian.training.train import TrainOptions, train_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+# ../shared beside the checkout; a worktree sits one level deeper (/work/wt/<name>).
+SHARED = next(
+    (p / "shared" for p in ROOT.parents if (p / "shared" / "data").is_dir()), ROOT.parent / "shared"
+)
 HDFS = SHARED / "data" / "hdfs"
 REPLAY = SHARED / "tools" / "hdfs_replay.py"
 BLOCK = r"blk_-?\d+"
@@ -78,6 +90,59 @@ def batches(items: list[Record]) -> list[list[Record]]:
     return [items[i : i + BATCH] for i in range(0, len(items), BATCH)]
 
 
+def split_sessions(src: Path, out: Path, part: str) -> Path:
+    """The half of a session file whose distinct sequences hash to `part` ("tune": even,
+    "untouched": odd), so no sequence is in both halves; "all" keeps every line."""
+    if part == "all":
+        return src
+    keep = 0 if part == "tune" else 1
+    lines = [
+        line
+        for line in src.read_text().splitlines()
+        if line.strip() and zlib.crc32(line.strip().encode()) % 2 == keep
+    ]
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def prf(flagged: set[str], truth: dict[str, bool]) -> tuple[float, float, float, int, int, int]:
+    tp = sum(1 for b in flagged if truth.get(b))
+    fp = len(flagged) - tp
+    fn = sum(truth.values()) - tp
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1, tp, fp, fn
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[bytes]:
+    """The real `logguardian` console script of this interpreter's environment."""
+    exe = Path(sys.executable).with_name("logguardian")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "logguardian.cli"]
+    return subprocess.run([*cmd, *args], capture_output=True, check=True)
+
+
+def cli_path(bundle: Path, eval_log: Path, truth: dict[str, bool], out: Path) -> set[str]:
+    """`logguardian score` as a user runs it; a block is anomalous iff any of its lines
+    (records or its final session line) says so. Prints P/R/F1 and the time it took."""
+    started = time.perf_counter()
+    done = cli("score", str(eval_log), "--model", str(bundle), "--session-key", BLOCK)
+    seconds = time.perf_counter() - started
+    out.write_bytes(done.stdout)
+    flagged: set[str] = set()
+    finals = records = 0
+    for line in done.stdout.splitlines():
+        doc = orjson.loads(line)
+        if doc.get("final"):
+            finals += 1
+        else:
+            records += 1
+        if doc.get("anomaly") and doc.get("session"):
+            flagged.add(doc["session"])
+    print(f"  score CLI: {records} record lines + {finals} final session lines in {seconds:.1f}s")
+    return flagged
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--normal-sessions", type=int, default=30_000)
@@ -86,11 +151,20 @@ def main() -> int:
     ap.add_argument("--window", type=int, default=10)
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument(
+        "--split",
+        default="untouched",
+        choices=("tune", "untouched", "all"),
+        help="which half of dev_normal/dev_abnormal to evaluate on, by distinct sequence: "
+        "'tune' (used while developing) or 'untouched' (reported only)",
+    )
+    ap.add_argument("--seed", type=int, help="replay seed (default: 7 tune, 11 untouched)")
+    ap.add_argument(
         "--no-session-peer",
         dest="session_peer",
         action="store_false",
         help="skip the set statistic vs ONNX autoencoder breakdown",
     )
+    ap.add_argument("--no-serving", dest="serving", action="store_false", help="skip speed")
     ap.add_argument(
         "--train-sessions",
         type=int,
@@ -98,60 +172,72 @@ def main() -> int:
         "each once; 50000 is ~1M lines, the issue's training-time target",
     )
     args = ap.parse_args()
+    seed = args.seed if args.seed is not None else (7 if args.split == "tune" else 11)
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         train_log, eval_log, labels = tmp / "train.log", tmp / "eval.log", tmp / "labels.csv"
         replay(train_log, HDFS / "train_normal.txt", n=args.train_sessions, seed=1)
+        normal = split_sessions(HDFS / "dev_normal.txt", tmp / "normal.txt", args.split)
+        abnormal = split_sessions(HDFS / "dev_abnormal.txt", tmp / "abnormal.txt", args.split)
         replay(
-            eval_log,
-            HDFS / "dev_normal.txt",
-            HDFS / "dev_abnormal.txt",
-            args.normal_sessions,
-            args.abnormal_sessions,
-            labels,
-            seed=7,
+            eval_log, normal, abnormal, args.normal_sessions, args.abnormal_sessions, labels, seed
+        )
+        split = (
+            f"split '{args.split}' of dev_normal/dev_abnormal (by distinct sequence), "
+            f"replay seed {seed}"
         )
 
+        # One bundle, trained by the real CLI, serves both paths below.
+        bundle = tmp / "bundle"
         started = time.perf_counter()
-        meta = train_bundle(
-            [train_log],
-            tmp / "bundle",
-            TrainOptions(
-                fmt="raw",
-                session_key=BLOCK,
-                window=args.window,
-                arch=args.arch,
-                epochs=args.epochs,
-                progress=False,
-                session_idle_seconds=IDLE,
-            ),
+        cli(
+            "train",
+            str(train_log),
+            "--out",
+            str(bundle),
+            "--session-key",
+            BLOCK,
+            "--window",
+            str(args.window),
+            "--arch",
+            args.arch,
+            "--epochs",
+            str(args.epochs),
         )
         train_seconds = time.perf_counter() - started
+        meta = orjson.loads((bundle / "bundle.json").read_bytes())
         t = meta["training"]
         print(
-            f"train: {t['records']} lines, {t['sessions']} sessions, {len(meta['vocab'])} "
-            f"templates, {t['distinct_rows']} distinct windows, {args.arch} k={args.window} "
-            f"{t['epochs']} epochs: {train_seconds:.1f}s "
-            f"({t['records'] / train_seconds:,.0f} lines/s end to end)"
+            f"train (logguardian train, train_normal.txt replay seed 1): {t['records']} lines, "
+            f"{t['sessions']} sessions, {len(meta['vocab'])} templates, {t['distinct_rows']} "
+            f"distinct windows, {args.arch} k={args.window} {t['epochs']} epochs: "
+            f"{train_seconds:.1f}s ({t['records'] / train_seconds:,.0f} lines/s end to end)"
         )
-        print(f"calibration: held-out {meta['heldout']}, thresholds {meta['thresholds']}")
+        print(f"calibration: {meta.get('calibration')}")
+        print(f"held-out: {meta['heldout']}, thresholds {meta['thresholds']}")
 
         truth = {}
         for row in labels.read_text().splitlines()[1:]:
             block, label = row.split(",")
             truth[block] = label == "1"
         evaluation = records(eval_log)
+        anomalous = sum(truth.values())
         print(
-            f"eval: {len(evaluation)} records, {len(truth)} blocks "
-            f"({sum(truth.values())} anomalous, "
-            f"{100 * sum(truth.values()) / len(truth):.1f}%)"
+            f"eval on {split}: {len(evaluation)} records, {len(truth)} blocks "
+            f"({anomalous} anomalous, {100 * anomalous / len(truth):.1f}%)"
+        )
+
+        p, r, f1, tp, fp, fn = prf(cli_path(bundle, eval_log, truth, tmp / "scored.jsonl"), truth)
+        print(
+            f"HDFS blocks via logguardian train + score (CLI) on {args.split}: "
+            f"P={p:.4f} R={r:.4f} F1={f1:.4f} (tp={tp} fp={fp} fn={fn})"
         )
 
         settings = load_settings(
             state_dir=tmp / "state",
             model={
-                "bundle": str(tmp / "bundle"),
+                "bundle": str(bundle),
                 "session_key": BLOCK,
                 "session_idle_seconds": IDLE,
                 "max_sessions": 1_000_000,
@@ -164,7 +250,6 @@ def main() -> int:
             batch = Batch(records=chunk, now=chunk[-1].ts)
             miner.process(batch)
             mined.append(batch)
-        anomalous = sum(truth.values())
 
         variants = {
             "full model": (True, True, True),
@@ -173,17 +258,12 @@ def main() -> int:
             "unknown templates only": (True, False, False),
             f"{args.arch.upper()} + session, no unknown flag": (False, True, True),
         }
+        print(f"stage path (template stage + model stage in process, log timestamps) on {split}:")
         for name, switches in variants.items():
             first = evaluate(settings, mined, switches)
-            tp = sum(1 for b in first if truth.get(b))
-            fp = len(first) - tp
-            fn = anomalous - tp
-            precision = tp / (tp + fp) if tp + fp else 0.0
-            recall = tp / anomalous if anomalous else 0.0
-            f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+            p, r, f1, tp, fp, fn = prf(set(first), truth)
             print(
-                f"HDFS blocks, {name:<31} P={precision:.4f} R={recall:.4f} F1={f1:.4f} "
-                f"(tp={tp} fp={fp} fn={fn})"
+                f"HDFS blocks, {name:<31} P={p:.4f} R={r:.4f} F1={f1:.4f} (tp={tp} fp={fp} fn={fn})"
             )
             if name != "full model":
                 continue
@@ -207,7 +287,8 @@ def main() -> int:
                     f"median records until detection {median:.0f}"
                 )
 
-        serving(settings, mined, metrics)
+        if args.serving:
+            serving(settings, mined, metrics)
         if args.session_peer:
             session_models(settings, mined, truth)
     return 0

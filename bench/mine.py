@@ -1,16 +1,20 @@
-"""Template mining: accuracy and speed of LogGuardian's miner against Drain3 (issue 3).
+"""Template mining: accuracy, novelty, speed and memory of LogGuardian's miner
+against Drain3 (issues 3, 12, 13 #8).
 
 Everything is measured in this one process, on the same input, so the ratios hold
 on a busy machine even when the absolute figures move:
 
-1. GA / PA / FGA per Loghub-2k dataset (`../shared/data/loghub`), ours and Drain3
-   with its default settings, one fresh miner per dataset, one global config.
-2. Lines/s on the Loghub message mix (the 8 datasets interleaved) repeated to
-   >= 500k lines, and on raw HDFS lines rendered by `hdfs_replay.py` (>= 300k).
-3. Two 1M-line streams — HDFS replay (fresh block ids, ports, times on every
-   line) and the Loghub mix with every number redrawn on each pass — templates
-   and lines/s per 100k-line segment, for both miners.
-4. Peak RSS of a fresh process that mines each stream, for each miner.
+1. Per Loghub-2k system (`../shared/data/loghub`): GA with the default config
+   (chosen on these 8 systems: tuned-on figures), GA leave-one-system-out (the
+   tunables chosen on the other 7, scored on the 8th: held-out figures), Drain3's
+   GA with its defaults, and "new template" precision/recall after a 1,000-record
+   warm-up for both miners.
+2. Lines/s, ours vs Drain3: the Loghub mix in one pass; a no-exact-repeat input
+   (every ground-truth variable redrawn per line, target >= 5x); raw HDFS lines
+   rendered by `hdfs_replay.py` (target >= 3x).
+3. Full run only: a 1M-line raw HDFS stream per 100k segment and peak RSS.
+4. RSS while mining records that each have a unique message shape (1M; 200k
+   with --quick) against the default template cap, and the index sizes left.
 
     .venv/bin/python bench/mine.py [--quick]
 """
@@ -18,6 +22,7 @@ on a busy machine even when the absolute figures move:
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.util
 import multiprocessing
 import random
@@ -31,7 +36,15 @@ from pathlib import Path
 
 from drain3 import TemplateMiner as Drain3
 from drain3.template_miner_config import TemplateMinerConfig
-from logguardian.templates.evaluate import Scores, load_loghub, score
+from logguardian.templates.evaluate import (
+    WARMUP,
+    evaluate,
+    leave_one_out,
+    load_loghub,
+    novelty_flags,
+    novelty_scores,
+    score,
+)
 from logguardian.templates.miner import TemplateMiner
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,33 +76,54 @@ def drain3_groups(messages: Sequence[str]) -> tuple[list[str], list[str]]:
     return ids, [texts[i] for i in ids]
 
 
+def drain3_novel(messages: Sequence[str]) -> list[bool]:
+    """Drain3's own "new cluster" signal, record by record."""
+    miner = drain3()
+    return [miner.add_log_message(m)["change_type"] == "cluster_created" for m in messages]
+
+
+def truly_novel(truth: Sequence[str]) -> int:
+    seen: set[str] = set()
+    n = 0
+    for i, event in enumerate(truth):
+        n += i >= WARMUP and event not in seen
+        seen.add(event)
+    return n
+
+
 def accuracy() -> None:
-    print("== Accuracy on Loghub-2k (GA = grouping, PA = parsing, FGA = group F1)")
-    print(f"{'dataset':<11}{'ours GA':>9}{'PA':>7}{'FGA':>7}   {'Drain3 GA':>9}{'PA':>7}{'FGA':>7}")
-    totals: dict[str, list[Scores]] = {"ours": [], "drain3": []}
-    for path in sorted(p for p in LOGHUB.iterdir() if p.is_dir()):
-        ds = load_loghub(path)
-        row = []
-        for name, fn in (("ours", ours_groups), ("drain3", drain3_groups)):
-            ids, texts = fn(ds.messages)
-            s = score(ds.name, ids, texts, ds.truth_ids, ds.truth_templates)
-            totals[name].append(s)
-            row.append(s)
-        a, b = row
-        print(
-            f"{ds.name:<11}{a.ga:>9.3f}{a.pa:>7.3f}{a.fga:>7.3f}   {b.ga:>9.3f}{b.pa:>7.3f}"
-            f"{b.fga:>7.3f}"
-        )
-    avg = {
-        k: [sum(getattr(s, m) for s in v) / len(v) for m in ("ga", "pa", "fga")]
-        for k, v in totals.items()
-    }
+    datasets = [load_loghub(p) for p in sorted(LOGHUB.iterdir()) if p.is_dir()]
+    held = leave_one_out(datasets)
+    print("== Loghub-2k grouping accuracy (GA) and novelty after a 1,000-record warm-up")
+    print("   dev GA: the default config, chosen on all 8 systems (data we tuned on);")
+    print("   LOSO GA: config chosen on the other 7 systems, scored on the 8th (held out);")
+    print("   novelty: default config; 'novel' = records whose true event is new after warm-up")
     print(
-        f"{'average':<11}{avg['ours'][0]:>9.3f}{avg['ours'][1]:>7.3f}{avg['ours'][2]:>7.3f}   "
-        f"{avg['drain3'][0]:>9.3f}{avg['drain3'][1]:>7.3f}{avg['drain3'][2]:>7.3f}"
+        f"   {'system':<11}{'dev GA':>7}{'LOSO GA':>8} {'(k, sim)':<10}{'Drain3':>7}"
+        f"{'novel':>6}{'ours P/R':>13}{'Drain3 P/R':>14}"
     )
-    worst = min(totals["ours"], key=lambda s: s.ga)
-    print(f"ours: lowest GA {worst.ga:.3f} ({worst.name}); targets: average >= 0.95, none < 0.85")
+    sums = [0.0] * 7
+    for ds in datasets:
+        dev = evaluate(ds).ga
+        ga_held, cfg = held[ds.name]
+        ids, texts = drain3_groups(ds.messages)
+        d3 = score(ds.name, ids, texts, ds.truth_ids, ds.truth_templates).ga
+        p, r = novelty_scores(novelty_flags(ds.messages), ds.truth_ids)
+        dp, dr = novelty_scores(drain3_novel(ds.messages), ds.truth_ids)
+        for i, v in enumerate((dev, ga_held, d3, p, r, dp, dr)):
+            sums[i] += v
+        chosen = f"({cfg.variable_min_values}, {cfg.similarity})"
+        print(
+            f"   {ds.name:<11}{dev:>7.3f}{ga_held:>8.3f} {chosen:<10}{d3:>7.3f}"
+            f"{truly_novel(ds.truth_ids):>6}{p:>7.3f}/{r:.3f}{dp:>8.3f}/{dr:.3f}"
+        )
+    n = len(datasets)
+    a = [v / n for v in sums]
+    print(
+        f"   {'average':<11}{a[0]:>7.3f}{a[1]:>8.3f} {'':<10}{a[2]:>7.3f}"
+        f"{'':>6}{a[3]:>7.3f}/{a[4]:.3f}{a[5]:>8.3f}/{a[6]:.3f}"
+    )
+    print("   targets on unseen systems: GA >= 0.93, novelty P >= 0.97 and R >= 0.95")
 
 
 def replay_truth(lines: Sequence[str]) -> list[str]:
@@ -188,42 +222,100 @@ def hdfs_replay(out: Path, sessions: int, seed: int = 11) -> list[str]:
     return out.read_text().splitlines()
 
 
-def fresh_mix(mix: Sequence[str], total: int, seed: int = 5) -> list[str]:
-    """The Loghub mix cycled to `total` lines with every number redrawn on every
-    pass: same events, never the same line twice. Free-standing numbers also change
-    length (counts, sizes, durations); digits inside a token (ids, addresses,
-    times) keep their length, as real ids do."""
-    rng = random.Random(seed)
-    joined = "\n".join(mix)
-
-    def redraw(match: re.Match[str]) -> str:
-        digits = match.group()
-        before = joined[match.start() - 1 : match.start()]
-        after = joined[match.end() : match.end() + 1]
-        if before in (" ", "=", "(", "") and after in (" ", ",", ")", "\n", ""):
-            return str(rng.randrange(10 ** rng.randint(1, len(digits) + 2)))
-        return "".join(rng.choice("0123456789") for _ in digits)
-
-    out: list[str] = []
-    while len(out) < total:
-        out.extend(_DIGIT_RUN.sub(redraw, joined).split("\n"))
-    return out[:total]
-
-
 _DIGIT_RUN = re.compile(r"\d+")
 
 
-def unique_shapes(total: int, seed: int = 9) -> str:
-    """Lines whose ids mix letters and digits at random: every line misses the shape
-    caches, so they fill to their bounds."""
+def no_repeat(total: int, seed: int = 7) -> list[str]:
+    """The Loghub messages cycled to `total` lines with every ground-truth variable
+    (the span `<*>` covers in the event template) redrawn on every line: the value
+    comes from another line of the same event and slot (real values of that
+    variable), and each of its digits is drawn afresh. A line that would repeat an
+    earlier one word for word is skipped (so events without variables appear once):
+    no line occurs twice, and no cache of whole lines can carry the figure."""
     rng = random.Random(seed)
-    hexdigits = "0123456789abcdef"
-    out = []
-    for i in range(total):
-        rid = "".join(rng.choice(hexdigits) for _ in range(16))
-        user = "".join(rng.choice(hexdigits) for _ in range(8))
-        out.append(f"request {rid} for session {user} served in {i % 997} ms")
-    return "\n".join(out) + "\n"
+    rows: list[tuple[str, str, list[tuple[int, int]]]] = []
+    pools: dict[tuple[str, int], list[str]] = {}
+    for path in sorted(p for p in LOGHUB.iterdir() if p.is_dir()):
+        ds = load_loghub(path)
+        patterns: dict[str, re.Pattern[str]] = {}
+        for message, template in zip(ds.messages, ds.truth_templates, strict=True):
+            if template not in patterns:
+                parts = [re.escape(part) for part in template.split("<*>")]
+                patterns[template] = re.compile("(.*?)".join(parts) + "$", re.S)
+            m = patterns[template].match(message)
+            spans = [m.span(g) for g in range(1, len(m.groups()) + 1)] if m else []
+            event = f"{ds.name}/{template}"
+            for slot, (a, b) in enumerate(spans):
+                pools.setdefault((event, slot), []).append(message[a:b])
+            rows.append((event, message, spans))
+    rng.shuffle(rows)
+
+    def digits(match: re.Match[str]) -> str:
+        return "".join(rng.choice("0123456789") for _ in match.group())
+
+    out: list[str] = []
+    seen: set[str] = set()
+    while len(out) < total:
+        before = len(out)
+        for event, message, spans in rows:
+            pieces, at = [], 0
+            for slot, (a, b) in enumerate(spans):
+                pieces.append(message[at:a])
+                pieces.append(_DIGIT_RUN.sub(digits, rng.choice(pools[(event, slot)])))
+                at = b
+            pieces.append(message[at:])
+            line = "".join(pieces)
+            if line not in seen:
+                seen.add(line)
+                out.append(line)
+                if len(out) == total:
+                    break
+        if len(out) == before:
+            break
+    return out
+
+
+def flood_child(total: int, queue: RssQueue) -> None:
+    """Issue 13 #8: `total` records, each its own message shape, against the default
+    template cap. Reports RSS before, at the peak and at the end, and the miner's
+    index sizes: evicted templates must take their buckets and caches with them."""
+    rng = random.Random(13)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    miner = TemplateMiner()
+    base = _rss_mb()
+    for start in range(0, total, BATCH):
+        batch = [
+            " ".join(
+                "".join(rng.choice(letters) for _ in range(rng.randint(3, 9)))
+                for _ in range(rng.randint(3, 8))
+            )
+            for _ in range(min(BATCH, total - start))
+        ]
+        miner.add_batch(batch)
+    gc.collect()
+    stats = (
+        len(miner),
+        len(miner._buckets),
+        len(miner._skeletons),
+        len(miner._aliases),
+        len(miner._merged),
+    )
+    queue.put((base, _status_mb("VmHWM"), _rss_mb(), *stats))  # type: ignore[arg-type]
+
+
+def flood(total: int) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    queue: RssQueue = ctx.Queue()
+    proc = ctx.Process(target=flood_child, args=(total, queue))
+    proc.start()
+    base, peak, end, templates, buckets, skeletons, aliases, merged = queue.get()
+    proc.join()
+    print(f"== {total:,} records, each a unique message shape (default max_templates)")
+    print(f"   RSS {base:.0f} MB before, {peak:.0f} MB peak, {end:.0f} MB at the end")
+    print(
+        f"   {templates:,} templates, {buckets:,} buckets, {skeletons:,} skeletons, "
+        f"{aliases:,} aliases, {merged:,} merges"
+    )
 
 
 def stream(title: str, lines: Sequence[str], segment: int) -> None:
@@ -255,7 +347,7 @@ def stream(title: str, lines: Sequence[str], segment: int) -> None:
         print(row, flush=True)
 
 
-RssQueue = "multiprocessing.Queue[tuple[float, float]]"
+RssQueue = "multiprocessing.Queue[tuple[float, ...]]"
 
 
 def _peak_rss_child(path: str, which: str, queue: RssQueue) -> None:
@@ -314,36 +406,29 @@ def main() -> None:
     )
     ap.add_argument("--quick", action="store_true", help="smaller inputs (a smoke run)")
     args = ap.parse_args()
-    mix_lines = 100_000 if args.quick else 512_000
+    fresh_lines = 100_000 if args.quick else 500_000
     hdfs_sessions = 3_000 if args.quick else 16_000  # ~20 lines per session
-    stream_sessions = 5_000 if args.quick else 52_000
-    stream_lines = 100_000 if args.quick else 1_000_000
-    segment = 25_000 if args.quick else 100_000
+    stream_sessions = 52_000
+    flood_lines = 200_000 if args.quick else 1_000_000
 
     accuracy()
     mix = loghub_mix()
-    repeated = (mix * (mix_lines // len(mix) + 1))[:mix_lines]
     compare("Loghub message mix, one pass (every line new to both miners)", mix, None)
-    compare("Loghub message mix, repeated", repeated, 5)
+    fresh = no_repeat(fresh_lines)
+    assert len(set(fresh)) == len(fresh)
+    compare("No exact repeat: Loghub events, every variable redrawn per line", fresh, 5)
+    del fresh
     with tempfile.TemporaryDirectory() as tmp:
         hdfs = hdfs_replay(Path(tmp) / "hdfs.log", hdfs_sessions)
         replay_accuracy(hdfs[:100_000])
         compare("Raw HDFS lines (hdfs_replay.py)", hdfs, 3)
-        long_path = Path(tmp) / "stream.log"
-        long = hdfs_replay(long_path, stream_sessions, seed=12)
-        stream("raw HDFS lines", long, segment)
-        peak_rss(long_path, len(long))
-        del long
-        fresh_path = Path(tmp) / "fresh.log"
-        fresh = fresh_mix(mix, stream_lines)
-        fresh_path.write_text("\n".join(fresh) + "\n")
-        stream("Loghub mix lines, numbers redrawn each pass", fresh, segment)
-        peak_rss(fresh_path, len(fresh))
-        del fresh
-        unique_path = Path(tmp) / "unique.log"
-        unique_path.write_text(unique_shapes(stream_lines))
-        print("== Worst case for the caches: no two lines share a shape (random hex ids)")
-        peak_rss(unique_path, stream_lines)
+        if not args.quick:
+            long_path = Path(tmp) / "stream.log"
+            long = hdfs_replay(long_path, stream_sessions, seed=12)
+            stream("raw HDFS lines", long, 100_000)
+            peak_rss(long_path, len(long))
+            del long
+    flood(flood_lines)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 // jsdom + SWC, as @grafana/create-plugin sets up jest for plugins.
 module.exports = {
   testEnvironment: 'jsdom',
+  // The first render of @grafana/ui is slow on a busy 2-core machine: time is not what these tests check.
+  testTimeout: 60000,
   roots: ['<rootDir>/src'],
   setupFilesAfterEnv: ['<rootDir>/.config/jest-setup.js'],
   transform: {

@@ -16,7 +16,11 @@ from logguardian.record import Record
 from logguardian.server import Sidecar
 
 # The shared benchmark data and reference docs sit beside the checkout (../shared).
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+# (from a worktree, /work/wt/<name>, it is one level further up)
+SHARED = next(
+    (p / "shared" for p in Path(__file__).resolve().parents if (p / "shared" / "data").is_dir()),
+    Path(__file__).resolve().parents[2] / "shared",
+)
 
 pytest_plugins: list[str] = ["services.fixtures", "services.llm"]
 

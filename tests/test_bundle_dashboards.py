@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import functools
 import json
 import math
 import random
 import re
+import subprocess
+import sys
+import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -234,6 +238,8 @@ async def feed(url: str, seconds: float, warmup: int) -> None:
                     {"service": "payments", "level": "error", "log": novel_line(rng)}
                     for _ in range(3)
                 ]
+                # A stack trace (one failure, so one exception group) for the panels.
+                records.append({"service": "payments", "level": "error", "log": python_trace()})
                 anomalous_rounds += 1
             body = b"".join(orjson.dumps(r) + b"\n" for r in records) + b'{"nomessage": 1}\n'
             async with http.post(
@@ -246,10 +252,28 @@ async def feed(url: str, seconds: float, warmup: int) -> None:
             await asyncio.sleep(0.5)
 
 
+@functools.cache
+def python_trace() -> str:
+    """A traceback printed by the real interpreter."""
+    code = "def charge(card):\n    raise ValueError(f'card {card} declined')\n\ncharge(42)\n"
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "payments" / "charge.py"
+        script.parent.mkdir()
+        script.write_text(code)
+        proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    assert "Traceback (most recent call last):" in proc.stderr
+    return proc.stderr.strip()
+
+
 def make_sidecar(make_settings: Callable[..., Settings], **exporters: Any) -> Sidecar:
     return Sidecar(
         make_settings(
-            detectors={"warmup_records": 100}, incidents={"quiet_seconds": 600}, exporters=exporters
+            detectors={"warmup_records": 100},
+            incidents={"quiet_seconds": 600},
+            exporters=exporters,
+            exceptions={
+                "source_url_template": "https://git.example.com/{service}/blob/{version}/{file}#L{line}"
+            },
         )
     )
 

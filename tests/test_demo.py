@@ -32,4 +32,10 @@ def test_demo_finds_every_injected_incident() -> None:
     assert "why: error ratio in payments" in out
     assert "first seen in inventory" in out
     assert "Anomalous records per service:" in out
+    # Issue 14: two releases' tracebacks (lines moved), shipped line by line, form one
+    # exception group that links to the failing line of the newest release.
+    (group,) = [x for x in out.splitlines() if "ValueError at shop/cart.py:apply_coupon" in x]
+    assert "x2" in group and "versions 1.4.2, 1.4.3" in group and "caused by KeyError" in group
+    assert "code:    https://git.example.com/checkout/blob/1.4.3/shop/cart.py#L14" in out
+    assert "finding: new exception `ValueError` at `shop/cart.py:apply_coupon`" in out
     assert elapsed < 60

@@ -445,7 +445,15 @@ async def test_token_auth_on_every_rpc_but_health(start: Start) -> None:
             await call.write(push_request(3, "api"))
         assert await call.code() == grpc.StatusCode.UNAUTHENTICATED
         assert sample(sidecar, "logguardian_received_total", receiver="grpc") == 0
-        assert sample(sidecar, "logguardian_rejected_total", reason="unauthorized") == 5
+        assert (
+            sample(
+                sidecar,
+                "logguardian_rejected_requests_total",
+                receiver="grpc",
+                reason="unauthorized",
+            )
+            == 5
+        )
 
         assert (await ingest.Push(push_request(3, "api"), metadata=good)).accepted == 3
         assert not (await otlp.Export(otlp_request, metadata=good)).HasField("partial_success")

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from logguardian.config import TcpReceiver
 from logguardian.metrics import Metrics
-from logguardian.receivers import decode
+from logguardian.receivers import decode, jsonscan
 from logguardian.receivers.tcp import TcpServer
 from logguardian.record import Normalizer
 
@@ -139,36 +139,34 @@ def test_tcp_stream_split_anywhere_yields_the_same_events(
         service_fields=["service"],
     )
     stream = b"".join(orjson.dumps(d) + (b"\n" if newline else b"") for d in docs)
+    events = server.stream()
     got: list[str] = []
-    pending, delimited, pos = b"", False, 0
+    pos = 0
     for cut in [*cuts, len(stream)]:
         piece = stream[pos : pos + cut]
         pos += cut
         if not piece:
             continue
-        pending += piece
-        delimited = delimited or b"\n" in piece
-        out, pending = server._decode_available(pending, delimited)
+        out = events.feed(piece)
         assert out.rejected == 0, out.errors
         got.extend(r.message for r in out.records)
     if pos < len(stream):
-        pending += stream[pos:]
-        out, pending = server._decode_available(pending, delimited or newline)
-        got.extend(r.message for r in out.records)
-    if pending.strip():
-        got.extend(r.message for r in server._decode_final(pending).records)
+        got.extend(r.message for r in events.feed(stream[pos:]).records)
+    got.extend(r.message for r in events.finish().records)
     assert got == [d["log"] for d in docs]
 
 
 def test_deeply_nested_json_is_refused_not_a_crash() -> None:
     deep = b'{"a":' + b"[" * 100_000
-    with pytest.raises(decode.DecodeError, match="nested too deeply"):
+    with pytest.raises(decode.DecodeError, match="not terminated"):
         decode.decode_json(deep, normalize)
     for body in (b'{"log":"kept"}' + deep, b'{"log":"kept"}\n' + deep + b"\n"):
         out = decode.decode_json(body, normalize)
         assert [r.message for r in out.records] == ["kept"] and out.rejected == 1
-    docs, bad, consumed = decode.decode_json_prefix(deep)
-    assert docs == [] and bad and consumed == len(deep)
+    stream = decode.StreamDecoder(normalize, 1 << 20)
+    assert stream.feed(deep).rejected == 0  # still open: waits for more
+    out = stream.feed(b"", final=True)
+    assert out.records == [] and out.rejected == 1
 
 
 json_values = st.recursive(
@@ -237,9 +235,41 @@ def test_msgpack_invalid_utf8_is_replaced() -> None:
 
 def test_lone_surrogate_escape_is_refused_on_every_path() -> None:
     bad = b'{"log":"\\ud800"}'
-    for body in (b"[" + bad + b"]", bad + b'{"log":"ok"}', bad + b'\n{"log":"ok"}\n'):
-        try:
-            out = decode.decode_json(body, normalize)
-        except decode.DecodeError:
-            continue
+    for body in (
+        b"[" + bad + b',{"log":"ok"}]',
+        bad + b'{"log":"ok"}',
+        bad + b'\n{"log":"ok"}\n',
+    ):
+        out = decode.decode_json(body, normalize)
         assert [r.message for r in out.records] == ["ok"] and out.rejected == 1
+
+
+@given(
+    body=st.one_of(
+        st.binary(max_size=200),
+        st.lists(
+            st.sampled_from([b"{", b"}", b"[", b"]", b'"', b"\\", b"\n", b",", b"a", b" "])
+        ).map(b"".join),
+    ),
+    cuts=st.lists(st.integers(1, 40), max_size=20),
+)
+@settings(max_examples=400, deadline=None)
+def test_json_scanner_spans_are_ordered_and_split_reads_change_nothing(
+    body: bytes, cuts: list[int]
+) -> None:
+    whole, _ = jsonscan.scan_all(body)
+    last = 0
+    for kind, a, b in whole:
+        assert last <= a < b <= len(body) and kind in (jsonscan.VALUE, jsonscan.GARBAGE, 2)
+        last = b
+    # Fed in pieces, rebased as the TCP receiver does: the same spans.
+    scanner, buf, base, got, pos = jsonscan.Scanner(), b"", 0, [], 0
+    for cut in [*cuts, len(body)]:
+        buf += body[pos : pos + cut]
+        pos += cut
+        got += [(k, a + base, b + base) for k, a, b in scanner.scan(buf, final=False)]
+        drop = scanner.resume_point()
+        buf, base = buf[drop:], base + drop
+        scanner.rebase(drop)
+    got += [(k, a + base, b + base) for k, a, b in scanner.scan(buf, final=True)]
+    assert got == whole

@@ -321,7 +321,7 @@ async def test_disconnect_mid_frame_and_garbage_do_not_hurt_other_connections(
     assert [r.message for r in records] == ["before", "after"]
     assert (
         sidecar.metrics.registry.get_sample_value(
-            "logguardian_rejected_total", {"reason": "malformed"}
+            "logguardian_rejected_requests_total", {"receiver": "forward", "reason": "malformed"}
         )
         == 2
     )
@@ -339,7 +339,7 @@ async def test_oversize_frame_closes_only_that_connection(start: Any) -> None:
     await ok.close()
     assert (
         sidecar.metrics.registry.get_sample_value(
-            "logguardian_rejected_total", {"reason": "too_large"}
+            "logguardian_rejected_requests_total", {"receiver": "forward", "reason": "too_large"}
         )
         == 1
     )

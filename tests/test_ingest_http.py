@@ -264,7 +264,10 @@ async def test_undecodable_body_is_400_with_reason(
     async with client.post(url, data=body, headers={"Content-Type": ctype}) as resp:
         assert resp.status == 400
         assert needle in (await resp.json())["error"]
-    assert counter(sidecar, "logguardian_rejected_total", reason="malformed") == 1
+    assert (
+        counter(sidecar, "logguardian_rejected_requests_total", receiver="http", reason="malformed")
+        == 1
+    )
 
 
 async def test_oversize_body_and_gzip_bomb_are_413(
@@ -285,7 +288,10 @@ async def test_oversize_body_and_gzip_bomb_are_413(
     ) as r:
         assert r.status == 413
         assert "inflates past" in (await r.json())["error"]
-    assert counter(sidecar, "logguardian_rejected_total", reason="too_large") == 2
+    assert (
+        counter(sidecar, "logguardian_rejected_requests_total", receiver="http", reason="too_large")
+        == 2
+    )
     async with client.post(
         url, data=orjson.dumps([{"log": "fine"}]), headers={"Content-Type": "application/json"}
     ) as r:
@@ -312,7 +318,12 @@ async def test_bearer_token_auth(start: Any, client: aiohttp.ClientSession) -> N
             assert r.headers["WWW-Authenticate"].startswith("Bearer")
     async with client.post(url, data=body, headers={"Authorization": "Bearer s3cret"}) as r:
         assert r.status == 200
-    assert counter(sidecar, "logguardian_rejected_total", reason="unauthorized") == 3
+    assert (
+        counter(
+            sidecar, "logguardian_rejected_requests_total", receiver="http", reason="unauthorized"
+        )
+        == 3
+    )
     await capture.wait_for(1)
 
 
@@ -355,9 +366,9 @@ async def test_full_queue_answers_503_with_retry_after(
                 assert r.headers["Retry-After"] == "2"
                 assert "retry" in (await r.json())["error"]
     assert 503 in statuses
-    assert counter(sidecar, "logguardian_rejected_total", reason="queue_full") == (
-        statuses.count(503)
-    )
+    assert counter(
+        sidecar, "logguardian_rejected_requests_total", receiver="http", reason="queue_full"
+    ) == (statuses.count(503))
     async with client.get(url.replace("/api/v1/logs", "/readyz")) as r:
         assert r.status == 503  # saturated queue → not ready
     async with client.post(url, data=b"not even json") as r:

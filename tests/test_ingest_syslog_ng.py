@@ -83,7 +83,9 @@ async def test_syslog_ng_http_destination_retries_503_and_loses_nothing(
     try:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 30
-        while not reg.get_sample_value("logguardian_rejected_total", {"reason": "queue_full"}):
+        while not reg.get_sample_value(
+            "logguardian_rejected_requests_total", {"receiver": "http", "reason": "queue_full"}
+        ):
             assert proc.poll() is None, proc.communicate()[0]
             assert loop.time() < deadline, "syslog-ng never hit the full queue"
             await asyncio.sleep(0.05)

@@ -249,3 +249,53 @@ async def test_an_unserializable_value_does_not_cost_the_batch(store: LocalStore
     store.export(batch([odd, annotation(2, time.time())]))
     await store.aflush()
     assert sorted(r["id"] for r in store.anomalies()) == ["a1", "a2"]
+
+
+async def test_a_record_that_breaks_the_encoder_is_dead_lettered_alone(store: LocalStore) -> None:
+    """Issue 13 #4: a binary map key (msgpack allows it) used to cost all 50
+    annotations of its batch; a document nothing can encode costs itself only."""
+    now = time.time()
+    batch_of_50 = [annotation(i, now) for i in range(48)]
+    binary_key = annotation(48, now)
+    binary_key.attributes = {b"\xffkey": "v", "kubernetes": {b"ns": b"shop"}}
+    circular = annotation(49, now)
+    loop: dict[str, object] = {}
+    loop["self"] = loop
+    circular.attributes = {"loop": loop}
+    store.export(batch([*batch_of_50, binary_key, circular]))
+    await store.aflush()
+    stored = {r["id"]: r for r in store.anomalies(limit=100)}
+    assert len(stored) == 49 and "a49" not in stored
+    assert stored["a48"]["attributes"] == {"\ufffdkey": "v", "kubernetes": {"ns": "shop"}}
+    dropped = store.metrics.registry.get_sample_value(
+        "logguardian_exporter_dropped_total", {"exporter": "local", "reason": "unencodable"}
+    )
+    assert dropped == 1
+    dead = [orjson.loads(line) for line in store.dead_letter.read_bytes().splitlines()]
+    assert [d["id"] for d in dead] == ["a49"]
+
+
+async def test_writer_backlog_is_bounded_in_rows_not_batches(tmp_path: Path) -> None:
+    """Issue 13 #9: with the writer behind, 100 batches of 1,000 annotations stay
+    within the default `max_pending_rows` of 20,000 (the batch-count bound alone
+    let 20M rows queue)."""
+    metrics = Metrics()
+    store = LocalStore(tmp_path / "s.sqlite3", LocalStoreSettings(), metrics)
+    now = time.time()
+    template = annotation(0, now)
+    for _ in range(100):  # writer not started yet: nothing drains
+        store.export(batch([template] * 1_000))
+    queued = sum(len(rows) for rows, _ in list(store._queue.queue) if rows)  # type: ignore[misc]
+    assert queued == 20_000
+    lost = metrics.registry.get_sample_value(
+        "logguardian_exporter_dropped_total", {"exporter": "local", "reason": "backlog_full"}
+    )
+    assert lost == 100 * 1_000 - queued
+    await store.start()
+    await store.aflush()
+    assert store.pending_rows == 0
+    store.export(batch([annotation(1, now)]))  # room again once written
+    await store.aflush()
+    await store.stop()
+    assert len(store.anomalies(limit=50_000)) == queued + 1
+    store.close()

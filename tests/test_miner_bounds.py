@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 import string
 
 import pytest
@@ -63,3 +64,29 @@ def test_caches_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         assert len(miner._loose) <= 100 + 50
         assert len(miner._exact) <= 100
     assert len(miner) == 1
+
+
+def test_evicted_templates_take_their_index_with_them() -> None:
+    """Issue 13 #8: a flood of one-off shapes under the template cap must not leave
+    empty buckets, skeleton entries, per-service counters or encoded snapshots of
+    evicted templates behind (they held 2 GB after 1M such records)."""
+    rng = random.Random(1)
+    miner = TemplateMiner(Templates(max_templates=50))
+
+    def word() -> str:
+        return "".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(3, 9)))
+
+    for chunk in range(30):
+        batch = [" ".join(word() for _ in range(rng.randint(3, 8))) for _ in range(100)]
+        miner.add_batch(batch, [f"svc{chunk}-{i % 7}" for i in range(100)])
+        miner.export_bytes()
+    live = list(miner._templates.values())
+    patterns = [*live, *miner._aliases.values()]
+    assert len(live) <= 50
+    assert all(miner._buckets.values()), "an emptied bucket was left behind"
+    assert sum(map(len, miner._buckets.values())) <= 2 * len(patterns)
+    assert len(miner._skeletons) <= sum(len(t.skeletons) for t in patterns)
+    assert set(miner._skeletons.values()) <= {t.id for t in patterns}
+    assert set(miner.service_template_counts()) <= {s for t in live for s in t.services}
+    assert set(miner._encoded) <= {t.id for t in live}
+    assert len(miner._shape) + len(miner._loose) + len(miner._exact) <= 3 * 100

@@ -64,9 +64,11 @@ def test_eval_prints_accuracy_per_dataset() -> None:
         [*CLI, "eval", str(hdfs)], capture_output=True, timeout=120, check=True, text=True
     )
     row = next(line for line in proc.stdout.splitlines() if line.startswith("HDFS"))
-    name, lines, ga, pa, fga, _ = row.split()
+    name, lines, ga, pa, fga, _, nov_p, nov_r = row.split()
     assert (name, lines) == ("HDFS", "2000")
     assert float(ga) >= 0.95 and 0 <= float(pa) <= 1 and 0 <= float(fga) <= 1
+    # HDFS-2k has two events that first occur after the 1,000-record warm-up.
+    assert float(nov_p) == 1.0 and float(nov_r) == 1.0
     bad = subprocess.run(
         [*CLI, "eval", str(SHARED / "data" / "README.md")],
         capture_output=True,
@@ -74,3 +76,17 @@ def test_eval_prints_accuracy_per_dataset() -> None:
         text=True,
     )
     assert bad.returncode == 2 and "not a Loghub structured CSV" in bad.stderr
+
+
+def test_eval_leave_one_out_reports_a_held_out_column() -> None:
+    loghub = SHARED / "data" / "loghub"
+    paths = [str(loghub / name) for name in ("HDFS", "Apache", "Spark")]
+    proc = subprocess.run(
+        [*CLI, "eval", "--loso", *paths], capture_output=True, timeout=300, check=True, text=True
+    )
+    lines = proc.stdout.splitlines()
+    assert lines[0].split()[-2:] == ["LOSO", "GA"]
+    rows = [line.split() for line in lines[1:4]]
+    assert [r[0] for r in rows] == ["HDFS", "Apache", "Spark"]
+    assert all(0.9 <= float(r[-1]) <= 1.0 for r in rows)
+    assert "chosen on the others" in proc.stdout

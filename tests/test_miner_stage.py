@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 
 from logguardian.config import Settings
+from logguardian.exceptions.stage import ExceptionStage
 from logguardian.record import Record
 from logguardian.server import Sidecar
 from logguardian.templates.stage import TemplateStage
@@ -20,8 +21,11 @@ def _records(lines: list[str], service: str = "api") -> list[Record]:
 
 async def test_stage_is_first_and_assigns_ids(make_settings: Callable[..., Settings]) -> None:
     sidecar = Sidecar(make_settings())
-    assert isinstance(sidecar.pipeline.processors[0], TemplateStage)
-    assert sidecar.components.handles["miner"] is sidecar.pipeline.processors[0].miner
+    # Only the exception stage (rejoins split traces, issue 14) runs before mining.
+    processors = sidecar.pipeline.processors
+    assert isinstance(processors[0], ExceptionStage)
+    assert isinstance(processors[1], TemplateStage)
+    assert sidecar.components.handles["miner"] is processors[1].miner
     await sidecar.start()
     try:
         batch = await sidecar.pipeline.run_now(

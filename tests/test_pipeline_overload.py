@@ -101,9 +101,9 @@ async def test_http_overload_gets_503_and_loses_nothing(
     assert len(slow.seen) == total and set(slow.seen.values()) == {1}  # exactly once
     reg = sidecar.metrics.registry
     assert reg.get_sample_value("logguardian_received_total", {"receiver": "http"}) == total
-    assert reg.get_sample_value("logguardian_rejected_total", {"reason": "queue_full"}) == (
-        retries
-    )  # one per refused request
+    assert reg.get_sample_value(
+        "logguardian_rejected_requests_total", {"receiver": "http", "reason": "queue_full"}
+    ) == (retries)  # one per refused request
     # ~40 MB of records went through a queue bounded at ~2 MB of them.
     assert rss_growth < 60 * 1024 * 1024, f"RSS grew by {rss_growth / 1e6:.0f} MB"
 

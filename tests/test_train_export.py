@@ -142,7 +142,16 @@ def test_train_cli_writes_a_loadable_calibrated_bundle(train_jsonl: Path, tmp_pa
     assert meta["session_key"] == BLOCK
     assert meta["training"]["bad_lines"] == 2
     assert meta["training"]["sessions"] == 400
-    assert meta["heldout"]["sessions"] == 60
+    # calibrated on held-out NEW sessions (sequences seen once), at most 15% of them
+    cal = meta["calibration"]
+    assert cal["split"] == "novel" and "conformal" in cal["method"]
+    assert 20 <= meta["heldout"]["sessions"] == cal["heldout_new_sessions"] <= 60
+    n, mass, alpha = cal["heldout_new_sessions"], cal["novel_mass"], cal["alpha_new_sessions"]
+    assert 0 < mass < 1 and alpha == pytest.approx(cal["target_fpr"] / mass, rel=1e-3)
+    # 400 sessions cannot certify 0.1%: the bundle says so rather than claim it
+    assert cal["certified"]["sequence"] is (1 / (n + 1) <= alpha)
+    assert cal["bound_fpr_all_sessions"] == pytest.approx(max(alpha, 1 / (n + 1)) * mass, abs=1e-5)
+    assert meta["heldout"]["new_sessions"] is True
     assert meta["thresholds"]["sequence_surprise"] > 0
     assert {MODEL_FILE, MINER_FILE, SESSION_FILE} == set(meta["files"])
     assert meta["session_autoencoder"]["threshold"] > 0
@@ -202,3 +211,86 @@ def test_learned_end_template_closes_a_session_at_once(tmp_path: Path) -> None:
     assert sorted(batch.reasons) == [5]
     assert [r.kind for r in batch.reasons[5]] == ["session"]
     assert "missing" in batch.reasons[5][0].text
+
+
+# -- thresholds that hold on sessions the model never saw (issue 12) --------------------
+
+
+def test_conformal_quantile_bounds_the_false_positive_rate_on_fresh_draws() -> None:
+    from logguardian.training.calibrate import conformal_quantile
+
+    rng = np.random.default_rng(1)
+    alpha, rates = 0.05, []
+    for _ in range(300):
+        q, certified = conformal_quantile(rng.lognormal(0, 1.5, 99).tolist(), alpha)
+        assert certified
+        rates.append(float((rng.lognormal(0, 1.5, 2000) > q).mean()))
+    # marginal guarantee: P(new > q) <= alpha (the mean over calibrations), not far below
+    assert np.mean(rates) <= alpha + 0.005 and np.mean(rates) >= alpha / 2
+    # a rate the sample cannot resolve is its worst score and says it is not certified
+    scores = rng.lognormal(0, 1.5, 99).tolist()
+    assert conformal_quantile(scores, 0.001) == (max(scores), False)
+
+
+def grammar_session(rng: np.random.Generator) -> list[int]:
+    """A normal session from a small workflow grammar with optional and repeated steps,
+    so that many sessions have an exact order nobody logged before."""
+    out = [2]
+    for _ in range(int(rng.integers(1, 6))):
+        out += [3, 4] if rng.random() < 0.8 else [4, 3]
+        if rng.random() < 0.25:
+            out.append(5)
+    if rng.random() < 0.4:
+        out += [6, 7] * int(rng.integers(1, 3))
+    return [*out, 8]
+
+
+def test_novel_split_holds_out_only_sequences_absent_from_fit() -> None:
+    from logguardian.training.calibrate import novel_split
+
+    rng = np.random.default_rng(2)
+    sessions = [grammar_session(rng) for _ in range(600)]
+    split = novel_split(sessions, holdout=0.15, seed=0)
+    assert split.method == "novel" and split.heldout
+    fit = {tuple(s) for s in split.fit}
+    assert not any(tuple(s) in fit for s in split.heldout)
+    once = sum(1 for s in sessions if sum(t == s for t in sessions) == 1)
+    assert split.novel_mass == pytest.approx(once / len(sessions))
+    assert len(split.fit) + len(split.heldout) == len(sessions)
+
+
+def test_session_fpr_on_new_normal_sessions_stays_within_the_calibrated_bound() -> None:
+    from collections import Counter
+
+    from logguardian.detectors.session_model import profiles
+    from logguardian.training.calibrate import session_surprise
+    from logguardian.training.train import TrainOptions, fit_models
+
+    rng = np.random.default_rng(3)
+    sessions = [grammar_session(rng) for _ in range(800)]
+    options = TrainOptions(window=4, epochs=80, progress=False)
+    fitted = fit_models(sessions, 9, options)
+    cal = fitted.calibration
+    assert cal["split"] == "novel" and cal["heldout_new_sessions"] >= 50
+
+    seen = {tuple(s) for s in sessions}
+    new = [s for s in (grammar_session(rng) for _ in range(6000)) if tuple(s) not in seen]
+    assert len(new) >= 300
+    runner = ort.InferenceSession(fitted.onnx, providers=["CPUExecutionProvider"])
+    ae = ort.InferenceSession(fitted.session_onnx, providers=["CPUExecutionProvider"])
+
+    def flags(batch: list[list[int]]) -> list[bool]:
+        surprise = session_surprise(
+            lambda w: runner.run(None, {"window": w})[0], batch, options.window
+        )
+        errors = ae.run(None, {"profile": profiles([Counter(s) for s in batch], 9)})[0]
+        return [
+            x >= fitted.threshold or e >= fitted.error_threshold or fitted.sets.unseen(s)
+            for x, e, s in zip(surprise, errors, batch, strict=True)
+        ]
+
+    rate = sum(flags(new)) / len(new)
+    assert rate <= cal["bound_fpr_new_session"] + 0.01, (rate, cal)
+    # ...while the thresholds still catch what is wrong: steps out of order, a lost tail
+    broken = [[8, *s[1:-1], 2] for s in new[:100]] + [s[:2] for s in new[:100]]
+    assert sum(flags(broken)) / len(broken) >= 0.95

@@ -27,3 +27,7 @@ global.IntersectionObserver = class {
   disconnect() {}
 };
 HTMLCanvasElement.prototype.getContext = () => null;
+
+// findBy*/waitFor: allow for a busy machine (the default is 1 s).
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+require('@testing-library/react').configure({ asyncUtilTimeout: 15000 });

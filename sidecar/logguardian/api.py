@@ -9,7 +9,10 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from . import detection_api
+from .exceptions import api as exceptions_api
 from .record import parse_time
+from .series import analyze_api as series_api
+from .series import watch_api
 from .server import SIDECAR_KEY
 
 if TYPE_CHECKING:
@@ -19,6 +22,9 @@ if TYPE_CHECKING:
 def add_routes(app: web.Application, sidecar: Sidecar) -> None:
     app.router.add_get("/api/v1/anomalies", _anomalies)
     detection_api.add_routes(app)
+    exceptions_api.add_routes(app)
+    series_api.add_routes(app, sidecar)
+    watch_api.add_routes(app, sidecar)
     from .explain import api as explain_api
 
     explain_api.add_routes(app)

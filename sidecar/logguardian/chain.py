@@ -34,6 +34,10 @@ class Components:
 
 def build_components(settings: Settings, metrics: Metrics) -> Components:
     components = Components()
+    # Exceptions (issue 14): rejoins split traces and groups them, before mining.
+    from .exceptions import register as register_exceptions
+
+    register_exceptions(components, settings, metrics)
     # Template mining is the first stage: every detector keys on template ids.
     from .templates.stage import SnapshotFlusher, TemplateStage
 
@@ -52,6 +56,14 @@ def build_components(settings: Settings, metrics: Metrics) -> Components:
     components.handles["store"] = store
     # Online detection (issue 4): after mining and the session model, before exporters.
     detection.register(components, settings, metrics, settings.state_dir)
+    model, detecting = components.handles.get("model"), components.handles.get("detection")
+    if model is not None and detecting is not None:
+        # templates of the bundle's normal sessions are known, not "first seen"
+        model.on_known = detecting.novelty.learn
+    # Watched PromQL targets (issue 17): findings join incidents right before that stage.
+    from .series.watch import register as register_watch
+
+    register_watch(components, settings, metrics)
     # Incident explanations (issue 15): rules always, an LLM when configured.
     from .explain.wiring import register as register_explain
 

@@ -73,8 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_input_flags(score)
 
+    analyze = sub.add_parser("analyze", help="score a timestamp,value CSV series per point")
+    analyze.add_argument("file", help="CSV with a timestamp,value header, or - for stdin")
+    analyze.add_argument("--out", type=Path, help="write timestamp,value,anomaly_score here")
+    analyze.add_argument("--methods", help="comma-separated subset of the series methods")
+
     ev = sub.add_parser("eval", help="evaluate template mining against Loghub ground truth")
     ev.add_argument("paths", nargs="+", type=Path, help="*_structured.csv files or dataset dirs")
+    ev.add_argument(
+        "--loso", action="store_true", help="also GA with tunables chosen on the other datasets"
+    )
 
     bench = sub.add_parser("bench", help="run a benchmark from bench/")
     bench.add_argument("name", help="benchmark name, e.g. mine, ingest, scenarios, hdfs")

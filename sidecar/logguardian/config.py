@@ -21,6 +21,7 @@ from pydantic_settings import (
 )
 
 from .record import DEFAULT_SERVICE_FIELDS
+from .series.targets import Watch
 
 
 class Section(BaseModel):
@@ -48,7 +49,9 @@ class ForwardReceiver(Section):
     port: int = Field(24224, ge=0, le=65535)
     shared_key: str | None = Field(None, description="enables the HELO/PING/PONG handshake")
     self_hostname: str = "logguardian"
-    max_frame_bytes: int = Field(64 * 1024 * 1024, gt=0)
+    max_frame_bytes: int = Field(
+        16 * 1024 * 1024, gt=0, description="one frame's bytes (Fluent Bit chunks are ~2 MB)"
+    )
     idle_timeout_seconds: float = Field(300.0, gt=0)
 
 
@@ -113,10 +116,11 @@ class Templates(Section):
     max_tokens: int = Field(256, gt=0)
     max_line_bytes: int = Field(8192, gt=0)
     similarity: float = Field(
-        0.5,
+        0.7,
         gt=0,
         le=1,
-        description="a line may differ from a template in at most (1 - this) of its words",
+        description="share of a template's constant words a line must repeat to make a "
+        "differing word a variable",
     )
     variable_min_values: int = Field(
         3, ge=2, description="distinct words seen at a position before it becomes <*>"
@@ -205,6 +209,9 @@ class Alertmanager(Section):
 class LocalStore(Section):
     max_annotations: int = Field(200_000, gt=0)
     max_age_seconds: float = Field(7 * 86400, gt=0)
+    max_pending_rows: int = Field(
+        20_000, gt=0, description="writer backlog bound, in annotations (memory, not disk)"
+    )
 
 
 class Exporters(Section):
@@ -250,6 +257,64 @@ class Explain(Section):
         return value
 
 
+class ExceptionsSettings(Section):
+    """Stack traces as signals (issue 14): parsing, rejoining, grouping, code links."""
+
+    enabled: bool = True
+    in_app_prefixes: list[str] = Field(
+        default_factory=list,
+        description="paths or module prefixes of the application's own code "
+        "(win over the library defaults: site-packages, node_modules, java.*, …)",
+    )
+    library_prefixes: list[str] = Field(
+        default_factory=list, description="more paths/module prefixes that are libraries"
+    )
+    source_url_template: str | None = Field(
+        None,
+        description="link for in-app frames, e.g. "
+        "https://git.example.com/{service}/blob/{version}/{file}#L{line}",
+    )
+    default_version: str = Field("HEAD", description="{version} when a record carries none")
+    warmup_records: int | None = Field(
+        None,
+        ge=0,
+        description="records per service before a new fingerprint alerts; "
+        "None = detectors.warmup_records",
+    )
+    new_score: float = Field(0.85, gt=0, le=1, description="score of a never-seen fingerprint")
+    max_groups: int = Field(5000, gt=0)
+    max_frames: int = Field(20, gt=0, description="frames kept per group")
+    max_example_chars: int = Field(4096, gt=0)
+    snapshot_seconds: float = Field(10.0, gt=0)
+    rejoin: bool = Field(True, description="rejoin traces split one line per record")
+    rejoin_max_lines: int = Field(500, gt=1)
+    rejoin_max_bytes: int = Field(64 * 1024, gt=0)
+    rejoin_wait_seconds: float = Field(2.0, gt=0, description="longest a line is held")
+    rejoin_gap_seconds: float = Field(1.0, ge=0, description="log-time gap between lines")
+    rejoin_sources: list[str] = Field(
+        default_factory=lambda: ["http", "forward", "tcp", "otlp"],
+        description="receivers whose records may be rejoined (never the score APIs)",
+    )
+
+
+class Limits(Section):
+    """What one body, frame or record may hold, on every receiver: over a record
+    limit the whole body/frame is refused (HTTP 413, Forward frame rejected and
+    acked, gRPC INVALID_ARGUMENT); an oversized or too deeply nested record is
+    refused alone (`rejected_total{reason="too_large"}`)."""
+
+    max_records: int = Field(
+        100_000,
+        gt=0,
+        description="elements per HTTP body / Forward frame / gRPC request, "
+        "counted after decompression while decoding",
+    )
+    max_record_bytes: int = Field(
+        1024 * 1024, gt=0, description="approximate size of one record's fields"
+    )
+    max_depth: int = Field(32, gt=0, description="nesting depth of one record's fields")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="LOGGUARDIAN_",
@@ -268,6 +333,9 @@ class Settings(BaseSettings):
     model: Model = Model()
     exporters: Exporters = Exporters()
     explain: Explain = Explain()
+    exceptions: ExceptionsSettings = ExceptionsSettings()
+    watch: Watch = Watch()
+    limits: Limits = Limits()
 
     @classmethod
     def settings_customise_sources(

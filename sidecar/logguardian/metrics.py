@@ -61,8 +61,16 @@ class Metrics:
         )
         self.rejected = Counter(
             "logguardian_rejected",
-            "Records or requests refused, by reason",
+            "Records refused, by reason (one unit: a record)",
             ["reason"],
+            registry=r,
+        )
+        # Refused before their records could be counted (bad credentials, an
+        # undecodable or oversized body, a broken stream): the unit is one request.
+        self.rejected_requests = Counter(
+            "logguardian_rejected_requests",
+            "Requests, frames or connections refused whole, by receiver and reason",
+            ["receiver", "reason"],
             registry=r,
         )
         self.processor_errors = Counter(
@@ -94,6 +102,30 @@ class Metrics:
             "logguardian_exporter_dropped",
             "Items an exporter gave up on, by reason",
             ["exporter", "reason"],
+            registry=r,
+        )
+        # Exceptions (issue 14); runtime is one of a fixed set (java, python, go, …).
+        self.exceptions = Counter(
+            "logguardian_exceptions",
+            "Records carrying a parsed stack trace",
+            ["service", "runtime"],
+            registry=r,
+        )
+        self.exception_groups_new = Counter(
+            "logguardian_exception_groups_new",
+            "Exception fingerprints seen for the first time",
+            ["service"],
+            registry=r,
+        )
+        self.exception_groups = Gauge(
+            "logguardian_exception_groups",
+            "Exception groups kept per service",
+            ["service"],
+            registry=r,
+        )
+        self.exception_rejoined = Counter(
+            "logguardian_exception_rejoined_lines",
+            "Records merged into the preceding record of their stream (split stack traces)",
             registry=r,
         )
         self.model_loaded = Gauge(

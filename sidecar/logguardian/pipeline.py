@@ -412,7 +412,7 @@ class Pipeline:
             except Exception:
                 log.exception("exporter %s failed to accept a batch", exporter.name)
                 self.metrics.exporter_errors.labels(exporter.name).inc()
-        if records:
+        if batch.records:  # a stage may have released held records into a tick
             self._count(batch)
             self.metrics.batch_seconds.observe(time.perf_counter() - started)
         return batch

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 MESSAGE_KEYS: tuple[str, ...] = ("log", "message", "msg", "short_message")
 TIME_KEYS: tuple[str, ...] = ("date", "@timestamp", "time", "timestamp")
 LEVEL_KEYS: tuple[str, ...] = ("level", "log.level", "severity", "severity_text", "loglevel")
@@ -24,6 +26,11 @@ DEFAULT_SERVICE_FIELDS: tuple[str, ...] = (
     "app",
 )
 UNKNOWN_SERVICE = "unknown"
+# Per-record bounds (settings `limits.*` override them): a record nested deeper or
+# larger than this is refused alone, before anything downstream (repr, mining,
+# JSON encoding in the exporters) has to cope with it.
+MAX_DEPTH = 32
+MAX_RECORD_BYTES = 1024 * 1024
 
 # Canonical level names; keys are lower-cased spellings seen in the wild
 # (syslog keywords, log4j, Go/zap, GELF numeric syslog severities).
@@ -67,6 +74,84 @@ _LEVEL_ALIASES: dict[str, str] = {
 _LEVEL_IN_TEXT = re.compile(
     r"(?=[CDEFIPSTW])\b(FATAL|CRITICAL|PANIC|ERROR|SEVERE|WARN(?:ING)?|INFO|DEBUG|TRACE)\b"
 )
+
+
+class RecordTooLarge(ValueError):
+    """A record over the size or nesting bound; counted as `too_large`."""
+
+
+# Added to a measured size when the value needs `json_safe` (sizes stay far below it).
+_DIRTY = 1 << 48
+
+
+def _scalar(value: Any) -> int:
+    cls = value.__class__
+    if cls is int or cls is float or cls is bool or value is None:
+        return 8
+    if cls is bytes:
+        return len(value) + _DIRTY
+    return 8 + _DIRTY
+
+
+def _measure(value: Any, depth: int, max_depth: int) -> int:
+    """Approximate encoded size of a container, plus `_DIRTY` for each part no
+    exporter could encode as is; raises RecordTooLarge past `max_depth` levels (a
+    doc's own fields are level 1). One pass: strings are handled inline (this runs
+    per record on the ingest path), only containers recurse."""
+    if depth >= max_depth:
+        raise RecordTooLarge(f"fields nested deeper than {max_depth} levels")
+    depth += 1
+    size = 2
+    if value.__class__ is dict:
+        for key, item in value.items():
+            cls = item.__class__
+            if cls is str:
+                size += len(item) + 2
+            elif cls is dict or cls is list:
+                size += _measure(item, depth, max_depth)
+            else:
+                size += _scalar(item)
+            size += len(key) if key.__class__ is str else _DIRTY
+        return size
+    for item in value:
+        cls = item.__class__
+        if cls is str:
+            size += len(item) + 3
+        elif cls is dict or cls is list:
+            size += _measure(item, depth, max_depth) + 1
+        else:
+            size += _scalar(item) + 1
+    return size
+
+
+def check_bounds(fields: dict[str, Any], max_depth: int, max_bytes: int) -> None:
+    """Raise RecordTooLarge when a record's fields are over the size or nesting
+    bound (for receivers that build Records without `Normalizer`)."""
+    size = _measure(fields, 0, max_depth) % _DIRTY
+    if size > max_bytes:
+        raise RecordTooLarge(f"record of ~{size} bytes is over the {max_bytes}-byte limit")
+
+
+def _text_key(key: Any) -> str:
+    """Map keys become text: msgpack allows binary, numeric, nil keys, JSON does not."""
+    if key.__class__ is bytes:
+        return key.decode("utf-8", "replace")
+    return str(key)
+
+
+def json_safe(value: Any) -> Any:
+    """Field values every exporter can encode: text keys, bytes as text, msgpack
+    extension values as their repr. Only walks containers that need it."""
+    cls = value.__class__
+    if cls is dict:
+        return {(k if k.__class__ is str else _text_key(k)): json_safe(v) for k, v in value.items()}
+    if cls is list or cls is tuple:
+        return [json_safe(v) for v in value]
+    if cls is bytes:
+        return value.decode("utf-8", "replace")
+    if cls in (str, int, float, bool) or value is None:
+        return value
+    return repr(value)
 
 
 @dataclass(slots=True)
@@ -152,13 +237,17 @@ def parse_time(value: Any) -> float | None:
 
 
 def message_text(value: Any) -> str:
+    """Total: any value becomes text (a container too deep for repr is refused)."""
     if isinstance(value, str):
         return value
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     if value is None:
         return ""
-    return str(value)
+    try:
+        return str(value)
+    except RecursionError:
+        raise RecordTooLarge("message nested too deeply") from None
 
 
 def _compile_path(path: str) -> tuple[str, tuple[str, ...] | None]:
@@ -195,10 +284,26 @@ class Normalizer:
     settings. A record usually has a handful of keys, so one set intersection
     with every name we could look at decides which lookups are worth doing."""
 
-    __slots__ = ("_heads", "_level_paths", "_plans", "_service_paths", "source")
+    __slots__ = (
+        "_heads",
+        "_level_paths",
+        "_plans",
+        "_service_paths",
+        "max_bytes",
+        "max_depth",
+        "source",
+    )
 
-    def __init__(self, source: str, service_fields: Sequence[str] = DEFAULT_SERVICE_FIELDS):
+    def __init__(
+        self,
+        source: str,
+        service_fields: Sequence[str] = DEFAULT_SERVICE_FIELDS,
+        max_depth: int = MAX_DEPTH,
+        max_bytes: int = MAX_RECORD_BYTES,
+    ):
         self.source = source
+        self.max_depth = max_depth
+        self.max_bytes = max_bytes
         self._service_paths = tuple(_compile_path(p) for p in service_fields)
         self._level_paths = tuple(_compile_path(p) for p in LEVEL_KEYS)
         heads = {*MESSAGE_KEYS, *TIME_KEYS}
@@ -241,10 +346,26 @@ class Normalizer:
 
         `ts` is a timestamp carried outside the map (forward EventTime, msgpack
         entry header); a timestamp inside the map wins only when there is none.
-        Raises ValueError when the map has no message at all.
+        Raises ValueError when the map has no message at all, RecordTooLarge (a
+        ValueError) when it is over the size or nesting bound.
         """
         if not isinstance(doc, dict):
             doc = dict(doc)
+        try:
+            # One C call bounds the common case: the encoded size, and a nesting depth
+            # no larger than the number of brackets (strings included).
+            encoded = orjson.dumps(doc)
+        except TypeError:  # a binary/numeric key, bytes, too deep for orjson, …
+            size = _measure(doc, 0, self.max_depth)
+            if size >= _DIRTY:
+                doc = json_safe(doc)
+                size %= _DIRTY
+        else:
+            size = len(encoded)
+            if encoded.count(b"{") + encoded.count(b"[") >= self.max_depth:
+                _measure(doc, 0, self.max_depth)
+        if size > self.max_bytes:
+            raise RecordTooLarge(f"record of ~{size} bytes is over the {self.max_bytes}-byte limit")
         present = self._heads.intersection(doc)
         plan = self._plans.get(present)
         if plan is None:

@@ -18,6 +18,7 @@ from .chain import Components, build_components
 from .config import Settings
 from .metrics import Metrics
 from .pipeline import Pipeline
+from .statefile import remove_stale_tmp
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ class Sidecar:
     def __init__(self, settings: Settings):
         self.settings = settings
         settings.state_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_tmp(settings.state_dir)
         self.metrics = Metrics(max_services=settings.pipeline.max_services)
         self.components: Components = build_components(settings, self.metrics)
         from .wal import open_wal

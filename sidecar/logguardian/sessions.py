@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .record import Record, lookup
+from .signals import Reason
 
 FIELD_PREFIX = "field:"
 
@@ -73,6 +74,27 @@ class Session:
     last_record: Record | None = None
     last_template_id: str | None = None
     last_template: str | None = None
+    # The strongest model finding per template id (the record's template, or the last
+    # template for a finding at close): feedback on a template silences its findings,
+    # so the session's final verdict is the strongest one not silenced.
+    findings: dict[str | None, Reason] = field(default_factory=dict)
+    closeness: float = 0.0  # how near the session came to a threshold, 0..1 (1 = at it)
+
+    def note(self, template_id: str | None, reason: Reason) -> None:
+        kept = self.findings.get(template_id)
+        if kept is None or reason.score > kept.score:
+            self.findings[template_id] = reason
+
+
+@dataclass(slots=True)
+class SessionVerdict:
+    """A closed session as the offline `score` reports it (DESIGN §5 final line)."""
+
+    key: str
+    service: str
+    records: int
+    findings: dict[str | None, Reason]
+    closeness: float
 
 
 class SessionTable:

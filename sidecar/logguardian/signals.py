@@ -60,6 +60,9 @@ class Incident:
     # summary, likely_cause, evidence, next_steps, confidence, model, generated_at,
     # source ("rules" | "llm"): see explain/.
     explanation: dict[str, Any] | None = None
+    # Top exception groups (fingerprint, title, url, count), most frequent first.
+    exceptions: list[dict[str, Any]] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)  # extra alert labels (watch targets)
 
     @property
     def open(self) -> bool:

@@ -300,15 +300,16 @@ class PrometheusServer:
         targets: Sequence[str],
         rule_files: Sequence[Path] = (),
         metrics_path: str = "/metrics",
+        scrape_interval: str = "1s",
     ):
         self.workdir = workdir
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = {
             "global": {
-                "scrape_interval": "1s",
+                "scrape_interval": scrape_interval,
                 "evaluation_interval": "1s",
-                "scrape_timeout": "1s",
+                "scrape_timeout": scrape_interval,
             },
             "rule_files": [str(Path(p).resolve()) for p in rule_files],
             "scrape_configs": [
@@ -380,10 +381,13 @@ def prometheus_factory() -> Iterator[Callable[..., PrometheusServer]]:
     started: list[PrometheusServer] = []
 
     def make(
-        targets: Sequence[str], rule_files: Sequence[Path] = (), metrics_path: str = "/metrics"
+        targets: Sequence[str],
+        rule_files: Sequence[Path] = (),
+        metrics_path: str = "/metrics",
+        scrape_interval: str = "1s",
     ) -> PrometheusServer:
         workdir = Path(tempfile.mkdtemp(prefix="logguardian-prom-"))
-        server = PrometheusServer(workdir, targets, rule_files, metrics_path)
+        server = PrometheusServer(workdir, targets, rule_files, metrics_path, scrape_interval)
         started.append(server)
         server.start()
         return server

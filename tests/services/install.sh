@@ -64,6 +64,17 @@ fi
 if [ "$(id -u)" -eq 0 ] && ! id logguardian-es >/dev/null 2>&1; then
   useradd --system --no-create-home --shell /usr/sbin/nologin logguardian-es
 fi
+# Language runtimes whose real stack traces the exception tests produce (issue 14):
+# python3 runs the tests; javac (a JDK, not just a JRE), node and go are also needed.
+need_rt=()
+command -v javac >/dev/null || need_rt+=(openjdk-17-jdk-headless)
+command -v node >/dev/null || need_rt+=(nodejs)
+command -v go >/dev/null || [ -x /usr/local/go/bin/go ] || need_rt+=(golang-go)
+if [ ${#need_rt[@]} -gt 0 ]; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_rt[@]}"
+fi
+
 # Fluent Bit, built from the vendored source (no registry ships it); cached there too.
 fluent_bit=$(bash "$here/fluentbit.sh" | tail -1)
 # An OpenAI-compatible LLM server (llama.cpp) + Gemma 3 270M for the explanation tests.

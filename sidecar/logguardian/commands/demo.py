@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from ..config import load_settings
 from ..server import Sidecar
+from . import demo_exceptions
 
 CHUNK_RECORDS = 500  # records per POST, like a Fluent Bit flush
 MATCH_BEFORE = 60.0
@@ -98,7 +99,9 @@ async def run_demo(state_dir: Path, speed: float) -> int:
             "http": {"host": "127.0.0.1", "port": _free_port()},
             "forward": {"port": 0},
             "grpc": {"port": 0},
+            "tcp": {"port": 0},
         },
+        exceptions={"source_url_template": demo_exceptions.SOURCE_URL},
     )
     sidecar = Sidecar(settings)
     await sidecar.start()
@@ -124,10 +127,13 @@ async def run_demo(state_dir: Path, speed: float) -> int:
             incidents = (await resp.json())["incidents"]
         fuse = sidecar.components.handles["fuse"]
         per_service = dict(fuse.anomalies_by_service)
+        async with aiohttp.ClientSession() as http:
+            scene = await demo_exceptions.run_scene(http, base, stamps[-1] + 600)
     finally:
         await sidecar.stop()
     print(f"replayed in {elapsed:.1f} s ({len(lines) / elapsed:,.0f} records/s)\n")
     report(incidents, per_service, truth)
+    print("\n".join(scene))
     return 0
 
 

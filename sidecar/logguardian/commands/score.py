@@ -6,6 +6,12 @@ Runs the same chain as the sidecar (`chain.build_components`: miner, model stage
 when `--model` is given, online detectors, fuse) with exporters off, batch by batch
 through `Pipeline.run_batch`. A line that cannot be read still gets its output line,
 `{"error": ...}`, so outputs stay aligned with inputs.
+
+With a model, every session gets one more line when it closes (idle timeout, end
+template, or end of input, where every still-open session is closed):
+`{"session", "template_id": null, "score", "anomaly", "reasons", "final": true}`,
+written after the lines of the batch it closed in. A block that only looks wrong
+as a whole (it stopped logging half way) is caught there and nowhere else.
 """
 
 from __future__ import annotations
@@ -27,8 +33,10 @@ from ..detection_api import scored
 from ..metrics import Metrics
 from ..pipeline import Pipeline
 from ..record import UNKNOWN_SERVICE, Record, infer_level, normalize
+from ..sessions import SessionVerdict
 
 SOURCE = "score"
+MAX_REASONS = 3
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,6 +61,10 @@ def _score(settings: Settings, args: argparse.Namespace) -> int:
     pipeline = Pipeline(settings.pipeline, components.processors, [], metrics)
     fuse = components.handles.get("fuse")
     threshold = settings.detectors.threshold
+    model = components.handles.get("model")
+    finals: list[SessionVerdict] = []
+    if model is not None:
+        model.finals = finals
     out = sys.stdout.buffer
     bad = 0
     source: BinaryIO
@@ -91,8 +103,16 @@ def _score(settings: Settings, args: argparse.Namespace) -> int:
                         }
                     )
                 )
+            lines.extend(orjson.dumps(final_line(v, fuse, threshold)) for v in finals)
+            finals.clear()
             out.write(b"\n".join(lines) + b"\n")
             bar.update(len(slots))
+    if model is not None:
+        model.close_all()
+        pipeline.run_batch([])  # a clock tick: the model stage closes every open session
+        if finals:
+            out.write(b"\n".join(orjson.dumps(final_line(v, fuse, threshold)) for v in finals))
+            out.write(b"\n")
     out.flush()
     if args.state_dir is not None:
         _save_state(components.handles)
@@ -102,6 +122,36 @@ def _score(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def final_line(verdict: SessionVerdict, fuse: Any, threshold: float) -> dict[str, Any]:
+    """A closed session's verdict: an anomaly iff one of its findings passes the same
+    decision as a record's (threshold and operator feedback on the finding's template).
+    With no finding the score says how close it came (below the threshold)."""
+
+    def passes(score: float, template_id: str | None) -> bool:
+        return fuse.is_anomaly(score, template_id) if fuse is not None else score >= threshold
+
+    ranked = sorted(verdict.findings.items(), key=lambda item: -item[1].score)
+    live = [reason for tid, reason in ranked if passes(reason.score, tid)]
+    if live:
+        score = live[0].score
+    elif ranked:
+        score = ranked[0][1].score
+    else:
+        score = threshold * min(verdict.closeness, 0.999)
+    reasons = (live + [r for _, r in ranked if r not in live])[:MAX_REASONS]
+    return {
+        "session": verdict.key,
+        "template_id": None,
+        "score": round(score, 4),
+        "anomaly": bool(live),
+        "reasons": [
+            {"kind": r.kind, "score": round(r.score, 4), "text": r.text, "severity": r.severity}
+            for r in reasons
+        ],
+        "final": True,
+    }
 
 
 def _chunks(

@@ -36,11 +36,13 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"logguardian train: {exc}", file=sys.stderr)
         return 2
-    t, h = meta["training"], meta["heldout"]
+    t, h, c = meta["training"], meta["heldout"], meta["calibration"]
+    kind = "new" if h["new_sessions"] else "random"
     print(
         f"wrote {args.out}: {len(meta['vocab'])} templates, {t['sessions']} sessions "
         f"({t['records']} records, {t['bad_lines']} bad lines) in {t['total_seconds']}s; "
-        f"held-out session FPR {h['combined_session_fpr']}",
+        f"held-out session FPR {h['combined_session_fpr']} on {h['sessions']} {kind} "
+        f"sessions; expected FPR bound over all sessions {c['bound_fpr_all_sessions']}",
         file=sys.stderr,
     )
     return 0

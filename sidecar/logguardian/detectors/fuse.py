@@ -80,6 +80,8 @@ class FuseStage:
         suppressed = self.feedback.suppressed_ids
         metrics = self.metrics
         records = batch.records
+        if batch.annotations:
+            self._vet(batch)
         unscored = collections.Counter(map(_SERVICE, records))
         for i in sorted(batch.reasons):
             score, top = fuse(batch.reasons[i])
@@ -132,6 +134,16 @@ class FuseStage:
                     )
                 )
                 self._count(metrics.service_label(finding.service), reason.kind, finding.service)
+
+    def _vet(self, batch: Batch) -> None:
+        """Annotations an earlier stage raised with no record of this batch (a session
+        judged when it closed) get the same verdict as every other finding: threshold
+        and operator feedback."""
+        kept = [a for a in batch.annotations if self.is_anomaly(a.score, a.template_id)]
+        for a in kept:
+            kind = a.reasons[0].kind if a.reasons else "session"
+            self._count(self.metrics.service_label(a.service), kind, a.service)
+        batch.annotations = kept
 
     def _count(self, label: str, kind: str, service: str) -> None:
         self.metrics.anomalies.labels(label, kind).inc()

@@ -35,7 +35,7 @@ from ..bundle import DEFAULT_BUNDLE, PAD, UNK, Bundle, BundleError, load_bundle,
 from ..config import Settings
 from ..metrics import Metrics
 from ..pipeline import Batch
-from ..sessions import Session, SessionKeyer, SessionTable
+from ..sessions import Session, SessionKeyer, SessionTable, SessionVerdict
 from ..signals import Annotation, Reason, Severity
 from .session_model import profiles
 
@@ -75,6 +75,13 @@ class ModelStage:
         self.detect_sequence = True
         self.detect_sessions = True
         self.inferences = 0  # windows sent to onnxruntime (for benchmarks)
+        # The offline `score` sets a list here to get every closed session's verdict
+        # (its final line); the sidecar leaves it None and keeps nothing.
+        self.finals: list[SessionVerdict] | None = None
+        # Told (service, template id) once per template the bundle knows from normal
+        # sessions (chain.py: novelty learns it, so a known template is not "new").
+        self.on_known: Callable[[str, str], None] | None = None
+        self._known: set[tuple[str, str]] = set()
         self._index: dict[str, int] = {}
         self._scores: dict[tuple[tuple[int, ...], int], float] = {}
         self._pending: Bundle | None = None
@@ -199,6 +206,7 @@ class ModelStage:
         missing: set[tuple[int, ...]] = set()
         newest: float | None = None
         ended: list[tuple[int, Session]] = []
+        evicted: list[Session] = []
 
         for i, record in enumerate(records):
             text = templates[i]
@@ -214,7 +222,11 @@ class ModelStage:
             session = table.get(record.service, key)
             if session is None:
                 session = Session(key, record.service, pad, generation, ts, ts)
-                table.open(session)
+                pushed_out = table.open(session)
+                if pushed_out and self.finals is not None:
+                    # offline, every session gets a verdict: one pushed out of a full
+                    # table is judged as if it had gone idle (it is the least active)
+                    evicted.extend(pushed_out)
             else:
                 table.touch(session)
                 if ts > session.last_ts:
@@ -222,6 +234,8 @@ class ModelStage:
             idx = index_of.get(text)
             if idx is None:
                 idx = index_of[text] = vocab_index(text, record.message)
+            if idx > UNK and self.on_known is not None:
+                self._teach(record.service, batch.template_ids[i])
             session.records += 1
             if session.generation == generation:
                 if idx == UNK:
@@ -249,11 +263,29 @@ class ModelStage:
         for i, session in ended:
             table.close(session)
             closed.append((i, session))
+        if evicted:
+            done = {id(s) for _, s in ended}
+            closed.extend((None, s) for s in evicted if id(s) not in done)
         table.advance(newest, batch.now)
         closed.extend((None, s) for s in (table.drain() if self._close_all else table.expired()))
         self._close_all = False
         if closed and self.detect_sessions:
             self._verdicts(batch, bundle, closed)
+        if closed and self.finals is not None:
+            self.finals.extend(
+                SessionVerdict(s.key, s.service, s.records, s.findings, min(1.0, s.closeness))
+                for _, s in closed
+            )
+
+    def _teach(self, service: str, template_id: str | None) -> None:
+        known = self._known
+        if template_id is None or (service, template_id) in known:
+            return
+        if len(known) > INDEX_CACHE_MAX:
+            known.clear()
+        known.add((service, template_id))
+        if self.on_known is not None:
+            self.on_known(service, template_id)
 
     def _infer(
         self,
@@ -292,70 +324,71 @@ class ModelStage:
                 continue
             session.surprise += nll - base
             if session.surprise < threshold:
+                session.closeness = max(session.closeness, session.surprise / threshold)
                 continue
             score = anchor + (1 - anchor) * min(1.0, (session.surprise - threshold) / threshold)
             window, idx = item
             previous = next((t for t in reversed(window) if t != PAD), PAD)
-            batch.add_reason(
-                i,
-                Reason(
-                    "sequence",
-                    score,
-                    f"template '{bundle.vocab.text(idx)}' is unexpected in session {session.key} "
-                    f"after '{bundle.vocab.text(previous)}' (p={math.exp(-nll):.1e}; session "
-                    f"surprise {session.surprise:.1f} >= {threshold:.1f})",
-                    _severity(score),
-                    1.0,
-                ),
+            reason = Reason(
+                "sequence",
+                score,
+                f"template '{bundle.vocab.text(idx)}' is unexpected in session {session.key} "
+                f"after '{bundle.vocab.text(previous)}' (p={math.exp(-nll):.1e}; session "
+                f"surprise {session.surprise:.1f} >= {threshold:.1f})",
+                _severity(score),
+                1.0,
             )
+            batch.add_reason(i, reason)
+            session.note(batch.template_ids[i], reason)
             if not session.flagged_at or number < session.flagged_at:
                 session.flagged_at = number
 
     def _flag_unknown(self, batch: Batch, i: int, session: Session, text: str) -> None:
-        batch.add_reason(
-            i,
-            Reason(
-                "sequence",
-                UNKNOWN_SCORE,
-                f"template '{text}' never occurred in normal sessions (session {session.key})",
-                "high",
-                1.0,
-            ),
+        reason = Reason(
+            "sequence",
+            UNKNOWN_SCORE,
+            f"template '{text}' never occurred in normal sessions (session {session.key})",
+            "high",
+            1.0,
         )
+        batch.add_reason(i, reason)
+        session.note(batch.template_ids[i], reason)
         if not session.flagged_at:
             session.flagged_at = session.records
 
     def _verdicts(
         self, batch: Batch, bundle: Bundle, closed: list[tuple[int | None, Session]]
     ) -> None:
-        """Session models at close (template set, count autoencoder in one ONNX run), for
-        sessions of the current model the sequence model did not flag already."""
-        todo = [(i, s) for i, s in closed if not s.flagged_at and s.generation == self.generation]
+        """Session models at close (template set, count autoencoder in one ONNX run) for
+        sessions of the current model. Their finding is kept for the session's final
+        verdict; it becomes an annotation only if nothing flagged the session before."""
+        todo = [(i, s) for i, s in closed if s.generation == self.generation]
         if not todo:
             return
         sets = bundle.session_model
         if sets is not None and not sets.enabled:
             sets = None
         errors = bundle.session_errors(profiles([s.counts for _, s in todo], len(bundle.vocab)))
+        limit = bundle.session_threshold
         for row, (index, session) in enumerate(todo):
             unseen = sets is not None and sets.unseen(session.counts)
             error = float(errors[row]) if errors is not None else 0.0
-            odd = error >= bundle.session_threshold
-            if unseen or odd:
-                self._flag_session(batch, bundle, session, index, unseen, error)
+            if 0 < limit < math.inf:
+                session.closeness = max(session.closeness, error / limit)
+            if unseen or error >= limit:
+                text = _describe(bundle, session, unseen, error)
+                reason = Reason("session", SESSION_SCORE, text, "high", 1.0)
+                session.note(session.last_template_id, reason)
+                if not session.flagged_at:
+                    self._flag_session(batch, session, index, reason)
 
     def _flag_session(
-        self,
-        batch: Batch,
-        bundle: Bundle,
-        session: Session,
-        index: int | None,
-        unseen: bool,
-        error: float,
+        self, batch: Batch, session: Session, index: int | None, reason: Reason
     ) -> None:
+        """Puts a close-time finding on the session's closing record, or (closed by
+        timeout or end of input) as an annotation of its own, which fuse then passes
+        or drops by the same threshold and feedback as every other finding."""
         session.flagged_at = session.records
-        text = _describe(bundle, session, unseen, error)
-        reason = Reason("session", SESSION_SCORE, text, "high", 1.0)
         if index is not None:
             batch.add_reason(index, reason)
             return
@@ -377,8 +410,6 @@ class ModelStage:
                 attributes=record.attributes,
             )
         )
-        metrics = self.metrics
-        metrics.anomalies.labels(metrics.service_label(record.service), "session").inc()
 
 
 def _severity(score: float) -> Severity:

@@ -3,6 +3,12 @@ service is worth a look, more so at error/fatal level.
 
 Per record this is one dict lookup and an increment. Nothing alerts until the
 service has passed `warmup_records`, so a fresh sidecar learns instead of paging.
+
+Rare-but-known is rarity, not novelty: a rare template scores below the threshold
+at every level, so it only adds weight to another finding. A first-seen template
+that the miner later merges into a known one was a split: `merge` carries its counts
+over and the incident stage retracts the finding (incidents.py). Counts of templates
+the miner evicted are dropped (`drop_templates`), so memory follows the miner's cap.
 """
 
 from __future__ import annotations
@@ -16,11 +22,13 @@ from .context import severity_for
 
 # Score of a first-seen template by level: any new template reaches the threshold;
 # error/fatal ones go well past it. Rare (seen, but below rare_fraction) templates
-# only cross it at fatal level; otherwise they add weight to other findings.
+# never cross it on their own (at most RARE_CAP x threshold): they add weight to
+# other findings.
 NOVEL_SCORE = {"fatal": 0.97, "error": 0.9, "warn": 0.8}
 NOVEL_DEFAULT = 0.75
-RARE_SCORE = {"fatal": 0.75, "error": 0.6, "warn": 0.5}
+RARE_SCORE = {"fatal": 0.65, "error": 0.6, "warn": 0.5}
 RARE_DEFAULT = 0.4
+RARE_CAP = 0.95
 
 
 class _Service:
@@ -54,6 +62,7 @@ class NoveltyStage:
         warmup = self.settings.warmup_records
         rare_fraction = self.settings.rare_fraction
         threshold = self.settings.threshold
+        rare_cap = RARE_CAP * threshold
         services = self.services
         tids = batch.template_ids
         for i, record in enumerate(batch.records):
@@ -79,7 +88,7 @@ class NoveltyStage:
                     ),
                 )
             elif seen + 1 < st.total * rare_fraction:
-                score = RARE_SCORE.get(record.level or "", RARE_DEFAULT)
+                score = min(RARE_SCORE.get(record.level or "", RARE_DEFAULT), rare_cap)
                 batch.add_reason(
                     i,
                     Reason(
@@ -102,6 +111,19 @@ class NoveltyStage:
             n = st.counts.pop(old, 0)
             if n:
                 st.counts[new] = st.counts.get(new, 0) + n
+
+    def drop_templates(self, template_ids: set[str]) -> int:
+        """Forget the counts of templates the miner evicted; returns counts dropped."""
+        dropped = 0
+        for st in self.services.values():
+            for tid in template_ids & st.counts.keys():
+                del st.counts[tid]
+                dropped += 1
+        return dropped
+
+    def known(self) -> set[str]:
+        """Every template id with a count in some service."""
+        return {tid for st in self.services.values() for tid in st.counts}
 
     def snapshot(self) -> dict[str, Any]:
         return {

@@ -22,7 +22,7 @@ from ..statefile import write_atomic
 from .context import ClockStage, DetectionContext
 from .fuse import FuseStage
 from .novelty import NoveltyStage
-from .stats import RollingStatsStage
+from .stats import RateModel, RollingStatsStage
 
 if TYPE_CHECKING:
     from ..chain import Components
@@ -37,13 +37,19 @@ STATE_VERSION = 1
 class Detection:
     """The detection stages and their shared state, as one unit to snapshot."""
 
-    def __init__(self, settings: Settings, metrics: Metrics, state_dir: Path | None):
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        state_dir: Path | None,
+        rate_model: RateModel | None = None,
+    ):
         max_services = settings.pipeline.max_services
         self.state_path = state_dir / STATE_FILE if state_dir is not None else None
         self.context = DetectionContext()
         self.feedback = FeedbackStore(state_dir / FEEDBACK_FILE if state_dir else None)
         self.novelty = NoveltyStage(settings.detectors, max_services)
-        self.stats = RollingStatsStage(settings.detectors, self.context, max_services)
+        self.stats = RollingStatsStage(settings.detectors, self.context, max_services, rate_model)
         self.fuse = FuseStage(settings.detectors, self.context, self.feedback, metrics)
         self.incidents = IncidentStage(settings.incidents, self.context, metrics)
         self.feedback.listeners.append(self._on_feedback)
@@ -63,12 +69,20 @@ class Detection:
 
     def follow_merges(self, merges: dict[str, str]) -> None:
         """The miner merged templates (old id → surviving id): carry novelty counts and
-        verdicts over, so a merge neither looks new nor loses an operator's word."""
+        verdicts over, so a merge neither looks new nor loses an operator's word, and
+        retract the "first seen" findings of the merged (split) template."""
         for old in merges.keys() - self._merged:
             new = merges[old]
             self.novelty.merge(old, new)
             self.feedback.rename(old, new)
+            self.incidents.retract(old, new)
         self._merged = set(merges)
+
+    def forget_templates(self, template_ids: list[str] | set[str]) -> None:
+        """The miner evicted these templates: drop their counters and rows."""
+        ids = set(template_ids)
+        self.novelty.drop_templates(ids)
+        self.stats.drop_templates(ids)
 
     def _on_feedback(self, template_id: str, verdict: Verdict) -> None:
         if verdict == "normal":
@@ -194,6 +208,7 @@ class MergeFollower:
         self.miner = miner
         self.detection = detection
         self._version = -1
+        self._size = 0
 
     def process(self, batch: Batch) -> None:
         version = self.miner.version
@@ -202,6 +217,13 @@ class MergeFollower:
             merges = self.miner.merges()
             if len(merges) != self.detection.merges_seen:
                 self.detection.follow_merges(merges)
+            size = len(self.miner)
+            if size < self._size:  # merged or evicted: find the ones that are gone
+                text = self.miner.text
+                gone = {tid for tid in self.detection.novelty.known() if text(tid) is None}
+                if gone:
+                    self.detection.forget_templates(gone)
+            self._size = size
 
 
 def register(

@@ -39,14 +39,18 @@ class SessionSetModel:
     def unseen(self, templates: Iterable[int]) -> bool:
         return self.support.get(frozenset(templates), 0) < self.min_support
 
-    def calibrate(self, heldout: Sequence[Sequence[int]], target_fpr: float) -> None:
+    def calibrate(
+        self, heldout: Sequence[Sequence[int]], target_fpr: float, weight: float = 1.0
+    ) -> None:
+        """Enabled iff the unseen rate on held-out sessions, times `weight` (the share of
+        such sessions in traffic, when held-out holds only new ones), meets the target."""
         sessions = [s for s in heldout if s]
         if not sessions:
             self.enabled = False
             return
         rate = sum(self.unseen(s) for s in sessions) / len(sessions)
         self.heldout_unseen_rate = rate
-        self.enabled = rate <= target_fpr
+        self.enabled = rate * weight <= target_fpr
 
     def to_json(self) -> dict[str, Any]:
         return {

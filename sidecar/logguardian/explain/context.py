@@ -176,7 +176,7 @@ def build_context(
                 {
                     k: _masked(v, masker)
                     for k, v in group.items()
-                    if k in ("fingerprint", "type", "message", "count", "frames")
+                    if k in ("fingerprint", "title", "type", "message", "count", "frames")
                 }
             )
     kubernetes = _kubernetes(annotation.attributes) if annotation is not None else {}

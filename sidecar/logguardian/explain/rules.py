@@ -37,7 +37,8 @@ def rules_explanation(context: Context, now: float | None = None) -> dict[str, o
         cause += f"; most often template {c.templates[0].id} ({c.templates[0].text!r})"
     if c.exceptions:
         e = c.exceptions[0]
-        cause += f"; exception {e.get('type') or ''} (fingerprint {e.get('fingerprint')})"
+        title = e.get("title") or e.get("type") or "an exception"
+        cause += f"; exception {title} (fingerprint {e.get('fingerprint')})"
     evidence = []
     for t in c.templates[:3]:
         fact = f"{t.count} anomalous records of {t.text!r}"
@@ -46,7 +47,10 @@ def rules_explanation(context: Context, now: float | None = None) -> dict[str, o
         evidence.append(Evidence(ref=t.id, fact=fact[:500]))
     for e in c.exceptions[:2]:
         evidence.append(
-            Evidence(ref=str(e.get("fingerprint")), fact=f"{e.get('count', '?')}x {e.get('type')}")
+            Evidence(
+                ref=str(e.get("fingerprint")),
+                fact=f"{e.get('count', '?')}x {e.get('title') or e.get('type')}"[:500],
+            )
         )
     if not evidence:
         evidence.append(Evidence(ref=c.service, fact=f"{c.anomalies} anomalous records"))

@@ -28,6 +28,7 @@ import aiohttp
 import orjson
 
 from ..config import Alertmanager as AlertmanagerSettings
+from ..exceptions.annotate import alert_text
 from ..metrics import Metrics
 from ..pipeline import Batch
 from ..signals import Incident
@@ -79,6 +80,8 @@ def labels(incident: Incident) -> dict[str, str]:
     }
     if incident.namespace:
         out["namespace"] = incident.namespace
+    for key, value in incident.labels.items():
+        out.setdefault(key, value)  # a target's labels never override the identity above
     return out
 
 
@@ -99,13 +102,16 @@ def alert(incident: Incident, settings: AlertmanagerSettings, now: float) -> dic
     reasons = "; ".join(incident.reasons) or "unusual log records"
     annotations = {
         "summary": (
-            f"{incident.anomalies} anomalous log records in {incident.service}"
+            f"{incident.anomalies} anomalous "
+            + ("points" if incident.alertname == "MetricAnomaly" else "log records")
+            + f" in {incident.service}"
             + (" (resolved)" if resolved else "")
         ),
         "description": _description(incident, reasons)[:MAX_ANNOTATION_CHARS],
         "examples": "\n".join(incident.examples)[:MAX_ANNOTATION_CHARS],
         "incident_id": incident.id,
         "templates": ",".join(incident.template_ids),
+        "exceptions": alert_text(incident.exceptions)[:MAX_ANNOTATION_CHARS],
     }
     for key, template in (
         ("kibana_url", settings.kibana_url_template),

@@ -28,6 +28,7 @@ from elasticsearch import ApiError, AsyncElasticsearch
 from elasticsearch.helpers import async_streaming_bulk
 
 from ..config import Elasticsearch as ElasticsearchSettings
+from ..exceptions.annotate import ERROR_KEY, EXCEPTION_KEY
 from ..metrics import Metrics
 from ..pipeline import Batch
 from ..record import Record
@@ -71,6 +72,14 @@ _ECS_MAPPINGS: dict[str, Any] = {
             }
         },
         "host": {"properties": {"name": {"type": "keyword"}}},
+        "error": {  # ECS error.* from parsed stack traces (issue 14)
+            "properties": {
+                "type": {"type": "keyword", "ignore_above": 1024},
+                "message": {"type": "text"},
+                "stack_trace": {"type": "text"},
+                "grouping_key": {"type": "keyword"},
+            }
+        },
         "kubernetes": {
             "properties": {
                 "labels": {"type": "flattened"},
@@ -143,6 +152,19 @@ def copied_fields(attributes: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def add_error(doc: dict[str, Any], attributes: Mapping[str, Any]) -> None:
+    """ECS `error.*` of a parsed stack trace (set by the exceptions stage)."""
+    error = attributes.get(ERROR_KEY)
+    if isinstance(error, dict):
+        doc["error"] = error
+        found = attributes.get(EXCEPTION_KEY)
+        if isinstance(found, dict):  # group title and code link, for dashboards
+            doc.setdefault("logguardian", {})["exception"] = {
+                "title": found.get("title"),
+                "url": found.get("url"),
+            }
+
+
 def annotation_doc(a: Annotation) -> dict[str, Any]:
     top = a.reasons[0].severity if a.reasons else "low"
     doc: dict[str, Any] = {
@@ -177,6 +199,7 @@ def annotation_doc(a: Annotation) -> dict[str, Any]:
     if a.level:
         doc["log"] = {"level": a.level}
     doc.update(copied_fields(a.attributes))
+    add_error(doc, a.attributes)
     return doc
 
 
@@ -196,6 +219,7 @@ def enriched_doc(record: Record, batch: Batch, i: int) -> dict[str, Any]:
     if record.level:
         doc["log"] = {"level": record.level}
     doc.update(copied_fields(record.attributes))
+    add_error(doc, record.attributes)
     return doc
 
 

@@ -16,7 +16,8 @@ import queue
 import sqlite3
 import threading
 import time
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ import orjson
 from ..config import LocalStore as LocalStoreSettings
 from ..metrics import Metrics
 from ..pipeline import Batch
+from ..record import json_safe
 from ..signals import Annotation, Incident
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,8 @@ NAME = "local"
 FILENAME = "store.sqlite3"
 PRUNE_SECONDS = 5.0
 MAX_PENDING_BATCHES = 10_000
+DEAD_LETTER = "local-rejected.ndjson"
+MAX_DEAD_LETTER_BYTES = 16 * 1024 * 1024
 
 # Age bounds use the time a row was stored, not the record's own timestamp, so
 # replaying old logs (benchmarks, demos) still keeps their findings.
@@ -64,6 +68,13 @@ CREATE INDEX incidents_stored_at ON incidents(stored_at);
 
 _Row = tuple[str, float, str, float, bytes]
 _Work = tuple[list[_Row], list[tuple[str, str, int, float, float, bytes]]]
+
+
+@dataclass(slots=True)
+class _Unstored:
+    """What the dead letter names when SQLite refused an encoded row."""
+
+    id: Any
 
 
 def annotation_doc(a: Annotation) -> dict[str, Any]:
@@ -102,12 +113,14 @@ _DUMPS_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 
 def _dumps(doc: dict[str, Any]) -> bytes:
-    """orjson; a value it refuses (a lone surrogate from some upstream) falls back to
-    the stdlib's escaping rather than costing the batch."""
+    """orjson; a value it refuses (a lone surrogate from some upstream, a binary map
+    key) falls back to the stdlib's escaping on a JSON-safe copy rather than costing
+    the batch. Raises only for a document nothing can encode (dead-lettered)."""
     try:
         return orjson.dumps(doc, default=str, option=_DUMPS_OPTIONS)
     except (orjson.JSONEncodeError, TypeError):
-        return json.dumps(doc, default=str, ensure_ascii=False).encode("utf-8", "replace")
+        safe = json_safe(doc)
+        return json.dumps(safe, default=str, ensure_ascii=False).encode("utf-8", "replace")
 
 
 class LocalStore:
@@ -120,6 +133,10 @@ class LocalStore:
         self._queue: queue.Queue[_Work | None] = queue.Queue(MAX_PENDING_BATCHES)
         self._thread: threading.Thread | None = None
         self._read_local = threading.local()
+        self._pending_lock = threading.Lock()
+        self._pending_rows = 0
+        self._warned_at = 0.0
+        self.dead_letter = path.parent / DEAD_LETTER
         path.parent.mkdir(parents=True, exist_ok=True)
         db = self._connect()
         try:
@@ -140,14 +157,33 @@ class LocalStore:
         if not batch.annotations and not batch.incidents:
             return
         now = time.time()
-        rows = [(a.id, a.ts, a.service, now, _dumps(annotation_doc(a))) for a in batch.annotations]
-        incidents = [
-            (i.id, i.service, int(i.open), i.last_seen, now, _dumps(incident_doc(i)))
-            for i in batch.incidents
-        ]
+        rows: list[_Row] = []
+        for a in batch.annotations:
+            doc = self._encode(annotation_doc, a)
+            if doc is not None:
+                rows.append((a.id, a.ts, a.service, now, doc))
+        incidents = []
+        for i in batch.incidents:
+            doc = self._encode(incident_doc, i)
+            if doc is not None:
+                incidents.append((i.id, i.service, int(i.open), i.last_seen, now, doc))
+        with self._pending_lock:
+            room = self.settings.max_pending_rows - self._pending_rows
+            if len(rows) > room:
+                # The writer is behind (slow disk, a flood of findings): the backlog
+                # is bounded in rows, whatever the batch sizes.
+                lost = len(rows) - max(room, 0)
+                rows = rows[: max(room, 0)]
+                self.metrics.exporter_dropped.labels(NAME, "backlog_full").inc(lost)
+                self._warn_backlog(lost)
+            self._pending_rows += len(rows)
+        if not rows and not incidents:
+            return
         try:
             self._queue.put_nowait((rows, incidents))
         except queue.Full:
+            with self._pending_lock:
+                self._pending_rows -= len(rows)
             # The writer is stuck (disk?) for ~10k batches: count and say so rather
             # than stall detection or grow without bound.
             self.metrics.exporter_errors.labels(NAME).inc()
@@ -157,6 +193,55 @@ class LocalStore:
                 len(rows),
                 len(incidents),
             )
+
+    @property
+    def pending_rows(self) -> int:
+        return self._pending_rows
+
+    def _warn_backlog(self, lost: int) -> None:
+        now = time.monotonic()
+        if now - self._warned_at >= 10.0:
+            self._warned_at = now
+            log.warning(
+                "local store: writer backlog at %d rows, %d annotations not stored",
+                self.settings.max_pending_rows,
+                lost,
+            )
+
+    def _encode(self, to_doc: Callable[[Any], dict[str, Any]], item: Any) -> bytes | None:
+        """One document's JSON; an item nothing can encode is dead-lettered alone."""
+        try:
+            return _dumps(to_doc(item))
+        except Exception as exc:  # any failure here must cost this item only
+            self._dead_letter(item, exc)
+            return None
+
+    def _dead_letter(self, item: Any, exc: Exception) -> None:
+        self.metrics.exporter_dropped.labels(NAME, "unencodable").inc()
+        log.warning(
+            "local store: %s %s not storable (%s); dead-lettered to %s",
+            type(item).__name__,
+            getattr(item, "id", "?"),
+            type(exc).__name__,
+            self.dead_letter,
+        )
+        line = orjson.dumps(
+            {
+                "id": str(getattr(item, "id", "")),
+                "error": f"{type(exc).__name__}: {exc}"[:500],
+                "item": repr(item)[:10_000] if not isinstance(exc, RecursionError) else "",
+                "at": time.time(),
+            }
+        )
+        try:
+            if self.dead_letter.exists() and (
+                self.dead_letter.stat().st_size > MAX_DEAD_LETTER_BYTES
+            ):
+                return
+            with open(self.dead_letter, "ab") as f:
+                f.write(line + b"\n")
+        except (OSError, RecursionError):
+            pass
 
     async def start(self) -> None:
         self._thread = threading.Thread(target=self._write_loop, name="local-store", daemon=True)
@@ -201,7 +286,7 @@ class LocalStore:
                         break
                     items.append(more)
                 try:
-                    self._write(db, items)
+                    self._write_or_split(db, items)
                     now = time.time()
                     if now - last_prune >= prune_every:
                         self._prune(db, now)
@@ -210,12 +295,32 @@ class LocalStore:
                     self.metrics.exporter_errors.labels(NAME).inc()
                     log.exception("local store: write failed")
                 finally:
+                    with self._pending_lock:
+                        self._pending_rows -= sum(len(rows) for rows, _ in items)
                     for _ in range(len(items) + (1 if stop else 0)):
                         self._queue.task_done()
                 if stop:
                     return
         finally:
             db.close()
+
+    def _write_or_split(self, db: sqlite3.Connection, items: list[_Work]) -> None:
+        """One transaction for everything waiting; if SQLite refuses it (a value it
+        cannot bind), row by row, so only the offending row is dead-lettered."""
+        try:
+            self._write(db, items)
+        except (sqlite3.InterfaceError, sqlite3.ProgrammingError, sqlite3.IntegrityError):
+            for rows, incidents in items:
+                for row in rows:
+                    self._write_one(db, [([row], [])], row[0])
+                for inc in incidents:
+                    self._write_one(db, [([], [inc])], inc[0])
+
+    def _write_one(self, db: sqlite3.Connection, work: list[_Work], item_id: Any) -> None:
+        try:
+            self._write(db, work)
+        except (sqlite3.InterfaceError, sqlite3.ProgrammingError, sqlite3.IntegrityError) as exc:
+            self._dead_letter(_Unstored(item_id), exc)
 
     def _write(self, db: sqlite3.Connection, items: list[_Work]) -> None:
         with db:

@@ -2,14 +2,14 @@
 Records, with every bad element counted and described instead of failing the batch.
 
 JSON goes through orjson in one call per body whenever the framing allows it
-(array, newline-joined lines, `}{`-joined stream); only bodies that defeat the fast
-path fall back to per-element decoding, so a bad line costs the slow path once.
+(array, newline-joined lines, `}{`-joined stream) and the body cannot hold more
+elements than the record limit; other bodies are framed by the linear-time
+`jsonscan` and decoded value by value, so a bad element costs one record and the
+limit is enforced while decoding, before the records exist.
 """
 
 from __future__ import annotations
 
-import json
-import re
 import struct
 import zlib
 from collections.abc import Iterable
@@ -19,7 +19,8 @@ from typing import Any
 import msgpack
 import orjson
 
-from ..record import Normalizer, Record
+from ..record import Normalizer, Record, RecordTooLarge
+from . import jsonscan
 
 MAX_ERRORS = 5
 
@@ -37,6 +38,7 @@ GROUP_MARKERS = (-1, -2)
 
 _EVENT_TIME = struct.Struct(">II")
 _JSON_WS = b" \t\r\n"
+NEWLINE = b"\n"
 
 
 class DecodeError(ValueError):
@@ -45,6 +47,20 @@ class DecodeError(ValueError):
 
 class TooLarge(ValueError):
     """A body (after decompression) is over the configured limit."""
+
+
+class TooManyRecords(TooLarge):
+    """A body or frame holds more elements than the record limit."""
+
+    def __init__(self, limit: int, seen: int):
+        super().__init__(f"more than {limit} records in one body")
+        self.limit = limit
+        self.seen = seen
+
+
+# A JSON body with at most this many commas per allowed record can be decoded in one
+# orjson call without the element count getting out of hand.
+COMMAS_PER_RECORD = 16
 
 
 def ext_hook(code: int, data: bytes) -> Any:
@@ -130,6 +146,8 @@ def add_docs(
             continue
         try:
             append(normalize(doc, tag=tag))
+        except RecordTooLarge as exc:
+            out.reject(TOO_LARGE, f"{what} {index}: {exc}")
         except ValueError as exc:
             out.reject(INVALID_RECORD, f"{what} {index}: {exc}")
 
@@ -151,6 +169,8 @@ def add_entry(out: Decoded, entry: Any, normalize: Normalizer, tag: str | None, 
         return
     try:
         out.records.append(normalize(doc, ts=ts, tag=tag))
+    except RecordTooLarge as exc:
+        out.reject(TOO_LARGE, f"entry {index}: {exc}")
     except ValueError as exc:
         out.reject(INVALID_RECORD, f"entry {index}: {exc}")
 
@@ -166,160 +186,251 @@ def _entry_time(head: Any) -> float | None:
 # -- JSON -----------------------------------------------------------------------------------
 
 
-def decode_json(body: bytes, normalize: Normalizer, tag: str | None = None) -> Decoded:
+def decode_json(
+    body: bytes, normalize: Normalizer, tag: str | None = None, limit: int | None = None
+) -> Decoded:
     """Every JSON framing shippers use: a top-level array (Fluent Bit `json`,
     Logstash `json_batch`), one object (Logstash `json`), objects one per line
-    (`json_lines`, `gelf`) or back to back (`json_stream`, Logstash tcp `json`)."""
+    (`json_lines`, `gelf`) or back to back (`json_stream`, Logstash tcp `json`).
+    Raises TooManyRecords past `limit` elements, DecodeError when nothing in the
+    body is JSON."""
     out = Decoded()
     start = _skip_ws(body, 0)
     if start == len(body):
         raise DecodeError("empty body")
     first = body[start]
-    lines = b"\n" in body.rstrip()
+    # Each record needs a `{`, each extra element a `,`: under these counts no
+    # element list can outgrow the limit, so orjson may build it in one go.
+    bounded = limit is None or (
+        body.count(b"{") <= limit and body.count(b",") <= COMMAS_PER_RECORD * limit
+    )
     if first == 0x5B:  # [
-        try:
-            docs = _loads_lenient(body)
-        except orjson.JSONDecodeError as exc:
-            if not lines:
-                raise DecodeError(f"body is not valid JSON: {exc}") from None
-        else:
-            add_docs(out, docs if docs.__class__ is list else [docs], normalize, tag, "element")
-            return out
-    elif first != 0x7B and not lines:  # {
+        docs = _fast(body) if bounded else None
+        if docs.__class__ is list:
+            _check_limit(len(docs), limit)
+            add_docs(out, docs, normalize, tag, "element")
+        elif not _decode_array(out, body, start + 1, normalize, tag, limit):
+            # More after the array: a stream of values whose first one is an array.
+            out = Decoded()
+            _decode_values(out, body, normalize, tag, limit, "object")
+        elif _nothing_decoded(out):
+            raise DecodeError(f"body is not valid JSON: {out.errors[0]}")
+        return out
+    if first != 0x7B and b"\n" not in body:  # {
         raise DecodeError(
             f"expected a JSON array or object(s), body starts with {body[start : start + 16]!r}"
         )
-    docs, bad = split_json_objects(body)
-    if not docs and bad:
-        raise DecodeError(f"no valid JSON object in body: {bad[0][1]}")
-    for where, message in bad:
-        out.reject(MALFORMED, f"{where}: {message}")
-    add_docs(out, docs, normalize, tag, "object")
+    docs = _fast_objects(body) if bounded else None
+    if docs is not None:
+        _check_limit(len(docs), limit)
+        add_docs(out, docs, normalize, tag, "object")
+        return out
+    _decode_values(out, body, normalize, tag, limit, "object")
+    if _nothing_decoded(out):
+        raise DecodeError(f"no valid JSON object in body: {out.errors[0]}")
     return out
 
 
-def _loads_lenient(body: bytes) -> Any:
+def _nothing_decoded(out: Decoded) -> bool:
+    """Only undecodable bytes: the body as a whole is refused (400)."""
+    return not out.records and bool(out.rejected) and all(r == MALFORMED for r in out.reasons)
+
+
+def _check_limit(count: int, limit: int | None) -> None:
+    if limit is not None and count > limit:
+        raise TooManyRecords(limit, count)
+
+
+def _loads_lenient(data: bytes) -> Any:
     """orjson, but a stray invalid UTF-8 byte costs a U+FFFD, not the whole batch."""
     try:
-        return orjson.loads(body)
+        return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         if "UTF-8" not in str(exc):
             raise
-    return orjson.loads(body.decode("utf-8", "replace"))
+    return orjson.loads(data.decode("utf-8", "replace"))
 
 
-def split_json_objects(body: bytes) -> tuple[list[Any], list[tuple[str, str]]]:
-    """Objects from a body of JSON values one per line or back to back.
-    Returns the values and `(where, why)` for each part that did not decode."""
+def _fast(data: bytes) -> Any:
+    """The whole buffer in one orjson call, or None."""
     try:
-        return [orjson.loads(body)], []
+        return _loads_lenient(data)
     except orjson.JSONDecodeError:
-        pass
+        return None
+
+
+def _fast_objects(body: bytes) -> list[Any] | None:
+    """Objects one per line or back to back, in one orjson call when the framing
+    allows it; None sends the body to the scanner."""
+    doc = _fast(body)
+    if doc is not None:
+        return [doc]
     if b"\n" in body:
-        lines = body.split(b"\n")
-        kept = [line for line in lines if line and not line.isspace()]
-        try:
-            docs = orjson.loads(b"[" + b",".join(kept) + b"]")
-            if len(docs) == len(kept):
-                return docs, []
-        except orjson.JSONDecodeError:
-            pass
-        docs = []
-        bad: list[tuple[str, str]] = []
-        for number, line in enumerate(lines, 1):
-            if not line or line.isspace():
-                continue
-            try:
-                docs.append(orjson.loads(line))
-            except orjson.JSONDecodeError as exc:
-                found, rest = _decode_concatenated(line)
-                if found:
-                    docs.extend(found)
-                    bad.extend((f"line {number}", why) for why in rest)
-                else:
-                    bad.append((f"line {number}", f"invalid JSON: {exc}"))
-        return docs, bad
+        kept = [line for line in body.split(b"\n") if line and not line.isspace()]
+        docs = _fast(b"[" + b",".join(kept) + b"]")
+        if docs is not None and len(docs) == len(kept):
+            return docs  # type: ignore[no-any-return]
+        return None
     # Back to back with no separator: `}{` is a boundary unless it sits in a
     # string, and then the element count gives it away.
     boundaries = body.count(b"}{")
     if boundaries:
-        try:
-            docs = orjson.loads(b"[" + body.replace(b"}{", b"},{") + b"]")
-            if len(docs) == boundaries + 1:
-                return docs, []
-        except orjson.JSONDecodeError:
-            pass
-    found, why = _decode_concatenated(body)
-    return found, [("stream", w) for w in why]
+        docs = _fast(b"[" + body.replace(b"}{", b"},{") + b"]")
+        if docs is not None and len(docs) == boundaries + 1:
+            return docs  # type: ignore[no-any-return]
+    return None
 
 
-_decoder = json.JSONDecoder()
+def _decode_array(
+    out: Decoded,
+    body: bytes,
+    pos: int,
+    normalize: Normalizer,
+    tag: str | None,
+    limit: int | None,
+) -> bool:
+    """A top-level array orjson refused (or that may be too long): element by
+    element, so one bad element is one rejection. False (nothing added) when more
+    than whitespace follows the array: the body is not one array."""
+    scanner = jsonscan.Scanner(separator=0x2C, array=True, pos=pos)
+    spans = scanner.scan(body, final=True, limit=None if limit is None else limit + 1)
+    if scanner.closed and body[scanner.pos :].strip():
+        return False
+    _check_limit(len(spans), limit)
+    _add_spans(out, body, spans, normalize, tag, "element")
+    if not scanner.closed and not (spans and spans[-1][0] == jsonscan.UNCLOSED):
+        out.reject(MALFORMED, "array is not closed (body truncated?)")
+    return True
 
 
-def _raw_decode(text: str, pos: int) -> tuple[Any, int]:
-    """One value at `pos`: the stdlib finds where it ends, orjson parses it, so the
-    slow path accepts exactly what the fast one does (no lone surrogates, no invalid
-    UTF-8, bounded depth)."""
-    try:
-        _, end = _decoder.raw_decode(text, pos)
-    except RecursionError:  # the stdlib scanner recurses; orjson stops at depth 1024
-        raise json.JSONDecodeError("nested too deeply", text, pos) from None
-    try:
-        return orjson.loads(text[pos:end]), end
-    except orjson.JSONDecodeError as exc:
-        raise json.JSONDecodeError(str(exc).split(":")[0], text, pos) from None
+def _decode_values(
+    out: Decoded,
+    body: bytes,
+    normalize: Normalizer,
+    tag: str | None,
+    limit: int | None,
+    what: str,
+) -> None:
+    """Values back to back or one per line. A value still open at the end of the
+    body (an unbalanced line) costs its own line: the rest is decoded line by line."""
+    cap = None if limit is None else limit + 1
+    spans, _ = jsonscan.scan_all(body, limit=cap)
+    if spans and spans[-1][0] == jsonscan.UNCLOSED and spans[-1][2] == len(body):
+        cut = spans.pop()[1]
+        line_end = body.find(b"\n", cut)
+        if line_end >= 0:
+            spans.append((jsonscan.UNCLOSED, cut, line_end))
+            pos = line_end + 1
+            while pos < len(body) and (cap is None or len(spans) < cap):
+                nxt = body.find(b"\n", pos)
+                nxt = len(body) if nxt < 0 else nxt
+                line_spans, _ = jsonscan.scan_all(body[pos:nxt])
+                spans.extend((kind, pos + a, pos + b) for kind, a, b in line_spans)
+                pos = nxt + 1
+        else:
+            spans.append((jsonscan.UNCLOSED, cut, len(body)))
+    _check_limit(len(spans), limit)
+    _add_spans(out, body, spans, normalize, tag, what)
 
 
-def _scan(text: str, streaming: bool) -> tuple[list[Any], list[str], int]:
-    """Values back to back with optional whitespace; after a bad value, resume at the
-    next `{` so one corrupt object does not cost the rest. When `streaming`, a value
-    cut off by the end of the buffer stops the scan instead of counting as bad.
-    Returns values, errors and the text offset scanned up to."""
-    docs: list[Any] = []
-    bad: list[str] = []
-    pos, end = 0, len(text)
-    while True:
-        while pos < end and text[pos] in " \t\r\n":
-            pos += 1
-        if pos >= end:
-            break
-        try:
-            doc, pos = _raw_decode(text, pos)
-        except json.JSONDecodeError as exc:
-            if streaming and _incomplete(text, exc):
-                break
-            bad.append(f"invalid JSON at offset {exc.pos}: {exc.msg}")
-            skip = text.find("{", pos + 1)
-            pos = skip if skip >= 0 else end
+def _add_spans(
+    out: Decoded,
+    body: bytes,
+    spans: list[jsonscan.Span],
+    normalize: Normalizer,
+    tag: str | None,
+    what: str,
+) -> None:
+    """Decode scanned spans in order: values (in one orjson call when they all
+    parse), garbage and cut-off values rejected one each."""
+    values = [body[a:b] for kind, a, b in spans if kind == jsonscan.VALUE]
+    if len(values) == len(spans):
+        docs = _fast(b"[" + b",".join(values) + b"]")
+        if docs is not None and len(docs) == len(values):
+            add_docs(out, docs, normalize, tag, what)
+            return
+    lines = what != "element" and b"\n" in body
+
+    def where(index: int, offset: int) -> str:
+        if len(out.errors) >= MAX_ERRORS:
+            return ""  # not reported: skip the line count
+        if lines:
+            return f"line {body.count(NEWLINE, 0, offset) + 1}"
+        return f"{what} {index}"
+
+    for index, (kind, a, b) in enumerate(spans):
+        if kind == jsonscan.UNCLOSED:
+            out.reject(MALFORMED, f"{where(index, a)}: invalid JSON: value not terminated")
             continue
-        docs.append(doc)
-    return docs, bad, pos
+        try:
+            doc = _loads_lenient(body[a:b])
+        except orjson.JSONDecodeError as exc:
+            out.reject(MALFORMED, f"{where(index, a)}: invalid JSON: {exc}")
+            continue
+        if doc.__class__ is not dict:
+            out.reject(
+                INVALID_RECORD, f"{where(index, a)}: expected an object, got {type(doc).__name__}"
+            )
+            continue
+        try:
+            out.records.append(normalize(doc, tag=tag))
+        except RecordTooLarge as exc:
+            out.reject(TOO_LARGE, f"{where(index, a)}: {exc}")
+        except ValueError as exc:
+            out.reject(INVALID_RECORD, f"{where(index, a)}: {exc}")
 
 
-def _decode_concatenated(data: bytes) -> tuple[list[Any], list[str]]:
-    """Slow path for a whole body of concatenated values."""
-    docs, bad, _ = _scan(data.decode("utf-8", "replace"), streaming=False)
-    return docs, bad
+def decode_lines(chunk: bytes, normalize: Normalizer, tag: str | None = None) -> Decoded:
+    """Complete newline-delimited lines (TCP `json_lines`): each line stands alone,
+    so an unbalanced line never swallows the next ones."""
+    out = Decoded()
+    kept = [line for line in chunk.split(b"\n") if line and not line.isspace()]
+    docs = _fast(b"[" + b",".join(kept) + b"]") if kept else []
+    if docs is not None and len(docs) == len(kept):
+        add_docs(out, docs, normalize, tag, "event")
+        return out
+    for line in kept:
+        doc = _fast(line)
+        if doc is not None:
+            add_docs(out, [doc], normalize, tag, "event")
+            continue
+        spans, _ = jsonscan.scan_all(line)
+        _add_spans(out, line, spans, normalize, tag, "event")
+    return out
 
 
-def decode_json_prefix(data: bytes) -> tuple[list[Any], list[str], int]:
-    """Complete JSON values at the start of a stream buffer (TCP without newlines):
-    returns values, errors, and how many bytes were consumed; an incomplete value
-    at the end is left for the next read."""
-    text = data.decode("utf-8", "surrogateescape")
-    docs, bad, pos = _scan(text, streaming=True)
-    return docs, bad, len(text[:pos].encode("utf-8", "surrogateescape"))
+class StreamDecoder:
+    """Values back to back on a connection with no delimiter (Logstash tcp `json`
+    codec): scanning resumes where the previous read stopped, so a long value
+    costs linear time however it is split across reads."""
+
+    def __init__(self, normalize: Normalizer, max_pending: int):
+        self.normalize = normalize
+        self.max_pending = max_pending
+        self.pending = bytearray()
+        self.scanner = jsonscan.Scanner()
+
+    def feed(self, data: bytes, final: bool = False) -> Decoded:
+        out = Decoded()
+        self.pending += data
+        buf = bytes(self.pending) if final else self.pending
+        spans = self.scanner.scan(buf, final)  # type: ignore[arg-type]
+        if spans:
+            part = bytes(buf[spans[0][1] : spans[-1][2]])
+            _add_spans(out, part, _shift(spans), self.normalize, None, "event")
+        cut = self.scanner.resume_point()
+        del self.pending[:cut]
+        self.scanner.rebase(cut)
+        if len(self.pending) > self.max_pending:
+            out.reject(TOO_LARGE, f"event over {self.max_pending} bytes dropped")
+            self.pending.clear()
+            self.scanner = jsonscan.Scanner()
+        return out
 
 
-_PARTIAL_TOKEN = re.compile(r"[\s\w.+-]{0,32}")
-
-
-def _incomplete(text: str, exc: json.JSONDecodeError) -> bool:
-    """Did the value fail only because the buffer ends inside it (more bytes could
-    complete it), rather than because it is wrong?"""
-    if exc.msg.startswith("Unterminated string"):
-        return True
-    return _PARTIAL_TOKEN.fullmatch(text, exc.pos) is not None
+def _shift(spans: list[jsonscan.Span]) -> list[jsonscan.Span]:
+    base = spans[0][1]
+    return [(kind, a - base, b - base) for kind, a, b in spans]
 
 
 def _skip_ws(body: bytes, pos: int) -> int:
@@ -333,16 +444,23 @@ def _skip_ws(body: bytes, pos: int) -> int:
 
 
 def decode_msgpack_entries(
-    data: bytes, normalize: Normalizer, tag: str | None = None, out: Decoded | None = None
+    data: bytes,
+    normalize: Normalizer,
+    tag: str | None = None,
+    out: Decoded | None = None,
+    limit: int | None = None,
 ) -> Decoded:
     """Concatenated msgpack entries: a Fluent Bit chunk (`http` output `msgpack`
-    format) or a PackedForward payload. Entries before a corrupt one are kept."""
+    format) or a PackedForward payload. Entries before a corrupt one are kept.
+    Decoding stops with TooManyRecords at entry `limit + 1`."""
     if out is None:
         out = Decoded()
     unpacker = make_unpacker(max(len(data), 1))
     unpacker.feed(data)
     index = 0
     while True:
+        if limit is not None and index >= limit and unpacker.tell() < len(data):
+            raise TooManyRecords(limit, index + 1)
         try:
             entry = next(unpacker)
         except StopIteration:

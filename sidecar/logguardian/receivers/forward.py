@@ -16,13 +16,25 @@ import hashlib
 import hmac
 import logging
 import os
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from ..record import Normalizer
+from ..config import Limits
 from . import decode
 from .decode import Decoded, DecodeError, TooLarge
+from .forward_frame import (
+    IMPOSSIBLE,
+    NEED_MORE,
+    OVER_LIMIT,
+    PEEK_BYTES,
+    STR_PAYLOAD,
+    FrameSkipper,
+    peek,
+)
+from .limits import bounded_normalizer
 from .listener import READ_BYTES, Listener, listen
 
 if TYPE_CHECKING:
@@ -61,20 +73,19 @@ class ForwardServer:
         pipeline: Pipeline,
         metrics: Metrics,
         service_fields: list[str],
+        limits: Limits | None = None,
     ):
         self.settings = settings
         self.pipeline = pipeline
         self.metrics = metrics
-        self.normalize = Normalizer(RECEIVER, service_fields)
+        self.limits = limits if limits is not None else Limits()
+        self.normalize = bounded_normalizer(RECEIVER, service_fields, self.limits)
 
     async def handle_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         peer = writer.get_extra_info("peername")
-        unpacker = decode.make_unpacker(self.settings.max_frame_bytes)
-        # The bytes fed but not yet consumed, to re-read a frame exactly when needed.
-        stream = bytearray()
-        base = 0
+        frames = FrameReader(self.settings.max_frame_bytes, self.limits.max_records)
         try:
             data = b""
             if self.settings.shared_key is not None:
@@ -87,47 +98,25 @@ class ForwardServer:
                     if not data:
                         return
                 try:
-                    unpacker.feed(data)
+                    frames.feed(data)
                 except msgpack.BufferFull:
-                    self.metrics.rejected.labels(decode.TOO_LARGE).inc()
+                    self._count_request(decode.TOO_LARGE)
                     log.warning(
                         "forward %s: frame over %d bytes, closing",
                         peer,
                         self.settings.max_frame_bytes,
                     )
                     return
-                stream += data
                 data = b""
-                while True:
-                    start = unpacker.tell()
-                    try:
-                        message = next(unpacker)
-                    except StopIteration:
-                        break
-                    except decode.UNPACK_ERRORS as exc:
-                        raise ProtocolError(f"undecodable msgpack: {exc}") from None
-                    if (
-                        message.__class__ is list
-                        and len(message) > 1
-                        and (message[1].__class__ is str)
-                    ):
-                        # Fluentd packs entries as a str: re-read its raw bytes.
-                        exact = bytes(stream[start - base : unpacker.tell() - base])
-                        message[1] = msgpack.unpackb(
-                            exact,
-                            raw=False,
-                            unicode_errors="surrogateescape",
-                            strict_map_key=False,
-                            ext_hook=decode.ext_hook,
-                        )[1]
-                    if not await self._frame(message, writer):
+                for message in frames:
+                    if isinstance(message, Skipped):
+                        await self._skipped(message, writer)
+                    elif not await self._frame(message, writer):
                         return
-                consumed = unpacker.tell()
-                del stream[: consumed - base]
-                base = consumed
         except ProtocolError as exc:
-            self.metrics.rejected.labels(decode.MALFORMED).inc()
+            self._count_request(decode.MALFORMED)
             log.warning("forward %s: %s; closing", peer, exc)
+            return
         except (TimeoutError, ConnectionError, asyncio.IncompleteReadError):
             pass
         except Exception:
@@ -136,6 +125,27 @@ class ForwardServer:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+    def _count_request(self, reason: str) -> None:
+        """A frame or connection refused before its records could be counted."""
+        self.metrics.rejected_requests.labels(RECEIVER, reason).inc()
+
+    async def _skipped(self, frame: Skipped, writer: asyncio.StreamWriter) -> None:
+        """An over-limit frame: refused as a whole, counted in records, and acked so
+        the shipper drops it (as Fluentd's skip_invalid_event does) instead of
+        resending a frame that can never be accepted."""
+        self._count_request(decode.TOO_LARGE)
+        self.metrics.rejected.labels(decode.TOO_LARGE).inc(frame.entries)
+        log.warning("forward: frame refused: %s", frame.reason)
+        await self._ack(frame.option, writer)
+
+    async def _ack(self, option: Any, writer: asyncio.StreamWriter) -> None:
+        chunk = option.get("chunk") if isinstance(option, dict) else None
+        if chunk is not None:
+            if isinstance(chunk, bytes):
+                chunk = chunk.decode("utf-8", "surrogateescape")
+            writer.write(msgpack.packb({"ack": chunk}, unicode_errors="surrogateescape"))
+            await writer.drain()
 
     async def _frame(self, message: Any, writer: asyncio.StreamWriter) -> bool:
         """Queue one frame's records, then ack; False when the connection should end."""
@@ -164,12 +174,7 @@ class ForwardServer:
             )
         if out.records and not await self.pipeline.put(out.records, RECEIVER):
             return False  # shutting down: no ack, the client resends elsewhere/later
-        chunk = option.get("chunk") if isinstance(option, dict) else None
-        if chunk is not None:
-            if isinstance(chunk, bytes):
-                chunk = chunk.decode("utf-8", "surrogateescape")
-            writer.write(msgpack.packb({"ack": chunk}, unicode_errors="surrogateescape"))
-            await writer.drain()
+        await self._ack(option, writer)
         return True
 
     def _decode_frame(self, message: list[Any]) -> tuple[Decoded, Any]:
@@ -203,7 +208,17 @@ class ForwardServer:
                     )
                     payload = b""
             if payload:
-                decode.decode_msgpack_entries(payload, self.normalize, tag, out)
+                try:
+                    decode.decode_msgpack_entries(
+                        payload, self.normalize, tag, out, limit=self.limits.max_records
+                    )
+                except decode.TooManyRecords as exc:
+                    # The whole frame is refused, counted in the records it declares.
+                    declared = option.get("size") if isinstance(option, dict) else None
+                    count = declared if isinstance(declared, int) and declared > 0 else exc.seen
+                    out = Decoded()
+                    out.reject(decode.TOO_LARGE, f"frame refused: {exc}", count)
+                    self._count_request(decode.TOO_LARGE)
         elif len(message) >= 3:
             # Message mode: [tag, time, record, option?]; time may be [time, metadata].
             option = message[3] if len(message) > 3 else None
@@ -261,8 +276,115 @@ class ForwardServer:
         return received[unpacker.tell() :]
 
 
+@dataclass(slots=True)
+class Skipped:
+    """An over-limit frame consumed without building its records."""
+
+    entries: int
+    reason: str
+    option: Any
+
+
+class FrameReader:
+    """A connection's msgpack stream → frames, with one copy of the bytes (the
+    unpacker's buffer). Each frame is judged from its first bytes (`peek`) before it
+    is buffered or built: impossible declared lengths end the connection at once,
+    over-limit frames are skipped. Only a str payload (Fluentd) keeps its raw bytes
+    aside, to re-read them exactly."""
+
+    def __init__(self, max_bytes: int, max_records: int):
+        self.max_bytes = max_bytes
+        self.max_records = max_records
+        self.unpacker = decode.make_unpacker(max_bytes)
+        self.head = bytearray()  # the current frame's bytes from its start
+        self.keep_all = False
+        self.judged = False
+        self.skipper: FrameSkipper | None = None
+        self.skip_info: tuple[int, str] = (0, "")
+        self.fed = 0
+        self.frame_start = 0
+        self.last = b""
+
+    def feed(self, data: bytes) -> None:
+        self.unpacker.feed(data)
+        self.fed += len(data)
+        self.last = data
+        self._extend_head(data)
+
+    def _extend_head(self, data: bytes | memoryview) -> None:
+        if self.keep_all:
+            self.head += data
+        elif len(self.head) < PEEK_BYTES:
+            self.head += data[: PEEK_BYTES - len(self.head)]
+
+    def _next_frame(self) -> None:
+        """The frame ended at unpacker.tell(): the next one starts there, inside the
+        last chunk read (a frame completes in the chunk that delivers its end)."""
+        self.frame_start = self.unpacker.tell()
+        offset = self.frame_start - (self.fed - len(self.last))
+        self.head = bytearray()
+        self.keep_all = self.judged = False
+        self.skipper = None
+        self._extend_head(memoryview(self.last)[offset:])
+
+    def __iter__(self) -> Iterator[Any]:
+        while True:
+            if self.skipper is not None:
+                try:
+                    self.skipper.advance(self.unpacker)
+                except msgpack.OutOfData:
+                    return
+                except decode.UNPACK_ERRORS as exc:
+                    raise ProtocolError(f"undecodable msgpack: {exc}") from None
+                entries, reason = self.skip_info
+                option = self.skipper.option
+                self._next_frame()
+                yield Skipped(entries, reason, option)
+                continue
+            if not self.judged:
+                verdict = peek(self.head, self.max_bytes, self.max_records)
+                if verdict.kind == NEED_MORE:
+                    return
+                if verdict.kind == IMPOSSIBLE:
+                    raise ProtocolError(verdict.detail)
+                self.judged = True
+                if verdict.kind == OVER_LIMIT:
+                    self.skipper = FrameSkipper(verdict.length)
+                    self.skip_info = (verdict.entries, verdict.detail)
+                    continue
+                if verdict.kind == STR_PAYLOAD:
+                    # Keep every byte of this frame from now on. `head` is capped at
+                    # PEEK_BYTES; the verdict comes as soon as those bytes are in, so
+                    # what lies past the cap is in the last chunk read.
+                    self.keep_all = True
+                    missing = self.frame_start + len(self.head) - (self.fed - len(self.last))
+                    self.head += memoryview(self.last)[max(missing, 0) :]
+            try:
+                message = next(self.unpacker)
+            except StopIteration:
+                return
+            except decode.UNPACK_ERRORS as exc:
+                raise ProtocolError(f"undecodable msgpack: {exc}") from None
+            if self.keep_all and message.__class__ is list and message[1].__class__ is str:
+                # Fluentd packs entries as a str: re-read its raw bytes.
+                exact = bytes(self.head[: self.unpacker.tell() - self.frame_start])
+                message[1] = msgpack.unpackb(
+                    exact,
+                    raw=False,
+                    unicode_errors="surrogateescape",
+                    strict_map_key=False,
+                    ext_hook=decode.ext_hook,
+                )[1]
+            self._next_frame()
+            yield message
+
+
 async def start_forward_server(sidecar: Sidecar, settings: ForwardReceiver) -> Listener:
     server = ForwardServer(
-        settings, sidecar.pipeline, sidecar.metrics, sidecar.settings.pipeline.service_fields
+        settings,
+        sidecar.pipeline,
+        sidecar.metrics,
+        sidecar.settings.pipeline.service_fields,
+        sidecar.settings.limits,
     )
     return await listen(server.handle_connection, settings.host, settings.port)

@@ -41,17 +41,22 @@ from opentelemetry.proto.logs.v1 import logs_pb2
 from ..config import GrpcReceiver
 from ..record import (
     LEVEL_KEYS,
+    MAX_DEPTH,
+    MAX_RECORD_BYTES,
     MESSAGE_KEYS,
     TIME_KEYS,
     UNKNOWN_SERVICE,
     Record,
+    RecordTooLarge,
     canonical_level,
+    check_bounds,
     infer_level,
     lookup,
     message_text,
     parse_time,
 )
-from .decode import INVALID_RECORD, QUEUE_FULL, UNAUTHORIZED
+from .decode import INVALID_RECORD, QUEUE_FULL, TOO_LARGE, UNAUTHORIZED
+from .grpc_wire import StrictDecoding
 from .proto import ingest_pb2, ingest_pb2_grpc
 
 if TYPE_CHECKING:
@@ -194,6 +199,10 @@ class OtlpMapper:
             attributes["trace_id"] = lr.trace_id.hex()
         if lr.span_id:
             attributes["span_id"] = lr.span_id.hex()
+        try:
+            check_bounds(attributes, MAX_DEPTH, MAX_RECORD_BYTES - len(message))
+        except RecordTooLarge as exc:
+            raise Rejected(str(exc)) from None
 
         nanos = lr.time_unix_nano or lr.observed_time_unix_nano
         ts: float | None = nanos / 1e9 if nanos else None
@@ -305,18 +314,32 @@ class Admission:
         self.pipeline = sidecar.pipeline
         self.metrics = sidecar.metrics
         self.settings = settings
+        self.max_records = sidecar.settings.limits.max_records
         self.stopping = False
+
+    async def check_count(self, n: int, context: grpc.aio.ServicerContext) -> None:
+        """A request over `limits.max_records` is refused whole, before mapping, with
+        a status clients do not retry (as HTTP answers 413)."""
+        if n > self.max_records:
+            self.metrics.rejected_requests.labels("grpc", TOO_LARGE).inc()
+            self.metrics.rejected.labels(TOO_LARGE).inc(n)
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{n} records in one request, over the {self.max_records}-record limit",
+            )
 
     async def refuse(
         self, context: grpc.aio.ServicerContext, records: int, extra: Trailers = ()
     ) -> NoReturn:
         if self.stopping:
+            self.metrics.rejected_requests.labels("grpc", "shutting_down").inc()
             self.metrics.rejected.labels("shutting_down").inc(records)
             await context.abort(
                 grpc.StatusCode.UNAVAILABLE,
                 "logguardian is shutting down; retry",
                 trailing_metadata=extra,
             )
+        self.metrics.rejected_requests.labels("grpc", QUEUE_FULL).inc()
         self.metrics.rejected.labels(QUEUE_FULL).inc(records)
         code = grpc.StatusCode.RESOURCE_EXHAUSTED
         message = (
@@ -373,6 +396,9 @@ class LogsService(logs_service_pb2_grpc.LogsServiceServicer):
         request: logs_service_pb2.ExportLogsServiceRequest,
         context: grpc.aio.ServicerContext,
     ) -> logs_service_pb2.ExportLogsServiceResponse:
+        await self.admission.check_count(
+            sum(len(s.log_records) for r in request.resource_logs for s in r.scope_logs), context
+        )
         records, rejected, errors = self.mapper.records(request, time.time())
         await self.admission.offer(records, "otlp", context)
         response = logs_service_pb2.ExportLogsServiceResponse()
@@ -392,6 +418,7 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
     async def Push(
         self, request: ingest_pb2.PushRequest, context: grpc.aio.ServicerContext
     ) -> ingest_pb2.PushResponse:
+        await self.admission.check_count(len(request.records), context)
         records, rejected, errors = self.mapper.records(request.records, time.time())
         await self.admission.offer(records, "grpc", context)
         self.admission.count_malformed(rejected)
@@ -405,6 +432,7 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         accepted = rejected = queued = 0
         errors: list[ingest_pb2.RecordError] = []
         async for request in request_iterator:
+            await self.admission.check_count(len(request.records), context)
             records, bad, found = self.mapper.records(request.records, time.time())
             await self.admission.put(records, "grpc", context, queued)
             self.admission.count_malformed(bad)
@@ -423,6 +451,7 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
     ) -> AsyncIterator[ingest_pb2.Ack]:
         sequence = 0
         async for request in request_iterator:
+            await self.admission.check_count(len(request.records), context)
             records, bad, errors = self.mapper.records(request.records, time.time())
             await self.admission.put(records, "grpc", context, sequence)
             self.admission.count_malformed(bad)
@@ -546,7 +575,7 @@ class TokenAuth(grpc.aio.ServerInterceptor):
                 given = value.encode() if isinstance(value, str) else value
                 if hmac.compare_digest(given, self._expected):
                     return handler
-        self._metrics.rejected.labels(UNAUTHORIZED).inc()
+        self._metrics.rejected_requests.labels("grpc", UNAUTHORIZED).inc()
         return _denied(handler)
 
 
@@ -599,7 +628,9 @@ async def start_grpc_server(
     credentials = server_credentials(settings)
     service_fields = sidecar.settings.pipeline.service_fields
     admission = Admission(sidecar, settings)
-    interceptors = [TokenAuth(settings.auth_token, sidecar.metrics)] if settings.auth_token else []
+    interceptors: list[grpc.aio.ServerInterceptor] = [StrictDecoding()]
+    if settings.auth_token:
+        interceptors.append(TokenAuth(settings.auth_token, sidecar.metrics))
     server = grpc.aio.server(
         interceptors=interceptors,
         options=[

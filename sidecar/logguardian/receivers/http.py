@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
-from ..record import Normalizer
+from ..config import Limits
 from . import decode
 from .decode import Decoded, DecodeError, TooLarge
+from .limits import bounded_normalizer
 
 if TYPE_CHECKING:
     from ..config import HttpReceiver
@@ -29,7 +30,9 @@ if TYPE_CHECKING:
     from ..server import Sidecar
 
 RECEIVER = "http"
-OFFLOAD_BYTES = 1024 * 1024
+# Bodies above this decode on a worker thread: the event loop (probes, acks) stays
+# responsive even when a hostile body needs the slow path.
+OFFLOAD_BYTES = 128 * 1024
 
 
 def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> web.Response:
@@ -48,11 +51,14 @@ class HttpIngest:
         pipeline: Pipeline,
         metrics: Metrics,
         service_fields: list[str],
+        limits: Limits | None = None,
     ):
         self.settings = settings
         self.pipeline = pipeline
         self.metrics = metrics
-        self.normalize = Normalizer(RECEIVER, service_fields)
+        self.limits = limits if limits is not None else Limits()
+        self.normalize = bounded_normalizer(RECEIVER, service_fields, self.limits)
+        self.max_records: int | None = self.limits.max_records
         self._basic: bytes | None = None
         if settings.basic_user is not None:
             creds = f"{settings.basic_user}:{settings.basic_password or ''}".encode()
@@ -82,18 +88,23 @@ class HttpIngest:
         reason: str,
         message: str,
         headers: dict[str, str] | None = None,
-        count: int = 1,
+        records: int = 0,
     ) -> web.Response:
-        self.metrics.rejected.labels(reason).inc(count)
+        """A request refused whole: one `rejected_requests`, plus its records in
+        `rejected` when they were decoded (the one unit of `rejected_total`)."""
+        self.metrics.rejected_requests.labels(RECEIVER, reason).inc()
+        if records:
+            self.metrics.rejected.labels(reason).inc(records)
         return _json(status, {"error": message}, headers)
 
-    def _busy(self) -> web.Response:
-        """503 + Retry-After; counted per refused request, the unit a shipper retries."""
+    def _busy(self, records: int = 0) -> web.Response:
+        """503 + Retry-After: the shipper retries the whole request."""
         return self._refuse(
             503,
             decode.QUEUE_FULL,
             "pipeline queue is full, retry later",
             {"Retry-After": str(self.settings.retry_after_seconds)},
+            records,
         )
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -146,12 +157,15 @@ class HttpIngest:
                 decoded = await asyncio.to_thread(self.decode, body, request.content_type, tag)
             else:
                 decoded = self.decode(body, request.content_type, tag)
+        except decode.TooManyRecords as exc:
+            # Over the per-body record limit (Fluent Bit and Logstash drop on 413).
+            return self._refuse(413, decode.TOO_LARGE, str(exc), records=exc.seen)
         except DecodeError as exc:
             return self._refuse(400, decode.MALFORMED, str(exc))
 
         records = decoded.records
         if records and not await self.pipeline.admit(records, RECEIVER):
-            return self._busy()
+            return self._busy(len(records))
         for reason, n in decoded.reasons.items():
             self.metrics.rejected.labels(reason).inc(n)
         return _json(
@@ -166,17 +180,23 @@ class HttpIngest:
         ):
             if not body:
                 raise DecodeError("empty body")
-            decoded = decode.decode_msgpack_entries(body, self.normalize, tag)
+            decoded = decode.decode_msgpack_entries(
+                body, self.normalize, tag, limit=self.max_records
+            )
             if not decoded.records and decoded.reasons.get(decode.MALFORMED):
                 raise DecodeError(f"no decodable msgpack entry: {decoded.errors[0]}")
             return decoded
-        return decode.decode_json(body, self.normalize, tag)
+        return decode.decode_json(body, self.normalize, tag, limit=self.max_records)
 
 
 def add_routes(app: web.Application, sidecar: Sidecar) -> None:
     settings = sidecar.settings
     ingest = HttpIngest(
-        settings.receivers.http, sidecar.pipeline, sidecar.metrics, settings.pipeline.service_fields
+        settings.receivers.http,
+        sidecar.pipeline,
+        sidecar.metrics,
+        settings.pipeline.service_fields,
+        settings.limits,
     )
     app.router.add_post("/api/v1/logs", ingest.handle)
     app.router.add_put("/api/v1/logs", ingest.handle)

@@ -12,9 +12,10 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
-from ..record import Normalizer
+from ..config import Limits
 from . import decode
 from .decode import Decoded
+from .limits import bounded_normalizer
 from .listener import READ_BYTES, Listener, listen
 
 if TYPE_CHECKING:
@@ -35,36 +36,28 @@ class TcpServer:
         pipeline: Pipeline,
         metrics: Metrics,
         service_fields: list[str],
+        limits: Limits | None = None,
     ):
         self.settings = settings
         self.pipeline = pipeline
         self.metrics = metrics
-        self.normalize = Normalizer(RECEIVER, service_fields)
+        self.limits = limits if limits is not None else Limits()
+        self.normalize = bounded_normalizer(RECEIVER, service_fields, self.limits)
 
     async def handle_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         peer = writer.get_extra_info("peername")
-        pending = b""
-        delimited = False  # json_lines once a newline shows up; else the `json` codec
+        stream = self.stream()
         try:
             while True:
                 data = await asyncio.wait_for(
                     reader.read(READ_BYTES), self.settings.idle_timeout_seconds
                 )
                 if not data:
-                    if pending.strip():
-                        await self._queue(self._decode_final(pending))
+                    await self._queue(stream.finish())
                     return
-                pending += data
-                delimited = delimited or b"\n" in data
-                out, pending = self._decode_available(pending, delimited)
-                if len(pending) > self.settings.max_line_bytes:
-                    out.reject(
-                        decode.TOO_LARGE, f"event over {self.settings.max_line_bytes} bytes dropped"
-                    )
-                    pending = b""
-                if not await self._queue(out):
+                if not await self._queue(stream.feed(data)):
                     return
         except (TimeoutError, ConnectionError):
             pass
@@ -75,33 +68,8 @@ class TcpServer:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    def _decode_available(self, buffer: bytes, delimited: bool) -> tuple[Decoded, bytes]:
-        """Decode every complete event in `buffer`; return the incomplete rest. With
-        newlines on the wire a partial line just waits for its newline."""
-        out = Decoded()
-        cut = buffer.rfind(b"\n") + 1
-        if cut:
-            complete, buffer = buffer[:cut], buffer[cut:]
-            if complete.strip():
-                docs, bad = decode.split_json_objects(complete)
-                for where, why in bad:
-                    out.reject(decode.MALFORMED, f"{where}: {why}")
-                decode.add_docs(out, docs, self.normalize, None, "event")
-        if not delimited and buffer.strip():
-            docs, why, consumed = decode.decode_json_prefix(buffer)
-            for message in why:
-                out.reject(decode.MALFORMED, message)
-            decode.add_docs(out, docs, self.normalize, None, "event")
-            buffer = buffer[consumed:]
-        return out, buffer
-
-    def _decode_final(self, buffer: bytes) -> Decoded:
-        out = Decoded()
-        docs, bad = decode.split_json_objects(buffer)
-        for where, why in bad:
-            out.reject(decode.MALFORMED, f"{where}: {why}")
-        decode.add_docs(out, docs, self.normalize, None, "event")
-        return out
+    def stream(self) -> EventStream:
+        return EventStream(self.normalize, self.settings.max_line_bytes)
 
     async def _queue(self, out: Decoded) -> bool:
         for reason, n in out.reasons.items():
@@ -113,8 +81,52 @@ class TcpServer:
         return True
 
 
+class EventStream:
+    """One connection's bytes → events. `json_lines` (a newline shows up): complete
+    lines are decoded, each on its own, and a partial line waits for its newline.
+    The `json` codec (no newline yet): a resumable scan finds values back to back.
+    Either way a pending event over `max_bytes` is dropped and counted."""
+
+    def __init__(self, normalize: decode.Normalizer, max_bytes: int):
+        self.normalize = normalize
+        self.max_bytes = max_bytes
+        self.delimited = False
+        self.pending = bytearray()
+        self.values = decode.StreamDecoder(normalize, max_bytes)
+
+    def feed(self, data: bytes) -> Decoded:
+        if not self.delimited and b"\n" in data:
+            self.delimited = True
+            # What the value scan still holds is the start of the first line.
+            self.pending = self.values.pending
+            self.values = decode.StreamDecoder(self.normalize, self.max_bytes)
+        if not self.delimited:
+            return self.values.feed(data)
+        self.pending += data
+        cut = self.pending.rfind(b"\n", len(self.pending) - len(data)) + 1
+        out = Decoded()
+        if cut:
+            out = decode.decode_lines(bytes(self.pending[:cut]), self.normalize)
+            del self.pending[:cut]
+        if len(self.pending) > self.max_bytes:
+            out.reject(decode.TOO_LARGE, f"event over {self.max_bytes} bytes dropped")
+            self.pending.clear()
+        return out
+
+    def finish(self) -> Decoded:
+        if not self.delimited:
+            return self.values.feed(b"", final=True)
+        if not self.pending.strip():
+            return Decoded()
+        return decode.decode_lines(bytes(self.pending), self.normalize)
+
+
 async def start_tcp_server(sidecar: Sidecar, settings: TcpReceiver) -> Listener:
     server = TcpServer(
-        settings, sidecar.pipeline, sidecar.metrics, sidecar.settings.pipeline.service_fields
+        settings,
+        sidecar.pipeline,
+        sidecar.metrics,
+        sidecar.settings.pipeline.service_fields,
+        sidecar.settings.limits,
     )
     return await listen(server.handle_connection, settings.host, settings.port)

@@ -91,6 +91,8 @@ _POD = "[bcdfghjklmnpqrstvwxz2-9]"
 RULES: tuple[Rule, ...] = (
     _rule(r"[a-z](?<![\w+.-][a-z])[a-z0-9+.-]*://[^\s\"'<>]+", "<URL>", "://"),
     _rule(r"/(?<![\w./<>-]/)[\w.@%+~:-]+(?:/[\w.@%+~:-]+)+/?(?:\?[^\s\"'<>]*)?", "<PATH>", "/"),
+    # Windows paths: C:\Windows\x.dll, \\server\share\f
+    _rule(r"(?:[A-Za-z]:|\\\\[\w.$-]+)\\(?<![\w\\][A-Za-z]:\\)[^\s,;\"'<>]*", "<PATH>", "\\"),
     # 2024-01-31T12:00:00.123Z, 2015-10-18 18:01:47,978
     _rule(
         r"\d{4}-\d{2}-\d{2}[T ]\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?\b",
@@ -168,19 +170,19 @@ RULES: tuple[Rule, ...] = (
     # unit of measure belongs to it too ("12 KB" and "3 MB" are the same field).
     _rule(
         r"[-+](?<![A-Za-z0-9.-][-+])\d+(?:\.\d+)*"
-        r"(?: ?[KMGTP]i?B\b| ?B\b|(?:ms|us|ns|s|%)(?![\w.]))?",
+        r"(?: ?[KMGTP]i?B\b| ?B\b| ?(?:ms|us|ns|sec|secs|msec)\b| ?%|s(?![\w.]))?",
         "<NUM>",
         "-",
         "+",
         digits=True,
     ),
     _rule(
-        r"\d+(?:\.\d+)*(?: ?[KMGTP]i?B\b| ?B\b|(?:ms|us|ns|s|%)(?![\w.]))?", "<NUM>", digits=True
+        r"\d+(?:\.\d+)*(?: ?[KMGTP]i?B\b| ?B\b| ?(?:ms|us|ns|sec|secs|msec)\b| ?%|s(?![\w.]))?",
+        "<NUM>",
+        digits=True,
     ),
     # Lists and glued runs of values ("<IP>,<IP>", "<NUM><NUM>") are one value.
     _rule(r"(<[A-Z]+>)(?:, ?<[A-Z]+>|<[A-Z]+>)+", r"\1", ">,", "><"),
-    # An empty value in parentheses, "from 1.2.3.4 () at": same slot as "(host)".
-    _rule(r" \(\)(?=[ \n]|$)", " (<NONE>)", " ()"),
 )
 
 PLACEHOLDERS = (

@@ -6,19 +6,21 @@ Three tiers, cheapest first:
    keys made for a whole batch at once); on a miss, the same key with each run of
    digits folded to one "0" (numbers of another length);
 2. exact cache: fully masked line → template id;
-3. learning: split into units, compare with templates of the same length, and
-   either generalize the closest (positions that differ become `<*>`) or start a
-   new template.
+3. learning: split into whitespace fields, compare with patterns of the same
+   length sharing the first or last constant word, and either widen the closest
+   (positions that differ become `<*>`) or start a new template; a new or widened
+   template whose constants read like another's (same skeleton) is that event.
 
 A template keeps its id for life, however much it generalizes. When two
-templates become identical the younger one is merged into the older and the
-mapping is kept, so ids written into annotations or feedback stay resolvable.
+templates turn out to be one event the younger one is merged into the older: the
+mapping is kept, so ids written into annotations or feedback stay resolvable, and
+the younger pattern stays as an alias so lines of its shape find the survivor.
+Every rule is listed, with its reason, in docs/templates.md.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -29,9 +31,11 @@ import orjson
 
 from ..config import Templates as TemplateSettings
 from . import masking
-from .tokenize import SEPARATORS, WILDCARD, separator, units, word
+from .tokenize import covers, is_value, key, skeleton, tokens, widen
 
 EMPTY_TEMPLATE = "<EMPTY>"
+# Tokenizer generation written into snapshots; older snapshots are re-tokenized.
+TOKENS_VERSION = 2
 TRUNCATED = "<…>"
 # Caches are dropped wholesale when they reach these sizes: cheaper than LRU
 # bookkeeping on every line, and they refill from the next few batches.
@@ -42,6 +46,16 @@ EXACT_CACHE_MAX = 32_768
 # Per-template service counts beyond this many services are pooled as "other".
 MAX_SERVICES_PER_TEMPLATE = 64
 OTHER_SERVICE = "other"
+# A line that differs from a pattern only in values must still share this share of
+# the pattern's constant words (word differences need `similarity` instead).
+VALUE_AGREEMENT = 0.5
+# Learning compares a new line with at most this many patterns per bucket (the
+# oldest, i.e. the established ones): a flood of one-off shapes that share their
+# end words costs a bounded scan per line instead of one that grows with the flood.
+SCAN_MAX = 1024
+# Capitalized words (GET/POST, Started/Stopped, LOOKING) are mostly the constants
+# that name events: a position holding one needs this many times the evidence.
+CAPITAL_EVIDENCE = 2
 
 
 @dataclass(slots=True)
@@ -55,12 +69,19 @@ class Template:
     services: dict[str, int] = field(default_factory=dict)
     text: str = ""
     var: list[bool] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+    # Set on an alias: a pattern kept after its template merged into `owner`.
+    owner: str | None = None
+    bucket_keys: tuple[tuple[int, str, str], ...] = ()
+    skeletons: list[tuple[str, ...]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.text:
-            self.text = "".join(self.units).rstrip() or EMPTY_TEMPLATE
+            self.text = " ".join(self.units) or EMPTY_TEMPLATE
         if not self.var:
-            self.var = [_is_variable(u) for u in self.units]
+            self.var = [is_value(u) for u in self.units]
+        if not self.keys:
+            self.keys = [key(u) for u in self.units]
 
 
 @dataclass(slots=True, frozen=True)
@@ -81,19 +102,25 @@ def template_id(first_text: str) -> str:
 class TemplateMiner:
     """Learns templates from a stream; see the module docstring for the tiers.
 
-    The grouping rule: value slots (placeholders such as `<NUM>`, or words holding
-    one, like `blk_<NUM>`) may differ freely between lines of one template; literal
-    words may differ only once `variable_min_values` distinct words were seen at
-    that position among otherwise-identical lines, and never when capitalized or
-    the value of a `key=`. Lines of different length or first word never share a
-    template. Not thread-safe: one owner (the pipeline worker) at a time.
+    The grouping rule: value slots (placeholders such as `<NUM>`, words holding
+    one like `blk_<NUM>`, slots that already varied, `key=` values) take any value;
+    plain words may differ only once `variable_min_values` distinct words were seen
+    at that position among otherwise-identical lines (twice as many for
+    capitalized keywords). Not thread-safe: one owner (the pipeline worker) at a
+    time.
     """
 
     def __init__(self, settings: TemplateSettings | None = None):
         self.settings = settings or TemplateSettings()
         self._templates: dict[str, Template] = {}
-        self._buckets: dict[tuple[int, str], list[Template]] = {}
+        self._buckets: dict[tuple[int, str, str], list[Template]] = {}
         self._merged: dict[str, str] = {}
+        # Patterns of templates that merged into another, kept so lines of their
+        # shape still find the survivor; owner id -> its alias ids.
+        self._aliases: dict[str, Template] = {}
+        self._aliases_of: dict[str, list[str]] = {}
+        # Skeleton (constant parts in order) -> id of a pattern that has it.
+        self._skeletons: dict[tuple[str, ...], str] = {}
         self._shape: dict[bytes, str] = {}
         self._loose: dict[bytes, str] = {}
         self._exact: dict[str, str] = {}
@@ -151,7 +178,7 @@ class TemplateMiner:
             found, _ = self._scan(self._units(masked))
             if found is None:
                 return None
-            tid = found.id
+            tid = self._owner(found).id
         t = self._templates.get(self.resolve(tid))
         return None if t is None else (t.id, t.text)
 
@@ -296,45 +323,92 @@ class TemplateMiner:
                     t.first_seen = when
         if len(templates) > self.settings.max_templates:
             self._evict()
+        self._prune_merges()
 
     def _units(self, masked: str) -> list[str]:
-        toks = units(masked.strip())
+        toks = tokens(masked)
         limit = self.settings.max_tokens
         if len(toks) > limit:
             toks = toks[: limit - 1]
             toks.append(TRUNCATED)
         return toks
 
-    def _bucket(self, toks: list[str]) -> list[Template]:
-        return self._buckets.setdefault(_bucket_key(toks), [])
+    def _owner(self, t: Template) -> Template:
+        """The live template a pattern belongs to (itself unless it is an alias)."""
+        if t.owner is None:
+            return t
+        return self._templates[self.resolve(t.id)]
+
+    def _candidates(self, toks: list[str]) -> list[Template]:
+        """Patterns of the same length sharing the first or the last constant word:
+        either end may be the one that varies (a program name before the message, a
+        status after it), not both."""
+        first, last = _bucket_keys(toks)
+        buckets = self._buckets
+        a = buckets.get(first, ())[:SCAN_MAX]
+        b = buckets.get(last, ())[:SCAN_MAX] if last != first else ()
+        if not b:
+            return list(a)
+        if not a:
+            return list(b)
+        seen = {id(t) for t in a}
+        return [*a, *(t for t in b if id(t) not in seen)]
 
     def _scan(
         self, toks: list[str]
     ) -> tuple[Template | None, dict[tuple[int, ...], list[Template]]]:
-        """The template that takes `toks` by differing only in variable positions
-        (most literal agreement wins), and the near misses grouped by the literal
-        positions where they differ."""
+        """The pattern that takes `toks` with value differences only (most constant
+        agreement wins), and the near misses grouped by the plain words where they
+        differ.
+
+        Per position: equal tokens agree; different keys never match; the same key
+        (`user=root` / `user=ftp`) or a value on either side (`<HOST>` / `LOCAL(<NUM>)`,
+        a slot that already varied / any word) is a value difference; two different
+        plain words are a word difference, which needs evidence from siblings.
+        """
         n = len(toks)
-        is_var = [_is_variable(u) for u in toks]
-        max_words = max(1, int(n * (1.0 - self.settings.similarity)))
+        line_var = [is_value(u) for u in toks]
+        line_keys = [key(u) for u in toks]
+        similarity = self.settings.similarity
+        max_words = max(1, int(n * (1.0 - similarity)))
         best: Template | None = None
         best_same = -1
         siblings: dict[tuple[int, ...], list[Template]] = {}
-        for cand in self._buckets.get(_bucket_key(toks), ()):
-            same = 0
+        for cand in self._candidates(toks):
+            same = anchors = 0
             words: list[int] = []
-            cvar = cand.var
+            cvar, ckeys = cand.var, cand.keys
             for i, a in enumerate(cand.units):
                 b = toks[i]
-                if a == b:
-                    same += 1
-                elif cvar[i] and (is_var[i] or a.startswith(WILDCARD)):
+                if not cvar[i]:
+                    anchors += 1
+                    if a == b:
+                        same += 1
+                        continue
+                elif a == b:
                     continue
+                ka = ckeys[i]
+                if cvar[i] and not ka:
+                    continue  # a slot that varied takes a value of any shape
+                if ka != line_keys[i]:
+                    break
+                if cvar[i] or line_var[i]:
+                    if not cvar[i] and (
+                        (i and toks[i - 1] == a) or (i + 1 < n and toks[i + 1] == a)
+                    ):
+                        break  # the constant moved one place: a shifted line, not a value
+                    same += bool(ka) and not cvar[i]
+                elif ka.endswith("=") or (i and toks[i - 1] == "=" == cand.units[i - 1]):
+                    same += 1  # the value of `key=` or of `key = value`
                 elif len(words) < max_words:
                     words.append(i)
                 else:
                     break
             else:
+                if anchors and (
+                    not same or same < (similarity if words else VALUE_AGREEMENT) * anchors
+                ):
+                    continue
                 if not words:
                     if same > best_same:
                         best, best_same = cand, same
@@ -348,118 +422,207 @@ class TemplateMiner:
         if best is not None:
             if not _covers(best.units, toks):
                 best = self._generalize(best, toks)
-            return best.id
+            return self.resolve(best.id)
         need = self.settings.variable_min_values - 1
         for positions, group in siblings.items():
             if len(group) < need or not self._may_vary(toks, group, positions):
                 continue
+            if len(group) + 1 < CAPITAL_EVIDENCE * (need + 1) and any(
+                _capitalized(toks[i]) or any(_capitalized(t.units[i]) for t in group)
+                for i in positions
+            ):
+                continue
             group.sort(key=lambda t: t.seq)
             survivor = group[0]
             for other in group[1:]:
-                survivor = self._generalize(survivor, other.units)
-            return self._generalize(survivor, toks).id
-        return self._create(toks, when).id
+                if self._live(other):
+                    survivor = self._generalize(survivor, other.units)
+            return self.resolve(self._generalize(survivor, toks).id)
+        return self.resolve(self._create(toks, when).id)
+
+    def _live(self, t: Template) -> bool:
+        """Whether a pattern is still indexed (merging may retire one mid-loop)."""
+        return bool(t.bucket_keys)
 
     @staticmethod
     def _may_vary(toks: list[str], group: list[Template], positions: tuple[int, ...]) -> bool:
-        """Literal words become `<*>` only when several distinct values were seen, and
-        never for capitalized words (GET/POST, Started/Stopped, SCREEN_ON) or
-        `key=value` values, which in practice name different events rather than vary
-        within one."""
+        """Plain words become `<*>` only when each near miss brought its own value:
+        `variable_min_values` distinct words at the same positions of otherwise
+        matching lines."""
         for i in positions:
-            values = {word(toks[i])}
+            values = {toks[i]}
             for t in group:
-                values.add(word(t.units[i]))
+                values.add(t.units[i])
             if len(values) <= len(group):
                 return False  # two near misses share a value: not a free slot
-            for v in values:
-                if v[:1].isupper():
-                    return False
-            if i and toks[i - 1].endswith("="):
-                return False
         return True
 
     def _create(self, toks: list[str], now: float) -> Template:
         self._seq += 1
-        text = "".join(toks).rstrip() or EMPTY_TEMPLATE
+        text = " ".join(toks) or EMPTY_TEMPLATE
         base = template_id(text)
         tid = base
         n = 1
-        while tid in self._templates or tid in self._merged:
+        while tid in self._templates or tid in self._merged or tid in self._aliases:
             n += 1
             tid = f"{base}-{n}"
         t = Template(id=tid, units=list(toks), seq=self._seq, first_seen=now, last_seen=now)
         self._templates[tid] = t
-        self._bucket(toks).append(t)
+        self._index(t)
         self.version += 1
+        self._register_skeleton(t)
         return t
 
-    def _generalize(self, t: Template, toks: list[str]) -> Template:
-        """Widen `t` to also cover `toks`, then fold in any template it now covers
-        (the older id survives). Returns the surviving template."""
-        for i, (a, b) in enumerate(zip(t.units, toks, strict=True)):
-            if a != b and not a.startswith(WILDCARD):
-                sep = separator(a)
-                t.units[i] = WILDCARD + sep
-                t.var[i] = True
-        t.text = "".join(t.units).rstrip() or EMPTY_TEMPLATE
-        self.version += 1
-        self._dirty.add(t.id)
-        survivor = t
-        for other in list(self._bucket(t.units)):
-            if (
-                other is survivor
-                or self._templates.get(other.id) is not other
-                or not _covers(survivor.units, other.units)
-            ):
-                continue
-            if other.seq < survivor.seq:
-                other.units, other.var = list(survivor.units), list(survivor.var)
-                other.text = survivor.text
-                self._dirty.add(other.id)
-                self._merge(survivor, other)
-                survivor = other
-            else:
-                self._merge(other, survivor)
-        return survivor
+    def _index(self, t: Template) -> None:
+        first, last = _bucket_keys(t.units)
+        keys = (first,) if first == last else (first, last)
+        t.bucket_keys = keys
+        for k in keys:
+            self._buckets.setdefault(k, []).append(t)
 
-    def _merge(self, young: Template, old: Template) -> None:
+    def _unindex(self, t: Template) -> None:
+        """Take a pattern out of its buckets; an emptied bucket is deleted, so a flood
+        of one-off shapes leaves nothing behind once its templates are evicted."""
+        buckets = self._buckets
+        for k in t.bucket_keys:
+            bucket = buckets.get(k)
+            if bucket is None:
+                continue
+            for i, other in enumerate(bucket):
+                if other is t:
+                    del bucket[i]
+                    break
+            if not bucket:
+                del buckets[k]
+        t.bucket_keys = ()
+        skeletons = self._skeletons
+        for skel in t.skeletons:
+            if skeletons.get(skel) == t.id:
+                del skeletons[skel]
+        t.skeletons = []
+
+    def _register_skeleton(self, t: Template) -> None:
+        """Templates whose constant parts read the same, in the same order, are one
+        event that differs only in its values: an optional value group
+        (`(1.16 KB)`), an empty field, a list one item longer. Unite them."""
+        skel = skeleton(t.units)
+        if not skel or skel in t.skeletons:
+            return
+        t.skeletons.append(skel)
+        other_id = self._skeletons.get(skel)
+        mine = self._owner(t)
+        if other_id is not None:
+            other_owner = self._templates.get(self.resolve(other_id))
+            if other_owner is not None and other_owner is not mine:
+                self._unite(mine, other_owner)
+                return
+        self._skeletons[skel] = t.id
+
+    def _generalize(self, t: Template, toks: list[str]) -> Template:
+        """Widen pattern `t` to also cover `toks`, then fold in any pattern it now
+        covers (the older id survives). Returns the pattern that covers `toks`."""
+        units = t.units
+        for i, (a, b) in enumerate(zip(units, toks, strict=True)):
+            if not covers(a, b):
+                units[i] = widen(a, b)
+                t.var[i] = True
+                t.keys[i] = key(units[i])
+        t.text = " ".join(units) or EMPTY_TEMPLATE
+        self._unindex(t)
+        self._index(t)
+        self.version += 1
+        owner = self._owner(t)
+        self._dirty.add(owner.id)
+        if owner is t:
+            pass
+        elif len(owner.units) == len(units) and _covers(units, owner.units):
+            owner.units, owner.var, owner.keys = list(units), list(t.var), list(t.keys)
+            owner.text = t.text
+        for k in t.bucket_keys:
+            for other in list(self._buckets.get(k, ())):
+                if other is t or not other.bucket_keys or len(other.units) != len(units):
+                    continue
+                if not _covers(units, other.units):
+                    continue
+                other_owner = self._owner(other)
+                mine = self._owner(t)
+                if other_owner is not mine:
+                    self._unite(mine, other_owner)
+                elif other is not mine:
+                    self._unindex(other)
+        if t.bucket_keys:
+            self._register_skeleton(t)
+        return t
+
+    def _unite(self, a: Template, b: Template) -> Template:
+        """Merge two live templates; the older id survives and takes the younger's
+        patterns as aliases, so lines of either shape keep resolving to it."""
+        old, young = (a, b) if a.seq < b.seq else (b, a)
         self._dirty.add(old.id)
         old.count += young.count
         for service, n in young.services.items():
             if service in old.services:
                 old.services[service] += n
-                self._service_templates[service] -= 1
+                left = self._service_templates[service] - 1
+                if left > 0:
+                    self._service_templates[service] = left
+                else:
+                    del self._service_templates[service]
             else:
                 old.services[service] = n
         old.first_seen = min(old.first_seen, young.first_seen)
         old.last_seen = max(old.last_seen, young.last_seen)
-        self._drop(young, forget_lines=False)
+        del self._templates[young.id]
+        self._encoded.pop(young.id, None)
+        self._dirty.discard(young.id)
+        if len(young.units) == len(old.units) and _covers(young.units, old.units):
+            # The younger shape is the wider one: the surviving id takes it.
+            old.units, old.var, old.keys = list(young.units), list(young.var), list(young.keys)
+            old.text = young.text
+            self._unindex(old)
+            self._index(old)
+            self._unindex(young)
+        elif len(young.units) == len(old.units) and _covers(old.units, young.units):
+            self._unindex(young)
+        young.owner = old.id
+        self._aliases[young.id] = young
+        moved = self._aliases_of.pop(young.id, [])
+        moved.append(young.id)
+        for alias_id in moved:
+            alias = self._aliases.get(alias_id)
+            if alias is not None:
+                alias.owner = old.id
+        self._aliases_of.setdefault(old.id, []).extend(moved)
         merged = self._merged
         merged[young.id] = old.id
         for src, dst in merged.items():
             if dst == young.id:
                 merged[src] = old.id
-        if len(merged) > self.settings.max_templates:
-            while len(merged) > self.settings.max_templates:
-                del merged[next(iter(merged))]  # oldest merge first
-            self._shape.clear()  # cached lines may name a forgotten id
-            self._loose.clear()
-            self._exact.clear()
+        self.version += 1
+        if not old.skeletons and old.bucket_keys:
+            self._register_skeleton(old)  # re-indexed above with the wider shape
+        return old
 
-    def _drop(self, t: Template, forget_lines: bool = True) -> None:
-        """Remove a template. Cached lines that pointed at it are forgotten, unless
-        it was merged: then they still resolve through the merge map."""
+    def _forget_alias(self, alias_id: str) -> None:
+        alias = self._aliases.pop(alias_id, None)
+        if alias is not None:
+            self._unindex(alias)
+
+    def _drop(self, t: Template) -> None:
+        """Remove a live template with its aliases, index entries and merge records;
+        cached lines that pointed at any of them are forgotten."""
         del self._templates[t.id]
-        bucket = self._bucket(t.units)
-        for i, other in enumerate(bucket):
-            if other is t:
-                del bucket[i]
-                break
-        if forget_lines:
-            self._shape.clear()
-            self._loose.clear()
-            self._exact.clear()
+        self._unindex(t)
+        for alias_id in self._aliases_of.pop(t.id, ()):
+            self._forget_alias(alias_id)
+        self._encoded.pop(t.id, None)
+        self._dirty.discard(t.id)
+        for service in t.services:
+            left = self._service_templates[service] - 1
+            if left > 0:
+                self._service_templates[service] = left
+            else:
+                del self._service_templates[service]
         self.version += 1
 
     def _evict(self) -> None:
@@ -468,12 +631,32 @@ class TemplateMiner:
         keep = limit - max(1, limit // 10)
         ranked = sorted(self._templates.values(), key=lambda t: (t.count, t.last_seen))
         for t in ranked[: len(ranked) - keep]:
-            for service in t.services:
-                self._service_templates[service] -= 1
             self._drop(t)
-        dead = [k for k, v in self._merged.items() if v not in self._templates]
-        for k in dead:
+        live = self._templates
+        for k in [k for k, v in self._merged.items() if v not in live]:
             del self._merged[k]
+        self._forget_lines()
+
+    def _prune_merges(self) -> None:
+        """Keep the merge record bounded: the oldest merges (and the alias patterns
+        they carried) go first."""
+        merged = self._merged
+        limit = self.settings.max_templates
+        if len(merged) <= limit:
+            return
+        while len(merged) > limit:
+            old = next(iter(merged))
+            owner = merged.pop(old)
+            self._forget_alias(old)
+            aliases = self._aliases_of.get(owner)
+            if aliases is not None and old in aliases:
+                aliases.remove(old)
+        self._forget_lines()
+
+    def _forget_lines(self) -> None:
+        self._shape.clear()
+        self._loose.clear()
+        self._exact.clear()
 
     # -- persistence -------------------------------------------------------------------
 
@@ -495,6 +678,18 @@ class TemplateMiner:
                 for t in self._templates.values()
             ],
             "merged": self._merged,
+            **self._export_extra(),
+        }
+
+    def _export_extra(self) -> dict[str, object]:
+        """Format-1 additions: the tokenizer generation and the alias patterns."""
+        return {
+            "tokens": TOKENS_VERSION,
+            "aliases": [
+                {"id": a.id, "units": a.units, "seq": a.seq, "owner": a.owner}
+                for a in self._aliases.values()
+                if a.bucket_keys
+            ],
         }
 
     def export_bytes(self) -> bytes:
@@ -523,7 +718,13 @@ class TemplateMiner:
             live = self._templates
             self._encoded = {k: v for k, v in encoded.items() if k in live}
         head = orjson.dumps(
-            {"format": 1, "seq": self._seq, "lines": self.lines, "merged": self._merged}
+            {
+                "format": 1,
+                "seq": self._seq,
+                "lines": self.lines,
+                "merged": self._merged,
+                **self._export_extra(),
+            }
         )
         return head[:-1] + b',"templates":[' + b",".join(parts) + b"]}"
 
@@ -537,11 +738,32 @@ class TemplateMiner:
         if not isinstance(raw, list) or not isinstance(merged, dict):
             raise ValueError("template snapshot: 'templates' must be a list, 'merged' a map")
         templates: dict[str, Template] = {}
+        aliases: dict[str, Template] = {}
+        # Snapshots from before whitespace tokens kept separators inside units.
+        retokenize = state.get("tokens") != TOKENS_VERSION
+        raw_aliases = state.get("aliases") or []
+        if not isinstance(raw_aliases, list):
+            raise ValueError("template snapshot: 'aliases' must be a list")
+
+        def units_of(item: dict[str, object]) -> list[str]:
+            units = [str(u) for u in item["units"]]  # type: ignore[attr-defined]
+            return tokens("".join(units)) if retokenize else units
+
         try:
+            for item in raw_aliases:
+                a = Template(
+                    id=str(item["id"]),
+                    units=units_of(item),
+                    seq=int(item["seq"]),
+                    first_seen=0.0,
+                    last_seen=0.0,
+                    owner=str(item["owner"]),
+                )
+                aliases[a.id] = a
             for item in sorted(raw, key=lambda d: d["seq"]):
                 t = Template(
                     id=str(item["id"]),
-                    units=[str(u) for u in item["units"]],
+                    units=units_of(item),
                     seq=int(item["seq"]),
                     first_seen=float(item["first_seen"]),
                     last_seen=float(item["last_seen"]),
@@ -554,11 +776,27 @@ class TemplateMiner:
         seq, lines = state.get("seq", 0), state.get("lines", 0)
         self._templates = templates
         self._buckets = {}
+        self._skeletons = {}
         self._service_templates = Counter()
-        for t in templates.values():
-            self._bucket(t.units).append(t)
-            self._service_templates.update(t.services.keys())
         self._merged = {str(k): str(v) for k, v in merged.items()}
+        for t in templates.values():
+            self._index(t)
+            self._service_templates.update(t.services.keys())
+        self._aliases = {}
+        self._aliases_of = {}
+        for a in aliases.values():
+            owner = self.resolve(a.id)
+            if owner not in templates:
+                continue
+            a.owner = owner
+            self._aliases[a.id] = a
+            self._aliases_of.setdefault(owner, []).append(a.id)
+            self._index(a)
+        for t in [*templates.values(), *self._aliases.values()]:
+            skel = skeleton(t.units)
+            if skel:
+                t.skeletons.append(skel)
+                self._skeletons.setdefault(skel, t.id)
         self._encoded = {}
         self._dirty = set()
         self._shape.clear()
@@ -580,26 +818,27 @@ class TemplateMiner:
         return load_snapshot(self, path)
 
 
-_PLACEHOLDER = re.compile(r"<[A-Z*…]+>")
+def _bucket_keys(toks: list[str]) -> tuple[tuple[int, str, str], tuple[int, str, str]]:
+    """Length plus the first and the last constant word: a line is compared only
+    with patterns of its length sharing one of them (Drain's insight that constant
+    words name the event, without trusting one end alone)."""
+    words = [u for u in toks if not is_value(u)]
+    n = len(toks)
+    if not words:
+        return (n, "f", "<*>"), (n, "f", "<*>")
+    return (n, "f", words[0]), (n, "l", words[-1])
 
 
-def _is_variable(unit: str) -> bool:
-    """A unit holding a placeholder (`<NUM>`, `blk_<NUM>`, `<*>`) is a value slot."""
-    return "<" in unit and _PLACEHOLDER.search(unit) is not None
-
-
-def _bucket_key(toks: list[str]) -> tuple[int, str]:
-    """Length plus the first literal word: the leading word names the event
-    (Drain's insight), so lines that start differently never merge. Leading value
-    slots (a timestamp or an address before the message) are skipped."""
-    for unit in toks:
-        if unit.strip(SEPARATORS) and not _is_variable(unit):
-            return (len(toks), unit)
-    return (len(toks), "<*>")
+def _capitalized(word: str) -> bool:
+    """A capitalized plain word written as a keyword (`Started`, `GET`,
+    `SUCCESS_CONTAINER`), not an identifier-shaped name (`Dropbox.exe`,
+    `WindowsUpdateAgent`, `a/b`)."""
+    core = word.strip("()[]{}\"',;:.!?")
+    letters = core.replace("_", "").replace("-", "")
+    if not letters.isalpha() or not core[:1].isupper():
+        return False
+    return letters.isupper() or letters[1:].islower()
 
 
 def _covers(template_units: list[str], toks: list[str]) -> bool:
-    for a, b in zip(template_units, toks, strict=True):
-        if a != b and not a.startswith(WILDCARD):
-            return False
-    return True
+    return all(map(covers, template_units, toks))

@@ -1,0 +1,1 @@
+"""Metric series: streaming per-series detection, ad hoc analysis and watched targets."""
