@@ -22,7 +22,7 @@ SHARED = next(
     Path(__file__).resolve().parents[2] / "shared",
 )
 
-pytest_plugins: list[str] = ["services.fixtures", "services.kafka_fixtures"]
+pytest_plugins: list[str] = ["services.fixtures", "services.kafka_fixtures", "services.llm"]
 
 
 class Capture:

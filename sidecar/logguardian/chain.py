@@ -51,6 +51,8 @@ PROCESSORS: tuple[str, ...] = (
     "logguardian.detectors.online:build",
     # Watched PromQL targets (issue 17): findings join incidents right before that stage.
     "logguardian.series.watch:build",
+    # Incident explanations (issue 15): rules always, an LLM when configured.
+    "logguardian.explain.wiring:build",
 )
 
 

@@ -321,6 +321,43 @@ class ExportersSettings(Section):
     local: LocalStoreSettings = LocalStoreSettings()
 
 
+class ExplainLLMSettings(Section):
+    """Any OpenAI-compatible chat-completions server (OpenAI, Azure OpenAI, Ollama,
+    vLLM, llama.cpp's server, Groq). Explanations via an LLM are off unless
+    `base_url` is set; incidents still carry the rules explanation."""
+
+    base_url: str | None = Field(None, description="e.g. http://ollama:11434/v1; unset = off")
+    model: str = "gpt-4o-mini"
+    api_key: str | None = None
+    api_key_file: Path | None = Field(None, description="file holding the key (a k8s secret)")
+    timeout_seconds: float = Field(30.0, gt=0)
+    max_tokens: int = Field(400, gt=0, description="completion tokens per call")
+
+
+class ExplainSettings(Section):
+    llm: ExplainLLMSettings = ExplainLLMSettings()
+    min_severity: Literal["low", "medium", "high", "critical"] = "medium"
+    max_calls_per_hour: int = Field(60, ge=0)
+    max_tokens_per_day: int = Field(200_000, ge=0)
+    cache_ttl_seconds: float = Field(3600.0, ge=0)
+    mask_patterns: list[str] = Field(
+        default_factory=list, description="extra regexes masked before anything is sent"
+    )
+    concurrency: int = Field(2, ge=1)
+
+    @field_validator("mask_patterns")
+    @classmethod
+    def _valid_patterns(cls, value: list[str]) -> list[str]:
+        import re
+
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"bad regex {pattern!r}: {exc}") from None
+        return value
+
+
 class ExceptionsSettings(Section):
     """Stack traces as signals (issue 14): parsing, rejoining, grouping, code links."""
 
@@ -396,6 +433,7 @@ class Settings(BaseSettings):
     incidents: IncidentsSettings = IncidentsSettings()
     model: ModelSettings = ModelSettings()
     exporters: ExportersSettings = ExportersSettings()
+    explain: ExplainSettings = ExplainSettings()
     exceptions: ExceptionsSettings = ExceptionsSettings()
     watch: Watch = Watch()
     limits: LimitsSettings = LimitsSettings()

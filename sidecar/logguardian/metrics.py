@@ -134,6 +134,34 @@ class Metrics:
             registry=r,
         )
 
+        # Incident explanations (issue 15); outcome is a fixed set (explain/explainer.py).
+        self.explain_calls = Counter(
+            "logguardian_explain_calls",
+            "LLM explanation attempts by outcome",
+            ["outcome"],
+            registry=r,
+        )
+        self.explain_seconds = Histogram(
+            "logguardian_explain_seconds",
+            "LLM call latency (all attempts of one explanation)",
+            buckets=(0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120),
+            registry=r,
+        )
+        self.explain_tokens = Counter(
+            "logguardian_explain_tokens", "LLM tokens used", ["kind"], registry=r
+        )
+        self.explain_cache_hits = Counter(
+            "logguardian_explain_cache_hits",
+            "Explanations served from the per-signature cache",
+            registry=r,
+        )
+        self.explain_budget_left = Gauge(
+            "logguardian_explain_budget_left",
+            "LLM budget left: calls this hour, tokens today",
+            ["budget"],
+            registry=r,
+        )
+
     def service_label(self, service: str) -> str:
         if service in self._services:
             return service

@@ -52,6 +52,8 @@ class Annotation:
     session: str | None = None
     incident_id: str | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
+    # The incident's explanation when the record was annotated (explain/).
+    explanation: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -70,6 +72,9 @@ class Incident:
     reasons: list[str] = field(default_factory=list)
     examples: list[str] = field(default_factory=list)
     namespace: str | None = None
+    # summary, likely_cause, evidence, next_steps, confidence, model, generated_at,
+    # source ("rules" | "llm"): see explain/.
+    explanation: dict[str, Any] | None = None
     # Top exception groups (fingerprint, title, url, count), most frequent first.
     exceptions: list[dict[str, Any]] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)  # extra alert labels (watch targets)

@@ -77,7 +77,9 @@ fi
 
 # Fluent Bit, built from the vendored source (no registry ships it); cached there too.
 fluent_bit=$(bash "$here/fluentbit.sh" | tail -1)
-echo "services ready: prometheus, alertmanager, elasticsearch $es_version, $fluent_bit in $services_dir"
+# An OpenAI-compatible LLM server (llama.cpp) + Gemma 3 270M for the explanation tests.
+LOGGUARDIAN_SERVICES_DIR="$services_dir" bash "$here/llm.sh" >/dev/null
+echo "services ready: prometheus, alertmanager, elasticsearch $es_version, $fluent_bit, llama.cpp server in $services_dir"
 # Apache Kafka 4 (KRaft) from Maven Central for the consumer-group tests.
 kafka=$(bash "$here/kafka.sh" install | tail -1)
 echo "services ready: $kafka"

@@ -7,7 +7,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..series import analyze_api, watch_api
-from . import anomalies, detection, exceptions
+from . import anomalies, detection, exceptions, explain
 from .context import API_KEY, ApiContext
 
 __all__ = ["API_KEY", "ApiContext", "add_routes"]
@@ -18,5 +18,6 @@ def add_routes(app: web.Application, context: ApiContext) -> None:
     anomalies.add_routes(app)
     detection.add_routes(app)
     exceptions.add_routes(app)
+    explain.add_routes(app)
     analyze_api.add_routes(app)
     watch_api.add_routes(app)

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from ..config import load_settings
 from ..detectors.fuse import FuseStage
+from ..explain.stage import ExplainStage
 from ..server import Sidecar
 from . import demo_exceptions
 
@@ -117,6 +118,10 @@ async def run_demo(state_dir: Path, speed: float) -> int:
         while sidecar.pipeline.depth:
             await asyncio.sleep(0.05)
         await sidecar.pipeline.run_now([])  # the worker has finished every batch
+        explain = sidecar.parts.get(ExplainStage)
+        if explain is not None and explain.explainer.enabled:
+            print("waiting for LLM explanations (LOGGUARDIAN_EXPLAIN__LLM__BASE_URL) ...")
+            await explain.explainer.idle()
         async with (
             aiohttp.ClientSession() as http,
             http.get(f"{base}/api/v1/incidents?limit=1000") as resp,
@@ -188,6 +193,11 @@ def report(
             print(f"      why: {text}")
         if inc["examples"]:
             print(f"      e.g. {inc['examples'][0][:110]}")
+        explained = inc.get("explanation")
+        if explained:
+            model = f", {explained['model']}" if explained.get("model") else ""
+            print(f"      explained ({explained['source']}{model}): {explained['summary'][:200]}")
+            print(f"      likely cause: {explained['likely_cause'][:200]}")
     print("\nAnomalous records per service:")
     for service in truth["services"]:
         print(f"  {service:<10} {per_service.get(service, 0):>6}")

@@ -88,6 +88,18 @@ def labels(incident: Incident) -> dict[str, str]:
     return out
 
 
+def _description(incident: Incident, reasons: str) -> str:
+    """The explanation's summary (LLM or rules, whichever the incident has now), then
+    the detectors' reasons."""
+    explained = incident.explanation or {}
+    summary = explained.get("summary")
+    if not summary:
+        return reasons
+    cause = explained.get("likely_cause")
+    head = f"{summary} Likely cause: {cause}" if cause else str(summary)
+    return f"{head} [{explained.get('source', 'rules')}]\n{reasons}"
+
+
 def alert(incident: Incident, settings: AlertmanagerSettings, now: float) -> dict[str, Any]:
     resolved = incident.resolved_at is not None
     reasons = "; ".join(incident.reasons) or "unusual log records"
@@ -98,7 +110,7 @@ def alert(incident: Incident, settings: AlertmanagerSettings, now: float) -> dic
             + f" in {incident.service}"
             + (" (resolved)" if resolved else "")
         ),
-        "description": reasons[:MAX_ANNOTATION_CHARS],
+        "description": _description(incident, reasons)[:MAX_ANNOTATION_CHARS],
         "examples": "\n".join(incident.examples)[:MAX_ANNOTATION_CHARS],
         "incident_id": incident.id,
         "templates": ",".join(incident.template_ids),

@@ -68,6 +68,11 @@ def annotation_doc(a: Annotation) -> dict[str, Any]:
             "incident": {"id": a.incident_id},
         },
     }
+    if a.explanation:
+        doc["logguardian"]["explanation"] = {
+            k: a.explanation.get(k)
+            for k in ("summary", "likely_cause", "source", "model", "confidence")
+        }
     if a.level:
         doc["log"] = {"level": a.level}
     doc.update(copied_fields(a.attributes))

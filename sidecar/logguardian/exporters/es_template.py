@@ -70,6 +70,15 @@ ECS_MAPPINGS: dict[str, Any] = {
                 },
                 "session": {"type": "keyword"},
                 "incident": {"properties": {"id": {"type": "keyword"}}},
+                "explanation": {
+                    "properties": {
+                        "summary": {"type": "text"},
+                        "likely_cause": {"type": "text"},
+                        "source": {"type": "keyword"},
+                        "model": {"type": "keyword"},
+                        "confidence": {"type": "keyword"},
+                    }
+                },
             }
         },
     },

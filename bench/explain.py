@@ -1,0 +1,208 @@
+"""Incident explanations over the scenarios bench, with a real local model.
+
+Seeded multi-service traffic with injected incidents (logguardian.scenarios) goes
+through a real sidecar's pipeline twice in one process: without explanations (the
+peer) and with an OpenAI-compatible LLM (llama.cpp's server with the Gemma 3 270M
+GGUF that tests/services/llm.sh installs, started here). Reports calls per
+incident, cache hit rate, LLM latency p50/p95, the share of answers the grounding
+check accepted, and the ingest rate with and without explanations.
+
+    .venv/bin/python bench/explain.py [--days 1] [--seed 0] [--base-url URL --model M]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sidecar"))
+
+from logguardian import scenarios
+from logguardian.config import load_settings
+from logguardian.explain.stage import ExplainStage
+from logguardian.incidents import IncidentStage
+from logguardian.record import Record
+from logguardian.server import Sidecar
+
+START = 1_760_000_000 - 1_760_000_000 % 86400
+CHUNK = 500
+MODEL_ALIAS = "gemma-3-270m-q4_k_m"
+
+
+def services_dir() -> Path:
+    if os.environ.get("LOGGUARDIAN_SERVICES_DIR"):
+        return Path(os.environ["LOGGUARDIAN_SERVICES_DIR"])
+    if os.geteuid() == 0:
+        return Path("/opt/logguardian-services")
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "logguardian-services"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def llama_server(log: Path) -> Iterator[str]:
+    root = services_dir()
+    python, model = root / "llm-venv/bin/python", root / "models/gemma-3-270m-q4_k_m.gguf"
+    if not python.is_file() or not model.is_file():
+        raise SystemExit(f"no local model in {root}: run tests/services/llm.sh")
+    port = _free_port()
+    argv = [str(python), "-m", "llama_cpp.server", "--model", str(model)]
+    argv += ["--model_alias", MODEL_ALIAS, "--host", "127.0.0.1", "--port", str(port)]
+    argv += ["--n_ctx", "4096", "--n_threads", "2"]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"llama server did not start:\n{log.read_text()[-2000:]}")
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"{url}/models", timeout=2) as resp,
+            ):
+                if json.loads(resp.read())["data"]:
+                    break
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def records(days: float, seed: int) -> list[Record]:
+    duration = days * 86400
+    plan = scenarios.plan(START, duration, per_kind=max(1, int(days * 2)), seed=seed)
+    traffic = scenarios.generate(START, duration, plan, seed=seed)
+    return [
+        Record(ts=t, message=line, service=svc, level=level, attributes={}, source="bench")
+        for t, svc, level, line in scenarios.render(traffic, seed)
+    ]
+
+
+async def run(
+    recs: list[Record], state: Path, base_url: str | None, model: str
+) -> dict[str, object]:
+    settings = load_settings(
+        state_dir=state,
+        log_level="warning",
+        receivers={"http": {"port": 0}, "forward": {"port": 0}, "grpc": {"port": 0}},
+        explain={
+            "llm": {"base_url": base_url, "model": model, "timeout_seconds": 300, "max_tokens": 600}
+        },
+    )
+    sidecar = Sidecar(settings)
+    await sidecar.start()
+    try:
+        started = time.perf_counter()
+        for i in range(0, len(recs), CHUNK):
+            # Like a receiver: offer, and wait for room when the queue is full.
+            await sidecar.pipeline.put(recs[i : i + CHUNK], "bench")
+        while sidecar.pipeline.depth:
+            await asyncio.sleep(0.01)
+        await sidecar.pipeline.run_now([])
+        ingest_seconds = time.perf_counter() - started
+        stage = sidecar.parts.require(ExplainStage)
+        explainer = stage.explainer
+        await explainer.idle()
+        llm_seconds = time.perf_counter() - started
+        incidents = sidecar.parts.require(IncidentStage).list(limit=100_000)
+        return {
+            "rate": len(recs) / ingest_seconds,
+            "incidents": incidents,
+            "outcomes": dict(explainer.outcomes),
+            "cache_hits": explainer.cache_hits,
+            "latencies": list(explainer.latencies),
+            "llm_seconds": llm_seconds,
+        }
+    finally:
+        await sidecar.stop()
+
+
+def _pct(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100)[q - 1] if len(values) > 1 else values[0]
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    recs = records(args.days, args.seed)
+    print(f"scenarios: {args.days:g} days x 4 services, seed {args.seed}, {len(recs):,} records")
+    with tempfile.TemporaryDirectory(prefix="bench-explain-") as tmp:
+        root = Path(tmp)
+        base = await run(recs, root / "off", None, args.model)
+        if args.base_url:
+            url_cm: contextlib.AbstractContextManager[str] = contextlib.nullcontext(args.base_url)
+        else:
+            url_cm = llama_server(root / "llama.log")
+        with url_cm as url:
+            on = await run(recs, root / "on", url, args.model)
+    incidents = on["incidents"]
+    assert isinstance(incidents, list)
+    outcomes: dict[str, int] = on["outcomes"]  # type: ignore[assignment]
+    answered = outcomes["accepted"] + outcomes["rejected"] + outcomes["invalid"]
+    attempts = sum(outcomes.values())
+    hits = int(on["cache_hits"])  # type: ignore[call-overload]
+    latencies: list[float] = on["latencies"]  # type: ignore[assignment]
+    by_source: dict[str, int] = {}
+    for inc in incidents:
+        src = (inc.explanation or {}).get("source", "none")
+        by_source[src] = by_source.get(src, 0) + 1
+    print(f"model               {args.model} at {args.base_url or 'local llama.cpp server'}")
+    print(f"incidents           {len(incidents)} (explanations by source: {by_source})")
+    print(
+        f"LLM calls           {attempts - outcomes['budget'] - outcomes['dropped']} "
+        f"= {(attempts - outcomes['budget'] - outcomes['dropped']) / max(1, len(incidents)):.2f}"
+        f" per incident; outcomes { ({k: v for k, v in outcomes.items() if v}) }"
+    )
+    print(f"cache hit rate      {hits}/{hits + attempts} = {hits / max(1, hits + attempts):.0%}")
+    if latencies:
+        print(
+            f"LLM latency         p50 {_pct(latencies, 50):.1f} s, p95 {_pct(latencies, 95):.1f} s"
+            f" over {len(latencies)} calls"
+        )
+    print(
+        f"grounding accepted  {outcomes['accepted']}/{answered} answers"
+        f" = {outcomes['accepted'] / max(1, answered):.0%}"
+    )
+    r_off, r_on = float(base["rate"]), float(on["rate"])  # type: ignore[arg-type]
+    print(
+        f"ingest rate         {r_on:,.0f} rec/s with explanations, {r_off:,.0f} rec/s without"
+        f" (ratio {r_on / r_off:.2f}; the local model shares this machine's CPUs)"
+    )
+    print(f"all explanations in {float(on['llm_seconds']):.0f} s after the first record")  # type: ignore[arg-type]
+    for inc in sorted(incidents, key=lambda i: i.started_at)[: args.show]:
+        e = inc.explanation or {}
+        print(f"\n[{inc.service} {inc.alertname} {inc.severity}] ({e.get('source')})")
+        print(f"  summary: {e.get('summary')}")
+        print(f"  likely cause: {e.get('likely_cause')}")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--days", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--base-url", help="use this OpenAI-compatible server instead")
+    parser.add_argument("--model", default=MODEL_ALIAS)
+    parser.add_argument("--show", type=int, default=3, help="explanations to print")
+    return asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
