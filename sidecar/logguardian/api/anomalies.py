@@ -8,8 +8,7 @@ import asyncio
 from aiohttp import web
 
 from ..exporters.local import LocalStore
-from ..record import parse_time
-from .context import bad_request, context, error, limit, ok
+from .context import context, error, limit, ok, service_since
 
 
 def add_routes(app: web.Application) -> None:
@@ -20,12 +19,6 @@ async def _anomalies(request: web.Request) -> web.Response:
     store = context(request).parts.get(LocalStore)
     if store is None:
         return error(503, "local store is not enabled")
-    query = request.query
-    service = query.get("service") or None
-    since = None
-    if query.get("since"):
-        since = parse_time(query["since"])
-        if since is None:
-            raise bad_request(f"since: not a timestamp: {query['since']!r}")
+    service, since = service_since(request)
     rows = await asyncio.to_thread(store.anomalies, service, since, limit(request, 100, 10_000))
     return ok({"anomalies": rows, "count": len(rows)})

@@ -15,6 +15,7 @@ from aiohttp import web
 from ..auth import HttpAuth
 from ..components import Registry, Scorer
 from ..receivers.decode import DecodeError, TooLarge, inflate_gzip
+from ..record import parse_time
 
 T = TypeVar("T")
 
@@ -84,6 +85,17 @@ async def locked(request: web.Request, fn: Callable[[], T]) -> T:
             return fn()
 
     return await asyncio.to_thread(run)
+
+
+def service_since(request: web.Request) -> tuple[str | None, float | None]:
+    """`?service=&since=` of the read endpoints; `since` is epoch seconds or ISO-8601."""
+    query = request.query
+    since = None
+    if query.get("since"):
+        since = parse_time(query["since"])
+        if since is None:
+            raise bad_request(f"since: not a timestamp: {query['since']!r}")
+    return query.get("service") or None, since
 
 
 def limit(request: web.Request, default: int, most: int) -> int:

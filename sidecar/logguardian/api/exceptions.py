@@ -10,8 +10,7 @@ from aiohttp import web
 
 from ..exceptions.groups import group_dict
 from ..exceptions.stage import ExceptionStage
-from ..record import parse_time
-from .context import context, error, limit, locked, ok
+from .context import context, error, limit, locked, ok, service_since
 
 
 def add_routes(app: web.Application) -> None:
@@ -24,13 +23,7 @@ async def _list(request: web.Request) -> web.Response:
     stage = context(request).parts.get(ExceptionStage)
     if stage is None:
         return error(503, "exception grouping is disabled (exceptions.enabled)")
-    query = request.query
-    service = query.get("service") or None
-    since = None
-    if query.get("since"):
-        since = parse_time(query["since"])
-        if since is None:
-            return error(400, f"since: not a timestamp: {query['since']!r}")
+    service, since = service_since(request)
     most = limit(request, 100, 10_000)
 
     def read() -> list[dict[str, Any]]:
