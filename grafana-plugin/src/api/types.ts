@@ -6,7 +6,8 @@ export interface Explanation {
   source: 'llm' | 'rules';
   summary: string;
   likely_cause?: string;
-  evidence?: string[];
+  /** What the explanation rests on: a template id, fingerprint or service, and the fact. */
+  evidence?: Array<{ ref: string; fact: string }>;
   next_steps?: string[];
   confidence?: number;
   model?: string;

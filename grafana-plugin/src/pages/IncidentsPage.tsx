@@ -42,7 +42,9 @@ function ExplanationView({ explanation }: { explanation: Explanation }) {
       {explanation.evidence && explanation.evidence.length > 0 && (
         <ul>
           {explanation.evidence.map((e, i) => (
-            <li key={i}>{e}</li>
+            <li key={i}>
+              <code>{e.ref}</code>: {e.fact}
+            </li>
           ))}
         </ul>
       )}

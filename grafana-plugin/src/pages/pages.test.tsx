@@ -26,7 +26,12 @@ describe('Incidents page', () => {
       data: {
         incidents: [
           incident({
-            explanation: { source: 'llm', model: 'gemma-3-270m', summary: 'checkout fails card payments after v1.4.2' },
+            explanation: {
+              source: 'llm',
+              model: 'gemma-3-270m',
+              summary: 'checkout fails card payments after v1.4.2',
+              evidence: [{ ref: 'a8f997912c', fact: '80% of errors since 10:40' }],
+            },
           }),
         ],
       },
@@ -34,6 +39,7 @@ describe('Incidents page', () => {
     renderAt('/a/logguardian-sidecar-app/incidents');
     expect(await screen.findByText(/new template "payment <\*> failed"/)).toBeInTheDocument();
     expect(screen.getByTestId('incident-explanation')).toHaveTextContent('checkout fails card payments after v1.4.2');
+    expect(screen.getByTestId('incident-explanation')).toHaveTextContent('a8f997912c: 80% of errors since 10:40');
     expect(screen.getByText('payment 123 failed: gateway timeout')).toBeInTheDocument();
     expect(screen.getByText('Open in Kibana').closest('a')).toHaveAttribute('href', expect.stringContaining('q=checkout'));
   });
