@@ -7,6 +7,7 @@ import { useCallback } from 'react';
 import { formatTime } from '../api/format';
 import type { ExceptionGroup, Frame } from '../api/types';
 import { ErrorView } from '../components/ErrorView';
+import { cardStyle } from '../components/styles';
 import { useSidecar } from '../components/SidecarContext';
 import { useAsync } from '../components/useAsync';
 
@@ -81,13 +82,7 @@ export function ExceptionsPage() {
 }
 
 const getStyles = (theme: GrafanaTheme2) => ({
-  card: css({
-    border: `1px solid ${theme.colors.border.weak}`,
-    borderRadius: theme.shape.radius.default,
-    padding: theme.spacing(2),
-    margin: theme.spacing(2, 0),
-    background: theme.colors.background.secondary,
-  }),
+  card: cardStyle(theme),
   muted: css({ color: theme.colors.text.secondary }),
   frames: css({ margin: theme.spacing(1, 0, 1, 3), fontFamily: theme.typography.fontFamilyMonospace }),
 });

@@ -6,6 +6,7 @@ import { useCallback, useState } from 'react';
 import { fillLinkTemplate, formatDuration, formatTime } from '../api/format';
 import type { Explanation, Incident, Severity } from '../api/types';
 import { ErrorView } from '../components/ErrorView';
+import { cardStyle } from '../components/styles';
 import { useSidecar } from '../components/SidecarContext';
 import { useAsync } from '../components/useAsync';
 import type { AppSettings } from '../types';
@@ -127,13 +128,7 @@ export function IncidentsPage() {
 }
 
 const getStyles = (theme: GrafanaTheme2) => ({
-  card: css({
-    border: `1px solid ${theme.colors.border.weak}`,
-    borderRadius: theme.shape.radius.default,
-    padding: theme.spacing(2),
-    margin: theme.spacing(2, 0),
-    background: theme.colors.background.secondary,
-  }),
+  card: cardStyle(theme),
   service: css({ fontSize: theme.typography.h5.fontSize }),
   muted: css({ color: theme.colors.text.secondary }),
   reasons: css({ margin: theme.spacing(1, 0, 1, 3) }),
