@@ -398,6 +398,10 @@ async def test_forward_takes_the_shared_token_as_its_key(start: Start) -> None:
     wrong = await Forward.connect(port)
     assert (await wrong.login("not-the-token"))[:2] == ["PONG", False]
     wrong.close()
+    refused = sample(
+        sidecar, "logguardian_rejected_requests_total", receiver="forward", reason="unauthorized"
+    )
+    assert refused == 1  # the wrong key; the keyless shipper never got past the HELO
     good = await Forward.connect(port)
     assert (await good.login(TOKEN))[:2] == ["PONG", True]
     await good.send(frame("with the key", "2"))

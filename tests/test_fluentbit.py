@@ -199,7 +199,8 @@ def test_a_fluent_bit_with_the_wrong_shared_key_gets_nothing_in(run: Runner, con
     shipper.start(token="not-the-sidecar-token")
     shipper.append(0, 500)
     deadline = time.monotonic() + 30
-    while serve.metric("logguardian_rejected_total", 'reason="unauthorized"') < 2:
+    refused = 'receiver="forward",reason="unauthorized"'
+    while serve.metric("logguardian_rejected_requests_total", refused) < 2:
         assert time.monotonic() < deadline, (shipper.output()[-3000:], serve.output())
         time.sleep(0.2)
     assert serve.metric("logguardian_received_total") == 0

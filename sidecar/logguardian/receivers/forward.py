@@ -272,7 +272,7 @@ class ForwardServer:
         if refusal is not None:
             writer.write(msgpack.packb(["PONG", False, refusal, "", ""]))
             await writer.drain()
-            self.metrics.rejected.labels(decode.UNAUTHORIZED).inc()
+            # A connection refused whole: no records were read (rejected_total counts records).
             self._count_request(decode.UNAUTHORIZED)
             raise ProtocolError(f"{refusal} from {hostname!r}")
         me = s.self_hostname.encode()
