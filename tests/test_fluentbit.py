@@ -199,7 +199,7 @@ def test_a_fluent_bit_with_the_wrong_shared_key_gets_nothing_in(run: Runner, con
     shipper.start(token="not-the-sidecar-token")
     shipper.append(0, 500)
     deadline = time.monotonic() + 30
-    refused = 'receiver="forward",reason="unauthorized"'
+    refused = 'reason="unauthorized",receiver="forward"'  # exposition order
     while serve.metric("logguardian_rejected_requests_total", refused) < 1:
         assert time.monotonic() < deadline, (shipper.output()[-3000:], serve.output())
         time.sleep(0.2)
