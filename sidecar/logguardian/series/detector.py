@@ -89,6 +89,7 @@ class SeriesPoint:
     reason: str | None = None
     methods: dict[str, float] = field(default_factory=dict)
     alert: bool = False  # a violation stronger than any the series has had lately
+    deviation: float = 0.0  # the methods' deviation rated by its novelty, in [0, 1]
 
 
 class _Ring:
@@ -183,7 +184,8 @@ class SeriesDetector:
         point = self._score(ts, x)
         # `_score` rates the methods' deviation by its novelty; the point's score is
         # that together with the value's novelty for the series (score.py).
-        point.score = self.scorer.update(x, point.score)
+        point.deviation = point.score
+        point.score = self.scorer.update(x, point.deviation)
         if self.last_ts is not None and ts > self.last_ts:
             gap = ts - self.last_ts  # typical spacing: a slow EWMA of the gaps
             self.step = gap if self.step <= 0 else self.step + 0.05 * (gap - self.step)

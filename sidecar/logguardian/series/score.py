@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .context import ContextNovelty, ContextParams
+from .context import ContextNovelty, ContextParams, Novelty
 
 
 @dataclass(frozen=True)
@@ -27,8 +27,29 @@ class ScoreParams:
 
     context: ContextParams = field(default_factory=ContextParams)
     weight: float = 0.8  # share of the score a deviating, unfamiliar point can reach
-    level: float = 0.6  # score that is an alarm and starts the quiet period
+    level: float = 0.4  # score that is an alarm and starts the quiet period
     quiet: int = 100  # points held at 0 after an alarm
+
+
+def combine(novelty: Novelty, deviation: float, weight: float) -> float:
+    """Raw score: a new level's surprise, or a new deviation in an unfamiliar context."""
+    return max(novelty.new_level, weight * novelty.context * min(1.0, max(0.0, deviation)))
+
+
+class Quiet:
+    """One alarm per episode: after a score of `level` or more, `quiet` points score 0."""
+
+    def __init__(self, level: float, quiet: int) -> None:
+        self.level, self.quiet = level, quiet
+        self.hold = 0
+
+    def update(self, raw: float) -> float:
+        if self.hold > 0:
+            self.hold -= 1
+            return 0.0
+        if raw >= self.level:
+            self.hold = self.quiet
+        return raw
 
 
 class NoveltyScore:
@@ -37,19 +58,11 @@ class NoveltyScore:
     def __init__(self, params: ScoreParams | None = None) -> None:
         self.p = params or ScoreParams()
         self.context = ContextNovelty(self.p.context)
-        self.hold = 0  # quiet points left after an alarm
+        self.gate = Quiet(self.p.level, self.p.quiet)
 
     def update(self, x: float, deviation: float) -> float:
         """Score of value `x` whose methods' novelty is `deviation` in [0, 1]."""
-        novelty = self.context.update(x)
-        deviating = self.p.weight * novelty.context * min(1.0, max(0.0, deviation))
-        raw = max(novelty.new_level, deviating)
-        if self.hold > 0:
-            self.hold -= 1
-            return 0.0
-        if raw >= self.p.level:
-            self.hold = self.p.quiet
-        return raw
+        return self.gate.update(combine(self.context.update(x), deviation, self.p.weight))
 
 
-__all__ = ["NoveltyScore", "ScoreParams"]
+__all__ = ["NoveltyScore", "Quiet", "ScoreParams", "combine"]
