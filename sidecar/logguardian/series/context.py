@@ -37,6 +37,7 @@ class ContextParams:
     order: int = 4  # longest context, in points
     learn: int = 30  # points that set the grid before novelty is scored
     regrid: float = 4.0  # the range growing this much past the grid widens the grid
+    near: int = 2  # a new level this many levels from a visited one is fully surprising
     capacity: int = 20_000  # contexts remembered
 
 
@@ -86,8 +87,16 @@ class ContextNovelty:
         surprise = 0.0
         if level not in self.visited:
             surprise = 1.0 - self.alone / max(1, self.counted)
+            surprise *= self._gap(level) / self.p.near
         self._visit(level)
         return Novelty(new_level=surprise, context=self._context(level))
+
+    def _gap(self, level: int) -> int:
+        """Levels from `level` to the nearest visited one, at most `near`."""
+        for gap in range(1, self.p.near):
+            if level - gap in self.visited or level + gap in self.visited:
+                return gap
+        return self.p.near
 
     def _visit(self, level: int) -> None:
         count = self.visited.get(level, 0) + 1
