@@ -45,7 +45,7 @@ ANCHORS = {  # published, NAB's own scorer, these 31 series
     "windowedGaussian": (36.7, 21.4, 45.2),
 }
 # The LOCO grid: context grid, weight, alarm gate.
-GRID_CONTEXT = {"levels": (8, 16, 32), "regrid": (2.0, 4.0)}
+GRID_CONTEXT = {"levels": (8, 12, 16, 24, 32), "regrid": (2.0, 4.0)}
 GRID_WEIGHT = (0.5, 0.8)
 GRID_GATE = {"level": (0.4, 0.6), "quiet": (50, 100, 200)}
 
