@@ -588,7 +588,9 @@ class RollingStatsStage:
         R.peak2[idx] = np.where(
             keep, R.peak2[idx], np.maximum(R.peak2[idx] * self.decay, R.last[idx] + used)
         )
-        R.last[idx] = used
+        # The next window's two-window peak pairs it with this one: an alarmed window
+        # enters that pair as an ordinary one (its mean), not at its limit.
+        R.last[idx] = np.where(flagged, mean, used)
         R.learned[idx] += 1
         # The active-window model learns non-empty windows only.
         active = (c > 0) & ~held
