@@ -635,6 +635,7 @@ class RollingStatsStage:
             | (np.abs(k - R.q_k[rows]) > tol * np.maximum(R.q_k[rows], 1e-3))
             | (np.abs(frac - R.q_frac[rows]) > tol * R.q_frac[rows])
             | (R.q_at[rows] == 0)
+            | (R.qp_at[rows] == 0)  # restored from a snapshot that predates it
         )
         if stale.any():
             sel = rows[stale]
