@@ -129,6 +129,9 @@ async def run(
             "incidents": incidents,
             "outcomes": dict(explainer.outcomes),
             "cache_hits": explainer.cache_hits,
+            "rejections": dict(explainer.rejections),
+            "rejected": list(explainer.rejected),
+            "contexts": {i: c.as_dict() for i, c in stage.contexts.items()},
             "latencies": list(explainer.latencies),
             "llm_seconds": llm_seconds,
         }
@@ -179,18 +182,35 @@ async def main_async(args: argparse.Namespace) -> int:
     print(
         f"grounding accepted  {outcomes['accepted']}/{answered} answers"
         f" = {outcomes['accepted'] / max(1, answered):.0%}"
+        f" (rejected {outcomes['rejected']}, invalid JSON/schema {outcomes['invalid']})"
     )
+    rejections: dict[str, int] = on["rejections"]  # type: ignore[assignment]
+    if rejections:
+        why = ", ".join(f"{k} {v}" for k, v in sorted(rejections.items(), key=lambda kv: -kv[1]))
+        print(f"rejected because    {why} (answers; one answer can have several reasons)")
     r_off, r_on = float(base["rate"]), float(on["rate"])  # type: ignore[arg-type]
     print(
         f"ingest rate         {r_on:,.0f} rec/s with explanations, {r_off:,.0f} rec/s without"
         f" (ratio {r_on / r_off:.2f}; the local model shares this machine's CPUs)"
     )
     print(f"all explanations in {float(on['llm_seconds']):.0f} s after the first record")  # type: ignore[arg-type]
+    if args.dump:
+        dump = {
+            "rejected": [{"answer": a, "problems": p} for a, p in on["rejected"]],  # type: ignore[attr-defined]
+            "incidents": [
+                {"explanation": i.explanation, "context": on["contexts"].get(i.id)}  # type: ignore[attr-defined]
+                for i in incidents
+            ],
+        }
+        Path(args.dump).write_text(json.dumps(dump, indent=1, default=str))
+        print(f"answers and contexts written to {args.dump}")
     for inc in sorted(incidents, key=lambda i: i.started_at)[: args.show]:
         e = inc.explanation or {}
         print(f"\n[{inc.service} {inc.alertname} {inc.severity}] ({e.get('source')})")
         print(f"  summary: {e.get('summary')}")
         print(f"  likely cause: {e.get('likely_cause')}")
+        for ev in e.get("evidence") or []:
+            print(f"  evidence: {ev.get('ref')}: {ev.get('fact')}")
     return 0
 
 
@@ -200,6 +220,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--base-url", help="use this OpenAI-compatible server instead")
     parser.add_argument("--model", default=MODEL_ALIAS)
+    parser.add_argument("--dump", help="write rejected answers and contexts to this JSON file")
     parser.add_argument("--show", type=int, default=3, help="explanations to print")
     return asyncio.run(main_async(parser.parse_args()))
 

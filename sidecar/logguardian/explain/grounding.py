@@ -17,6 +17,19 @@ _NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?")
 _HEXISH = re.compile(r"\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{8,64}\b")
 
 
+# Why an answer was rejected, as a bounded label (bench, logs): by the problem's prefix.
+REASONS = {
+    "evidence cites unknown ref": "unknown_ref",
+    "evidence states number": "unknown_number",
+    "cites unknown id": "unknown_id",
+}
+
+
+def reason(problem: str) -> str:
+    """The bounded label of one problem `problems()` found."""
+    return next((label for prefix, label in REASONS.items() if problem.startswith(prefix)), "other")
+
+
 def problems(answer: Answer, context: Context) -> list[str]:
     """Empty when every citation is grounded; else what was not found."""
     found: list[str] = []
