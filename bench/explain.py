@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import socket
 import statistics
 import subprocess
@@ -28,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sidecar"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the local model
 
 from logguardian import scenarios
 from logguardian.config import load_settings
@@ -35,19 +35,10 @@ from logguardian.explain.stage import ExplainStage
 from logguardian.incidents import IncidentStage
 from logguardian.record import Record
 from logguardian.server import Sidecar
+from services.llm import MODEL_ALIAS, MODEL_FILE, server_argv, services_dir
 
 START = 1_760_000_000 - 1_760_000_000 % 86400
 CHUNK = 500
-MODEL_ALIAS = "gemma-3-270m-q4_k_m"
-
-
-def services_dir() -> Path:
-    if os.environ.get("LOGGUARDIAN_SERVICES_DIR"):
-        return Path(os.environ["LOGGUARDIAN_SERVICES_DIR"])
-    if os.geteuid() == 0:
-        return Path("/opt/logguardian-services")
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "logguardian-services"
 
 
 def _free_port() -> int:
@@ -59,15 +50,14 @@ def _free_port() -> int:
 @contextlib.contextmanager
 def llama_server(log: Path) -> Iterator[str]:
     root = services_dir()
-    python, model = root / "llm-venv/bin/python", root / "models/gemma-3-270m-q4_k_m.gguf"
+    python, model = root / "llm-venv/bin/python", root / "models" / MODEL_FILE
     if not python.is_file() or not model.is_file():
         raise SystemExit(f"no local model in {root}: run tests/services/llm.sh")
     port = _free_port()
-    argv = [str(python), "-m", "llama_cpp.server", "--model", str(model)]
-    argv += ["--model_alias", MODEL_ALIAS, "--host", "127.0.0.1", "--port", str(port)]
-    argv += ["--n_ctx", "4096", "--n_threads", "2"]
     with log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            server_argv(python, model, port), stdout=out, stderr=subprocess.STDOUT
+        )
     url = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.monotonic() + 120
@@ -105,7 +95,15 @@ async def run(
         log_level="warning",
         receivers={"http": {"port": 0}, "forward": {"port": 0}, "grpc": {"port": 0}},
         explain={
-            "llm": {"base_url": base_url, "model": model, "timeout_seconds": 300, "max_tokens": 600}
+            "llm": {
+                "base_url": base_url,
+                "model": model,
+                "timeout_seconds": 300,
+                "max_tokens": 600,
+            },
+            # A local llama.cpp server answers one request at a time: a second one in
+            # flight would only wait there, and time out.
+            "concurrency": 1,
         },
     )
     sidecar = Sidecar(settings)
