@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sidecar"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the local model
 
 from logguardian import scenarios
-from logguardian.config import load_settings
+from logguardian.config import listener_names, load_settings
 from logguardian.explain.stage import ExplainStage
 from logguardian.incidents import IncidentStage
 from logguardian.record import Record
@@ -93,7 +93,7 @@ async def run(
     settings = load_settings(
         state_dir=state,
         log_level="warning",
-        receivers={"http": {"port": 0}, "forward": {"port": 0}, "grpc": {"port": 0}},
+        receivers={name: {"host": "127.0.0.1", "port": 0} for name in listener_names()},
         explain={
             "llm": {
                 "base_url": base_url,
