@@ -113,6 +113,18 @@ def test_invented_id_in_summary_is_rejected() -> None:
     assert problems(a, context())
 
 
+def test_invented_number_in_summary_or_cause_is_rejected() -> None:
+    a = answer()
+    a.summary = "the worst error level since 2024"
+    assert any("number 2024" in p for p in problems(a, context()))
+    a = answer()
+    a.likely_cause = "the gateway declines 71% of 250 charges"
+    assert any("number 250" in p for p in problems(a, context()))
+    a = answer()
+    a.next_steps = ["wait 5 minutes, then check the gateway"]
+    assert problems(a, context()) == [], "advice may carry its own numbers"
+
+
 def test_schema_lets_evidence_cite_only_the_contexts_refs() -> None:
     """What a grammar-constrained decoder is held to: the refs grounding accepts."""
     ctx = context()
