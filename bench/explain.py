@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import socket
 import statistics
 import subprocess
@@ -28,26 +27,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sidecar"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the local model
 
 from logguardian import scenarios
-from logguardian.config import load_settings
+from logguardian.config import listener_names, load_settings
 from logguardian.explain.stage import ExplainStage
 from logguardian.incidents import IncidentStage
 from logguardian.record import Record
 from logguardian.server import Sidecar
+from services.llm import MODEL_ALIAS, MODEL_FILE, server_argv, services_dir
 
 START = 1_760_000_000 - 1_760_000_000 % 86400
 CHUNK = 500
-MODEL_ALIAS = "gemma-3-270m-q4_k_m"
-
-
-def services_dir() -> Path:
-    if os.environ.get("LOGGUARDIAN_SERVICES_DIR"):
-        return Path(os.environ["LOGGUARDIAN_SERVICES_DIR"])
-    if os.geteuid() == 0:
-        return Path("/opt/logguardian-services")
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "logguardian-services"
 
 
 def _free_port() -> int:
@@ -59,15 +50,14 @@ def _free_port() -> int:
 @contextlib.contextmanager
 def llama_server(log: Path) -> Iterator[str]:
     root = services_dir()
-    python, model = root / "llm-venv/bin/python", root / "models/gemma-3-270m-q4_k_m.gguf"
+    python, model = root / "llm-venv/bin/python", root / "models" / MODEL_FILE
     if not python.is_file() or not model.is_file():
         raise SystemExit(f"no local model in {root}: run tests/services/llm.sh")
     port = _free_port()
-    argv = [str(python), "-m", "llama_cpp.server", "--model", str(model)]
-    argv += ["--model_alias", MODEL_ALIAS, "--host", "127.0.0.1", "--port", str(port)]
-    argv += ["--n_ctx", "4096", "--n_threads", "2"]
     with log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            server_argv(python, model, port), stdout=out, stderr=subprocess.STDOUT
+        )
     url = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.monotonic() + 120
@@ -103,9 +93,17 @@ async def run(
     settings = load_settings(
         state_dir=state,
         log_level="warning",
-        receivers={"http": {"port": 0}, "forward": {"port": 0}, "grpc": {"port": 0}},
+        receivers={name: {"host": "127.0.0.1", "port": 0} for name in listener_names()},
         explain={
-            "llm": {"base_url": base_url, "model": model, "timeout_seconds": 300, "max_tokens": 600}
+            "llm": {
+                "base_url": base_url,
+                "model": model,
+                "timeout_seconds": 300,
+                "max_tokens": 600,
+            },
+            # A local llama.cpp server answers one request at a time: a second one in
+            # flight would only wait there, and time out.
+            "concurrency": 1,
         },
     )
     sidecar = Sidecar(settings)
@@ -129,6 +127,9 @@ async def run(
             "incidents": incidents,
             "outcomes": dict(explainer.outcomes),
             "cache_hits": explainer.cache_hits,
+            "rejections": dict(explainer.rejections),
+            "rejected": list(explainer.rejected),
+            "contexts": {i: c.as_dict() for i, c in stage.contexts.items()},
             "latencies": list(explainer.latencies),
             "llm_seconds": llm_seconds,
         }
@@ -179,18 +180,35 @@ async def main_async(args: argparse.Namespace) -> int:
     print(
         f"grounding accepted  {outcomes['accepted']}/{answered} answers"
         f" = {outcomes['accepted'] / max(1, answered):.0%}"
+        f" (rejected {outcomes['rejected']}, invalid JSON/schema {outcomes['invalid']})"
     )
+    rejections: dict[str, int] = on["rejections"]  # type: ignore[assignment]
+    if rejections:
+        why = ", ".join(f"{k} {v}" for k, v in sorted(rejections.items(), key=lambda kv: -kv[1]))
+        print(f"rejected because    {why} (answers; one answer can have several reasons)")
     r_off, r_on = float(base["rate"]), float(on["rate"])  # type: ignore[arg-type]
     print(
         f"ingest rate         {r_on:,.0f} rec/s with explanations, {r_off:,.0f} rec/s without"
         f" (ratio {r_on / r_off:.2f}; the local model shares this machine's CPUs)"
     )
     print(f"all explanations in {float(on['llm_seconds']):.0f} s after the first record")  # type: ignore[arg-type]
+    if args.dump:
+        dump = {
+            "rejected": [{"answer": a, "problems": p} for a, p in on["rejected"]],  # type: ignore[attr-defined]
+            "incidents": [
+                {"explanation": i.explanation, "context": on["contexts"].get(i.id)}  # type: ignore[attr-defined]
+                for i in incidents
+            ],
+        }
+        Path(args.dump).write_text(json.dumps(dump, indent=1, default=str))
+        print(f"answers and contexts written to {args.dump}")
     for inc in sorted(incidents, key=lambda i: i.started_at)[: args.show]:
         e = inc.explanation or {}
         print(f"\n[{inc.service} {inc.alertname} {inc.severity}] ({e.get('source')})")
         print(f"  summary: {e.get('summary')}")
         print(f"  likely cause: {e.get('likely_cause')}")
+        for ev in e.get("evidence") or []:
+            print(f"  evidence: {ev.get('ref')}: {ev.get('fact')}")
     return 0
 
 
@@ -200,6 +218,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--base-url", help="use this OpenAI-compatible server instead")
     parser.add_argument("--model", default=MODEL_ALIAS)
+    parser.add_argument("--dump", help="write rejected answers and contexts to this JSON file")
     parser.add_argument("--show", type=int, default=3, help="explanations to print")
     return asyncio.run(main_async(parser.parse_args()))
 

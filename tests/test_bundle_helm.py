@@ -200,6 +200,88 @@ def test_values_and_secrets_reach_the_sidecar_settings(
     assert "es-key-123" not in config_text and "s3cret-token" not in config_text
 
 
+def test_explain_values_reach_the_sidecar_and_the_key_is_a_mounted_secret(
+    tmp_path: Path,
+) -> None:
+    values = {
+        "explain": {
+            "baseUrl": "http://ollama.obs:11434/v1",
+            "model": "llama3.1:8b",
+            "apiKey": "sk-llm-secret-42",
+            "timeoutSeconds": 12.5,
+            "maxTokens": 300,
+            "minSeverity": "high",
+            "maxCallsPerHour": 10,
+            "maxTokensPerDay": 50000,
+            "cacheTtlSeconds": 600,
+            "maskPatterns": [r"tenant=\w+"],
+            "concurrency": 1,
+        }
+    }
+    manifests = render(values=values, tmp=tmp_path)
+    secret = manifests[("Secret", "lg-logguardian")]["stringData"]
+    pod = workload(manifests)["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    settings = load_settings(sidecar_config(manifests, tmp_path))
+    llm = settings.explain.llm
+    assert (llm.base_url, llm.model, llm.timeout_seconds, llm.max_tokens) == (
+        "http://ollama.obs:11434/v1",
+        "llama3.1:8b",
+        12.5,
+        300,
+    )
+    assert settings.explain.min_severity == "high"
+    assert settings.explain.max_calls_per_hour == 10
+    assert settings.explain.max_tokens_per_day == 50000
+    assert settings.explain.cache_ttl_seconds == 600
+    assert settings.explain.mask_patterns == [r"tenant=\w+"]
+    assert settings.explain.concurrency == 1
+    # The key: in the Secret, mounted where api_key_file points, never in the ConfigMap.
+    assert llm.api_key is None and llm.api_key_file is not None
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "llm-api-key")
+    volume = next(v for v in pod["volumes"] if v["name"] == "llm-api-key")
+    assert volume["secret"]["secretName"] == "lg-logguardian"
+    (item,) = volume["secret"]["items"]
+    assert Path(mount["mountPath"]) / item["path"] == llm.api_key_file and mount["readOnly"]
+    assert secret[item["key"]] == "sk-llm-secret-42"
+    config_text = manifests[("ConfigMap", "lg-logguardian")]["data"]["config.yaml"]
+    assert "sk-llm-secret-42" not in config_text
+    # What the kubelet would write there is what the sidecar's client sends.
+    from logguardian.explain.client import api_key
+
+    key_file = tmp_path / item["path"]
+    key_file.write_text(secret[item["key"]] + "\n")
+    assert api_key(llm.model_copy(update={"api_key_file": key_file})) == "sk-llm-secret-42"
+
+
+def test_explain_off_by_default_and_keyless_servers_mount_nothing(tmp_path: Path) -> None:
+    settings = load_settings(sidecar_config(render(), tmp_path))
+    assert settings.explain.llm.base_url is None
+    # A local server without a key; an existing Secret holding one on request only.
+    for sets, mounted in (
+        (["explain.baseUrl=http://llama:8080/v1"], False),
+        (["explain.baseUrl=http://llama:8080/v1", "existingSecret=platform"], False),
+        (
+            [
+                "explain.baseUrl=http://llama:8080/v1",
+                "existingSecret=platform",
+                "explain.apiKeyFromExistingSecret=true",
+            ],
+            True,
+        ),
+    ):
+        manifests = render(*sets)
+        pod = workload(manifests)["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert ("llm-api-key" in volumes) is mounted, sets
+        settings = load_settings(sidecar_config(manifests, tmp_path))
+        assert settings.explain.llm.base_url == "http://llama:8080/v1"
+        assert (settings.explain.llm.api_key_file is not None) is mounted
+        if mounted:
+            assert volumes["llm-api-key"]["secret"]["secretName"] == "platform"
+            assert volumes["llm-api-key"]["secret"]["items"][0]["key"] == "llm-api-key"
+
+
 def test_existing_secret_is_referenced_not_created() -> None:
     manifests = render("existingSecret=platform-logguardian")
     assert "Secret" not in kinds(manifests)
@@ -332,6 +414,8 @@ def test_service_monitor_and_prometheus_rule_behind_flags() -> None:
             "elasticsearch.apiKey=k",
             "alertmanager.urls={http://am:9093}",
             "tolerations[0].operator=Exists",
+            "explain.baseUrl=http://ollama:11434/v1",
+            "explain.apiKey=sk-1",
         ],
     ],
 )
@@ -371,6 +455,10 @@ def test_fluent_bit_daemonset_manifest_is_valid() -> None:
         ("elasticsearch.urll=https://es:9200", "Additional property urll is not allowed"),
         ("state.mountPath=relative/dir", "state.mountPath: Does not match pattern"),
         ("alertmanager.urls={am:9093}", "Does not match pattern"),
+        ("explain.baseUrl=ollama:11434", "explain.baseUrl: Does not match pattern"),
+        ("explain.minSeverity=urgent", "explain.minSeverity: explain.minSeverity must be one of"),
+        ("explain.maxCallsPerHour=-1", "explain.maxCallsPerHour: Must be greater than or equal"),
+        ("explain.base_url=http://x/v1", "Additional property base_url is not allowed"),
     ],
 )
 def test_bad_values_are_refused_by_the_chart_schema(setting: str, message: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 from logguardian.config import Settings
@@ -95,6 +96,12 @@ async def test_real_model_explains_grounded_and_private(
         for name, secret in SECRETS.items():
             assert secret not in text and secret not in decoded, f"{name} leaked"
             assert secret.replace(" ", "") not in decoded.replace(" ", ""), f"{name} leaked"
-    prompt = recording_proxy.chat_requests()[0]["messages"][1]["content"]
+    request = recording_proxy.chat_requests()[-1]
+    prompt = request["messages"][1]["content"]
     assert "payments" in prompt and incident.template_ids[0] in prompt
+    # The structured-output schema the server decoded under offers only real refs.
+    form: dict[str, Any] = request["response_format"]  # type: ignore[assignment]
+    schema = form["schema"] if form["type"] == "json_object" else form["json_schema"]["schema"]
+    refs = schema["properties"]["evidence"]["items"]["properties"]["ref"]["enum"]
+    assert refs == sorted(context.refs()) and incident.template_ids[0] in refs
     assert "<EMAIL>" in prompt and "<CARD>" in prompt and "<MASKED>" in prompt

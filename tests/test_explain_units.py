@@ -10,7 +10,7 @@ from logguardian.explain.context import MAX_TEXT, Context, TemplateFacts, clip
 from logguardian.explain.grounding import problems
 from logguardian.explain.mask import Masker, luhn_ok
 from logguardian.explain.rules import rules_explanation
-from logguardian.explain.schema import Answer, Evidence
+from logguardian.explain.schema import Answer, Evidence, answer_schema
 
 
 @pytest.mark.parametrize(
@@ -111,6 +111,30 @@ def test_invented_id_in_summary_is_rejected() -> None:
     a = answer()
     a.summary = "template 9f9f9f9f9f spiked"
     assert problems(a, context())
+
+
+def test_invented_number_in_summary_or_cause_is_rejected() -> None:
+    a = answer()
+    a.summary = "the worst error level since 2024"
+    assert any("number 2024" in p for p in problems(a, context()))
+    a = answer()
+    a.likely_cause = "the gateway declines 71% of 250 charges"
+    assert any("number 250" in p for p in problems(a, context()))
+    a = answer()
+    a.next_steps = ["wait 5 minutes, then check the gateway"]
+    assert problems(a, context()) == [], "advice may carry its own numbers"
+
+
+def test_schema_lets_evidence_cite_only_the_contexts_refs() -> None:
+    """What a grammar-constrained decoder is held to: the refs grounding accepts."""
+    ctx = context()
+    ref = answer_schema(ctx.refs())["properties"]["evidence"]["items"]["properties"]["ref"]
+    assert ref == {"type": "string", "enum": ["e0cb4b8309", "payments", "shop"]}
+    for allowed in ref["enum"]:
+        assert problems(answer(ref=allowed, fact="21 declined"), ctx) == []
+    # No context, no enum: the schema alone still validates answers.
+    free = answer_schema()["properties"]["evidence"]["items"]["properties"]["ref"]
+    assert "enum" not in free and free["type"] == "string"
 
 
 def test_rules_explanation_is_valid_and_factual() -> None:

@@ -44,6 +44,17 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 true
 {{- end }}
 
+{{/* Where the LLM API key file is mounted. */}}
+{{- define "logguardian.llmKeyDir" -}}/var/run/secrets/logguardian/llm{{- end }}
+
+{{/* True when the pod mounts the LLM API key from the Secret. */}}
+{{- define "logguardian.llmKey" -}}
+{{- $e := .Values.explain -}}
+{{- if and $e.baseUrl (or $e.apiKey (and .Values.existingSecret $e.apiKeyFromExistingSecret)) -}}
+true
+{{- end -}}
+{{- end }}
+
 {{/* The auth token: auth.token, else the one this release's Secret already holds
 (upgrades keep it), else a new random one. */}}
 {{- define "logguardian.authToken" -}}
@@ -82,5 +93,17 @@ true
 {{- $_ := set $exporters "alertmanager" $am -}}
 {{- end -}}
 {{- if $exporters }}{{ $_ := set $generated "exporters" $exporters }}{{ end -}}
+{{- $e := $v.explain -}}
+{{- $llm := dict "model" $e.model "timeout_seconds" $e.timeoutSeconds "max_tokens" (int $e.maxTokens) -}}
+{{- if $e.baseUrl }}{{ $_ := set $llm "base_url" $e.baseUrl }}{{ end -}}
+{{- if include "logguardian.llmKey" . }}{{ $_ := set $llm "api_key_file" (printf "%s/api-key" (include "logguardian.llmKeyDir" .)) }}{{ end -}}
+{{- $_ := set $generated "explain" (dict
+  "llm" $llm
+  "min_severity" $e.minSeverity
+  "max_calls_per_hour" (int $e.maxCallsPerHour)
+  "max_tokens_per_day" (int $e.maxTokensPerDay)
+  "cache_ttl_seconds" $e.cacheTtlSeconds
+  "mask_patterns" $e.maskPatterns
+  "concurrency" (int $e.concurrency)) -}}
 {{- toYaml (mergeOverwrite (deepCopy (default dict $v.config)) $generated) -}}
 {{- end }}

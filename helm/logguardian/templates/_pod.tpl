@@ -124,12 +124,26 @@ spec:
           mountPath: {{ $v.state.mountPath }}
         - name: tmp
           mountPath: /tmp
+        {{- if include "logguardian.llmKey" . }}
+        - name: llm-api-key
+          mountPath: {{ include "logguardian.llmKeyDir" . }}
+          readOnly: true
+        {{- end }}
   volumes:
     - name: config
       configMap:
         name: {{ include "logguardian.fullname" . }}
     - name: tmp
       emptyDir: {}
+    {{- if include "logguardian.llmKey" . }}
+    - name: llm-api-key
+      secret:
+        secretName: {{ include "logguardian.secretName" . }}
+        defaultMode: 0400
+        items:
+          - key: {{ $v.secretKeys.llmApiKey }}
+            path: api-key
+    {{- end }}
     {{- if eq $v.mode "daemonset" }}
     - name: state
       hostPath:

@@ -96,8 +96,9 @@ class LLMClient:
             log.debug("explain prompt (masked): %s", messages[1]["content"])
         prompt_tokens = completion_tokens = 0
         error: str | None = None
+        schema = answer_schema(context.refs())
         for attempt in (1, 2):
-            text, usage = await self._complete(messages)
+            text, usage = await self._complete(messages, schema)
             prompt_tokens += usage[0]
             completion_tokens += usage[1]
             try:
@@ -111,7 +112,9 @@ class LLMClient:
                 ]
         return Reply(None, error, prompt_tokens, completion_tokens, 2)
 
-    async def _complete(self, messages: list[dict[str, str]]) -> tuple[str, tuple[int, int]]:
+    async def _complete(
+        self, messages: list[dict[str, str]], schema: dict[str, object]
+    ) -> tuple[str, tuple[int, int]]:
         kwargs: dict[str, object] = {
             "model": self.model,
             "messages": messages,
@@ -122,10 +125,10 @@ class LLMClient:
         if mode == "json_schema":
             kwargs["response_format"] = {
                 "type": "json_schema",
-                "json_schema": {"name": "incident_explanation", "schema": answer_schema()},
+                "json_schema": {"name": "incident_explanation", "schema": schema},
             }
         elif mode == "json_object":
-            kwargs["response_format"] = {"type": "json_object", "schema": answer_schema()}
+            kwargs["response_format"] = {"type": "json_object", "schema": schema}
         try:
             response = await self._client.chat.completions.create(**kwargs)  # type: ignore[call-overload]
         except (
@@ -138,7 +141,7 @@ class LLMClient:
                 raise CallFailed("error", f"LLM server answered {exc.status_code}") from None
             self.modes.pop(0)
             log.info("LLM server refused response_format %s; trying %s", mode, self.modes[0])
-            return await self._complete(messages)
+            return await self._complete(messages, schema)
         except openai.APITimeoutError:
             raise CallFailed("timeout", "the LLM server did not answer in time") from None
         except openai.RateLimitError as exc:

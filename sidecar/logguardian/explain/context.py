@@ -11,9 +11,11 @@ from typing import Any
 
 import orjson
 
+from ..exceptions.stage import version_of
 from ..incidents import MAX_EXAMPLE_CHARS as EXAMPLE_CUT
 from ..signals import Annotation, Incident
 from .mask import Masker
+from .versions import Deploy
 
 MAX_TEMPLATES = 5
 MAX_EXAMPLES = 3
@@ -44,6 +46,9 @@ class Context:
     examples: list[str]
     kubernetes: dict[str, str] = field(default_factory=dict)
     exceptions: list[dict[str, Any]] = field(default_factory=list)
+    # The service's version change: version, previous_version, changed_at and the
+    # templates first seen since then ({id, first_seen, example_line}).
+    deploy: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -69,6 +74,7 @@ class Context:
             "examples": self.examples,
             **({"kubernetes": self.kubernetes} if self.kubernetes else {}),
             **({"exceptions": self.exceptions} if self.exceptions else {}),
+            **({"deploy": self.deploy} if self.deploy else {}),
         }
 
     def prompt_json(self) -> str:
@@ -85,6 +91,7 @@ class Context:
         out = {self.service, *(t.id for t in self.templates)}
         out.update(str(e["fingerprint"]) for e in self.exceptions if e.get("fingerprint"))
         out.update(v for k, v in self.kubernetes.items() if k in ("namespace", "pod"))
+        out.update(t["id"] for t in self.deploy.get("templates_new_since_change", []))
         return out
 
     def numbers(self) -> set[float]:
@@ -134,9 +141,9 @@ def _kubernetes(attributes: dict[str, Any]) -> dict[str, str]:
         if isinstance(value, str) and value:
             out[key] = value
     labels = get("labels")
-    version = None
-    if isinstance(labels, dict):
-        version = labels.get("app.kubernetes.io/version") or labels.get("version")
+    version = version_of(attributes)
+    if not version and isinstance(labels, dict):
+        version = labels.get("version")
     image = get("container_image")
     if not version and isinstance(image, str) and ":" in image.rsplit("/", 1)[-1]:
         version = image.rsplit(":", 1)[-1]
@@ -154,9 +161,11 @@ def build_context(
     baseline: dict[str, float],
     window_seconds: float,
     masker: Masker,
+    deploy: Deploy | None = None,
 ) -> Context:
     """`counts` = anomalous records per template in this incident; `texts` = template
-    texts; `baseline` = EWMA records per window by template, when the stats know it."""
+    texts (also of `deploy`'s new templates); `baseline` = EWMA records per window by
+    template, when the stats know it; `deploy` = the service's last version change."""
     top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_TEMPLATES]
     templates = []
     for tid, n in top:
@@ -182,6 +191,8 @@ def build_context(
     kubernetes = _kubernetes(annotation.attributes) if annotation is not None else {}
     if incident.namespace and "namespace" not in kubernetes:
         kubernetes["namespace"] = incident.namespace
+    if deploy is not None and "version" not in kubernetes:
+        kubernetes["version"] = deploy.version
     return Context(
         incident_id=incident.id,
         service=masker.mask(incident.service),
@@ -197,4 +208,19 @@ def build_context(
         or [clip(e, masker, EXAMPLE_CUT) for e in incident.examples[:MAX_EXAMPLES]],
         kubernetes={k: masker.mask(v) for k, v in kubernetes.items()},
         exceptions=exceptions,
+        deploy=_deploy(deploy, texts, masker) if deploy is not None else {},
     )
+
+
+def _deploy(deploy: Deploy, texts: dict[str, str], masker: Masker) -> dict[str, Any]:
+    if deploy.changed_at is None:
+        return {}  # no change seen: the version alone is in `kubernetes`
+    return {
+        "version": masker.mask(deploy.version),
+        "previous_version": masker.mask(deploy.previous or ""),
+        "changed_at": _iso(deploy.changed_at),
+        "templates_new_since_change": [
+            {"id": tid, "first_seen": _iso(ts), "example_line": clip(texts.get(tid, ""), masker)}
+            for tid, ts in deploy.new_templates
+        ],
+    }

@@ -19,7 +19,7 @@ from ..metrics import Metrics
 from ..signals import Incident
 from .budget import Budget, Cache
 from .context import Context
-from .grounding import problems
+from .grounding import problems, reason
 from .schema import explanation
 
 if TYPE_CHECKING:
@@ -53,6 +53,12 @@ class Explainer:
         self.outcomes: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
         self.cache_hits = 0
         self.last_rejection: list[str] = []
+        # Rejected answers by reason (an answer counts once per reason it has), and the
+        # last few rejected answers with their problems: what a prompt fix is judged by.
+        self.rejections: collections.Counter[str] = collections.Counter()
+        self.rejected: collections.deque[tuple[dict[str, Any], list[str]]] = collections.deque(
+            maxlen=20
+        )
         self.latencies: collections.deque[float] = collections.deque(maxlen=1000)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._slots: asyncio.Semaphore | None = None
@@ -149,6 +155,8 @@ class Explainer:
         if found:
             log.info("incident %s: LLM answer not grounded: %s", incident.id, "; ".join(found))
             self.last_rejection = found
+            self.rejections.update({reason(p) for p in found})
+            self.rejected.append((reply.answer.model_dump(), found))
             self._count("rejected")
             self.cache.put(key, None)
             return None

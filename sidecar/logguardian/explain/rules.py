@@ -40,6 +40,21 @@ def rules_explanation(context: Context, now: float | None = None) -> dict[str, o
         title = e.get("title") or e.get("type") or "an exception"
         cause += f"; exception {title} (fingerprint {e.get('fingerprint')})"
     evidence = []
+    deploy = c.deploy
+    new = {t["id"] for t in deploy.get("templates_new_since_change", [])}
+    after = [t.id for t in c.templates if t.id in new]
+    if deploy and after:
+        cause += (
+            f"; since {c.service} changed from version {deploy['previous_version']} to"
+            f" {deploy['version']} at {deploy['changed_at']}, template(s)"
+            f" {', '.join(after[:3])} appeared for the first time"
+        )
+        evidence.append(
+            Evidence(
+                ref=after[0],
+                fact=f"first seen after the change to version {deploy['version']}"[:500],
+            )
+        )
     for t in c.templates[:3]:
         fact = f"{t.count} anomalous records of {t.text!r}"
         if t.baseline_per_window is not None:

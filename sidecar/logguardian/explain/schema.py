@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -29,10 +30,11 @@ class Answer(BaseModel):
     confidence: Confidence
 
 
-def answer_schema() -> dict[str, Any]:
+def answer_schema(refs: Iterable[str] = ()) -> dict[str, Any]:
     """JSON schema for `response_format`: every property required (OpenAI strict
     mode), references inlined (grammar converters of local servers vary in $ref
-    support)."""
+    support). `refs`: what evidence may cite (the context's ids and names), as an
+    enum, so a grammar-constrained decoder cannot cite anything else at all."""
     schema = Answer.model_json_schema()
     defs = schema.pop("$defs", {})
 
@@ -59,6 +61,9 @@ def answer_schema() -> dict[str, Any]:
     props["evidence"]["items"]["properties"]["fact"]["maxLength"] = 200
     props["next_steps"]["maxItems"] = 4
     props["next_steps"]["items"]["maxLength"] = 200
+    allowed = sorted(set(refs))
+    if allowed:
+        props["evidence"]["items"]["properties"]["ref"] = {"type": "string", "enum": allowed}
     return out
 
 

@@ -16,6 +16,7 @@ from .context import MAX_EXAMPLES, Context, build_context
 from .explainer import Explainer
 from .mask import Masker
 from .rules import rules_explanation
+from .versions import VersionTracker
 
 MAX_TRACKED = 1000
 PLACEHOLDER = re.compile(r"<[A-Z_*]+>|<\*>")
@@ -49,8 +50,14 @@ class ExplainStage:
         self._last: dict[str, Annotation] = {}
         self._examples: dict[str, list[str]] = {}
         self.contexts: collections.OrderedDict[str, Context] = collections.OrderedDict()
+        self.versions = VersionTracker()
 
     def process(self, batch: Batch) -> None:
+        tids = batch.template_ids
+        self.versions.observe(
+            (r.service, r.ts, r.attributes, tids[i] if i < len(tids) else None)
+            for i, r in enumerate(batch.records)
+        )
         for a in batch.annotations:
             if a.incident_id is None:
                 continue
@@ -94,8 +101,10 @@ class ExplainStage:
         counts = self._counts.get(incident.id) or collections.Counter(
             dict.fromkeys(incident.template_ids, 0)
         )
+        deploy = self.versions.deploy(incident.service)
         texts = {}
-        for tid in counts:
+        new = [tid for tid, _ts in deploy.new_templates] if deploy is not None else []
+        for tid in [*counts, *new]:
             text = self._texts.get(tid)
             if text is None and self.template_text is not None:
                 # No line of it seen since a restart: the template with its placeholders
@@ -115,6 +124,7 @@ class ExplainStage:
             baseline,
             self.window_seconds,
             self.masker,
+            deploy,
         )
 
     def _explain(self, incident: Incident, ask_llm: bool) -> None:
