@@ -69,5 +69,10 @@ true
 {{- $_ := set $exporters "alertmanager" $am -}}
 {{- end -}}
 {{- if $exporters }}{{ $_ := set $generated "exporters" $exporters }}{{ end -}}
+{{- if eq $v.mode "kafka" -}}
+{{- $_ := set $generated.receivers "kafka" (dict "brokers" $v.kafka.brokers "topics" $v.kafka.topics "group_id" $v.kafka.groupId "encoding" $v.kafka.encoding) -}}
+{{- /* Kafka is the log: a replay comes from the committed offsets, not a local WAL. */ -}}
+{{- $_ := set $generated "pipeline" (dict "wal" (dict "enabled" false)) -}}
+{{- end -}}
 {{- toYaml (mergeOverwrite (deepCopy (default dict $v.config)) $generated) -}}
 {{- end }}
