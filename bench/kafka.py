@@ -203,10 +203,12 @@ def rebalance_pause(broker: KafkaBroker, work: Path, how: signal.Signals, rate: 
         with Stream(broker, topic, rate):
             left_at = time.monotonic() + 10.0
             departed = False
+            owned = (0, 0)
             end = left_at + 25.0
             while time.monotonic() < end:
                 if not departed and time.monotonic() >= left_at:
                     assert leaving.proc is not None
+                    owned = (assigned(leaving), assigned(staying))
                     leaving.proc.send_signal(how)
                     left_at = time.monotonic()
                     departed = True
@@ -225,6 +227,7 @@ def rebalance_pause(broker: KafkaBroker, work: Path, how: signal.Signals, rate: 
         for before, after in itertools.pairwise(times):
             if before <= left_at < after:
                 pause = max(pause, after - left_at)
+    print(f"  {how.name}: partitions owned (leaving, staying) at the departure: {owned}")
     return pause
 
 
