@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl as _ssl
 from collections.abc import Awaitable, Callable
 
 READ_BYTES = 256 * 1024
@@ -69,12 +70,14 @@ class Listener:
             await asyncio.wait_for(self.server.wait_closed(), CLOSE_GRACE_SECONDS)
 
 
-async def listen(handler: Handler, host: str, port: int) -> Listener:
+async def listen(
+    handler: Handler, host: str, port: int, ssl: _ssl.SSLContext | None = None
+) -> Listener:
     """Reads in large chunks (shippers send whole batches at once) and sends small
     replies (Forward acks) without Nagle's delay."""
     listener = Listener()
     listener.server = await asyncio.start_server(
-        listener.track(handler), host, port, reuse_address=True, limit=READ_BYTES
+        listener.track(handler), host, port, reuse_address=True, limit=READ_BYTES, ssl=ssl
     )
     for sock in listener.server.sockets:
         with contextlib.suppress(OSError):
@@ -86,8 +89,11 @@ class TcpListener:
     """A stream receiver's socket as a component: `start` binds, `stop` ends the
     connections it is handling (see `Listener.close`) and closes it."""
 
-    def __init__(self, name: str, handler: Handler, host: str, port: int):
+    def __init__(
+        self, name: str, handler: Handler, host: str, port: int, ssl: _ssl.SSLContext | None = None
+    ):
         self.name = name
+        self.ssl = ssl
         self.handler = handler
         self.host = host
         self.requested_port = port
@@ -95,7 +101,7 @@ class TcpListener:
         self._listener: Listener | None = None
 
     async def start(self) -> None:
-        self._listener = await listen(self.handler, self.host, self.requested_port)
+        self._listener = await listen(self.handler, self.host, self.requested_port, self.ssl)
         self.port = int(self._listener.sockets[0].getsockname()[1])
 
     async def stop(self) -> None:
