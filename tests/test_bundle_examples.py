@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 
 
-def compose() -> dict[str, Any]:
-    return yaml.safe_load((EXAMPLES / "docker-compose.yml").read_text())
+def compose(name: str = "docker-compose.yml") -> dict[str, Any]:
+    return yaml.safe_load((EXAMPLES / name).read_text())
 
 
 def bind_mounts(service: dict[str, Any]) -> list[tuple[Path, str]]:
@@ -77,6 +77,46 @@ def test_sidecar_settings_load_and_match_the_stack() -> None:
     assert with_env.receivers.http.host == "0.0.0.0"
     assert unauthenticated_listeners(with_env) == []
     assert unauthenticated_listeners(load_settings(EXAMPLES / "logguardian.yaml"))
+
+
+def test_kafka_stack_agrees_on_broker_topic_and_keys() -> None:
+    """docker-compose.kafka.yml: Fluent Bit's kafka output, the topic the init job
+    creates and the sidecars' consumer group all name the same broker and topic,
+    the broker is the version the tests run, and the shipper keys by service."""
+    services = compose("docker-compose.kafka.yml")["services"]
+    for name, service in services.items():
+        for source, _ in bind_mounts(service):
+            assert source.exists(), f"{name}: {source} does not exist"
+    sidecar = services["logguardian"]
+    ((config_path, mounted_at),) = bind_mounts(sidecar)
+    assert sidecar["command"] == ["serve", "--config", mounted_at]
+    settings = load_settings(config_path)
+    kafka = settings.receivers.kafka
+    assert kafka.active and kafka.changelog and not settings.pipeline.wal.enabled
+    assert sidecar["deploy"]["replicas"] >= 2
+    assert sidecar["ports"] == [f"9880-9883:{settings.receivers.http.port}"]
+    # The broker: the image of the version tests/services/kafka.sh runs, advertised
+    # under the host name and port every client uses.
+    pom = (ROOT / "tests" / "services" / "kafka-pom.xml").read_text()
+    version = re.search(r"<kafka.version>([^<]+)</kafka.version>", pom).group(1)
+    broker = services["kafka"]
+    assert broker["image"] == f"apache/kafka:{version}"
+    assert broker["environment"]["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://{kafka.brokers[0]}"
+    init = services["kafka-init"]["command"]
+    assert init[init.index("--bootstrap-server") + 1] == kafka.brokers[0]
+    assert [init[init.index("--topic") + 1]] == kafka.topics
+    assert int(init[init.index("--partitions") + 1]) >= sidecar["deploy"]["replicas"]
+    # Fluent Bit: the shipped kafka config, writing that topic to that broker, keyed.
+    fb = services["fluent-bit"]
+    mounts = {target: source for source, target in bind_mounts(fb)}
+    config = yaml.safe_load(mounts[fb["command"][1]].read_text())
+    (out,) = config["pipeline"]["outputs"]
+    assert out["name"] == "kafka" and out["topics"] == kafka.topics[0]
+    assert out["message_key_field"] == "service"
+    assert out["brokers"] == "${KAFKA_BROKERS}"
+    assert fb["environment"]["KAFKA_BROKERS"] == kafka.brokers[0]
+    parsers = Path(mounts["/fluent-bit/etc/conf/" + config["service"]["parsers_file"]])
+    assert parsers.name == "parsers.conf"
 
 
 @pytest.mark.external

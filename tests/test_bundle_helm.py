@@ -72,7 +72,7 @@ def sidecar_config(manifests: dict[tuple[str, str], dict[str, Any]], tmp: Path) 
     return path
 
 
-@pytest.mark.parametrize("mode", ["daemonset", "deployment"])
+@pytest.mark.parametrize("mode", ["daemonset", "deployment", "kafka"])
 def test_helm_lint_strict_passes(mode: str) -> None:
     done = helm(
         "lint",
@@ -80,6 +80,8 @@ def test_helm_lint_strict_passes(mode: str) -> None:
         str(CHART),
         "--set",
         f"mode={mode}",
+        "--set",
+        "kafka.brokers={kafka:9092}",
         "--set",
         "serviceMonitor.enabled=true",
         "--set",
@@ -155,6 +157,53 @@ def test_deployment_mode_with_persistent_state(tmp_path: Path) -> None:
     volumes = {v["name"]: v for v in workload(ephemeral)["spec"]["template"]["spec"]["volumes"]}
     assert volumes["state"] == {"name": "state", "emptyDir": {}}
     assert ("PersistentVolumeClaim", "lg-logguardian") not in ephemeral
+
+
+def test_kafka_mode_is_a_consumer_group_deployment(tmp_path: Path) -> None:
+    manifests = render(
+        "mode=kafka", "kafka.brokers={kafka-0:9092,kafka-1:9092}", "kafka.topics={logs,audit}"
+    )
+    dep = workload(manifests)
+    assert dep["kind"] == "Deployment" and dep["spec"]["replicas"] == 2
+    assert not kinds(manifests) & {"HorizontalPodAutoscaler", "ScaledObject"}
+    settings = load_settings(sidecar_config(manifests, tmp_path))
+    kafka = settings.receivers.kafka
+    assert kafka.active and kafka.brokers == ["kafka-0:9092", "kafka-1:9092"]
+    assert kafka.topics == ["logs", "audit"] and kafka.group_id == "logguardian"
+    assert kafka.changelog  # state follows the partition
+    assert not settings.pipeline.wal.enabled  # Kafka is the log
+    volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["state"] == {"name": "state", "emptyDir": {}}
+
+    refused = helm("template", "lg", str(CHART), "--set", "mode=kafka")
+    assert refused.returncode != 0 and "kafka mode needs kafka.brokers" in refused.stderr
+
+
+def test_kafka_mode_scales_on_lag_with_keda_or_an_hpa() -> None:
+    base = ("mode=kafka", "kafka.brokers={kafka:9092}", "kafka.topics={logs,audit}")
+    keda = render(*base, "kafka.autoscaling.enabled=true", "kafka.autoscaling.maxReplicas=6")
+    assert "replicas" not in workload(keda)["spec"]  # the autoscaler owns it
+    scaled = keda[("ScaledObject", "lg-logguardian")]
+    assert scaled["apiVersion"] == "keda.sh/v1alpha1"
+    assert scaled["spec"]["scaleTargetRef"] == {"name": "lg-logguardian"}
+    assert scaled["spec"]["maxReplicaCount"] == 6
+    triggers = scaled["spec"]["triggers"]
+    assert [t["metadata"]["topic"] for t in triggers] == ["logs", "audit"]
+    assert all(
+        t["type"] == "kafka"
+        and t["metadata"]["consumerGroup"] == "logguardian"
+        and t["metadata"]["bootstrapServers"] == "kafka:9092"
+        and t["metadata"]["lagThreshold"] == "20000"
+        for t in triggers
+    )
+
+    hpa = render(*base, "kafka.autoscaling.enabled=true", "kafka.autoscaling.provider=hpa")
+    found = hpa[("HorizontalPodAutoscaler", "lg-logguardian")]
+    assert found["spec"]["scaleTargetRef"]["kind"] == "Deployment"
+    (metric,) = found["spec"]["metrics"]
+    assert metric["external"]["metric"]["name"] == "logguardian_kafka_lag"
+    assert metric["external"]["target"] == {"type": "AverageValue", "averageValue": "20000"}
+    assert ("ScaledObject", "lg-logguardian") not in hpa
 
 
 def test_values_and_secrets_reach_the_sidecar_settings(
@@ -406,6 +455,12 @@ def test_service_monitor_and_prometheus_rule_behind_flags() -> None:
         [],
         ["mode=deployment", "state.persistence.enabled=true"],
         [
+            "mode=kafka",
+            "kafka.brokers={kafka:9092}",
+            "kafka.autoscaling.enabled=true",
+            "kafka.autoscaling.provider=hpa",
+        ],
+        [
             "serviceMonitor.enabled=true",
             "prometheusRule.enabled=true",
             "hostPorts=true",
@@ -451,6 +506,7 @@ def test_fluent_bit_daemonset_manifest_is_valid() -> None:
     ("setting", "message"),
     [
         ("mode=statefulset", "mode must be one of"),
+        ("kafka.autoscaling.provider=prometheus", "provider must be one of"),
         ("ports.http=abc", "ports.http: Invalid type"),
         ("elasticsearch.urll=https://es:9200", "Additional property urll is not allowed"),
         ("state.mountPath=relative/dir", "state.mountPath: Does not match pattern"),

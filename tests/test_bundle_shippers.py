@@ -16,6 +16,7 @@ import re
 import ssl
 import struct
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,9 +29,11 @@ import msgpack
 import orjson
 import pytest
 import yaml
-from conftest import free_port
+from confluent_kafka import Producer
+from conftest import Capture, free_port
 from logguardian.config import Settings
 from logguardian.server import Sidecar
+from services.kafka_fixtures import KafkaBroker
 from test_auth import Forward
 from test_grpc_receiver import self_signed
 
@@ -341,7 +344,7 @@ def base_url(sidecar: Sidecar) -> str:
 # -- Fluent Bit ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["http", "forward"])
+@pytest.mark.parametrize("name", ["http", "forward", "kafka"])
 def test_fluentbit_classic_and_yaml_configs_agree(name: str) -> None:
     classic, modern = fluentbit_pair(name)
     assert [kind for kind, _ in classic] == [kind for kind, _ in modern]
@@ -590,6 +593,109 @@ async def test_logstash_tcp_json_lines_output_is_received(
     await wait_for(
         lambda: metric(shipped_sidecar, "logguardian_records_total", service="batch") == 12
     )
+
+
+# -- Kafka outputs (kafka mode) -------------------------------------------------------------
+
+
+def fluentbit_kafka_messages(
+    out: dict[str, str], records: list[dict[str, Any]]
+) -> list[tuple[bytes | None, bytes]]:
+    """(key, value) as Fluent Bit's `kafka` output writes them with these settings:
+    `format json` with the timestamp under `timestamp_key`, the key taken from the
+    record's `message_key_field` (no key when the record lacks it)."""
+    assert out["format"] == "json"
+    messages = []
+    for rec in records:
+        ts = rec.pop("_ts")
+        doc = dict(rec)
+        if out.get("timestamp_format") == "iso8601":
+            doc[out["timestamp_key"]] = datetime.fromtimestamp(ts, UTC).strftime(
+                "%Y-%m-%dT%H:%M:%S.%fZ"
+            )
+        else:
+            doc[out["timestamp_key"]] = ts
+        key = rec.get(out["message_key_field"])
+        messages.append((None if key is None else str(key).encode(), orjson.dumps(doc)))
+    return messages
+
+
+def test_kafka_outputs_key_every_message_by_service() -> None:
+    out = only_output(fluentbit_pair("kafka")[0], "kafka")
+    assert out["message_key_field"] == "service"
+    assert out["format"] == "json" and out["retry_limit"] == "no_limits"
+    assert out["rdkafka.request.required.acks"] == "-1"
+    # The key field is what the parser filter in front of the output sets.
+    assert "(?<service>" in (FLUENTBIT / "parsers.conf").read_text()
+    plugins = logstash("logguardian-kafka.conf")
+    out = plugin(plugins, "output", "kafka").settings
+    assert out["codec"] == "json" and out["acks"] == "all"
+    assert out["message_key"] == "%{[@metadata][logguardian][service]}"
+    # Logstash's default codec for the kafka output is plain text: json is required.
+    assert Settings().receivers.kafka.encoding == "json"
+
+
+async def test_kafka_outputs_are_read_by_a_consumer_group_one_service_per_partition(
+    kafka_broker: KafkaBroker, make_settings: Callable[..., Settings]
+) -> None:
+    """What both configured outputs write, produced to a real broker with their keys;
+    a sidecar in kafka mode reads every record with its service, and each service
+    came from exactly one partition."""
+    fb_out = only_output(fluentbit_pair("kafka")[0], "kafka")
+    ls_out = plugin(logstash("logguardian-kafka.conf"), "output", "kafka").settings
+    assert fb_out["topics"] == ls_out["topic_id"]
+    topic = f"{fb_out['topics']}-{uuid.uuid4().hex[:8]}"  # fresh per run
+    kafka_broker.create_topic(topic, 8)
+    now = time.time()
+    fb_records = [
+        {
+            "_ts": now + i,
+            "file": f"/var/log/app/{svc}.log",
+            "service": svc,
+            "log": f"GET /api/items/{i} 200 in {i} ms",
+        }
+        for i in range(40)
+        for svc in (("checkout", "search", "billing", "auth")[i % 4],)
+    ]
+    messages = fluentbit_kafka_messages(fb_out, fb_records)
+    for i in range(24):
+        event = logstash_event(f"job {i} finished in {i} s", ("batch", "mailer", "cron")[i % 3])
+        # The filter before the output: the key into @metadata (never serialized).
+        event["@metadata"] = {"logguardian": {"service": event["service"]["name"]}}
+        key = sprintf(ls_out["message_key"], event)
+        del event["@metadata"]
+        messages.append((key.encode(), orjson.dumps(event)))
+    producer = Producer({"bootstrap.servers": kafka_broker.bootstrap, "acks": "all"})
+    for key, value in messages:
+        producer.produce(topic, value=value, key=key)
+    assert producer.flush(30) == 0
+
+    settings = make_settings(
+        receivers={
+            "kafka": {
+                "brokers": [kafka_broker.bootstrap],
+                "topics": [topic],
+                "group_id": f"g-{topic}",
+                "commit_seconds": 0.2,
+            }
+        }
+    )
+    sidecar = Sidecar(settings)
+    capture = Capture()
+    sidecar.pipeline.processors.append(capture)
+    await sidecar.start()
+    try:
+        records = await capture.wait_for(len(messages), timeout=60)
+    finally:
+        await sidecar.stop()
+    by_service: dict[str, set[str]] = {}
+    for r in records:
+        assert r.origin is not None
+        by_service.setdefault(r.service, set()).add(r.origin.split("/")[1])
+    assert set(by_service) == {"checkout", "search", "billing", "auth", "batch", "mailer", "cron"}
+    assert all(len(partitions) == 1 for partitions in by_service.values()), by_service
+    fb = next(r for r in records if r.message == "GET /api/items/1 200 in 1 ms")
+    assert fb.service == "search" and abs(fb.ts - (now + 1)) < 0.001
 
 
 def test_no_credentials_are_hardcoded() -> None:

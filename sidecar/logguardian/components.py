@@ -14,6 +14,7 @@ the package (core, receivers, server, API, CLI) can depend on it.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
@@ -140,6 +141,9 @@ class ReceiverContext:
     limits: LimitsSettings | None = None
     # The chain's parts, for a receiver that works with one (Kafka's offset tracker).
     parts: Registry | None = None
+    # Held while processors run; a receiver that reads or replaces chain state (Kafka
+    # handing a partition's state over) takes it, as the API does.
+    lock: threading.Lock | None = None
 
     @property
     def metrics(self) -> Metrics:

@@ -187,6 +187,16 @@ class KafkaReceiverSettings(ReceiverSettings):
     client_config: dict[str, str] = Field(
         default_factory=dict, description="extra librdkafka consumer properties"
     )
+    # State follows the partition (receivers/kafka_state.py).
+    changelog: bool = Field(
+        True, description="hand each service's state over with its partition (compacted topic)"
+    )
+    changelog_topic: str | None = Field(None, description="default: <group_id>-state")
+    checkpoint_timeout_seconds: float = Field(30.0, gt=0)
+    restore_timeout_seconds: float = Field(120.0, gt=0)
+    revoke_drain_seconds: float = Field(
+        10.0, ge=0, description="on revoke/shutdown, wait for the partitions' queued records"
+    )
 
     @property
     def active(self) -> bool:

@@ -102,6 +102,7 @@ class Sidecar:
             http_auth=auth_of(self.settings.receivers.http),
             limits=self.settings.limits,
             parts=self.parts,
+            lock=self.pipeline.lock,
         )
 
     def build_receivers(self) -> list[Listener | Routes]:

@@ -105,5 +105,10 @@ true
   "cache_ttl_seconds" $e.cacheTtlSeconds
   "mask_patterns" $e.maskPatterns
   "concurrency" (int $e.concurrency)) -}}
+{{- if eq $v.mode "kafka" -}}
+{{- $_ := set $generated.receivers "kafka" (dict "brokers" $v.kafka.brokers "topics" $v.kafka.topics "group_id" $v.kafka.groupId "encoding" $v.kafka.encoding) -}}
+{{- /* Kafka is the log: a replay comes from the committed offsets, not a local WAL. */ -}}
+{{- $_ := set $generated "pipeline" (dict "wal" (dict "enabled" false)) -}}
+{{- end -}}
 {{- toYaml (mergeOverwrite (deepCopy (default dict $v.config)) $generated) -}}
 {{- end }}

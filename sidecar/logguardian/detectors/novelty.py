@@ -136,3 +136,16 @@ class NoveltyStage:
             st = self.services[name] = _Service()
             st.total = int(data["total"])
             st.counts = {str(k): int(v) for k, v in data["counts"].items()}
+
+    def export_service(self, service: str) -> dict[str, Any] | None:
+        """One service's baseline, to hand over with its Kafka partition."""
+        st = self.services.get(service)
+        return None if st is None else {"total": st.total, "counts": dict(st.counts)}
+
+    def import_service(self, service: str, data: dict[str, Any]) -> None:
+        """Replace one service's baseline with a handed-over one (`export_service`)."""
+        st = _Service()
+        st.total = int(data["total"])
+        st.counts = {str(k): int(v) for k, v in data["counts"].items()}
+        if service in self.services or len(self.services) < self.max_services:
+            self.services[service] = st

@@ -885,28 +885,68 @@ class RollingStatsStage:
         R = self.rows
         R.pos = int(state.get("pos", 0))
         for name, data in state["services"].items():
-            st = self._service(name)
-            for key in data["keys"]:
-                st.row(str(key))
-            idx = np.asarray([st.index[str(k)] for k in data["keys"]])
-            hist = np.asarray(data["hist"], dtype=np.float32).reshape(len(idx), HISTORY)
-            R.hist[idx] = np.where(hist < 0, np.nan, hist)
-            if "lag_used" in data:  # older snapshots learned at once: nothing queued
-                R.lag_used[idx] = np.asarray(data["lag_used"]).reshape(len(idx), LEARN_DELAY)
-                R.lag_state[idx] = np.asarray(data["lag_state"]).reshape(len(idx), LEARN_DELAY)
-            for f in (*FLOATS, *INTS, *CACHE):
-                if f in data:  # older snapshots lack the newer rows (peak)
-                    getattr(R, f)[idx] = data[f]
-            if "learned" not in data:
-                R.learned[idx] = R.n[idx]
-            err = list(data["err"]) + [0.0] * (5 - len(data["err"]))
-            st.err_mean, st.tot_mean, err_n, err_streak, st.err_peak = err[:5]
-            st.err_n, st.err_streak = int(err_n), int(err_streak)
-            st.last_ts = float(data["last_ts"])
-            st.gap_peak = float(data.get("gap_peak", 0.0))
-            st.limits = {
-                str(k): float(v) for k, v in data["limits"].items() if isinstance(v, int | float)
-            }  # older limit shapes are recomputed at the next close
+            self._restore_service(self._service(name), data, 0)
+
+    def export_service(self, name: str) -> dict[str, Any] | None:
+        """One service's rows and window statistics, with the history ring position
+        they were written at, to hand over with its Kafka partition."""
+        st = self.services.get(name)
+        if st is None:
+            return None
+        R = self.rows
+        idx = np.asarray([st.index[k] for k in st.index])
+        return {
+            "next_window": self.next_window,
+            "pos": R.pos,
+            "keys": list(st.index),
+            "hist": np.nan_to_num(R.hist[idx], nan=-1.0).tolist(),
+            "lag_used": R.lag_used[idx].tolist(),
+            "lag_state": R.lag_state[idx].tolist(),
+            **{f: getattr(R, f)[idx].tolist() for f in (*FLOATS, *INTS, *CACHE)},
+            "err": [st.err_mean, st.tot_mean, st.err_n, st.err_streak, st.err_peak],
+            "last_ts": st.last_ts,
+            "gap_peak": st.gap_peak,
+            "limits": st.limits,
+        }
+
+    def import_service(self, name: str, data: dict[str, Any]) -> None:
+        """Replace one service's statistics with handed-over ones (`export_service`).
+        Their history ring is rotated onto this stage's ring position; a stage that
+        has seen no record yet adopts the sender's window clock."""
+        R = self.rows
+        if self.next_window < 0:
+            self.next_window = int(data["next_window"])
+            R.pos = int(data["pos"])
+        st = self._service(name)
+        for r in st.index.values():
+            R._reset(r)
+        self._restore_service(st, data, (R.pos - int(data["pos"])) % HISTORY)
+
+    def _restore_service(self, st: _Service, data: dict[str, Any], shift: int) -> None:
+        R = self.rows
+        for key in data["keys"]:
+            st.row(str(key))
+        idx = np.asarray([st.index[str(k)] for k in data["keys"]])
+        hist = np.asarray(data["hist"], dtype=np.float32).reshape(len(idx), HISTORY)
+        if shift:
+            hist = np.roll(hist, shift, axis=1)
+        R.hist[idx] = np.where(hist < 0, np.nan, hist)
+        if "lag_used" in data:  # older snapshots learned at once: nothing queued
+            R.lag_used[idx] = np.asarray(data["lag_used"]).reshape(len(idx), LEARN_DELAY)
+            R.lag_state[idx] = np.asarray(data["lag_state"]).reshape(len(idx), LEARN_DELAY)
+        for f in (*FLOATS, *INTS, *CACHE):
+            if f in data:  # older snapshots lack the newer rows (peak)
+                getattr(R, f)[idx] = data[f]
+        if "learned" not in data:
+            R.learned[idx] = R.n[idx]
+        err = list(data["err"]) + [0.0] * (5 - len(data["err"]))
+        st.err_mean, st.tot_mean, err_n, err_streak, st.err_peak = err[:5]
+        st.err_n, st.err_streak = int(err_n), int(err_streak)
+        st.last_ts = float(data["last_ts"])
+        st.gap_peak = float(data.get("gap_peak", 0.0))
+        st.limits = {
+            str(k): float(v) for k, v in data["limits"].items() if isinstance(v, int | float)
+        }  # older limit shapes are recomputed at the next close
 
 
 METHODS = ("MAD", "IQR", "rate of change")

@@ -9,8 +9,10 @@ are librdkafka properties.
 
 Delivery is at-least-once: an offset is committed only once every record of that
 message and the ones before it has gone through the chain, been handed to the exporters
-(`OffsetTracker` is the last exporter) and the local store has written what they
-produced. Annotations of Kafka records get ids derived from topic/partition/offset
+(`OffsetTracker` is the last exporter), the local store has written what they
+produced and the state of the partition's services is in the changelog topic
+(`kafka_state.py`: a rebalance hands it to the next owner, which restores it before
+consuming). Annotations of Kafka records get ids derived from topic/partition/offset
 (`Record.origin`), so a replay after a crash writes no duplicate.
 
 Backpressure: when the pipeline queue is full the member pauses its partitions and
@@ -25,6 +27,7 @@ import collections
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -36,11 +39,14 @@ from prometheus_client import Gauge
 from ..components import Consumer as ConsumerPort
 from ..components import ReceiverContext
 from ..config import KafkaReceiverSettings
+from ..detectors.online import Detection
 from ..exporters.local import LocalStore
 from ..metrics import Metrics
 from ..pipeline import Batch
 from ..record import Record
+from ..templates.miner import TemplateMiner
 from .kafka_decode import MessageDecoder
+from .kafka_state import Changelog, Checkpointer, ServiceState
 
 if TYPE_CHECKING:
     from ..chain import BuildContext
@@ -53,15 +59,10 @@ T = TypeVar("T")
 Key = tuple[str, int, int]  # topic, partition, assignment generation
 
 
-def client_config(settings: KafkaReceiverSettings) -> dict[str, Any]:
-    """librdkafka consumer properties from settings (security included)."""
+def connection_config(settings: KafkaReceiverSettings) -> dict[str, Any]:
+    """librdkafka properties every client of the member shares: brokers, security."""
     config: dict[str, Any] = {
         "bootstrap.servers": ",".join(settings.brokers),
-        "group.id": settings.group_id,
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "auto.offset.reset": "earliest",
-        "partition.assignment.strategy": "cooperative-sticky",
         "security.protocol": settings.security_protocol,
     }
     if settings.sasl_mechanism is not None:
@@ -78,20 +79,37 @@ def client_config(settings: KafkaReceiverSettings) -> dict[str, Any]:
         config["ssl.endpoint.identification.algorithm"] = (
             "https" if settings.tls_verify_hostname else "none"
         )
+    return config
+
+
+def client_config(settings: KafkaReceiverSettings) -> dict[str, Any]:
+    """librdkafka consumer properties from settings (security included)."""
+    config = connection_config(settings)
+    config.update(
+        {
+            "group.id": settings.group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "partition.assignment.strategy": "cooperative-sticky",
+        }
+    )
     config.update(settings.client_config)
     return config
 
 
 class _Partition:
     """Messages of one partition in flight, in offset order, with how many of each
-    message's records are not through the chain yet."""
+    message's records are not through the chain yet, and the services seen in it (whose
+    state is checkpointed with its offsets)."""
 
-    __slots__ = ("done", "pending", "remaining")
+    __slots__ = ("done", "pending", "remaining", "services")
 
     def __init__(self) -> None:
         self.pending: collections.deque[int] = collections.deque()
         self.remaining: dict[int, int] = {}
         self.done: int | None = None  # next offset to commit
+        self.services: set[str] = set()
 
     def advance(self) -> None:
         while self.pending and self.remaining[self.pending[0]] == 0:
@@ -111,6 +129,9 @@ class OffsetTracker:
         self._where: dict[int, tuple[Record, Key, int]] = {}
         self._partitions: dict[Key, _Partition] = {}
         self._committed: dict[Key, int] = {}
+        # Runs on the worker thread after every batch (ticks too) has been through
+        # every exporter: where state checkpoints are taken (kafka_state.Checkpointer).
+        self.after_export: Callable[[], None] | None = None
 
     def track(self, key: Key, offset: int, records: list[Record]) -> None:
         """Called after `records` (all decoded from message `offset`) were queued."""
@@ -118,8 +139,10 @@ class OffsetTracker:
             part = self._partitions.setdefault(key, _Partition())
             part.pending.append(offset)
             part.remaining[offset] = len(records)
+            services = part.services
             for record in records:
                 self._where[id(record)] = (record, key, offset)
+                services.add(record.service)
             part.advance()
 
     def export(self, batch: Batch) -> None:
@@ -138,6 +161,8 @@ class OffsetTracker:
                 touched.add(key)
             for key in touched:
                 self._partitions[key].advance()
+        if self.after_export is not None:
+            self.after_export()
 
     def commits(self) -> dict[Key, int]:
         """Offsets ready to commit that were not committed yet."""
@@ -151,6 +176,20 @@ class OffsetTracker:
     def committed(self, offsets: dict[Key, int]) -> None:
         with self._lock:
             self._committed.update(offsets)
+
+    def services(self, key: Key) -> set[str]:
+        with self._lock:
+            part = self._partitions.get(key)
+            return set(part.services) if part is not None else set()
+
+    def in_flight(self, keys: list[Key] | None = None) -> int:
+        """Messages tracked but not yet through the chain (in `keys`, or anywhere)."""
+        with self._lock:
+            return sum(
+                len(part.pending)
+                for key, part in self._partitions.items()
+                if keys is None or key in keys
+            )
 
     def position(self, key: Key) -> int | None:
         with self._lock:
@@ -196,6 +235,7 @@ class KafkaMember:
         tracker: OffsetTracker,
         flush_store: Callable[[], None] | None,
         consumer: ConsumerPort,
+        state: ServiceState | None = None,
     ):
         self.settings = settings
         self.consumer = consumer
@@ -214,6 +254,13 @@ class KafkaMember:
         self.fatal: str | None = None
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
+        self.changelog: Changelog | None = None
+        self.checkpointer: Checkpointer | None = None
+        self.state = state
+        if state is not None:
+            self.changelog = Changelog(settings, connection_config(settings))
+            self.checkpointer = Checkpointer(tracker, state)
+        self.restored_services = 0
 
     # -- consumer thread ----------------------------------------------------------------
 
@@ -223,6 +270,9 @@ class KafkaMember:
     def _open(self) -> None:
         config = client_config(self.settings)
         config["error_cb"] = self._on_error
+        if self.changelog is not None:
+            self.changelog.ensure(self.settings.topics)
+            self.changelog.open_producer()
         consumer = Consumer(config, logger=log)
         consumer.subscribe(
             list(self.settings.topics), on_assign=self._on_assign, on_revoke=self._on_revoke
@@ -244,17 +294,47 @@ class KafkaMember:
         if self.paused:
             consumer.pause(partitions)
         log.info("kafka: assigned %s", _names(partitions))
+        self._restore(partitions)
+
+    def _restore(self, partitions: list[TopicPartition]) -> None:
+        """Before the first fetch of a newly assigned partition: import the state its
+        services had at the previous owner's last checkpoint."""
+        if self.changelog is None or self.state is None or not partitions:
+            return
+        started = time.perf_counter()
+        try:
+            found = self.changelog.read(
+                [(tp.topic, tp.partition) for tp in partitions],
+                self.settings.restore_timeout_seconds,
+            )
+        except KafkaException as exc:
+            # Consuming without the state loses nothing (it is re-learned, with a
+            # burst of "first seen"); stalling the partitions would lose time.
+            log.error("kafka state: restore of %s failed: %s", _names(partitions), exc)
+            return
+        restored = self.state.restore({service: v for (_, _, service), v in found.items()})
+        self.restored_services += restored
+        log.info(
+            "kafka state: restored %d services (%d bytes) for %s in %.3f s",
+            restored,
+            sum(len(v) for v in found.values()),
+            _names(partitions),
+            time.perf_counter() - started,
+        )
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Commit what is done for the partitions leaving, then forget them: their
-        records still in the pipeline are replayed by the next owner (at-least-once)."""
+        """Give the partitions' queued records a moment to get through the chain,
+        checkpoint and commit, then forget them: what is still in the pipeline is
+        replayed by the next owner (at-least-once)."""
         keys = [self._key(tp.topic, tp.partition) for tp in partitions]
+        self._drain(keys)
         try:
-            self._commit_sync({k: v for k, v in self.tracker.commits().items() if k in keys})
-        except KafkaException as exc:
-            log.warning("kafka: commit on revoke failed: %s", exc)
+            self._commit(set(keys))
+        except (KafkaException, TimeoutError) as exc:
+            log.warning("kafka: checkpoint/commit on revoke failed: %s", exc)
         self.tracker.forget(keys)
         for tp in partitions:
+            self._generation.pop((tp.topic, tp.partition), None)
             self._assigned.discard((tp.topic, tp.partition))
             self._lags.pop((tp.topic, tp.partition), None)
             with contextlib.suppress(KeyError):
@@ -287,11 +367,38 @@ class KafkaMember:
             out.append(_Decoded(self._key(topic, partition), offset, decoded.records))
         return out
 
-    def _commit_sync(self, offsets: dict[Key, int]) -> None:
-        if not offsets or self._consumer is None:
+    def _drain(self, keys: list[Key] | None) -> None:
+        deadline = time.monotonic() + self.settings.revoke_drain_seconds
+        while self.tracker.in_flight(keys) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def _commit(self, only: set[Key] | None = None) -> None:
+        """Checkpoint, then commit: offsets and state captured at one batch boundary;
+        the store flushed and the state acknowledged by the broker before the offsets
+        move (a failure in between leaves the previous commit and checkpoint)."""
+        if self._consumer is None:
+            return
+        if self.checkpointer is None or self.changelog is None:
+            offsets = self.tracker.commits()
+            states = {}
+        else:
+            if self._stopping:
+                # Admission is closed and the worker stops once the queue is empty:
+                # after `_drain`, nothing moves, so capture here.
+                checkpoint = self.checkpointer.capture()
+            else:
+                checkpoint = self.checkpointer.request(only).result(
+                    self.settings.checkpoint_timeout_seconds
+                )
+            offsets, states = checkpoint.offsets, checkpoint.states
+        if only is not None:
+            offsets = {k: v for k, v in offsets.items() if k in only}
+        if not offsets:
             return
         if self.flush_store is not None:
             self.flush_store()  # what the records produced is on disk before the commit
+        if states and self.changelog is not None:
+            self.changelog.write(states, self.settings.checkpoint_timeout_seconds)
         self._consumer.commit(
             offsets=[TopicPartition(t, p, o) for (t, p, _), o in offsets.items()],
             asynchronous=False,
@@ -359,31 +466,36 @@ class KafkaMember:
                     return  # shutting down: nothing committed for these, they replay
                 await self._call(self._pause, False)
             for d in polled:
-                self.tracker.track(d.key, d.offset, d.records)
+                if d.key == self._key(d.key[0], d.key[1]):  # not revoked while waiting
+                    self.tracker.track(d.key, d.offset, d.records)
 
     async def _commit_loop(self) -> None:
         while not self._stopping:
             await asyncio.sleep(self.settings.commit_seconds)
             try:
-                await self._call(self._commit_sync, self.tracker.commits())
                 await self._call(self._measure_lag)
-            except KafkaException as exc:
-                log.warning("kafka: commit failed (retried next round): %s", exc)
+                await self._call(self._commit)
+            except (KafkaException, TimeoutError) as exc:
+                log.warning("kafka: checkpoint/commit failed (retried next round): %s", exc)
             except Exception:
                 log.exception("kafka: commit round failed (retried next round)")
 
     async def stop(self) -> None:
-        """Runs after the pipeline drained: commit everything processed, leave the group."""
+        """Runs before the pipeline drains (admission is closed): wait a moment for the
+        records in flight, checkpoint and commit what is processed, leave the group."""
         self._stopping = True
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._consumer is not None:
             try:
-                await self._call(self._commit_sync, self.tracker.commits())
-            except KafkaException as exc:
-                log.warning("kafka: final commit failed: %s", exc)
+                await self._call(self._drain, None)
+                await self._call(self._commit)
+            except (KafkaException, TimeoutError) as exc:
+                log.warning("kafka: final checkpoint/commit failed: %s", exc)
             await self._call(self._consumer.close)
+        if self.changelog is not None:
+            await self._call(self.changelog.close)
         self._executor.shutdown(wait=True)
 
     def readiness(self) -> tuple[bool, str]:
@@ -430,6 +542,10 @@ def build(settings: KafkaReceiverSettings, ctx: ReceiverContext) -> KafkaMember:
     """Receiver factory (`receivers.kafka`): a consumer-group member feeding the pipeline."""
     assert ctx.parts is not None, "the Kafka receiver needs the chain's parts"
     store = ctx.parts.get(LocalStore)
+    state = None
+    if settings.changelog:
+        assert ctx.lock is not None, "handing state over needs the pipeline lock"
+        state = ServiceState(ctx.parts.get(TemplateMiner), ctx.parts.get(Detection), ctx.lock)
     return KafkaMember(
         settings,
         ctx.metrics,
@@ -437,4 +553,5 @@ def build(settings: KafkaReceiverSettings, ctx: ReceiverContext) -> KafkaMember:
         ctx.parts.require(OffsetTracker),
         store.flush if store is not None else None,
         ctx.consumer,
+        state,
     )

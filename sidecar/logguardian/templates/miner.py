@@ -806,6 +806,75 @@ class TemplateMiner:
         self.lines = lines if isinstance(lines, int) else 0
         self.version += 1
 
+    def export_services(self, services: set[str]) -> dict[str, list[dict[str, object]]]:
+        """The templates each of `services` has a count in, with that service's count:
+        what a Kafka member hands over with the service's partition (one pass)."""
+        out: dict[str, list[dict[str, object]]] = {s: [] for s in services}
+        for t in self._templates.values():
+            for service, n in t.services.items():
+                found = out.get(service)
+                if found is not None:
+                    found.append(
+                        {
+                            "id": t.id,
+                            "units": t.units,
+                            "count": n,
+                            "first_seen": t.first_seen,
+                            "last_seen": t.last_seen,
+                        }
+                    )
+        return out
+
+    def import_service(self, service: str, entries: list[dict[str, object]]) -> int:
+        """Adopt one service's templates from another miner (`export_services`): a
+        template this miner lacks is added under the same id (ids are derived from
+        the first text, so both miners name an event alike); the service's count is
+        replaced, not added, so importing twice changes nothing. Returns how many
+        templates were new. Raises ValueError on a malformed entry, before changing
+        anything."""
+        parsed: list[tuple[str, list[str], int, float, float]] = []
+        try:
+            for item in entries:
+                units = [str(u) for u in item["units"]]  # type: ignore[attr-defined]
+                parsed.append(
+                    (
+                        str(item["id"]),
+                        units,
+                        int(item["count"]),  # type: ignore[call-overload]
+                        float(item["first_seen"]),  # type: ignore[arg-type]
+                        float(item["last_seen"]),  # type: ignore[arg-type]
+                    )
+                )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"service templates: malformed entry ({exc!r})") from None
+        added: list[Template] = []
+        for tid, units, n, first, last in parsed:
+            tid = self.resolve(tid)
+            t = self._templates.get(tid)
+            if t is None:
+                if tid in self._aliases:
+                    continue  # an alias whose owner is gone: its lines re-learn
+                self._seq += 1
+                t = Template(id=tid, units=units, seq=self._seq, first_seen=first, last_seen=last)
+                self._templates[tid] = t
+                self._index(t)
+                added.append(t)
+            old = t.services.get(service)
+            if old is None:
+                self._service_templates[service] += 1
+            t.services[service] = n
+            t.count += n - (old or 0)
+            t.first_seen = min(t.first_seen, first)
+            t.last_seen = max(t.last_seen, last)
+            self._dirty.add(tid)
+        for t in added:
+            if t.bucket_keys:  # a skeleton shared with a local template is one event
+                self._register_skeleton(t)
+        self.version += 1
+        if len(self._templates) > self.settings.max_templates:
+            self._evict()
+        return len(added)
+
     def save(self, path: str | Path) -> None:
         from .persistence import save_snapshot
 
