@@ -45,6 +45,12 @@ class ListenerSettings(ReceiverSettings):
 
     host: str = "0.0.0.0"
     port: int = Field(0, ge=0, le=65535, description="0 disables the receiver")
+    max_connections: int | None = Field(
+        None,
+        gt=0,
+        description="open client connections; over it new ones are closed at once "
+        "(None: a share of RLIMIT_NOFILE, see receivers/connections.py)",
+    )
 
     @property
     def active(self) -> bool:
@@ -77,6 +83,16 @@ class HttpReceiverSettings(ListenerSettings):
     tag_header: str = Field(
         "X-Fluent-Tag", description="header carrying the Fluent Bit tag (`header_tag`)"
     )
+    # Slowloris guards (issue 13): a request's headers, then its body, must arrive in time.
+    header_timeout_seconds: float = Field(
+        10.0, gt=0, description="from connect (or a request's first byte) to its full headers"
+    )
+    body_timeout_seconds: float = Field(
+        60.0, gt=0, description="from a request's headers to the end of its body"
+    )
+    idle_timeout_seconds: float = Field(
+        60.0, gt=0, description="keepalive: an idle connection is closed after this"
+    )
 
 
 class ForwardReceiverSettings(ListenerSettings):
@@ -87,7 +103,12 @@ class ForwardReceiverSettings(ListenerSettings):
     max_frame_bytes: int = Field(
         16 * 1024 * 1024, gt=0, description="one frame's bytes (Fluent Bit chunks are ~2 MB)"
     )
-    idle_timeout_seconds: float = Field(300.0, gt=0)
+    idle_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="no byte for this long closes the connection (> the 30 s "
+        "keepalive idle timeout of Fluent Bit, so it always closes first)",
+    )
 
 
 class TcpReceiverSettings(ListenerSettings):
@@ -96,7 +117,12 @@ class TcpReceiverSettings(ListenerSettings):
     factory: ClassVar[str] = "logguardian.receivers.tcp:build"
     port: int = Field(5170, ge=0, le=65535, description="0 disables the receiver")
     max_line_bytes: int = Field(16 * 1024 * 1024, gt=0)
-    idle_timeout_seconds: float = Field(300.0, gt=0)
+    idle_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="no byte for this long closes the connection (> the 30 s "
+        "keepalive idle timeout of Fluent Bit, so it always closes first)",
+    )
 
 
 class GrpcReceiverSettings(ListenerSettings):
@@ -110,6 +136,9 @@ class GrpcReceiverSettings(ListenerSettings):
     retry_after_seconds: float = Field(1.0, gt=0, description="RetryInfo delay on a full queue")
     stream_wait_seconds: float = Field(
         10.0, gt=0, description="how long a stream waits for queue room before RESOURCE_EXHAUSTED"
+    )
+    idle_timeout_seconds: float = Field(
+        60.0, gt=0, description="a connection without RPCs gets GOAWAY after this"
     )
 
 

@@ -162,6 +162,32 @@ class Metrics:
             registry=r,
         )
 
+        # Connections (issue 13 #10): caps and read/idle timeouts per listening receiver.
+        self.connections_open = Gauge(
+            "logguardian_connections_open",
+            "Client connections open, by receiver",
+            ["receiver"],
+            registry=r,
+        )
+        self.connections_rejected = Counter(
+            "logguardian_connections_rejected",
+            "Connections closed at once because the receiver was at max_connections",
+            ["receiver"],
+            registry=r,
+        )
+        self.connections_closed = Counter(
+            "logguardian_connections_closed",
+            "Connections the server closed, by reason (header_timeout, body_timeout, "
+            "idle_timeout, evicted)",
+            ["receiver", "reason"],
+            registry=r,
+        )
+        self.accept_errors = Counter(
+            "logguardian_accept_errors",
+            "Failed accept() calls on a listening socket (EMFILE, ENFILE, ...)",
+            registry=r,
+        )
+
     def service_label(self, service: str) -> str:
         if service in self._services:
             return service

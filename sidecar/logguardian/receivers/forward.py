@@ -24,6 +24,7 @@ import msgpack
 
 from ..config import Limits
 from . import decode
+from .connections import ConnectionGate, connection_limit
 from .decode import Decoded, DecodeError, TooLarge
 from .forward_frame import (
     IMPOSSIBLE,
@@ -114,7 +115,9 @@ class ForwardServer:
             self._count_request(decode.MALFORMED)
             log.warning("forward %s: %s; closing", peer, exc)
             return
-        except (TimeoutError, ConnectionError, asyncio.IncompleteReadError):
+        except TimeoutError:
+            self.metrics.connections_closed.labels(RECEIVER, "idle_timeout").inc()
+        except (ConnectionError, asyncio.IncompleteReadError):
             pass
         except Exception:
             log.exception("forward %s: connection failed", peer)
@@ -379,4 +382,5 @@ class FrameReader:
 def build(settings: ForwardReceiver, ctx: ReceiverContext) -> TcpListener:
     """Receiver factory (`receivers.forward`)."""
     server = ForwardServer(settings, ctx.consumer, ctx.service_fields, ctx.limits)
-    return TcpListener(RECEIVER, server.handle_connection, settings.host, settings.port)
+    gate = ConnectionGate(RECEIVER, connection_limit(settings.max_connections), ctx.metrics)
+    return TcpListener(RECEIVER, server.handle_connection, settings.host, settings.port, gate)

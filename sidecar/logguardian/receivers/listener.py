@@ -7,6 +7,8 @@ import contextlib
 import socket
 from collections.abc import Awaitable, Callable
 
+from .connections import ConnectionGate
+
 READ_BYTES = 256 * 1024
 # How long closing waits for handlers to finish the frame they are on.
 CLOSE_GRACE_SECONDS = 5.0
@@ -20,8 +22,9 @@ class Listener:
     shipper's keepalive connection would otherwise hold the exit for as long as it
     stays open (under steady traffic, forever)."""
 
-    def __init__(self) -> None:
+    def __init__(self, gate: ConnectionGate | None = None) -> None:
         self.server: asyncio.Server | None = None
+        self.gate = gate
         self._open: dict[asyncio.Task[None], tuple[asyncio.StreamReader, asyncio.StreamWriter]] = {}
 
     @property
@@ -31,6 +34,10 @@ class Listener:
 
     def track(self, handler: Handler) -> Handler:
         async def tracked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            gate = self.gate
+            if gate is not None and not gate.enter():
+                writer.transport.abort()  # over the cap: the descriptor is back at once
+                return
             task = asyncio.current_task()
             assert task is not None
             self._open[task] = (reader, writer)
@@ -38,6 +45,8 @@ class Listener:
                 await handler(reader, writer)
             finally:
                 self._open.pop(task, None)
+                if gate is not None:
+                    gate.leave()
 
         return tracked
 
@@ -69,10 +78,12 @@ class Listener:
             await asyncio.wait_for(self.server.wait_closed(), CLOSE_GRACE_SECONDS)
 
 
-async def listen(handler: Handler, host: str, port: int) -> Listener:
+async def listen(
+    handler: Handler, host: str, port: int, gate: ConnectionGate | None = None
+) -> Listener:
     """Reads in large chunks (shippers send whole batches at once) and sends small
-    replies (Forward acks) without Nagle's delay."""
-    listener = Listener()
+    replies (Forward acks) without Nagle's delay; `gate` caps open connections."""
+    listener = Listener(gate)
     listener.server = await asyncio.start_server(
         listener.track(handler), host, port, reuse_address=True, limit=READ_BYTES
     )
@@ -86,8 +97,16 @@ class TcpListener:
     """A stream receiver's socket as a component: `start` binds, `stop` ends the
     connections it is handling (see `Listener.close`) and closes it."""
 
-    def __init__(self, name: str, handler: Handler, host: str, port: int):
+    def __init__(
+        self,
+        name: str,
+        handler: Handler,
+        host: str,
+        port: int,
+        gate: ConnectionGate | None = None,
+    ):
         self.name = name
+        self.gate = gate
         self.handler = handler
         self.host = host
         self.requested_port = port
@@ -95,7 +114,7 @@ class TcpListener:
         self._listener: Listener | None = None
 
     async def start(self) -> None:
-        self._listener = await listen(self.handler, self.host, self.requested_port)
+        self._listener = await listen(self.handler, self.host, self.requested_port, self.gate)
         self.port = int(self._listener.sockets[0].getsockname()[1])
 
     async def stop(self) -> None:

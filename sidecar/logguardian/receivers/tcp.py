@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from ..config import Limits
 from . import decode
+from .connections import ConnectionGate, connection_limit
 from .decode import Decoded
 from .limits import bounded_normalizer
 from .listener import READ_BYTES, TcpListener
@@ -57,7 +58,9 @@ class TcpServer:
                     return
                 if not await self._queue(stream.feed(data)):
                     return
-        except (TimeoutError, ConnectionError):
+        except TimeoutError:
+            self.metrics.connections_closed.labels(RECEIVER, "idle_timeout").inc()
+        except ConnectionError:
             pass
         except Exception:
             log.exception("tcp %s: connection failed", peer)
@@ -122,4 +125,5 @@ class EventStream:
 def build(settings: TcpReceiverSettings, ctx: ReceiverContext) -> TcpListener:
     """Receiver factory (`receivers.tcp`)."""
     server = TcpServer(settings, ctx.consumer, ctx.service_fields, ctx.limits)
-    return TcpListener(RECEIVER, server.handle_connection, settings.host, settings.port)
+    gate = ConnectionGate(RECEIVER, connection_limit(settings.max_connections), ctx.metrics)
+    return TcpListener(RECEIVER, server.handle_connection, settings.host, settings.port, gate)
