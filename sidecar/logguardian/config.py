@@ -220,6 +220,12 @@ class PipelineSettings(Section):
     # Fluent Bit's start-up burst is ~200k records in under a second, and every 503
     # costs it >= 5 s of scheduler backoff: the default absorbs that burst.
     queue_records: int = Field(262_144, gt=0, description="bounded queue size, in records")
+    # ...and a memory bound, so a burst of big records cannot hold gigabytes (issue 13).
+    queue_bytes: int = Field(
+        128 * 1024 * 1024,
+        gt=0,
+        description="bounded queue size, in estimated memory (pipeline.queued_bytes)",
+    )
     batch_records: int = Field(2_000, gt=0)
     batch_wait_seconds: float = Field(0.05, ge=0)
     tick_seconds: float = Field(1.0, gt=0, description="idle tick for time-driven detectors")

@@ -53,6 +53,11 @@ class Metrics:
         self.queue_capacity = Gauge(
             "logguardian_queue_capacity", "Pipeline queue size limit, in records", registry=r
         )
+        self.queue_bytes = Gauge(
+            "logguardian_queue_bytes",
+            "Estimated memory held by queued records (bounded by pipeline.queue_bytes)",
+            registry=r,
+        )
         self.batch_seconds = Histogram(
             "logguardian_batch_seconds",
             "Time to run one batch through the processors",
