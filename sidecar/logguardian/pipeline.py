@@ -41,10 +41,10 @@ FAIR_WINDOW_SECONDS = 10.0
 REPLAY = "wal-replay"
 WAL_FULL_POLL_SECONDS = 0.2
 # What a queued record holds in memory, estimated from its encoded size (`Record.size`,
-# measured by the Normalizer): ~350 bytes of objects plus 1-3x the encoded size (1x for
+# measured by the Normalizer): ~350 bytes of objects plus ~2x the encoded size (1x for
 # one long string, ~3x for a Kubernetes-enriched record of many short fields).
 RECORD_BYTES = 350
-FIELD_FACTOR = 3
+FIELD_FACTOR = 2
 
 
 def queued_bytes(records: Sequence[Record]) -> int:
