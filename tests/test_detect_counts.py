@@ -133,3 +133,51 @@ def test_a_spike_does_not_raise_the_bar_for_the_next_one() -> None:
     again = run(d, [{"A": 200, "S": 40}] * 2, seed=4, start=183)
     spikes = [a for a in again if a.template_id == "A" and a.reasons[0].kind == "rate"]
     assert spikes and spikes[0].ts - (T0 + 183 * MIN) < 120
+
+
+def _bursty(d: Detection, seed: int) -> None:
+    """2 h of a template at ~10 per window with bursts to ~5x now and then."""
+    rng = np.random.default_rng(seed)
+    rows = [
+        {"A": int(rng.poisson(50 if m < 3 or rng.random() < 0.08 else 10)), "S": 40}
+        for m in range(120)
+    ]
+    assert run(d, rows, seed) == []
+
+
+# A tenfold rise that starts late in a window: its first window holds only a third of
+# the rise, below any limit.
+RISE = [{"A": 10 + 30, "S": 40}, {"A": 100, "S": 40}, {"A": 100, "S": 40}]
+
+
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_a_tenfold_rise_on_a_bursty_template_pages_within_two_windows(seed: int) -> None:
+    d = make()
+    _bursty(d, seed)
+    found = run(d, RISE, seed + 1, start=120)
+    spikes = [a for a in found if a.template_id == "A" and a.reasons[0].kind == "rate"]
+    rise_start = T0 + 120 * MIN + 40
+    assert spikes and spikes[0].ts - rise_start < 120
+
+
+def test_the_first_window_of_a_rise_does_not_widen_the_model_it_is_judged_by(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A window above the recent peak but under the limit (the partial window a spike
+    starts in) is learned only LEARN_DELAY closes later: the next window is judged
+    by the peak before it. Learning at once raises that bar for the rest of the rise."""
+
+    def peak_after(delay: int) -> tuple[float, float]:
+        monkeypatch.setattr(stats_mod, "LEARN_DELAY", delay)
+        d = make()
+        rng = np.random.default_rng(21)
+        run(d, [{"A": int(n), "S": 40} for n in rng.poisson(10, 120)])
+        row = d.stats.services["svc"].index["A"]
+        before = float(d.stats.rows.peak[row])
+        assert run(d, [{"A": int(before) + 3, "S": 40}, {"A": 10, "S": 40}], start=120) == []
+        return before, float(d.stats.rows.peak[row])
+
+    before, after = peak_after(stats_mod.LEARN_DELAY)
+    assert after < before + 1
+    before, after = peak_after(0)
+    assert after >= before + 2

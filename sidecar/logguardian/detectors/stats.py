@@ -78,6 +78,8 @@ TOTAL_PEAK_FOLD = 2.0  # a service-wide surge clears its recent peak's excess th
 SILENCE_EXPECTED = 30.0  # records expected but missing before silence alerts
 QUANTILE_TOLERANCE = 0.15  # relative change of mean/dispersion before a limit is recomputed
 MIN_ACTIVE = 10  # active (non-empty) windows before a row's active-window model is used
+LEARN_DELAY = 2  # closes a window waits before the baselines learn it (`_defer`)
+EMPTY, NORMAL, FLAGGED, HELD = 0, 1, 2, 3  # what a queued window is to the baselines
 
 
 @dataclass(frozen=True)
@@ -86,15 +88,22 @@ class RateModel:
 
     `tail_p` is a multiple-testing budget, not a fit: a service has ~100 template rows
     and 1,440 windows a day, so ~1e-6 per row and window keeps a steady (Poisson)
-    row's false spikes near 0.1 per service-day. `peak_fold` is what the selection
-    rule of bench/replay.py picks on the 8 dev systems' real-log replays (its
-    leave-one-out figures say how that rule carries to a system it never saw)."""
+    row's false spikes near 0.1 per service-day. A bursty row's negative binomial,
+    fitted by moments, extrapolates that far into a tail much heavier than its bursts
+    ever reach (a 1e-6 quantile of 10-30x the mean where the recent peak is 5x), so
+    the extrapolation is capped at `peak_cap` times the recent peak's excess over the
+    mean, and never below the Poisson quantile of the same mean: the empirical peak
+    bounds how far the model may reach, the Poisson tail how close. `peak_fold`,
+    `peak_cap` and `gap_fold` are what the selection rule of bench/replay.py picks on
+    the 8 dev systems' real-log replays (its leave-one-out figures say how that rule
+    carries to a system it never saw)."""
 
     tail_p: float = 1e-6
     peak_fold: float = 1.25
+    peak_cap: float = 1.75
     min_excess: float = 8.0
     min_fold: float = 1.5
-    gap_fold: float = 2.0
+    gap_fold: float = 1.5
     peak_half_life: float = 12 * 3600.0
 
 
@@ -128,10 +137,10 @@ FLOATS = (
     "on_var",
     "on_frac",
 )
-INTS = ("n", "streak", "zero_run", "on_n")
+INTS = ("n", "streak", "zero_run", "on_n", "learned")
 # Derived at each close (the model behind the open window's limits); persisted so a
 # restored detector explains its first spike with the model that set the limit.
-CACHE = ("limit", "flag", "q_mean", "q_k", "q_frac", "q_at", "q2_at")
+CACHE = ("limit", "flag", "q_mean", "q_k", "q_frac", "q_at", "q2_at", "qp_at", "qp2_at")
 
 
 class _Rows:
@@ -155,6 +164,8 @@ class _Rows:
             return out
 
         self.hist = grow(getattr(self, "hist", None), np.nan, np.float32, HISTORY)
+        self.lag_used = grow(getattr(self, "lag_used", None), 0.0, np.float64, LEARN_DELAY)
+        self.lag_state = grow(getattr(self, "lag_state", None), EMPTY, np.int8, LEARN_DELAY)
         for name in (*FLOATS, *CACHE):
             setattr(self, name, grow(getattr(self, name, None), 0.0, np.float64))
         for name in (*INTS, "svc", "total"):
@@ -180,6 +191,8 @@ class _Rows:
 
     def _reset(self, r: int) -> None:
         self.hist[r] = np.nan
+        self.lag_used[r] = 0.0
+        self.lag_state[r] = EMPTY
         for name in (*FLOATS, *INTS, *CACHE):
             getattr(self, name)[r] = 0
 
@@ -515,7 +528,7 @@ class RollingStatsStage:
             flagged |= self._findings(w, ok, c, service_silent, surged, held)
         held |= service_silent & (c == 0)  # hold a silent service's baseline
 
-        self._learn(c, flagged, held)
+        self._defer(c, flagged, held)
         R.hist[:rows, R.pos] = c
         R.pos = (R.pos + 1) % HISTORY
         R.prev[:rows] = c
@@ -532,48 +545,68 @@ class RollingStatsStage:
         R.streak[:rows] = np.where(flagged, R.streak[:rows] + 1, 0)
         self._set_limits()
 
-    def _learn(self, c: np.ndarray, flagged: np.ndarray, held: np.ndarray) -> None:
-        """Fold the closed window's counts `c` into every row's baselines: the 1h
-        mean/variance, the recent peaks and the active-window model."""
+    def _defer(self, c: np.ndarray, flagged: np.ndarray, held: np.ndarray) -> None:
+        """Queue the closed window for learning and learn the one LEARN_DELAY closes
+        older. A rise is judged against a model that has not yet seen its first
+        windows: the partial window a spike starts in, below the limit, would
+        otherwise widen the variance and the peak the rest of the spike is held to."""
         R = self.rows
         rows = len(c)
-        mean, var, n = R.mean[:rows], R.var[:rows], R.n[:rows]
+        # A window that alarmed is folded in at its limit (see `_learn`).
+        used = np.where(flagged & (R.limit[:rows] > 0), np.minimum(c, R.limit[:rows]), c)
+        state = np.where(held, HELD, np.where(flagged, FLAGGED, NORMAL))
+        for d in range(LEARN_DELAY):
+            slot_used, slot_state = R.lag_used[:rows, d].copy(), R.lag_state[:rows, d].copy()
+            R.lag_used[:rows, d], R.lag_state[:rows, d] = used, state
+            used, state = slot_used, slot_state
+        self._learn(np.flatnonzero(state != EMPTY), used, state)
+
+    def _learn(self, idx: np.ndarray, c_all: np.ndarray, state: np.ndarray) -> None:
+        """Fold a window's counts into the baselines of rows `idx`: the 1h
+        mean/variance, the recent peaks and the active-window model."""
+        if not len(idx):
+            return
+        R = self.rows
+        c = c_all[idx]
+        flagged = state[idx] == FLAGGED
+        held = state[idx] == HELD
+        mean, var = R.mean[idx], R.var[idx]
         # A window that alarmed is folded into the means at its limit, so a lasting
         # shift becomes the new normal in bounded steps, but never into a variance or
         # a peak: a spike widening its own model would raise the bar for the rest of
         # itself and for the next one. Every other window is normal by definition and
         # is learned in full (bursts included: that is what makes them ordinary).
-        used = np.where(flagged & (R.limit[:rows] > 0), np.minimum(c, R.limit[:rows]), c)
-        used = np.where(held, mean, used)
+        used = np.where(held, mean, c)
         delta = used - mean
-        fresh = n == 0
-        R.mean[:rows] = np.where(fresh, used, mean + ALPHA * delta)
-        R.var[:rows] = np.where(
+        fresh = R.learned[idx] == 0
+        R.mean[idx] = np.where(fresh, used, mean + ALPHA * delta)
+        R.var[idx] = np.where(
             fresh, 0.0, np.where(flagged, var, (1 - ALPHA) * (var + ALPHA * delta * delta))
         )
         keep = held | flagged
-        R.peak[:rows] = np.where(keep, R.peak[:rows], np.maximum(R.peak[:rows] * self.decay, used))
-        R.peak2[:rows] = np.where(
-            keep, R.peak2[:rows], np.maximum(R.peak2[:rows] * self.decay, R.last[:rows] + used)
+        R.peak[idx] = np.where(keep, R.peak[idx], np.maximum(R.peak[idx] * self.decay, used))
+        R.peak2[idx] = np.where(
+            keep, R.peak2[idx], np.maximum(R.peak2[idx] * self.decay, R.last[idx] + used)
         )
-        R.last[:rows] = used
+        R.last[idx] = used
+        R.learned[idx] += 1
         # The active-window model learns non-empty windows only.
         active = (c > 0) & ~held
-        on_fresh = R.on_n[:rows] == 0
-        on_delta = used - R.on_mean[:rows]
-        R.on_mean[:rows] = np.where(
-            active, np.where(on_fresh, used, R.on_mean[:rows] + ALPHA * on_delta), R.on_mean[:rows]
+        on_mean, on_n = R.on_mean[idx], R.on_n[idx]
+        on_fresh = on_n == 0
+        on_delta = used - on_mean
+        R.on_mean[idx] = np.where(
+            active, np.where(on_fresh, used, on_mean + ALPHA * on_delta), on_mean
         )
-        R.on_var[:rows] = np.where(
+        R.on_var[idx] = np.where(
             active & ~on_fresh & ~flagged,
-            (1 - ALPHA) * (R.on_var[:rows] + ALPHA * on_delta * on_delta),
-            R.on_var[:rows],
+            (1 - ALPHA) * (R.on_var[idx] + ALPHA * on_delta * on_delta),
+            R.on_var[idx],
         )
-        R.on_n[:rows] += active
-        R.on_frac[:rows] = np.where(
-            held,
-            R.on_frac[:rows],
-            np.where(fresh, c > 0, R.on_frac[:rows] + ALPHA * ((c > 0) - R.on_frac[:rows])),
+        R.on_n[idx] = on_n + active
+        on_frac = R.on_frac[idx]
+        R.on_frac[idx] = np.where(
+            held, on_frac, np.where(fresh, c > 0, on_frac + ALPHA * ((c > 0) - on_frac))
         )
 
     def _model(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -608,6 +641,9 @@ class RollingStatsStage:
             R.q_at[sel] = counts.quantile(level, mu_s, k_s)
             # The sum of two windows: twice the mean, twice the shape (NB sums).
             R.q2_at[sel] = counts.quantile(level, 2 * mu_s, 2 * k_s)
+            # The same tails without over-dispersion: the floor under any capping.
+            R.qp_at[sel] = counts.quantile(level, mu_s, np.zeros_like(mu_s))
+            R.qp2_at[sel] = counts.quantile(level, 2 * mu_s, np.zeros_like(mu_s))
             R.q_mean[sel], R.q_k[sel], R.q_frac[sel] = mu[stale], k[stale], frac[stale]
 
         def limit(q: np.ndarray, mean: np.ndarray, peak: np.ndarray) -> np.ndarray:
@@ -622,8 +658,13 @@ class RollingStatsStage:
                 )
             )
 
-        at = limit(R.q_at[rows], mean, R.peak[rows])
-        at2 = limit(R.q2_at[rows], 2 * mean, R.peak2[rows])
+        def capped(q: np.ndarray, qp: np.ndarray, mean: np.ndarray, peak: np.ndarray):
+            cap = mean + m.peak_cap * np.maximum(peak - mean, m.min_excess)
+            return np.maximum(qp, np.minimum(q, cap))
+
+        peak, peak2 = R.peak[rows], R.peak2[rows]
+        at = limit(capped(R.q_at[rows], R.qp_at[rows], mean, peak), mean, peak)
+        at2 = limit(capped(R.q2_at[rows], R.qp2_at[rows], 2 * mean, peak2), 2 * mean, peak2)
         return mean, at, at2
 
     def _set_limits(self) -> None:
@@ -826,6 +867,8 @@ class RollingStatsStage:
             out["services"][name] = {
                 "keys": keys,
                 "hist": np.nan_to_num(R.hist[idx], nan=-1.0).tolist(),
+                "lag_used": R.lag_used[idx].tolist(),
+                "lag_state": R.lag_state[idx].tolist(),
                 **{f: getattr(R, f)[idx].tolist() for f in (*FLOATS, *INTS, *CACHE)},
                 "err": [st.err_mean, st.tot_mean, st.err_n, st.err_streak, st.err_peak],
                 "last_ts": st.last_ts,
@@ -845,9 +888,14 @@ class RollingStatsStage:
             idx = np.asarray([st.index[str(k)] for k in data["keys"]])
             hist = np.asarray(data["hist"], dtype=np.float32).reshape(len(idx), HISTORY)
             R.hist[idx] = np.where(hist < 0, np.nan, hist)
+            if "lag_used" in data:  # older snapshots learned at once: nothing queued
+                R.lag_used[idx] = np.asarray(data["lag_used"]).reshape(len(idx), LEARN_DELAY)
+                R.lag_state[idx] = np.asarray(data["lag_state"]).reshape(len(idx), LEARN_DELAY)
             for f in (*FLOATS, *INTS, *CACHE):
                 if f in data:  # older snapshots lack the newer rows (peak)
                     getattr(R, f)[idx] = data[f]
+            if "learned" not in data:
+                R.learned[idx] = R.n[idx]
             err = list(data["err"]) + [0.0] * (5 - len(data["err"]))
             st.err_mean, st.tot_mean, err_n, err_streak, st.err_peak = err[:5]
             st.err_n, st.err_streak = int(err_n), int(err_streak)

@@ -4,13 +4,15 @@ Each point is scored against the points before it by the methods ops teams know:
 robust z-score against the median/MAD, EWMA z-score, IQR fences, rate of change,
 a seasonal baseline (the period is found from the data: daily, weekly or a
 sub-hourly cron) and level shifts (a run of points off the baseline). Every method
-maps its own unit onto [0, 1] with 0.5 at its alert level; the point's score is
-how new its strongest deviation is: each method's deviation over the peak that
-method has reached lately (a slowly decaying memory). So a spike or a shift scores
-high once, at its onset, and the points after it (still deviating, but no more than
-before) do not alert again; N consecutive violations raise the severity instead.
-A point's severity and reason come from the methods over their alert level, named
-once (de-duplicated); `alert` marks the points that open a new finding.
+maps its own unit onto [0, 1] with 0.5 at its alert level; the methods' deviation
+is rated by how new it is: each method's deviation over the peak that method has
+reached lately (a slowly decaying memory). So a spike or a shift rates high once, at
+its onset, and the points after it (still deviating, but no more than before) do not
+alert again; N consecutive violations raise the severity instead. The point's score
+(score.py) weighs that deviation with the value's novelty for the series (a level
+never visited, an unfamiliar run of levels: context.py) and stays quiet for a while
+after an alarm. A point's severity and reason come from the methods over their alert
+level, named once (de-duplicated); `alert` marks the points that open a new finding.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ import numpy as np
 from ..detectors.context import score_at, severity_for
 from ..detectors.robust import Ewma, deviation, fence_excess, location_scale, quartiles
 from ..signals import Severity
+from .context import ContextParams
 from .methods import METHODS
 from .period import find_period
+from .score import NoveltyScore, ScoreParams
 
 THRESHOLD = 0.5  # a method's score at its alert level
 
@@ -53,6 +57,22 @@ class Params:
     escalate_after: int = 3  # consecutive violations that raise the severity
     memory: float = 0.5 ** (1 / 3000)  # per point: how fast a past peak is forgotten
     floor: float = 0.5  # peaks below this share of the alert level are not remembered
+    # The score (score.py, context.py): chosen leave-one-category-out on NAB.
+    levels: int = ContextParams.levels  # value levels over the learnt range
+    order: int = ContextParams.order  # longest context of levels
+    context_learn: int = ContextParams.learn  # points that set the level grid
+    regrid: float = ContextParams.regrid  # range growth that widens the grid
+    weight: float = ScoreParams.weight  # score of a deviating point in a new context
+    alarm_level: float = ScoreParams.level  # score that starts a quiet period
+    quiet: int = ScoreParams.quiet  # points held at 0 after an alarm
+
+    def scoring(self) -> ScoreParams:
+        context = ContextParams(
+            levels=self.levels, order=self.order, learn=self.context_learn, regrid=self.regrid
+        )
+        return ScoreParams(
+            context=context, weight=self.weight, level=self.alarm_level, quiet=self.quiet
+        )
 
 
 @dataclass(slots=True)
@@ -69,6 +89,7 @@ class SeriesPoint:
     reason: str | None = None
     methods: dict[str, float] = field(default_factory=dict)
     alert: bool = False  # a violation stronger than any the series has had lately
+    deviation: float = 0.0  # the methods' deviation rated by its novelty, in [0, 1]
 
 
 class _Ring:
@@ -109,6 +130,7 @@ class SeriesDetector:
         self.diffs = _Ring(self.p.window)
         self.residuals = _Ring(self.p.window)
         self.ewma = Ewma(2.0 / (self.p.window + 1))
+        self.scorer = NoveltyScore(self.p.scoring())
         self.period: int | None = None
         self.n = 0
         self.streak = 0
@@ -160,6 +182,10 @@ class SeriesDetector:
             self.invalid += 1
             return SeriesPoint(ts=ts, value=x, score=0.0)
         point = self._score(ts, x)
+        # `_score` rates the methods' deviation by its novelty; the point's score is
+        # that together with the value's novelty for the series (score.py).
+        point.deviation = point.score
+        point.score = self.scorer.update(x, point.deviation)
         if self.last_ts is not None and ts > self.last_ts:
             gap = ts - self.last_ts  # typical spacing: a slow EWMA of the gaps
             self.step = gap if self.step <= 0 else self.step + 0.05 * (gap - self.step)
