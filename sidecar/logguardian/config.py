@@ -275,7 +275,8 @@ class ModelSettings(Section):
         "field:<dotted.path> for a record attribute; None = the bundle's",
     )
     session_idle_seconds: float = Field(60.0, gt=0)
-    max_sessions: int = Field(100_000, gt=0)
+    # ~1 KB per open session: 50,000 keeps a session-key flood under the 400 MB ceiling.
+    max_sessions: int = Field(50_000, gt=0)
     reload_seconds: float = Field(10.0, gt=0)
 
     @field_validator("session_key")

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 from .components import Exporter, Holding, Processor, start_parts, stop_parts
 from .config import Pipeline as PipelineSettings
+from .memory import Trimmer
 from .metrics import Metrics
 from .record import Record
 from .signals import Annotation, Incident, Reason
@@ -147,6 +148,7 @@ class Pipeline:
         self._closed = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._closing = False
+        self._trimmer = Trimmer()  # RSS back down once a burst is processed
         metrics.queue_capacity.set(self.capacity)
 
     # -- admission (event loop thread) -------------------------------------------------
@@ -383,6 +385,7 @@ class Pipeline:
                     await loop.run_in_executor(
                         self._executor, self.run_batch, [], None, self._processed
                     )
+                    await loop.run_in_executor(self._executor, self._trimmer.idle)
                 continue  # woken by data, or by stop() with nothing left to drain
             if (
                 self._depth < settings.batch_records
@@ -394,6 +397,7 @@ class Pipeline:
                     await asyncio.wait_for(self._closed.wait(), settings.batch_wait_seconds)
             records, seq = self._take(settings.batch_records)
             await loop.run_in_executor(self._executor, self.run_batch, records, None, seq)
+            self._trimmer.busy()
             if seq is not None:
                 self._processed = seq + len(records)
 
