@@ -355,7 +355,7 @@ def main() -> int:
     parser.add_argument("--skip-floods", action="store_true")
     parser.add_argument("--only", help="run only the floods whose name contains this")
     parser.add_argument(
-        "--settle-end", type=float, default=75.0, help="idle seconds before the last RSS reading"
+        "--settle-end", type=float, default=100.0, help="idle seconds before the last RSS reading"
     )
     parser.add_argument("--skip-decode", action="store_true")
     args = parser.parse_args()
