@@ -332,3 +332,40 @@ def test_accept_errors_are_counted_and_logged_once_per_interval(tmp_path: Path) 
     assert lines < 50, f"{lines} log lines"
     errors = [m for m in metrics.splitlines() if m.startswith("logguardian_accept_errors_total")]
     assert errors and float(errors[0].split()[-1]) > 0, errors
+
+
+async def test_grpc_over_its_cap_is_refused_and_served_again_once_a_slot_frees(
+    make_settings: Callable[..., Settings],
+) -> None:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    port = free_port()
+    sidecar = await running(make_settings(receivers={"grpc": {"port": port, "max_connections": 2}}))
+    target = f"127.0.0.1:{port}"
+
+    async def check(channel: grpc.aio.Channel) -> grpc.StatusCode:
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            await stub.Check(health_pb2.HealthCheckRequest(), timeout=3)
+        except grpc.aio.AioRpcError as exc:
+            return exc.code()
+        return grpc.StatusCode.OK
+
+    # Distinct channel args: each channel gets a connection of its own.
+    channels = [
+        grpc.aio.insecure_channel(target, options=[("grpc.channel_id", n)]) for n in range(3)
+    ]
+    try:
+        assert await check(channels[0]) == grpc.StatusCode.OK
+        assert await check(channels[1]) == grpc.StatusCode.OK
+        assert await check(channels[2]) != grpc.StatusCode.OK
+        await channels[0].close()
+        await asyncio.sleep(0.5)
+        fresh = grpc.aio.insecure_channel(target, options=[("grpc.channel_id", 9)])
+        channels.append(fresh)
+        assert await check(fresh) == grpc.StatusCode.OK
+    finally:
+        for channel in channels:
+            await channel.close()
+        await sidecar.stop()
