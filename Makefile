@@ -16,7 +16,8 @@ $(VENV)/.installed-%: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[$*]'
 	touch $@
 
-# Runs the sidecar on embedded defaults: no external servers needed.
+# Runs the sidecar on embedded defaults: no external servers needed. Every receiver
+# listens on 127.0.0.1 only (closed by default; README "Security").
 run: $(DEV_STAMP)
 	$(BIN)/logguardian serve
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
-from logguardian.config import Settings, load_settings
+from logguardian.config import Settings, load_settings, unauthenticated_listeners
 from services.fixtures import require_tool
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,11 +63,20 @@ def test_sidecar_settings_load_and_match_the_stack() -> None:
         assert re.match(r"https?://([^:/]+)", url).group(1) in services
     # The token Fluent Bit sends is the one the sidecar requires.
     fb_env = services["fluent-bit"]["environment"]
-    assert (
-        fb_env["LOGGUARDIAN_TOKEN"]
-        == sidecar["environment"]["LOGGUARDIAN_RECEIVERS__HTTP__AUTH_TOKEN"]
-    )
+    token = sidecar["environment"]["LOGGUARDIAN_AUTH__TOKEN"]
+    assert fb_env["LOGGUARDIAN_TOKEN"] == token
     assert fb_env["LOGGUARDIAN_HOST"] == "logguardian"
+    # Grafana reads the API with it, Prometheus scrapes /metrics with it.
+    assert services["grafana"]["environment"]["LOGGUARDIAN_TOKEN"] == token
+    prometheus = yaml.safe_load((EXAMPLES / "prometheus.yml").read_text())
+    (job,) = prometheus["scrape_configs"]
+    assert job["authorization"] == {"type": "Bearer", "credentials": token}
+    # Bound to every interface in the container, and allowed to be: every receiver
+    # is covered by the token.
+    with_env = load_settings(EXAMPLES / "logguardian.yaml", auth={"token": token})
+    assert with_env.receivers.http.host == "0.0.0.0"
+    assert unauthenticated_listeners(with_env) == []
+    assert unauthenticated_listeners(load_settings(EXAMPLES / "logguardian.yaml"))
 
 
 @pytest.mark.external

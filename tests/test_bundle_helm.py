@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from logguardian.config import ConfigError, load_settings
+from logguardian.config import ConfigError, Settings, load_settings, unauthenticated_listeners
 from services.fixtures import require_tool
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,7 +93,7 @@ def test_daemonset_mode_sits_next_to_fluent_bit(tmp_path: Path) -> None:
     manifests = render()
     assert kinds(manifests) >= {"DaemonSet", "ConfigMap", "Service", "ServiceAccount"}
     assert "Deployment" not in kinds(manifests)
-    assert not kinds(manifests) & {"Secret", "ServiceMonitor", "PrometheusRule"}
+    assert not kinds(manifests) & {"ServiceMonitor", "PrometheusRule"}
 
     ds = workload(manifests)
     pod = ds["spec"]["template"]["spec"]
@@ -102,7 +102,8 @@ def test_daemonset_mode_sits_next_to_fluent_bit(tmp_path: Path) -> None:
     assert ports == {"http": 9880, "forward": 24224, "tcp": 5170, "grpc": 4317}
     assert container["args"] == ["serve", "--config", "/etc/logguardian/config.yaml"]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    # /readyz needs the token; gRPC health mirrors it and is open to probes.
+    assert container["readinessProbe"]["grpc"] == {"port": 4317}
     assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
 
     # The service keeps each node's shipper on its own node's sidecar.
@@ -221,7 +222,7 @@ def test_env_names_are_real_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     manifests = render("existingSecret=x")
     env = workload(manifests)["spec"]["template"]["spec"]["containers"][0]["env"]
     names = [e["name"] for e in env if e["name"].startswith("LOGGUARDIAN_")]
-    assert len(names) == 5
+    assert len(names) == 9  # 3 Elasticsearch, token, forward key, 4 bind addresses
     for name in names:
         monkeypatch.setenv(name, "value-of-" + name)
     settings = load_settings().model_dump()
@@ -230,6 +231,59 @@ def test_env_names_are_real_settings(monkeypatch: pytest.MonkeyPatch) -> None:
         for part in name.removeprefix("LOGGUARDIAN_").lower().split("__"):
             node = node[part]
         assert node == "value-of-" + name
+
+
+def resolved_settings(
+    manifests: dict[tuple[str, str], dict[str, Any]],
+    tmp: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    pod_ip: str = "10.1.2.3",
+) -> Settings:
+    """The sidecar's settings as the kubelet would start it: env from the rendered
+    Secret and the downward API (`$(POD_IP)` expanded)."""
+    secret = manifests.get(("Secret", "lg-logguardian"), {}).get("stringData", {})
+    for env in workload(manifests)["spec"]["template"]["spec"]["containers"][0]["env"]:
+        ref = env.get("valueFrom", {}).get("secretKeyRef")
+        if ref is not None:
+            if ref["key"] in secret:
+                monkeypatch.setenv(env["name"], secret[ref["key"]])
+            else:
+                assert ref.get("optional") is True, env["name"]
+        elif "value" in env:
+            monkeypatch.setenv(env["name"], env["value"].replace("$(POD_IP)", pod_ip))
+    return load_settings(sidecar_config(manifests, tmp))
+
+
+def test_closed_by_default_binds_the_pod_ip_with_a_generated_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No auth values at all: the chart still ships a token (a Secret it generates),
+    every receiver binds the pod IP and is covered, so the sidecar starts closed."""
+    manifests = render("serviceMonitor.enabled=true")
+    token = manifests[("Secret", "lg-logguardian")]["stringData"]["auth-token"]
+    assert len(token) >= 32
+    settings = resolved_settings(manifests, tmp_path, monkeypatch)
+    assert settings.auth.token == token
+    for name in ("http", "forward", "tcp", "grpc"):
+        assert getattr(settings.receivers, name).host == "10.1.2.3", name
+    assert unauthenticated_listeners(settings) == []
+    assert settings.receivers.forward.shared_key == token
+    # The pod fails to start rather than run open when the Secret lacks the token.
+    env = workload(manifests)["spec"]["template"]["spec"]["containers"][0]["env"]
+    (ref,) = [e for e in env if e["name"] == "LOGGUARDIAN_AUTH__TOKEN"]
+    assert "optional" not in ref["valueFrom"]["secretKeyRef"]
+    # Prometheus scrapes /metrics with the same token; readiness uses gRPC health.
+    (endpoint,) = manifests[("ServiceMonitor", "lg-logguardian")]["spec"]["endpoints"]
+    assert endpoint["authorization"] == {
+        "type": "Bearer",
+        "credentials": {"name": "lg-logguardian", "key": "auth-token"},
+    }
+    probe = workload(manifests)["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
+    assert probe["grpc"] == {"port": settings.receivers.grpc.port}
+    # bindAddress overrides the pod IP (e.g. for kubectl port-forward).
+    monkeypatch.undo()
+    wide = resolved_settings(render("bindAddress=0.0.0.0"), tmp_path, monkeypatch)
+    assert wide.receivers.http.host == "0.0.0.0" and unauthenticated_listeners(wide) == []
 
 
 def test_config_typo_is_caught_by_the_sidecar(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import base64
 import gzip
 import hashlib
 import re
+import ssl
 import struct
 import time
 from collections.abc import Callable
@@ -30,6 +31,8 @@ import yaml
 from conftest import free_port
 from logguardian.config import Settings
 from logguardian.server import Sidecar
+from test_auth import Forward
+from test_grpc_receiver import self_signed
 
 ROOT = Path(__file__).resolve().parents[1]
 FLUENTBIT = ROOT / "fluentbit"
@@ -283,13 +286,33 @@ def logstash_event(message: str, service: str, **extra: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def shipped_sidecar(make_settings: Callable[..., Settings]) -> Any:
+def tls_files(tmp_path: Path) -> dict[str, str]:
+    """The env the shipped TLS settings name: the sidecar's certificate (its own CA)
+    and a client certificate for the shipper, which the sidecar trusts."""
+    server_cert, server_key = self_signed(tmp_path, "localhost")
+    client_cert, client_key = self_signed(tmp_path, "logstash")
+    return {
+        "LOGGUARDIAN_TLS_CA": str(server_cert),
+        "LOGGUARDIAN_TLS_CERT": str(client_cert),
+        "LOGGUARDIAN_TLS_KEY": str(client_key),
+        "server_key": str(server_key),
+    }
+
+
+@pytest.fixture
+async def shipped_sidecar(make_settings: Callable[..., Settings], tls_files: dict[str, str]) -> Any:
     settings = make_settings(
+        auth={"token": TOKEN},
         receivers={
-            "http": {"auth_token": TOKEN},
             "forward": {"port": free_port()},
-            "tcp": {"host": "127.0.0.1", "port": free_port()},
-        }
+            "tcp": {
+                "host": "127.0.0.1",
+                "port": free_port(),
+                "tls_cert_file": tls_files["LOGGUARDIAN_TLS_CA"],
+                "tls_key_file": tls_files["server_key"],
+                "tls_client_ca_file": tls_files["LOGGUARDIAN_TLS_CERT"],
+            },
+        },
     )
     running = Sidecar(settings)
     await running.start()
@@ -378,16 +401,19 @@ async def test_fluentbit_forward_output_gets_its_ack(shipped_sidecar: Sidecar) -
     payload = msgpack.packb(entries)
     # Fluent Bit's chunk id: base64 of the first 16 bytes of the payload's SHA-512.
     chunk = base64.b64encode(hashlib.sha512(payload).digest()[:16]).decode()
-    frame = msgpack.packb(["app.worker", entries, {"chunk": chunk, "size": len(entries)}])
-    reader, writer = await asyncio.open_connection("127.0.0.1", shipped_sidecar.forward_port)
+    frame = ["app.worker", entries, {"chunk": chunk, "size": len(entries)}]
+    # The shipped Shared_Key is the sidecar's token: the handshake comes first.
+    key = expand_env(out["shared_key"], {"LOGGUARDIAN_TOKEN": TOKEN})
+    assert key == TOKEN
+    port = shipped_sidecar.forward_port
+    assert port is not None
+    client = await Forward.connect(port)
     try:
-        writer.write(frame)
-        await writer.drain()
-        unpacker = msgpack.Unpacker(raw=False)
-        unpacker.feed(await asyncio.wait_for(reader.read(512), 10))
-        assert next(unpacker) == {"ack": chunk}
+        assert (await client.login(key))[:2] == ["PONG", True]
+        await client.send(frame)
+        assert await client.reply(10) == {"ack": chunk}
     finally:
-        writer.close()
+        client.close()
     assert metric(shipped_sidecar, "logguardian_received_total", receiver="forward") == 25
     await wait_for(
         lambda: metric(shipped_sidecar, "logguardian_records_total", service="app.worker") == 25
@@ -539,12 +565,24 @@ async def test_logstash_http_filter_enriches_from_score(shipped_sidecar: Sidecar
     assert metric(shipped_sidecar, "logguardian_records_total", service="orders") == 1
 
 
-async def test_logstash_tcp_json_lines_output_is_received(shipped_sidecar: Sidecar) -> None:
+async def test_logstash_tcp_json_lines_output_is_received(
+    shipped_sidecar: Sidecar, tls_files: dict[str, str]
+) -> None:
     out = plugin(logstash("logguardian-tcp.conf"), "output", "tcp").settings
     assert out["codec"] == "json_lines" and out["mode"] == "client"
     assert out["port"] == Settings().receivers.tcp.port
     port = shipped_sidecar.settings.receivers.tcp.port
-    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    # What the output's ssl_* settings make of the connection: verify the sidecar
+    # (full: chain and host name), present the client certificate.
+    assert out["ssl_enabled"] == "true" and out["ssl_verification_mode"] == "full"
+    (ca,) = out["ssl_certificate_authorities"]
+    context = ssl.create_default_context(cafile=expand_env(ca, tls_files))
+    context.load_cert_chain(
+        expand_env(out["ssl_certificate"], tls_files), expand_env(out["ssl_key"], tls_files)
+    )
+    _, writer = await asyncio.open_connection(
+        "127.0.0.1", port, ssl=context, server_hostname="localhost"
+    )
     events = [logstash_event(f"job {i} finished in {i} s", "batch") for i in range(12)]
     writer.write(b"".join(orjson.dumps(e) + b"\n" for e in events))
     await writer.drain()

@@ -181,3 +181,20 @@ def test_the_first_window_of_a_rise_does_not_widen_the_model_it_is_judged_by(
     assert after < before + 1
     before, after = peak_after(0)
     assert after >= before + 2
+
+
+def test_an_alarmed_window_does_not_raise_the_two_window_peak() -> None:
+    """The two-window peak pairs each window with the one before; a window that
+    alarmed enters that pair as ordinary, not at its limit (which would lift the bar
+    for the next sustained rise by the limit's excess)."""
+    d = make()
+    rng = np.random.default_rng(4)
+    # Bursts of ~50 every tenth window, never two in a row.
+    rows = [{"A": int(rng.poisson(50 if m % 10 == 1 else 10)), "S": 40} for m in range(120)]
+    assert run(d, rows) == []
+    row = d.stats.services["svc"].index["A"]
+    before = float(d.stats.rows.peak2[row])
+    found = run(d, [{"A": 300, "S": 40}, {"A": 10, "S": 40}, {"A": 10, "S": 40}], start=120)
+    assert any(a.template_id == "A" for a in found)
+    run(d, [{"A": 10, "S": 40}] * 3, start=123)
+    assert float(d.stats.rows.peak2[row]) <= before

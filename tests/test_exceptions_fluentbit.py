@@ -50,14 +50,14 @@ def test_shipped_configs_join_stack_traces(
     deadline = time.monotonic() + 60
     groups: list[dict] = []
     while time.monotonic() < deadline:
-        status, body = get(serve.base + "/api/v1/exceptions?service=checkout")
+        status, body = get(serve.base + "/api/v1/exceptions?service=checkout", token=serve.token)
         assert status == 200, body
         groups = json.loads(body)["exceptions"]
         if {g["runtime"] for g in groups} >= set(traces):
             break
         time.sleep(0.5)
     time.sleep(3)  # anything still arriving would show up as an extra group
-    status, body = get(serve.base + "/api/v1/exceptions?service=checkout")
+    status, body = get(serve.base + "/api/v1/exceptions?service=checkout", token=serve.token)
     groups = json.loads(body)["exceptions"]
     # One group per trace, each seen once: no fragment of a trace made its own.
     assert sorted(g["runtime"] for g in groups) == sorted(traces), (

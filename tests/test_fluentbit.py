@@ -68,8 +68,8 @@ class FluentBit:
         self.log = tmp / "fluent-bit.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> FluentBit:
-        env = {**os.environ, "LOGGUARDIAN_HOST": "127.0.0.1", "LOGGUARDIAN_TOKEN": TOKEN}
+    def start(self, token: str = TOKEN) -> FluentBit:
+        env = {**os.environ, "LOGGUARDIAN_HOST": "127.0.0.1", "LOGGUARDIAN_TOKEN": token}
         out = open(self.log, "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(
             [self.binary, "-c", str(self.config)], env=env, stdout=out, stderr=subprocess.STDOUT
@@ -115,7 +115,9 @@ def run(fluent_bit: str, tmp_path: Path) -> Iterator[Runner]:
     made: list[tuple[Serve, FluentBit]] = []
 
     def make(config: str) -> tuple[Serve, FluentBit]:
-        serve = Serve(tmp_path / "state", {"LOGGUARDIAN_RECEIVERS__HTTP__AUTH_TOKEN": TOKEN})
+        # The one token: the http configs send it as a header, the forward configs as
+        # their shared key (HELO/PING/PONG on every connection).
+        serve = Serve(tmp_path / "state", {"LOGGUARDIAN_AUTH__TOKEN": TOKEN})
         shipper = FluentBit(fluent_bit, config, tmp_path, serve)
         made.append((serve, shipper))
         return serve, shipper
@@ -186,3 +188,21 @@ def test_a_start_up_burst_meets_no_503_with_the_default_queue(run: Runner) -> No
     shipper.append(0, total)
     _delivered(serve, total, shipper, timeout=240)
     assert serve.metric("logguardian_rejected_total") == 0
+
+
+@pytest.mark.parametrize("config", ["forward.conf"])
+def test_a_fluent_bit_with_the_wrong_shared_key_gets_nothing_in(run: Runner, config: str) -> None:
+    """The shipped Shared_Key is the sidecar's token: a shipper holding another key
+    is refused at the handshake, so none of its records count."""
+    serve, shipper = run(config)
+    serve.start()
+    shipper.start(token="not-the-sidecar-token")
+    shipper.append(0, 500)
+    deadline = time.monotonic() + 30
+    refused = 'reason="unauthorized",receiver="forward"'  # exposition order
+    while serve.metric("logguardian_rejected_requests_total", refused) < 1:
+        assert time.monotonic() < deadline, (shipper.output()[-3000:], serve.output())
+        time.sleep(0.2)
+    time.sleep(3)  # and nothing slips in afterwards
+    assert serve.metric("logguardian_received_total") == 0
+    assert serve.template_total() == 0

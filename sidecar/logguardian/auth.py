@@ -1,11 +1,14 @@
-"""HTTP credentials (`receivers.http.auth_token`, `basic_user`/`basic_password`): one
-check for ingest and for the API, compared in constant time."""
+"""Credentials: one check for HTTP ingest, every API route, gRPC metadata and the
+Logstash TCP handshake, compared in constant time. What is configured where is
+decided once, in `config.Settings` (the `auth` section, copied into every receiver
+that sets none of its own); this module only checks."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import hmac
+import ipaddress
 
 
 class HttpAuth:
@@ -15,7 +18,7 @@ class HttpAuth:
         basic_user: str | None = None,
         basic_password: str | None = None,
     ):
-        self._token = token.encode() if token is not None else None
+        self._token = token.encode() if token else None
         self._basic = (
             f"{basic_user}:{basic_password or ''}".encode() if basic_user is not None else None
         )
@@ -29,20 +32,40 @@ class HttpAuth:
         """`WWW-Authenticate` for a 401."""
         return 'Bearer realm="logguardian"' if self._token else 'Basic realm="logguardian"'
 
-    def check(self, header: str) -> bool:
+    def check(self, header: str | bytes) -> bool:
         """True when `header` (an `Authorization` value) carries the configured
-        credentials, or when none are configured."""
+        credentials, or when none are configured. The scheme is case-insensitive
+        (RFC 9110 §11.1); a header that is not ASCII is simply wrong, never an error."""
         if not self.required:
             return True
-        scheme, _, value = header.partition(" ")
+        if isinstance(header, str):
+            try:
+                raw = header.encode("ascii")
+            except UnicodeEncodeError:
+                return False
+        else:
+            raw = bytes(header)
+        scheme, _, value = raw.strip().partition(b" ")
         scheme = scheme.lower()
         value = value.strip()
-        if self._token is not None and scheme == "bearer":
-            return hmac.compare_digest(value.encode(), self._token)
-        if self._basic is not None and scheme == "basic":
+        if self._token is not None and scheme == b"bearer":
+            return hmac.compare_digest(value, self._token)
+        if self._basic is not None and scheme == b"basic":
             try:
                 given = base64.b64decode(value, validate=True)
             except (binascii.Error, ValueError):
                 return False
             return hmac.compare_digest(given, self._basic)
+        return False
+
+
+def is_loopback(host: str) -> bool:
+    """Only this machine can reach a socket bound to `host` (127.0.0.0/8, ::1,
+    localhost). `0.0.0.0`, `::`, `""` and every other name or address are reachable
+    from outside."""
+    if host.strip().lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
         return False

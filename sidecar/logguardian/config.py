@@ -10,7 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -41,9 +48,11 @@ class ReceiverSettings(Section):
 
 
 class ListenerSettings(ReceiverSettings):
-    """A receiver with its own socket; port 0 disables it (`serve --<name>-port`)."""
+    """A receiver with its own socket; port 0 disables it (`serve --<name>-port`).
+    Binds 127.0.0.1 unless told otherwise: a sidecar nobody configured is reachable
+    only from its own machine (the Helm chart binds the pod IP)."""
 
-    host: str = "0.0.0.0"
+    host: str = Field("127.0.0.1", description="bind address; non-loopback needs credentials")
     port: int = Field(0, ge=0, le=65535, description="0 disables the receiver")
     max_connections: int | None = Field(
         None,
@@ -72,7 +81,10 @@ class HttpReceiverSettings(ListenerSettings):
 
     factory: ClassVar[str] = "logguardian.receivers.http:build"
     port: int = Field(9880, ge=0, le=65535, description="0 disables the receiver")
-    auth_token: str | None = Field(None, description="require `Authorization: Bearer <token>`")
+    auth_token: str | None = Field(
+        None,
+        description="require `Authorization: Bearer <token>`; unset (with no basic_user) = auth's",
+    )
     basic_user: str | None = None
     basic_password: str | None = None
     max_body_bytes: int = Field(16 * 1024 * 1024, gt=0, description="413 above this (wire size)")
@@ -98,8 +110,15 @@ class HttpReceiverSettings(ListenerSettings):
 class ForwardReceiverSettings(ListenerSettings):
     factory: ClassVar[str] = "logguardian.receivers.forward:build"
     port: int = Field(24224, ge=0, le=65535, description="0 disables the receiver")
-    shared_key: str | None = Field(None, description="enables the HELO/PING/PONG handshake")
+    shared_key: str | None = Field(
+        None, description="enables the HELO/PING/PONG handshake; unset = auth.token"
+    )
     self_hostname: str = "logguardian"
+    username: str | None = Field(None, description="also require this user in the PING")
+    password: str | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = Field(None, description="set = require client certs (mTLS)")
     max_frame_bytes: int = Field(
         16 * 1024 * 1024, gt=0, description="one frame's bytes (Fluent Bit chunks are ~2 MB)"
     )
@@ -116,6 +135,14 @@ class TcpReceiverSettings(ListenerSettings):
 
     factory: ClassVar[str] = "logguardian.receivers.tcp:build"
     port: int = Field(5170, ge=0, le=65535, description="0 disables the receiver")
+    auth_token: str | None = Field(
+        None,
+        description='first line must be {"authorization": "Bearer <token>"} unless a client '
+        "certificate was verified; unset = auth.token",
+    )
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = Field(None, description="set = require client certs (mTLS)")
     max_line_bytes: int = Field(16 * 1024 * 1024, gt=0)
     idle_timeout_seconds: float = Field(
         60.0,
@@ -128,7 +155,9 @@ class TcpReceiverSettings(ListenerSettings):
 class GrpcReceiverSettings(ListenerSettings):
     factory: ClassVar[str] = "logguardian.receivers.grpc:build"
     port: int = Field(4317, ge=0, le=65535, description="0 disables the receiver")
-    auth_token: str | None = None
+    auth_token: str | None = Field(None, description="unset (with no basic_user) = auth's")
+    basic_user: str | None = None
+    basic_password: str | None = None
     max_message_bytes: int = Field(16 * 1024 * 1024, gt=0)
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
@@ -452,6 +481,45 @@ class LimitsSettings(Section):
     max_depth: int = Field(32, gt=0, description="nesting depth of one record's fields")
 
 
+class AuthSettings(Section):
+    """One set of credentials for every receiver and every API route (issue 13): the
+    HTTP server (ingest, OTLP/HTTP, every `/api/v1` route, `/metrics`, `/readyz`;
+    only `/healthz` stays open), gRPC (every service but health), the Logstash TCP
+    receiver's first line and Forward's shared key. A receiver section that sets
+    credentials of its own (`receivers.http.auth_token`, `receivers.grpc.auth_token`,
+    `receivers.tcp.auth_token`, `receivers.forward.shared_key`) keeps them instead."""
+
+    token: str | None = Field(None, description="bearer token (Forward: the shared key)")
+    token_file: Path | None = Field(None, description="file holding the token (a k8s Secret)")
+    basic_user: str | None = Field(None, description="HTTP/gRPC Basic credentials")
+    basic_password: str | None = None
+    allow_unauthenticated: bool = Field(
+        False,
+        description="let a receiver bound to a non-loopback address start without "
+        "credentials (logged as a warning); off = such a sidecar refuses to start",
+    )
+
+    @field_validator("token", "basic_user", "basic_password", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        """An optional Secret key that is absent arrives as an empty env var."""
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _read_token_file(self) -> AuthSettings:
+        if self.token_file is not None:
+            if self.token is not None:
+                raise ValueError("set auth.token or auth.token_file, not both")
+            try:
+                token = self.token_file.read_text().strip()
+            except OSError as exc:
+                raise ValueError(f"auth.token_file: {exc}") from None
+            if not token:
+                raise ValueError(f"auth.token_file: {self.token_file} is empty")
+            self.token = token
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="LOGGUARDIAN_",
@@ -473,6 +541,23 @@ class Settings(BaseSettings):
     exceptions: ExceptionsSettings = ExceptionsSettings()
     watch: Watch = Watch()
     limits: LimitsSettings = LimitsSettings()
+    auth: AuthSettings = AuthSettings()
+
+    @model_validator(mode="after")
+    def _shared_credentials(self) -> Settings:
+        """Copy `auth` into every receiver section that has no credentials of its own,
+        so each receiver reads only its own section."""
+        auth, r = self.auth, self.receivers
+        token, user, password = auth.token, auth.basic_user, auth.basic_password
+        for section in (r.http, r.grpc):
+            if not section.auth_token and section.basic_user is None:
+                section.auth_token, section.basic_user = token, user
+                section.basic_password = password
+        if not r.tcp.auth_token:
+            r.tcp.auth_token = token
+        if not r.forward.shared_key:
+            r.forward.shared_key = token
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -501,6 +586,28 @@ def listener_names() -> list[str]:
 
 class ConfigError(Exception):
     """A setting is unknown or invalid; the message names it."""
+
+
+def unauthenticated_listeners(settings: Settings) -> list[str]:
+    """Active receivers reachable from other machines (a non-loopback bind) that
+    would accept a client with no credentials: `receivers.<name>.host` for each."""
+    from .auth import is_loopback
+
+    r = settings.receivers
+    open_ = {
+        "http": not (r.http.auth_token or r.http.basic_user is not None),
+        "grpc": not (
+            r.grpc.auth_token or r.grpc.basic_user is not None or r.grpc.tls_client_ca_file
+        ),
+        "tcp": not (r.tcp.auth_token or r.tcp.tls_client_ca_file),
+        "forward": not (r.forward.shared_key or r.forward.tls_client_ca_file),
+    }
+    found = []
+    for name, unauthenticated in open_.items():
+        section: ListenerSettings = getattr(r, name)
+        if section.active and unauthenticated and not is_loopback(section.host):
+            found.append(f"receivers.{name}.host={section.host}")
+    return found
 
 
 def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
@@ -554,3 +661,4 @@ Elasticsearch = ElasticsearchSettings
 Alertmanager = AlertmanagerSettings
 LocalStore = LocalStoreSettings
 Exporters = ExportersSettings
+Auth = AuthSettings

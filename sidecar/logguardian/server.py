@@ -24,7 +24,7 @@ from .components import (
     start_parts,
     stop_parts,
 )
-from .config import ReceiverSettings, Settings
+from .config import ConfigError, ReceiverSettings, Settings, unauthenticated_listeners
 from .detectors.online import Detection
 from .feedback import FeedbackStore
 from .metrics import Metrics
@@ -123,9 +123,12 @@ class Sidecar:
     def make_app(self, routes: list[Routes]) -> web.Application:
         from .api import ApiContext
         from .api import add_routes as add_api_routes
+        from .guard import auth_middleware
 
         http = self.settings.receivers.http
-        app = web.Application(client_max_size=http.max_body_bytes)
+        auth = auth_of(http)
+        middlewares = [auth_middleware(auth, self.metrics)] if auth.required else []
+        app = web.Application(client_max_size=http.max_body_bytes, middlewares=middlewares)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
@@ -136,7 +139,7 @@ class Sidecar:
             ApiContext(
                 parts=self.parts,
                 lock=self.pipeline.lock,
-                auth=auth_of(http),
+                auth=auth,
                 max_decoded_bytes=http.max_decoded_bytes,
                 service_fields=tuple(self.settings.pipeline.service_fields),
                 score=self.score,
@@ -168,7 +171,10 @@ class Sidecar:
 
     async def start(self) -> None:
         """Pipeline first (it replays the WAL, then starts processors and exporters),
-        services, then every receiver."""
+        services, then every receiver. A receiver reachable from other machines
+        without credentials stops the start (`auth.allow_unauthenticated` turns that
+        into a warning)."""
+        self._check_exposure()
         await self.pipeline.start(self._covered)
         await start_parts(self.components.services)
         guard_accept_errors(self.metrics)
@@ -203,6 +209,23 @@ class Sidecar:
             "logguardian serving: %s state=%s",
             " ".join(f"{name}={port}" for name, port in self.ports.items()),
             self.settings.state_dir,
+        )
+
+    def _check_exposure(self) -> None:
+        exposed = unauthenticated_listeners(self.settings)
+        if not exposed:
+            return
+        what = ", ".join(exposed)
+        if not self.settings.auth.allow_unauthenticated:
+            raise ConfigError(
+                f"{what}: reachable from other machines with no credentials; set auth.token "
+                "(LOGGUARDIAN_AUTH__TOKEN) or auth.token_file, bind 127.0.0.1, or set "
+                "auth.allow_unauthenticated=true to run open on purpose"
+            )
+        log.warning(
+            "UNAUTHENTICATED: %s accept anyone who can reach them "
+            "(auth.allow_unauthenticated=true); every route and receiver is open",
+            what,
         )
 
     async def stop(self) -> None:

@@ -28,9 +28,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
+def get(url: str, timeout: float = 5.0, token: str | None = None) -> tuple[int, bytes]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers), timeout=timeout
+        ) as r:
             return r.status, r.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
@@ -104,6 +107,13 @@ class Serve:
             time.sleep(0.1)
         raise AssertionError(f"sidecar not healthy after {timeout}s:\n{self.output()}")
 
+    @property
+    def token(self) -> str | None:
+        """The bearer token reads need (every route but /healthz), from `env`."""
+        return self.env.get("LOGGUARDIAN_RECEIVERS__HTTP__AUTH_TOKEN") or self.env.get(
+            "LOGGUARDIAN_AUTH__TOKEN"
+        )
+
     def output(self) -> str:
         return self.log.read_text(errors="replace")[-6000:] if self.log.exists() else ""
 
@@ -131,17 +141,19 @@ class Serve:
 
     def template_total(self) -> int:
         """Sum of every template's count (GET /api/v1/templates)."""
-        status, body = get(self.base + "/api/v1/templates?limit=100000", 30.0)
+        status, body = get(self.base + "/api/v1/templates?limit=100000", 30.0, self.token)
         assert status == 200, body
         return sum(t["count"] for t in orjson.loads(body)["templates"])
 
     def templates(self) -> list[dict[str, Any]]:
-        status, body = get(self.base + "/api/v1/templates?limit=100000", 30.0)
+        status, body = get(self.base + "/api/v1/templates?limit=100000", 30.0, self.token)
         assert status == 200, body
         return list(orjson.loads(body)["templates"])
 
     def metric(self, name: str, labels: str = "") -> float:
-        text = get(self.base + "/metrics")[1].decode()
+        status, body = get(self.base + "/metrics", token=self.token)
+        assert status == 200, body
+        text = body.decode()
         total = 0.0
         for line in text.splitlines():
             if line.startswith(name + (("{" + labels) if labels else "")):

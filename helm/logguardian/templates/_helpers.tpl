@@ -39,11 +39,24 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- default (include "logguardian.fullname" .) .Values.existingSecret }}
 {{- end }}
 
-{{/* True when some secret value is configured (here or in an existing Secret). */}}
+{{/* Always true: the Secret holds at least the auth token (given or generated). */}}
 {{- define "logguardian.hasSecret" -}}
-{{- $v := .Values -}}
-{{- if or $v.existingSecret $v.elasticsearch.apiKey $v.elasticsearch.username $v.elasticsearch.password $v.auth.token $v.auth.forwardSharedKey -}}
 true
+{{- end }}
+
+{{/* The auth token: auth.token, else the one this release's Secret already holds
+(upgrades keep it), else a new random one. */}}
+{{- define "logguardian.authToken" -}}
+{{- if .Values.auth.token -}}
+{{- .Values.auth.token -}}
+{{- else -}}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace (include "logguardian.fullname" .) -}}
+{{- $key := .Values.secretKeys.authToken -}}
+{{- if and $existing $existing.data (hasKey $existing.data $key) -}}
+{{- index $existing.data $key | b64dec -}}
+{{- else -}}
+{{- randAlphaNum 40 -}}
+{{- end -}}
 {{- end -}}
 {{- end }}
 
@@ -53,10 +66,10 @@ true
 {{- $generated := dict
   "state_dir" $v.state.mountPath
   "receivers" (dict
-    "http" (dict "host" "0.0.0.0" "port" (int $v.ports.http))
-    "forward" (dict "host" "0.0.0.0" "port" (int $v.ports.forward))
-    "tcp" (dict "host" "0.0.0.0" "port" (int $v.ports.tcp))
-    "grpc" (dict "host" "0.0.0.0" "port" (int $v.ports.grpc)))
+    "http" (dict "port" (int $v.ports.http))
+    "forward" (dict "port" (int $v.ports.forward))
+    "tcp" (dict "port" (int $v.ports.tcp))
+    "grpc" (dict "port" (int $v.ports.grpc)))
 -}}
 {{- $exporters := dict -}}
 {{- if $v.elasticsearch.url -}}

@@ -72,7 +72,6 @@ spec:
               "LOGGUARDIAN_EXPORTERS__ELASTICSEARCH__API_KEY" $keys.elasticsearchApiKey
               "LOGGUARDIAN_EXPORTERS__ELASTICSEARCH__USERNAME" $keys.elasticsearchUsername
               "LOGGUARDIAN_EXPORTERS__ELASTICSEARCH__PASSWORD" $keys.elasticsearchPassword
-              "LOGGUARDIAN_RECEIVERS__HTTP__AUTH_TOKEN" $keys.authToken
               "LOGGUARDIAN_RECEIVERS__FORWARD__SHARED_KEY" $keys.forwardSharedKey }}
         - name: {{ $env }}
           valueFrom:
@@ -81,6 +80,20 @@ spec:
               key: {{ $key }}
               optional: true
         {{- end }}
+        # Required: without it the pod does not start (closed, never open by mistake).
+        - name: LOGGUARDIAN_AUTH__TOKEN
+          valueFrom:
+            secretKeyRef:
+              name: {{ $secret }}
+              key: {{ $keys.authToken }}
+        {{- end }}
+        - name: POD_IP
+          valueFrom:
+            fieldRef:
+              fieldPath: status.podIP
+        {{- range $name := list "HTTP" "FORWARD" "TCP" "GRPC" }}
+        - name: LOGGUARDIAN_RECEIVERS__{{ $name }}__HOST
+          value: {{ $v.bindAddress | default "$(POD_IP)" | quote }}
         {{- end }}
       {{- with $v.livenessProbe }}
       livenessProbe:
@@ -88,6 +101,15 @@ spec:
       {{- end }}
       {{- with $v.readinessProbe }}
       readinessProbe:
+        {{- if not (or .httpGet .grpc .exec .tcpSocket) }}
+        {{- if $v.ports.grpc }}
+        grpc:
+          port: {{ $v.ports.grpc }}
+        {{- else }}
+        tcpSocket:
+          port: http
+        {{- end }}
+        {{- end }}
         {{- toYaml . | nindent 8 }}
       {{- end }}
       resources:

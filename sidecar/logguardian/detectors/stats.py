@@ -588,7 +588,9 @@ class RollingStatsStage:
         R.peak2[idx] = np.where(
             keep, R.peak2[idx], np.maximum(R.peak2[idx] * self.decay, R.last[idx] + used)
         )
-        R.last[idx] = used
+        # The next window's two-window peak pairs it with this one: an alarmed window
+        # enters that pair as an ordinary one (its mean), not at its limit.
+        R.last[idx] = np.where(flagged, mean, used)
         R.learned[idx] += 1
         # The active-window model learns non-empty windows only.
         active = (c > 0) & ~held
@@ -633,6 +635,7 @@ class RollingStatsStage:
             | (np.abs(k - R.q_k[rows]) > tol * np.maximum(R.q_k[rows], 1e-3))
             | (np.abs(frac - R.q_frac[rows]) > tol * R.q_frac[rows])
             | (R.q_at[rows] == 0)
+            | (R.qp_at[rows] == 0)  # restored from a snapshot that predates it
         )
         if stale.any():
             sel = rows[stale]

@@ -37,6 +37,7 @@ from .forward_frame import (
 )
 from .limits import bounded_normalizer
 from .listener import READ_BYTES, TcpListener
+from .tls import server_context
 
 if TYPE_CHECKING:
     from ..components import Consumer, ReceiverContext
@@ -228,15 +229,18 @@ class ForwardServer:
         return out, option
 
     async def _handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
-        """HELO → PING → PONG (shared key only; no per-user auth). Returns bytes read
-        past the PING."""
+        """HELO → PING → PONG: the shared key, and with `username` set the user's
+        password digest (Fluent Bit's `Username`/`Password`). Returns bytes read past
+        the PING."""
         s = self.settings
         assert s.shared_key is not None
         key = s.shared_key.encode()
         nonce = os.urandom(16)
+        user_salt = os.urandom(16) if s.username is not None else b""
         writer.write(
             msgpack.packb(
-                ["HELO", {"nonce": nonce, "auth": b"", "keepalive": True}], use_bin_type=True
+                ["HELO", {"nonce": nonce, "auth": user_salt, "keepalive": True}],
+                use_bin_type=True,
             )
         )
         await writer.drain()
@@ -263,17 +267,34 @@ class ForwardServer:
             raise ProtocolError("expected PING after HELO")
         hostname, salt, given = _as_bytes(ping[1]), _as_bytes(ping[2]), _as_bytes(ping[3])
         expected = _digest(salt, hostname, nonce, key).encode()
+        refusal = None
         if not hmac.compare_digest(given, expected):
-            writer.write(msgpack.packb(["PONG", False, "shared_key mismatch", "", ""]))
+            refusal = "shared_key mismatch"
+        elif s.username is not None and not self._user_ok(ping, user_salt):
+            refusal = "username/password mismatch"
+        if refusal is not None:
+            writer.write(msgpack.packb(["PONG", False, refusal, "", ""]))
             await writer.drain()
-            self.metrics.rejected.labels(decode.UNAUTHORIZED).inc()
-            raise ProtocolError(f"shared_key mismatch from {hostname!r}")
+            # A connection refused whole: no records were read (rejected_total counts records).
+            self._count_request(decode.UNAUTHORIZED)
+            raise ProtocolError(f"{refusal} from {hostname!r}")
         me = s.self_hostname.encode()
         writer.write(
             msgpack.packb(["PONG", True, "", s.self_hostname, _digest(salt, me, nonce, key)])
         )
         await writer.drain()
         return received[unpacker.tell() :]
+
+    def _user_ok(self, ping: list[Any], user_salt: bytes) -> bool:
+        """PING[4] is the user, PING[5] sha512_hex(salt + user + password)."""
+        s = self.settings
+        if len(ping) < 6 or s.username is None:
+            return False
+        user, given = _as_bytes(ping[4]), _as_bytes(ping[5])
+        expected = _digest(user_salt, s.username.encode(), (s.password or "").encode())
+        return hmac.compare_digest(user, s.username.encode()) and hmac.compare_digest(
+            given, expected.encode()
+        )
 
 
 @dataclass(slots=True)
@@ -381,6 +402,12 @@ class FrameReader:
 
 def build(settings: ForwardReceiver, ctx: ReceiverContext) -> TcpListener:
     """Receiver factory (`receivers.forward`)."""
+    if settings.username is not None and settings.shared_key is None:
+        # The user's digest travels in the shared-key handshake (as in Fluent Bit).
+        raise ValueError("receivers.forward.username needs a shared key (or auth.token)")
     server = ForwardServer(settings, ctx.consumer, ctx.service_fields, ctx.limits)
     gate = ConnectionGate(RECEIVER, connection_limit(settings.max_connections), ctx.metrics)
-    return TcpListener(RECEIVER, server.handle_connection, settings.host, settings.port, gate)
+    tls = server_context(
+        RECEIVER, settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file
+    )
+    return TcpListener(RECEIVER, server.handle_connection, settings.host, settings.port, tls, gate)

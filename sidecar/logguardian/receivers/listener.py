@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl as _ssl
 from collections.abc import Awaitable, Callable
 
 from .connections import ConnectionGate
@@ -79,13 +80,17 @@ class Listener:
 
 
 async def listen(
-    handler: Handler, host: str, port: int, gate: ConnectionGate | None = None
+    handler: Handler,
+    host: str,
+    port: int,
+    ssl: _ssl.SSLContext | None = None,
+    gate: ConnectionGate | None = None,
 ) -> Listener:
     """Reads in large chunks (shippers send whole batches at once) and sends small
     replies (Forward acks) without Nagle's delay; `gate` caps open connections."""
     listener = Listener(gate)
     listener.server = await asyncio.start_server(
-        listener.track(handler), host, port, reuse_address=True, limit=READ_BYTES
+        listener.track(handler), host, port, reuse_address=True, limit=READ_BYTES, ssl=ssl
     )
     for sock in listener.server.sockets:
         with contextlib.suppress(OSError):
@@ -103,9 +108,11 @@ class TcpListener:
         handler: Handler,
         host: str,
         port: int,
+        ssl: _ssl.SSLContext | None = None,
         gate: ConnectionGate | None = None,
     ):
         self.name = name
+        self.ssl = ssl
         self.gate = gate
         self.handler = handler
         self.host = host
@@ -114,7 +121,9 @@ class TcpListener:
         self._listener: Listener | None = None
 
     async def start(self) -> None:
-        self._listener = await listen(self.handler, self.host, self.requested_port, self.gate)
+        self._listener = await listen(
+            self.handler, self.host, self.requested_port, self.ssl, self.gate
+        )
         self.port = int(self._listener.sockets[0].getsockname()[1])
 
     async def stop(self) -> None:

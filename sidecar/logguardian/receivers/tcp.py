@@ -1,6 +1,12 @@
 """Logstash `tcp` output receiver: `json_lines` codec (one event per line), and the
 default `json` codec, which writes events back to back with no delimiter.
 
+Authentication (`receivers.tcp.auth_token`, by default the sidecar's `auth.token`):
+either a client certificate verified against `tls_client_ca_file` (what Logstash's
+tcp output does: `ssl_enabled`, `ssl_certificate`, `ssl_key`), or, for clients that
+can write one, a first line `{"authorization": "Bearer <token>"}` before the events.
+A connection with neither is closed before any of its bytes become records.
+
 There is no application-level ack in this protocol, so backpressure is TCP's:
 the connection is not read again until the records already read are queued.
 """
@@ -13,12 +19,16 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import orjson
+
+from ..auth import HttpAuth
 from ..config import Limits
 from . import decode
 from .connections import ConnectionGate, connection_limit
 from .decode import Decoded
 from .limits import bounded_normalizer
 from .listener import READ_BYTES, TcpListener
+from .tls import client_verified, server_context
 
 if TYPE_CHECKING:
     from ..components import Consumer, ReceiverContext
@@ -27,6 +37,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RECEIVER = "tcp"
+# The first line's size bound when a token is required (it holds one header value).
+AUTH_LINE_BYTES = 4096
 
 
 class TcpServer:
@@ -42,6 +54,7 @@ class TcpServer:
         self.metrics = consumer.metrics
         self.limits = limits if limits is not None else Limits()
         self.normalize = bounded_normalizer(RECEIVER, service_fields, self.limits)
+        self.auth = HttpAuth(settings.auth_token)
 
     async def handle_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -49,6 +62,9 @@ class TcpServer:
         peer = writer.get_extra_info("peername")
         stream = self.stream()
         try:
+            rest = await self._authenticate(reader, writer)
+            if rest is None or (rest and not await self._queue(stream.feed(rest))):
+                return
             while True:
                 data = await asyncio.wait_for(
                     reader.read(READ_BYTES), self.settings.idle_timeout_seconds
@@ -68,6 +84,35 @@ class TcpServer:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+    async def _authenticate(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bytes | None:
+        """The bytes read past the credentials (the first events), or None when the
+        connection is refused (counted, closed by the caller)."""
+        if not self.auth.required or client_verified(writer):
+            return b""
+        head = b""
+        while b"\n" not in head and len(head) <= AUTH_LINE_BYTES:
+            data = await asyncio.wait_for(
+                reader.read(AUTH_LINE_BYTES), self.settings.idle_timeout_seconds
+            )
+            if not data:
+                break
+            head += data
+        line, newline, rest = head.partition(b"\n")
+        try:
+            given = orjson.loads(line) if newline and len(line) <= AUTH_LINE_BYTES else None
+        except orjson.JSONDecodeError:
+            given = None
+        value = given.get("authorization") if isinstance(given, dict) else None
+        if isinstance(value, str) and self.auth.check(value):
+            return rest
+        self.metrics.rejected_requests.labels(RECEIVER, decode.UNAUTHORIZED).inc()
+        log.debug(
+            "tcp %s: no credentials on the first line; closing", writer.get_extra_info("peername")
+        )
+        return None
 
     def stream(self) -> EventStream:
         return EventStream(self.normalize, self.settings.max_line_bytes)
@@ -126,4 +171,7 @@ def build(settings: TcpReceiverSettings, ctx: ReceiverContext) -> TcpListener:
     """Receiver factory (`receivers.tcp`)."""
     server = TcpServer(settings, ctx.consumer, ctx.service_fields, ctx.limits)
     gate = ConnectionGate(RECEIVER, connection_limit(settings.max_connections), ctx.metrics)
-    return TcpListener(RECEIVER, server.handle_connection, settings.host, settings.port, gate)
+    tls = server_context(
+        RECEIVER, settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file
+    )
+    return TcpListener(RECEIVER, server.handle_connection, settings.host, settings.port, tls, gate)

@@ -1,23 +1,26 @@
-"""Token auth for the gRPC receiver (`receivers.grpc.auth_token`)."""
+"""Credentials for the gRPC receiver: the sidecar's one `auth` setting (or
+`receivers.grpc.auth_token`/`basic_*`), checked like the HTTP header (bearer or basic,
+scheme in any case), on every service but health, reflection included."""
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 
+from ...auth import HttpAuth
 from ..decode import UNAUTHORIZED
 from .health import HEALTH_SERVICE
 
 
 class TokenAuth(grpc.aio.ServerInterceptor):
-    """Requires `authorization: Bearer <token>` on every RPC except health checks,
-    which orchestrator probes make without credentials."""
+    """Requires `authorization: Bearer <token>` (or Basic) on every RPC except health
+    checks, which orchestrator probes make without credentials and which say only
+    SERVING or NOT_SERVING."""
 
-    def __init__(self, token: str, metrics: Any):
-        self._expected = f"Bearer {token}".encode()
+    def __init__(self, auth: HttpAuth, metrics: Any):
+        self._auth = auth
         self._metrics = metrics
 
     async def intercept_service(
@@ -29,10 +32,8 @@ class TokenAuth(grpc.aio.ServerInterceptor):
         if handler is None or details.method.startswith(f"/{HEALTH_SERVICE}/"):
             return handler
         for key, value in details.invocation_metadata or ():
-            if key == "authorization":
-                given = value.encode() if isinstance(value, str) else value
-                if hmac.compare_digest(given, self._expected):
-                    return handler
+            if key == "authorization" and self._auth.check(value):
+                return handler
         self._metrics.rejected_requests.labels("grpc", UNAUTHORIZED).inc()
         return _denied(handler)
 

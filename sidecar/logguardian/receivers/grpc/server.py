@@ -8,6 +8,7 @@ from grpc_health.v1 import health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
 
+from ...auth import HttpAuth
 from ...components import ReceiverContext
 from ...config import GrpcReceiverSettings, LimitsSettings
 from ..connections import connection_limit
@@ -69,8 +70,9 @@ class GrpcReceiver:
         limits = ctx.limits if ctx.limits is not None else LimitsSettings()
         admission = self._admission = Admission(ctx.consumer, settings, limits.max_records)
         interceptors: list[grpc.aio.ServerInterceptor] = [StrictDecoding()]
-        if settings.auth_token:
-            interceptors.append(TokenAuth(settings.auth_token, ctx.metrics))
+        auth = HttpAuth(settings.auth_token, settings.basic_user, settings.basic_password)
+        if auth.required:
+            interceptors.append(TokenAuth(auth, ctx.metrics))
         server = grpc.aio.server(
             interceptors=interceptors,
             options=[
@@ -91,7 +93,10 @@ class GrpcReceiver:
         reflection.enable_server_reflection(
             (OTLP_SERVICE, INGEST_SERVICE, HEALTH_SERVICE, reflection.SERVICE_NAME), server
         )
-        address = f"{settings.host}:{settings.port}"
+        host = settings.host
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"  # an IPv6 pod IP
+        address = f"{host}:{settings.port}"
         try:
             if self.credentials is None:
                 port = server.add_insecure_port(address)
