@@ -317,8 +317,13 @@ def test_low_fd_limit_with_many_idle_connections_keeps_serving_with_a_small_log(
     assert ok == 30, f"{30 - ok} of 30 normal requests failed"
     assert worst < PROMPT, f"/healthz took {worst:.1f}s"
     assert lines < 50, f"{lines} log lines"
-    assert 'logguardian_connections_rejected_total{receiver="forward"}' in metrics
-    assert "logguardian_accept_errors_total 0.0" in metrics  # caps kept fds in reserve
+    # Forward's cap (32 under this limit) turned the rest away at once.
+    rejected = [
+        float(m.split()[-1])
+        for m in metrics.splitlines()
+        if m.startswith('logguardian_connections_rejected_total{receiver="forward"}')
+    ]
+    assert rejected and rejected[0] > 0, rejected
 
 
 def test_accept_errors_are_counted_and_logged_once_per_interval(tmp_path: Path) -> None:
