@@ -12,6 +12,11 @@ Floods (sizes from the issue; `--scale` shrinks them):
   big frame       18 MB Forward-mode frame of 2M entries (with a chunk)  → refused, acked
   held frames     8 connections each holding 15 MB of an unfinished frame
   session keys    500k records, each its own session key (HTTP batches)  → accepted
+  unique shapes   1M records, each its own message shape (HTTP batches)   → accepted
+  big records     2,000 records of 100 KB (HTTP batches of 20)           → 503 past queue_bytes
+After the floods the server idles `--settle-end` seconds (sessions close after 60 s of
+stream time) and RSS is read again: it must come back down under the ceiling.
+`--only NAME` runs the floods whose name contains NAME.
 Every loop is bounded (fixed counts, timeouts); the server is stopped at the end.
 """
 
@@ -176,22 +181,40 @@ async def held_frames(server: Server, connections: int, megabytes: int) -> str:
     return f"{held:.0f} MB while held"
 
 
-async def session_keys(server: Server, keys: int) -> str:
-    batch, sent, retries = 5_000, 0, 0
+def _key_record(i: int) -> dict[str, Any]:
+    return {"log": f"user login ok id={i}", "session": f"s{i}", "service": "auth"}
+
+
+_WORDS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def _shape_record(i: int) -> dict[str, Any]:
+    """A message whose words (hence shape) no other record shares."""
+    words, n = [], i
+    for _ in range(5):  # base-26 digits of i, spelled as letters, one word each
+        words.append(_WORDS[n % 26] * (1 + n % 7))
+        n //= 26
+    return {"log": " ".join(words) + f" op{i % 97}x{i}", "service": "shapes"}
+
+
+def _big_record(i: int) -> dict[str, Any]:
+    return {"log": f"payload {i} " + "z" * 100_000, "service": "big"}
+
+
+async def batches(
+    server: Server, total: int, batch: int, make: Callable[[int], dict[str, Any]]
+) -> str:
+    """`total` records in HTTP bodies of `batch`, each retried on 503 (0.2 s apart)."""
+    sent, retries = 0, 0
     timeout = aiohttp.ClientTimeout(total=120)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        for start in range(0, keys, batch):  # bounded: keys / batch requests, 50 retries each
-            body = json.dumps(
-                [
-                    {"log": f"user login ok id={i}", "session": f"s{i}", "service": "auth"}
-                    for i in range(start, min(start + batch, keys))
-                ]
-            ).encode()
+        for start in range(0, total, batch):  # bounded: total / batch bodies, 50 tries each
+            body = json.dumps([make(i) for i in range(start, min(start + batch, total))]).encode()
             for _ in range(50):
                 async with session.post(server.url + "/api/v1/logs", data=body) as r:
                     await r.read()
                 if r.status != 503:
-                    sent += batch
+                    sent += min(batch, total - start)
                     break
                 retries += 1
                 await asyncio.sleep(0.2)
@@ -223,11 +246,13 @@ async def run_flood(
     }
 
 
-async def floods(scale: float) -> list[dict[str, Any]]:
+async def floods(scale: float, only: str | None, settle_end: float) -> list[dict[str, Any]]:
     n_array = int(1_000_000 * scale)
     n_bomb = int(5_000_000 * scale)
     n_frame = int(2_000_000 * scale)
     n_keys = int(500_000 * scale)
+    n_shapes = int(1_000_000 * scale)
+    n_big = int(2_000 * scale)
     array = b"[" + b",".join([TINY] * n_array) + b"]"
     bomb = gzip.compress(b"[" + b",".join([TINY] * n_bomb) + b"]", 9)
     json_ct = {"Content-Type": "application/json"}
@@ -247,10 +272,37 @@ async def floods(scale: float) -> list[dict[str, Any]]:
                 ("open braces 1 MB", lambda: post(b"{" * 1_000_000, url, json_ct), 1),
                 (f"big frame {n_frame:,} entries", lambda: big_frame(server, n_frame), 2),
                 ("8 conns x 15 MB partial", lambda: held_frames(server, 8, 15), 2),
-                (f"session keys {n_keys:,}", lambda: session_keys(server, n_keys), 10),
+                (
+                    f"session keys {n_keys:,}",
+                    lambda: batches(server, n_keys, 5_000, _key_record),
+                    10,
+                ),
+                (
+                    f"unique shapes {n_shapes:,}",
+                    lambda: batches(server, n_shapes, 5_000, _shape_record),
+                    10,
+                ),
+                (
+                    f"big records {n_big:,} x 100 KB",
+                    lambda: batches(server, n_big, 20, _big_record),
+                    5,
+                ),
             ]
             for name, attack, settle in plan:
-                results.append(await run_flood(server, name, attack, settle))
+                if only is None or only in name:
+                    results.append(await run_flood(server, name, attack, settle))
+            await asyncio.sleep(settle_end)  # idle: sessions close, memory is handed back
+            results.append(
+                {
+                    "flood": f"idle {settle_end:.0f} s after",
+                    "outcome": "",
+                    "seconds": settle_end,
+                    "before": results[-1]["after"] if results else server.rss_mb(),
+                    "peak": server.rss_mb(),
+                    "after": server.rss_mb(),
+                    "healthz": 0.0,
+                }
+            )
         finally:
             server.stop()
     return results
@@ -301,6 +353,11 @@ def main() -> int:
     parser.add_argument("--before", type=Path, help="another tree's sidecar/ to compare decode")
     parser.add_argument("--decode-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--skip-floods", action="store_true")
+    parser.add_argument("--only", help="run only the floods whose name contains this")
+    parser.add_argument(
+        "--settle-end", type=float, default=100.0, help="idle seconds before the last RSS reading"
+    )
+    parser.add_argument("--skip-decode", action="store_true")
     args = parser.parse_args()
     if args.decode_only:
         print(json.dumps(decode_rates(args.seconds)))
@@ -315,7 +372,7 @@ def main() -> int:
         )
         print(header)
         print("-" * len(header))
-        for r in asyncio.run(floods(args.scale)):
+        for r in asyncio.run(floods(args.scale, args.only, args.settle_end)):
             over = r["peak"] > CEILING_MB
             failed = failed or over
             print(
@@ -324,6 +381,8 @@ def main() -> int:
                 f"{r['healthz']:>10.2f}s{'  OVER CEILING' if over else ''}"
             )
         print()
+    if args.skip_decode:
+        return 1 if failed else 0
 
     trees = [("this tree", ROOT / "sidecar")]
     if args.before is not None:

@@ -54,6 +54,12 @@ class ListenerSettings(ReceiverSettings):
 
     host: str = Field("127.0.0.1", description="bind address; non-loopback needs credentials")
     port: int = Field(0, ge=0, le=65535, description="0 disables the receiver")
+    max_connections: int | None = Field(
+        None,
+        gt=0,
+        description="open client connections; over it new ones are closed at once "
+        "(None: a share of RLIMIT_NOFILE, see receivers/connections.py)",
+    )
 
     @property
     def active(self) -> bool:
@@ -89,6 +95,16 @@ class HttpReceiverSettings(ListenerSettings):
     tag_header: str = Field(
         "X-Fluent-Tag", description="header carrying the Fluent Bit tag (`header_tag`)"
     )
+    # Slowloris guards (issue 13): a request's headers, then its body, must arrive in time.
+    header_timeout_seconds: float = Field(
+        10.0, gt=0, description="from connect (or a request's first byte) to its full headers"
+    )
+    body_timeout_seconds: float = Field(
+        60.0, gt=0, description="from a request's headers to the end of its body"
+    )
+    idle_timeout_seconds: float = Field(
+        60.0, gt=0, description="keepalive: an idle connection is closed after this"
+    )
 
 
 class ForwardReceiverSettings(ListenerSettings):
@@ -106,7 +122,12 @@ class ForwardReceiverSettings(ListenerSettings):
     max_frame_bytes: int = Field(
         16 * 1024 * 1024, gt=0, description="one frame's bytes (Fluent Bit chunks are ~2 MB)"
     )
-    idle_timeout_seconds: float = Field(300.0, gt=0)
+    idle_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="no byte for this long closes the connection (> the 30 s "
+        "keepalive idle timeout of Fluent Bit, so it always closes first)",
+    )
 
 
 class TcpReceiverSettings(ListenerSettings):
@@ -123,7 +144,12 @@ class TcpReceiverSettings(ListenerSettings):
     tls_key_file: Path | None = None
     tls_client_ca_file: Path | None = Field(None, description="set = require client certs (mTLS)")
     max_line_bytes: int = Field(16 * 1024 * 1024, gt=0)
-    idle_timeout_seconds: float = Field(300.0, gt=0)
+    idle_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="no byte for this long closes the connection (> the 30 s "
+        "keepalive idle timeout of Fluent Bit, so it always closes first)",
+    )
 
 
 class GrpcReceiverSettings(ListenerSettings):
@@ -139,6 +165,9 @@ class GrpcReceiverSettings(ListenerSettings):
     retry_after_seconds: float = Field(1.0, gt=0, description="RetryInfo delay on a full queue")
     stream_wait_seconds: float = Field(
         10.0, gt=0, description="how long a stream waits for queue room before RESOURCE_EXHAUSTED"
+    )
+    idle_timeout_seconds: float = Field(
+        60.0, gt=0, description="a connection without RPCs gets GOAWAY after this"
     )
 
 
@@ -230,6 +259,12 @@ class PipelineSettings(Section):
     # Fluent Bit's start-up burst is ~200k records in under a second, and every 503
     # costs it >= 5 s of scheduler backoff: the default absorbs that burst.
     queue_records: int = Field(262_144, gt=0, description="bounded queue size, in records")
+    # ...and a memory bound, so a burst of big records cannot hold gigabytes (issue 13).
+    queue_bytes: int = Field(
+        128 * 1024 * 1024,
+        gt=0,
+        description="bounded queue size, in estimated memory (pipeline.queued_bytes)",
+    )
     batch_records: int = Field(2_000, gt=0)
     batch_wait_seconds: float = Field(0.05, ge=0)
     tick_seconds: float = Field(1.0, gt=0, description="idle tick for time-driven detectors")
@@ -279,7 +314,8 @@ class ModelSettings(Section):
         "field:<dotted.path> for a record attribute; None = the bundle's",
     )
     session_idle_seconds: float = Field(60.0, gt=0)
-    max_sessions: int = Field(100_000, gt=0)
+    # ~1 KB per open session: 50,000 keeps a session-key flood under the 400 MB ceiling.
+    max_sessions: int = Field(50_000, gt=0)
     reload_seconds: float = Field(10.0, gt=0)
 
     @field_validator("session_key")

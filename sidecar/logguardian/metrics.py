@@ -53,6 +53,11 @@ class Metrics:
         self.queue_capacity = Gauge(
             "logguardian_queue_capacity", "Pipeline queue size limit, in records", registry=r
         )
+        self.queue_bytes = Gauge(
+            "logguardian_queue_bytes",
+            "Estimated memory held by queued records (bounded by pipeline.queue_bytes)",
+            registry=r,
+        )
         self.batch_seconds = Histogram(
             "logguardian_batch_seconds",
             "Time to run one batch through the processors",
@@ -159,6 +164,32 @@ class Metrics:
             "logguardian_explain_budget_left",
             "LLM budget left: calls this hour, tokens today",
             ["budget"],
+            registry=r,
+        )
+
+        # Connections (issue 13 #10): caps and read/idle timeouts per listening receiver.
+        self.connections_open = Gauge(
+            "logguardian_connections_open",
+            "Client connections open, by receiver",
+            ["receiver"],
+            registry=r,
+        )
+        self.connections_rejected = Counter(
+            "logguardian_connections_rejected",
+            "Connections closed at once because the receiver was at max_connections",
+            ["receiver"],
+            registry=r,
+        )
+        self.connections_closed = Counter(
+            "logguardian_connections_closed",
+            "Connections the server closed, by reason (header_timeout, body_timeout, "
+            "idle_timeout, evicted)",
+            ["receiver", "reason"],
+            registry=r,
+        )
+        self.accept_errors = Counter(
+            "logguardian_accept_errors",
+            "Failed accept() calls on a listening socket (EMFILE, ENFILE, ...)",
             registry=r,
         )
 

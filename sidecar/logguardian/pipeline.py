@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 from .components import Exporter, Holding, Processor, start_parts, stop_parts
 from .config import Pipeline as PipelineSettings
+from .memory import Trimmer
 from .metrics import Metrics
 from .record import Record
 from .signals import Annotation, Incident, Reason
@@ -40,6 +41,20 @@ log = logging.getLogger(__name__)
 FAIR_WINDOW_SECONDS = 10.0
 REPLAY = "wal-replay"
 WAL_FULL_POLL_SECONDS = 0.2
+# What a queued record holds in memory, estimated from its encoded size (`Record.size`,
+# measured by the Normalizer): ~350 bytes of objects plus ~2x the encoded size (1x for
+# one long string, ~3x for a Kubernetes-enriched record of many short fields).
+RECORD_BYTES = 350
+FIELD_FACTOR = 2
+
+
+def queued_bytes(records: Sequence[Record]) -> int:
+    """Estimated memory of `records` (a record built without the Normalizer counts
+    its message and 64 bytes per attribute)."""
+    return sum(
+        RECORD_BYTES + FIELD_FACTOR * (r.size or len(r.message) + 64 * len(r.attributes))
+        for r in records
+    )
 
 
 @dataclass(slots=True)
@@ -100,6 +115,7 @@ class _Chunk:
     records: list[Record]
     receiver: str
     seq: int | None  # WAL sequence number of records[0]
+    nbytes: int = 0  # queued_bytes(records)
 
 
 class Pipeline:
@@ -120,6 +136,8 @@ class Pipeline:
         self.capacity = settings.queue_records
         self._chunks: collections.deque[_Chunk] = collections.deque()
         self._depth = 0
+        self.capacity_bytes = settings.queue_bytes
+        self._bytes = 0  # queued_bytes of everything queued
         self._held: collections.Counter[str] = collections.Counter()  # queued, per receiver
         self._asked: dict[str, float] = {}  # receiver -> last admission attempt
         self._processed: int | None = None  # WAL position everything below is processed
@@ -130,6 +148,7 @@ class Pipeline:
         self._closed = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._closing = False
+        self._trimmer = Trimmer()  # RSS back down once a burst is processed
         metrics.queue_capacity.set(self.capacity)
 
     # -- admission (event loop thread) -------------------------------------------------
@@ -140,7 +159,7 @@ class Pipeline:
 
     @property
     def saturated(self) -> bool:
-        return self._depth >= self.capacity
+        return self._depth >= self.capacity or self._bytes >= self.capacity_bytes
 
     def offer(self, records: list[Record], receiver: str, encoded: bytes | None = None) -> bool:
         """Queue all of `records` or none. An oversized batch is still taken when the
@@ -149,7 +168,8 @@ class Pipeline:
         their WAL payload, when the caller made it off the loop)."""
         if not records:
             return True
-        if self._closing or not self._admits(receiver, len(records)):
+        nbytes = queued_bytes(records)
+        if self._closing or not self._admits(receiver, len(records), nbytes):
             return False
         seq = None
         if self.wal is not None:
@@ -160,24 +180,26 @@ class Pipeline:
             except OSError:
                 log.exception("wal: append failed; refusing %d records", len(records))
                 return False
-        self._enqueue(_Chunk(records, receiver, seq))
+        self._enqueue(_Chunk(records, receiver, seq, nbytes))
         self.metrics.received.labels(receiver).inc(len(records))
         return True
 
     def refuses(self, receiver: str) -> bool:
         """Cheap pre-check before reading a body: would even one record be refused?
         Counts as an admission attempt, so the receiver gets its fair share."""
-        return self._closing or not self._admits(receiver, 1)
+        return self._closing or not self._admits(receiver, 1, RECORD_BYTES)
 
-    def _admits(self, receiver: str, n: int) -> bool:
-        """Room for `n` records from `receiver`, keeping for every other receiver that
-        asked recently the part of its fair share it does not hold yet."""
+    def _admits(self, receiver: str, n: int, nbytes: int) -> bool:
+        """Room for `n` records (`nbytes` estimated) from `receiver`, keeping for every
+        other receiver that asked recently the part of its fair share it does not
+        hold yet. The memory bound is global: a batch of big records is refused
+        once the queue holds `queue_bytes`, however few records that is."""
         now = time.monotonic()
         self._asked[receiver] = now
         if not self._depth:
             return True
         room = self.capacity - self._depth
-        if n > room:
+        if n > room or self._bytes + nbytes > self.capacity_bytes:
             return False
         active = [r for r, t in self._asked.items() if now - t < FAIR_WINDOW_SECONDS]
         if len(active) < 2:
@@ -191,8 +213,10 @@ class Pipeline:
         self._chunks.append(chunk)
         n = len(chunk.records)
         self._depth += n
+        self._bytes += chunk.nbytes
         self._held[chunk.receiver] += n
         self.metrics.queue_depth.set(self._depth)
+        self.metrics.queue_bytes.set(self._bytes)
         if self._has_data is not None:
             self._has_data.set()
 
@@ -271,10 +295,14 @@ class Pipeline:
             bounds = sorted(c for c in self._cuts if seq < c < seq + len(records))
             for lo, hi in zip([seq, *bounds], [*bounds, seq + len(records)], strict=True):
                 piece = records[lo - seq : hi - seq]
-                while self._depth and self._depth + len(piece) > self.capacity:
+                nbytes = queued_bytes(piece)
+                while self._depth and (
+                    self._depth + len(piece) > self.capacity
+                    or self._bytes + nbytes > self.capacity_bytes
+                ):
                     self._has_room.clear()
                     await self._has_room.wait()
-                self._enqueue(_Chunk(piece, REPLAY, lo))
+                self._enqueue(_Chunk(piece, REPLAY, lo, nbytes))
                 replayed += len(piece)
         if replayed:
             log.info("wal: replaying %d records from position %d", replayed, start)
@@ -322,8 +350,13 @@ class Pipeline:
                 self._chunks.popleft()
                 taken.extend(records)
                 held[chunk.receiver] -= len(records)
+                self._bytes -= chunk.nbytes
             else:
-                taken.extend(records[:room])
+                head = records[:room]
+                taken.extend(head)
+                nbytes = queued_bytes(head)
+                chunk.nbytes -= nbytes
+                self._bytes -= nbytes
                 chunk.records = records[room:]
                 held[chunk.receiver] -= room
                 if chunk.seq is not None:
@@ -332,6 +365,7 @@ class Pipeline:
             self._cuts.discard(seq)
         self._depth -= len(taken)
         self.metrics.queue_depth.set(self._depth)
+        self.metrics.queue_bytes.set(self._bytes)
         assert self._has_room is not None
         self._has_room.set()
         return taken, seq
@@ -351,6 +385,7 @@ class Pipeline:
                     await loop.run_in_executor(
                         self._executor, self.run_batch, [], None, self._processed
                     )
+                    await loop.run_in_executor(self._executor, self._trimmer.idle)
                 continue  # woken by data, or by stop() with nothing left to drain
             if (
                 self._depth < settings.batch_records
@@ -362,6 +397,7 @@ class Pipeline:
                     await asyncio.wait_for(self._closed.wait(), settings.batch_wait_seconds)
             records, seq = self._take(settings.batch_records)
             await loop.run_in_executor(self._executor, self.run_batch, records, None, seq)
+            self._trimmer.busy()
             if seq is not None:
                 self._processed = seq + len(records)
 

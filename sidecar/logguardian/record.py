@@ -168,6 +168,9 @@ class Record:
     # Stable identity at the source (Kafka: topic/partition/offset/index), set by
     # replayable receivers: an annotation of a replayed record then gets the same id.
     origin: str | None = None
+    # Approximate encoded size of the shipper map (set by `Normalizer`, 0 = not
+    # measured): what the pipeline queue's memory bound counts.
+    size: int = 0
 
 
 def lookup(doc: Mapping[str, Any], path: str) -> Any:
@@ -443,6 +446,7 @@ class Normalizer:
             level=level,
             attributes=attributes,
             source=self.source,
+            size=size,
         )
 
     def build(

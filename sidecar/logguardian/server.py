@@ -29,6 +29,7 @@ from .detectors.online import Detection
 from .feedback import FeedbackStore
 from .metrics import Metrics
 from .pipeline import Pipeline
+from .receivers.connections import GuardedSite, guard_accept_errors, http_guard
 from .receivers.http import auth_of
 from .record import Record
 from .statefile import remove_stale_tmp
@@ -177,16 +178,23 @@ class Sidecar:
         self._check_exposure()
         await self.pipeline.start(self._covered)
         await start_parts(self.components.services)
+        guard_accept_errors(self.metrics)
         receivers = self.build_receivers()
         http = self.settings.receivers.http
         if http.active:
             # The ingest receiver inflates bodies itself, with a bomb guard and its own limits.
             routes = [r for r in receivers if isinstance(r, Routes)]
+            app = self.make_app(routes)
+            guard = http_guard(http, self.metrics)
+            app.middlewares.insert(0, guard.middleware)  # outermost: it times every request
             self._runner = web.AppRunner(
-                self.make_app(routes), access_log=None, auto_decompress=False
+                app,
+                access_log=None,
+                auto_decompress=False,
+                keepalive_timeout=http.idle_timeout_seconds,
             )
             await self._runner.setup()
-            site = web.TCPSite(self._runner, http.host, http.port)
+            site = GuardedSite(self._runner, http.host, http.port, guard)
             await site.start()
             self.ports[HTTP] = _bound_port(site)
         for receiver in receivers:

@@ -12,6 +12,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +43,15 @@ class Serve:
     """`logguardian serve` on 127.0.0.1 with HTTP and Forward on fixed free ports (so
     a restart keeps them), a state dir, and `LOGGUARDIAN_*` overrides in `env`."""
 
-    def __init__(self, state_dir: Path, env: dict[str, str] | None = None, log: Path | None = None):
+    def __init__(
+        self,
+        state_dir: Path,
+        env: dict[str, str] | None = None,
+        log: Path | None = None,
+        preexec_fn: Callable[[], None] | None = None,
+    ):
         self.state_dir = state_dir
+        self.preexec_fn = preexec_fn  # runs in the child before exec (e.g. setrlimit)
         self.http_port = free_port()
         self.forward_port = free_port()
         self.env = {
@@ -78,6 +86,7 @@ class Serve:
             env=self.env,
             stdout=out,
             stderr=subprocess.STDOUT,
+            preexec_fn=self.preexec_fn,
         )
         out.close()
         if wait:

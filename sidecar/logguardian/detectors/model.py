@@ -229,7 +229,10 @@ class ModelStage:
             session.window = (*session.window[1:], idx)
             counts = session.counts
             counts[idx] = counts.get(idx, 0) + 1
-            session.last_record = record
+            # Only an unflagged session can still need its last record (a close-time
+            # finding becomes an annotation of it): a flagged one lets it go, which
+            # halves what each of `max_sessions` flagged sessions holds (issue 13 #9).
+            session.last_record = None if session.flagged_at else record
             session.last_template_id = batch.template_ids[i]
             session.last_template = text
             if idx in ends:

@@ -99,6 +99,7 @@ def annotation_doc(a: Annotation) -> dict[str, Any]:
 
 
 _DUMPS_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+ORJSON_BUFFER = 4096
 
 
 def _dumps(doc: dict[str, Any]) -> bytes:
@@ -106,10 +107,14 @@ def _dumps(doc: dict[str, Any]) -> bytes:
     key) falls back to the stdlib's escaping on a JSON-safe copy rather than costing
     the batch. Raises only for a document nothing can encode (dead-lettered)."""
     try:
-        return orjson.dumps(doc, default=str, option=_DUMPS_OPTIONS)
+        encoded = orjson.dumps(doc, default=str, option=_DUMPS_OPTIONS)
     except (orjson.JSONEncodeError, TypeError):
         safe = json_safe(doc)
         return json.dumps(safe, default=str, ensure_ascii=False).encode("utf-8", "replace")
+    # orjson returns its write buffer, at least 4 KiB: a ~500-byte annotation waiting
+    # for the writer would hold 4 KiB (80 MB for a full 20,000-row backlog). A copy is
+    # exact-size.
+    return encoded if len(encoded) >= ORJSON_BUFFER else bytes(memoryview(encoded))
 
 
 class LocalStore:

@@ -24,6 +24,7 @@ import msgpack
 
 from ..config import Limits
 from . import decode
+from .connections import ConnectionGate, connection_limit
 from .decode import Decoded, DecodeError, TooLarge
 from .forward_frame import (
     IMPOSSIBLE,
@@ -115,7 +116,9 @@ class ForwardServer:
             self._count_request(decode.MALFORMED)
             log.warning("forward %s: %s; closing", peer, exc)
             return
-        except (TimeoutError, ConnectionError, asyncio.IncompleteReadError):
+        except TimeoutError:
+            self.metrics.connections_closed.labels(RECEIVER, "idle_timeout").inc()
+        except (ConnectionError, asyncio.IncompleteReadError):
             pass
         except Exception:
             log.exception("forward %s: connection failed", peer)
@@ -403,7 +406,8 @@ def build(settings: ForwardReceiver, ctx: ReceiverContext) -> TcpListener:
         # The user's digest travels in the shared-key handshake (as in Fluent Bit).
         raise ValueError("receivers.forward.username needs a shared key (or auth.token)")
     server = ForwardServer(settings, ctx.consumer, ctx.service_fields, ctx.limits)
+    gate = ConnectionGate(RECEIVER, connection_limit(settings.max_connections), ctx.metrics)
     tls = server_context(
         RECEIVER, settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file
     )
-    return TcpListener(RECEIVER, server.handle_connection, settings.host, settings.port, tls)
+    return TcpListener(RECEIVER, server.handle_connection, settings.host, settings.port, tls, gate)

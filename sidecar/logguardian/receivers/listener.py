@@ -8,6 +8,8 @@ import socket
 import ssl as _ssl
 from collections.abc import Awaitable, Callable
 
+from .connections import ConnectionGate
+
 READ_BYTES = 256 * 1024
 # How long closing waits for handlers to finish the frame they are on.
 CLOSE_GRACE_SECONDS = 5.0
@@ -21,8 +23,9 @@ class Listener:
     shipper's keepalive connection would otherwise hold the exit for as long as it
     stays open (under steady traffic, forever)."""
 
-    def __init__(self) -> None:
+    def __init__(self, gate: ConnectionGate | None = None) -> None:
         self.server: asyncio.Server | None = None
+        self.gate = gate
         self._open: dict[asyncio.Task[None], tuple[asyncio.StreamReader, asyncio.StreamWriter]] = {}
 
     @property
@@ -32,6 +35,10 @@ class Listener:
 
     def track(self, handler: Handler) -> Handler:
         async def tracked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            gate = self.gate
+            if gate is not None and not gate.enter():
+                writer.transport.abort()  # over the cap: the descriptor is back at once
+                return
             task = asyncio.current_task()
             assert task is not None
             self._open[task] = (reader, writer)
@@ -39,6 +46,8 @@ class Listener:
                 await handler(reader, writer)
             finally:
                 self._open.pop(task, None)
+                if gate is not None:
+                    gate.leave()
 
         return tracked
 
@@ -71,11 +80,15 @@ class Listener:
 
 
 async def listen(
-    handler: Handler, host: str, port: int, ssl: _ssl.SSLContext | None = None
+    handler: Handler,
+    host: str,
+    port: int,
+    ssl: _ssl.SSLContext | None = None,
+    gate: ConnectionGate | None = None,
 ) -> Listener:
     """Reads in large chunks (shippers send whole batches at once) and sends small
-    replies (Forward acks) without Nagle's delay."""
-    listener = Listener()
+    replies (Forward acks) without Nagle's delay; `gate` caps open connections."""
+    listener = Listener(gate)
     listener.server = await asyncio.start_server(
         listener.track(handler), host, port, reuse_address=True, limit=READ_BYTES, ssl=ssl
     )
@@ -90,10 +103,17 @@ class TcpListener:
     connections it is handling (see `Listener.close`) and closes it."""
 
     def __init__(
-        self, name: str, handler: Handler, host: str, port: int, ssl: _ssl.SSLContext | None = None
+        self,
+        name: str,
+        handler: Handler,
+        host: str,
+        port: int,
+        ssl: _ssl.SSLContext | None = None,
+        gate: ConnectionGate | None = None,
     ):
         self.name = name
         self.ssl = ssl
+        self.gate = gate
         self.handler = handler
         self.host = host
         self.requested_port = port
@@ -101,7 +121,9 @@ class TcpListener:
         self._listener: Listener | None = None
 
     async def start(self) -> None:
-        self._listener = await listen(self.handler, self.host, self.requested_port, self.ssl)
+        self._listener = await listen(
+            self.handler, self.host, self.requested_port, self.ssl, self.gate
+        )
         self.port = int(self._listener.sockets[0].getsockname()[1])
 
     async def stop(self) -> None:

@@ -24,6 +24,7 @@ import orjson
 from ..auth import HttpAuth
 from ..config import Limits
 from . import decode
+from .connections import ConnectionGate, connection_limit
 from .decode import Decoded
 from .limits import bounded_normalizer
 from .listener import READ_BYTES, TcpListener
@@ -73,7 +74,9 @@ class TcpServer:
                     return
                 if not await self._queue(stream.feed(data)):
                     return
-        except (TimeoutError, ConnectionError):
+        except TimeoutError:
+            self.metrics.connections_closed.labels(RECEIVER, "idle_timeout").inc()
+        except ConnectionError:
             pass
         except Exception:
             log.exception("tcp %s: connection failed", peer)
@@ -167,7 +170,8 @@ class EventStream:
 def build(settings: TcpReceiverSettings, ctx: ReceiverContext) -> TcpListener:
     """Receiver factory (`receivers.tcp`)."""
     server = TcpServer(settings, ctx.consumer, ctx.service_fields, ctx.limits)
+    gate = ConnectionGate(RECEIVER, connection_limit(settings.max_connections), ctx.metrics)
     tls = server_context(
         RECEIVER, settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file
     )
-    return TcpListener(RECEIVER, server.handle_connection, settings.host, settings.port, tls)
+    return TcpListener(RECEIVER, server.handle_connection, settings.host, settings.port, tls, gate)

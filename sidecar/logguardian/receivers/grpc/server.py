@@ -11,6 +11,7 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
 from ...auth import HttpAuth
 from ...components import ReceiverContext
 from ...config import GrpcReceiverSettings, LimitsSettings
+from ..connections import connection_limit
 from ..grpc_wire import StrictDecoding
 from ..otlp import OtlpMapper
 from ..proto import ingest_pb2_grpc
@@ -43,6 +44,15 @@ def server_credentials(settings: GrpcReceiverSettings) -> grpc.ServerCredentials
     )
 
 
+def connection_options(settings: GrpcReceiverSettings) -> list[tuple[str, int]]:
+    """gRPC core's own cap (connections over it are closed before the handshake) and
+    idle limit (GOAWAY to a connection without RPCs); it counts neither in metrics."""
+    return [
+        ("grpc.max_allowed_incoming_connections", connection_limit(settings.max_connections)),
+        ("grpc.max_connection_idle_ms", int(settings.idle_timeout_seconds * 1000)),
+    ]
+
+
 class GrpcReceiver:
     name = NAME
 
@@ -69,6 +79,7 @@ class GrpcReceiver:
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", settings.max_message_bytes),
                 ("grpc.so_reuseport", 0),
+                *connection_options(settings),
             ],
         )
         logs_service_pb2_grpc.add_LogsServiceServicer_to_server(
