@@ -19,6 +19,10 @@ The same test runs on the sum of the open window and the one before (twice the
 mean, twice the NB shape, its own two-window peak): a rise that lasts is caught in
 about two windows even in a row whose single windows are too bursty to tell.
 
+Baselines learn each closed window two closes late (`LEARN_DELAY`), so the first,
+partial window of a rise does not widen the model the rest of it is judged by; an
+alarmed window is folded into the mean at its limit, never into a variance or a peak.
+
 MAD, IQR and rate of change are then reported as corroboration when they agree and
 are meaningful (MAD > 0, Q3 > Q1, a previous window of some size); they never fire
 alone. Drops and silences use the lower tail of the same model, so a bursty
@@ -140,7 +144,18 @@ FLOATS = (
 INTS = ("n", "streak", "zero_run", "on_n", "learned")
 # Derived at each close (the model behind the open window's limits); persisted so a
 # restored detector explains its first spike with the model that set the limit.
-CACHE = ("limit", "flag", "q_mean", "q_k", "q_frac", "q_at", "q2_at", "qp_at", "qp2_at")
+CACHE = (
+    "limit",
+    "flag",
+    "q_mean",
+    "q_k",
+    "q_frac",
+    "q_at",
+    "q2_at",
+    "qp_mean",
+    "qp_at",
+    "qp2_at",
+)
 
 
 class _Rows:
@@ -594,15 +609,16 @@ class RollingStatsStage:
         R.learned[idx] += 1
         # The active-window model learns non-empty windows only.
         active = (c > 0) & ~held
+        # A plain average over the first 1/ALPHA active windows, an EWMA after: a row
+        # that bursts a few times a day gets the size of its bursts from its first
+        # few, not an EWMA still climbing from its first one.
         on_mean, on_n = R.on_mean[idx], R.on_n[idx]
-        on_fresh = on_n == 0
+        w = np.maximum(ALPHA, 1.0 / (on_n + 1))
         on_delta = used - on_mean
-        R.on_mean[idx] = np.where(
-            active, np.where(on_fresh, used, on_mean + ALPHA * on_delta), on_mean
-        )
+        R.on_mean[idx] = np.where(active, on_mean + w * on_delta, on_mean)
         R.on_var[idx] = np.where(
-            active & ~on_fresh & ~flagged,
-            (1 - ALPHA) * (R.on_var[idx] + ALPHA * on_delta * on_delta),
+            active & (on_n > 0) & ~flagged,
+            (1 - w) * (R.on_var[idx] + w * on_delta * on_delta),
             R.on_var[idx],
         )
         R.on_n[idx] = on_n + active
@@ -629,9 +645,14 @@ class RollingStatsStage:
         mu = np.where(active, R.on_mean[rows], mean)
         k = counts.dispersion(mu, np.where(active, R.on_var[rows], R.var[rows]))
         frac = np.where(active, np.clip(R.on_frac[rows], 1.0 / HISTORY, 1.0), 1.0)
+        # The floor: the Poisson tail of the row's typical non-empty window, however few
+        # it has shown (the 1h mean of a rarely bursting row decays towards 0 between
+        # bursts, and so does any tail fitted to it).
+        pm = np.where(R.on_n[rows] > 0, R.on_mean[rows], mean)
         tol = QUANTILE_TOLERANCE
         stale = (
             (np.abs(mu - R.q_mean[rows]) > tol * np.maximum(R.q_mean[rows], 0.05))
+            | (np.abs(pm - R.qp_mean[rows]) > tol * np.maximum(R.qp_mean[rows], 0.05))
             | (np.abs(k - R.q_k[rows]) > tol * np.maximum(R.q_k[rows], 1e-3))
             | (np.abs(frac - R.q_frac[rows]) > tol * R.q_frac[rows])
             | (R.q_at[rows] == 0)
@@ -644,10 +665,11 @@ class RollingStatsStage:
             R.q_at[sel] = counts.quantile(level, mu_s, k_s)
             # The sum of two windows: twice the mean, twice the shape (NB sums).
             R.q2_at[sel] = counts.quantile(level, 2 * mu_s, 2 * k_s)
-            # The same tails without over-dispersion: the floor under any capping.
-            R.qp_at[sel] = counts.quantile(level, mu_s, np.zeros_like(mu_s))
-            R.qp2_at[sel] = counts.quantile(level, 2 * mu_s, np.zeros_like(mu_s))
+            pm_s, poisson = np.maximum(pm[stale], 0.05), np.zeros_like(mu_s)
+            R.qp_at[sel] = counts.quantile(level, pm_s, poisson)
+            R.qp2_at[sel] = counts.quantile(level, 2 * pm_s, poisson)
             R.q_mean[sel], R.q_k[sel], R.q_frac[sel] = mu[stale], k[stale], frac[stale]
+            R.qp_mean[sel] = pm[stale]
 
         def limit(q: np.ndarray, mean: np.ndarray, peak: np.ndarray) -> np.ndarray:
             return np.ceil(
@@ -662,7 +684,11 @@ class RollingStatsStage:
             )
 
         def capped(q: np.ndarray, qp: np.ndarray, mean: np.ndarray, peak: np.ndarray):
-            cap = mean + m.peak_cap * np.maximum(peak - mean, m.min_excess)
+            # A peak is evidence of how far bursts reach only once the row has shown
+            # MIN_ACTIVE active windows; before that the count model stands alone.
+            cap = np.where(
+                active, mean + m.peak_cap * np.maximum(peak - mean, m.min_excess), np.inf
+            )
             return np.maximum(qp, np.minimum(q, cap))
 
         peak, peak2 = R.peak[rows], R.peak2[rows]
@@ -862,23 +888,8 @@ class RollingStatsStage:
         return {key: float(self.rows.mean[r]) for key, r in st.index.items()}
 
     def snapshot(self) -> dict[str, Any]:
-        R = self.rows
-        out: dict[str, Any] = {"next_window": self.next_window, "pos": R.pos, "services": {}}
-        for name, st in self.services.items():
-            keys = list(st.index)
-            idx = np.asarray([st.index[k] for k in keys])
-            out["services"][name] = {
-                "keys": keys,
-                "hist": np.nan_to_num(R.hist[idx], nan=-1.0).tolist(),
-                "lag_used": R.lag_used[idx].tolist(),
-                "lag_state": R.lag_state[idx].tolist(),
-                **{f: getattr(R, f)[idx].tolist() for f in (*FLOATS, *INTS, *CACHE)},
-                "err": [st.err_mean, st.tot_mean, st.err_n, st.err_streak, st.err_peak],
-                "last_ts": st.last_ts,
-                "gap_peak": st.gap_peak,
-                "limits": st.limits,
-            }
-        return out
+        services = {name: self._service_state(st) for name, st in self.services.items()}
+        return {"next_window": self.next_window, "pos": self.rows.pos, "services": services}
 
     def restore(self, state: dict[str, Any]) -> None:
         self.next_window = int(state["next_window"])
@@ -893,12 +904,14 @@ class RollingStatsStage:
         st = self.services.get(name)
         if st is None:
             return None
+        return {"next_window": self.next_window, "pos": self.rows.pos, **self._service_state(st)}
+
+    def _service_state(self, st: _Service) -> dict[str, Any]:
         R = self.rows
-        idx = np.asarray([st.index[k] for k in st.index])
+        keys = list(st.index)
+        idx = np.asarray([st.index[k] for k in keys])
         return {
-            "next_window": self.next_window,
-            "pos": R.pos,
-            "keys": list(st.index),
+            "keys": keys,
             "hist": np.nan_to_num(R.hist[idx], nan=-1.0).tolist(),
             "lag_used": R.lag_used[idx].tolist(),
             "lag_state": R.lag_state[idx].tolist(),
