@@ -260,8 +260,10 @@ class PipelineSettings(Section):
     # costs it >= 5 s of scheduler backoff: the default absorbs that burst.
     queue_records: int = Field(262_144, gt=0, description="bounded queue size, in records")
     # ...and a memory bound, so a burst of big records cannot hold gigabytes (issue 13).
+    # 256 MiB: the record count binds first for Fluent Bit's start-up burst of ~200k
+    # log records (~1 KB each by this estimate); 100 KB records stop at ~1,340.
     queue_bytes: int = Field(
-        128 * 1024 * 1024,
+        256 * 1024 * 1024,
         gt=0,
         description="bounded queue size, in estimated memory (pipeline.queued_bytes)",
     )

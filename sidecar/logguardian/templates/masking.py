@@ -167,22 +167,23 @@ RULES: tuple[Rule, ...] = (
     _rule(rf"{_HEXCH}(?<!\w{_HEXCH}){_HEXCH}{{7,}}\b", _mixed_hex, digits=True),
     _rule(r"\d(?<!\w\d)\d?:\d{2}(?::\d{2})?(?:[.,]\d+)?\b", "<TIME>", ":", digits=True),
     # A sign belongs to the number only when it does not follow a word (a-1-2); a
-    # unit of measure belongs to it too ("12 KB" and "3 MB" are the same field).
+    # unit of measure belongs to it too ("12 KB" and "3 MB" are the same field), after
+    # any run of blanks (whitespace runs never change a template).
     _rule(
         r"[-+](?<![A-Za-z0-9.-][-+])\d+(?:\.\d+)*"
-        r"(?: ?[KMGTP]i?B\b| ?B\b| ?(?:ms|us|ns|sec|secs|msec)\b| ?%|s(?![\w.]))?",
+        r"(?:[ \t]*(?:[KMGTP]i?B\b|B\b|(?:ms|us|ns|sec|secs|msec)\b|%)|s(?![\w.]))?",
         "<NUM>",
         "-",
         "+",
         digits=True,
     ),
     _rule(
-        r"\d+(?:\.\d+)*(?: ?[KMGTP]i?B\b| ?B\b| ?(?:ms|us|ns|sec|secs|msec)\b| ?%|s(?![\w.]))?",
+        r"\d+(?:\.\d+)*(?:[ \t]*(?:[KMGTP]i?B\b|B\b|(?:ms|us|ns|sec|secs|msec)\b|%)|s(?![\w.]))?",
         "<NUM>",
         digits=True,
     ),
     # Lists and glued runs of values ("<IP>,<IP>", "<NUM><NUM>") are one value.
-    _rule(r"(<[A-Z]+>)(?:, ?<[A-Z]+>|<[A-Z]+>)+", r"\1", ">,", "><"),
+    _rule(r"(<[A-Z]+>)(?:,[ \t]*<[A-Z]+>|<[A-Z]+>)+", r"\1", ">,", "><"),
 )
 
 PLACEHOLDERS = (
