@@ -782,6 +782,13 @@ class RollingStatsStage:
             [at, 2 * mean, mean + TOTAL_PEAK_FOLD * np.maximum(R.peak[ok] - mean, 0.0)]
         )
         surge = live & is_total & ~surged[R.svc[ok]] & (at > 0) & (cc >= total_at)
+        if surge.any():
+            # ...and no single template's own burst carries most of it: that template's
+            # model already judged the burst ordinary.
+            svc = R.svc[ok]
+            biggest = np.zeros(len(surged))
+            np.maximum.at(biggest, svc[~is_total], (cc - mean)[~is_total])
+            surge &= biggest[svc] < 0.5 * (cc - mean)
         out = np.zeros(len(c), dtype=bool)
         out[ok[surge]] = True
         hits = np.flatnonzero(silent | dropped | surge)
