@@ -18,8 +18,7 @@ import time
 import uuid
 from pathlib import Path
 
-from confluent_kafka import Consumer, TopicPartition
-from services.kafka_fixtures import KafkaBroker
+from services.kafka_fixtures import KafkaBroker, word
 from services.serve import Serve, get
 
 SERVICES = [f"svc-{i}" for i in range(8)]
@@ -34,21 +33,13 @@ WARM = 12  # records of each shape per service before the kill phase
 ROUNDS = 30  # kill phase: per round and service, one known record and one new template
 
 
-def _word(n: int) -> str:
-    out = ""
-    for _ in range(4):
-        out += chr(97 + n % 26)
-        n //= 26
-    return out
-
-
 def _known(service: int, n: int) -> str:
     return SHAPES[n % 4].format(i=n * 7 + service, j=(n * 13 + service) % 97)
 
 
 def _novel(service: int, j: int) -> str:
     """A template of its own (no shared word but ERROR): one first-seen annotation."""
-    return "ERROR " + " ".join(_word(j * 7 + k * 1000 + 17 + service * 50_000) for k in range(3))
+    return "ERROR " + " ".join(word(j * 7 + k * 1000 + 17 + service * 50_000) for k in range(3))
 
 
 def _doc(service: int, text: str) -> tuple[bytes, bytes]:
@@ -67,15 +58,6 @@ def _stored(state_dir: Path) -> list[tuple[str, str, str, list[str]]]:
             d = json.loads(doc)
             out.append((row_id, service, d["message"], [r["kind"] for r in d["reasons"]]))
         return out
-
-
-def _committed_total(broker: KafkaBroker, group: str, topic: str) -> int:
-    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group})
-    try:
-        tps = consumer.committed([TopicPartition(topic, p) for p in range(8)], 10)
-        return sum(max(tp.offset, 0) for tp in tps)
-    finally:
-        consumer.close()
 
 
 def _assigned(serve: Serve) -> int:
@@ -99,15 +81,7 @@ def test_survivor_restores_the_dead_members_state_and_loses_nothing(
     topic = f"logs-{uuid.uuid4().hex[:8]}"
     group = f"g-{topic}"
     kafka_broker.create_topic(topic, 8)
-    env = {
-        "LOGGUARDIAN_RECEIVERS__KAFKA__BROKERS": json.dumps([kafka_broker.bootstrap]),
-        "LOGGUARDIAN_RECEIVERS__KAFKA__TOPICS": json.dumps([topic]),
-        "LOGGUARDIAN_RECEIVERS__KAFKA__GROUP_ID": group,
-        "LOGGUARDIAN_RECEIVERS__KAFKA__COMMIT_SECONDS": "1",
-        "LOGGUARDIAN_RECEIVERS__KAFKA__CLIENT_CONFIG": json.dumps({"session.timeout.ms": "6000"}),
-        "LOGGUARDIAN_DETECTORS__WARMUP_RECORDS": "0",
-        "LOGGUARDIAN_TEMPLATES__SNAPSHOT_SECONDS": "3600",
-    }
+    env = kafka_broker.member_env(topic, group, commit_seconds=1, session_timeout_ms=6000)
     warm = [_doc(s, _known(s, n)) for n in range(4 * WARM) for s in range(len(SERVICES))]
     stream = [
         doc
@@ -130,7 +104,7 @@ def test_survivor_restores_the_dead_members_state_and_loses_nothing(
         _wait(lambda: _assigned(doomed) == _assigned(survivor) == 4, 60, "a 4/4 split")
         kafka_broker.produce(topic, warm)
         # Both members own partitions and have checkpointed everything of the warm-up.
-        _wait(lambda: _committed_total(kafka_broker, group, topic) == len(warm), 60, "warm-up")
+        _wait(lambda: kafka_broker.committed_total(group, topic, 8) == len(warm), 60, "warm-up")
         before = {t["id"]: t["services"] for t in doomed.templates()}
         moved = {s for services in before.values() for s in services}
         kept = {s for t in survivor.templates() for s in t["services"]}
@@ -146,7 +120,7 @@ def test_survivor_restores_the_dead_members_state_and_loses_nothing(
         killed_at = time.time()
         producing.join(120)
         _wait(
-            lambda: _committed_total(kafka_broker, group, topic) == total,
+            lambda: kafka_broker.committed_total(group, topic, 8) == total,
             120,
             "the survivor to commit every partition to its end",
         )

@@ -13,8 +13,7 @@ import time
 import uuid
 from pathlib import Path
 
-from confluent_kafka import Consumer, TopicPartition
-from services.kafka_fixtures import KafkaBroker
+from services.kafka_fixtures import KafkaBroker, word
 from services.serve import Serve
 
 SERVICES = 8
@@ -22,20 +21,11 @@ PER_SERVICE = 40
 N = SERVICES * PER_SERVICE
 
 
-def _word(n: int) -> str:
-    """Four letters, no digits (a digit would make it a variable)."""
-    out = ""
-    for _ in range(4):
-        out += chr(97 + n % 26)
-        n //= 26
-    return out
-
-
 def _message(service: int, j: int) -> bytes:
     """Record j of a service shares no word but ERROR with the others: a template of its
     own, so with no warmup each record is a first-seen template and yields exactly one
     annotation."""
-    text = "ERROR " + " ".join(_word(j * 7 + k * 1000 + 17) for k in range(3))
+    text = "ERROR " + " ".join(word(j * 7 + k * 1000 + 17) for k in range(3))
     return json.dumps({"log": text, "service": f"svc-{service}"}).encode()
 
 
@@ -51,29 +41,13 @@ def _stored(state_dir: Path) -> list[tuple[str, str]]:
         ]
 
 
-def _committed_total(broker: KafkaBroker, group: str, topic: str) -> int:
-    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group})
-    try:
-        tps = consumer.committed([TopicPartition(topic, p) for p in range(8)], 10)
-        return sum(max(tp.offset, 0) for tp in tps)
-    finally:
-        consumer.close()
-
-
 def test_kill9_mid_stream_processes_everything_and_stores_each_annotation_once(
     kafka_broker: KafkaBroker, tmp_path: Path
 ) -> None:
     topic = f"logs-{uuid.uuid4().hex[:8]}"
     group = f"g-{topic}"
     kafka_broker.create_topic(topic, 8)
-    env = {
-        "LOGGUARDIAN_RECEIVERS__KAFKA__BROKERS": json.dumps([kafka_broker.bootstrap]),
-        "LOGGUARDIAN_RECEIVERS__KAFKA__TOPICS": json.dumps([topic]),
-        "LOGGUARDIAN_RECEIVERS__KAFKA__GROUP_ID": group,
-        "LOGGUARDIAN_RECEIVERS__KAFKA__COMMIT_SECONDS": "2",
-        "LOGGUARDIAN_DETECTORS__WARMUP_RECORDS": "0",
-        "LOGGUARDIAN_TEMPLATES__SNAPSHOT_SECONDS": "3600",
-    }
+    env = kafka_broker.member_env(topic, group, commit_seconds=2)
     state_dir = tmp_path / "state"
     serve = Serve(state_dir, env).start()
     messages = [
@@ -94,12 +68,12 @@ def test_kill9_mid_stream_processes_everything_and_stores_each_annotation_once(
             time.sleep(0.05)
         serve.kill9()
         stored_before = len(_stored(state_dir))
-        committed_before = _committed_total(kafka_broker, group, topic)
+        committed_before = kafka_broker.committed_total(group, topic, 8)
         assert committed_before < N
         serve.start()
         producing.join(60)
         deadline = time.monotonic() + 90
-        while _committed_total(kafka_broker, group, topic) < N or len(_stored(state_dir)) < N:
+        while kafka_broker.committed_total(group, topic, 8) < N or len(_stored(state_dir)) < N:
             assert time.monotonic() < deadline, (
                 f"{len(_stored(state_dir))} of {N} annotations stored\n{serve.output()}"
             )
@@ -130,15 +104,7 @@ def test_two_members_split_the_partitions_and_the_survivor_takes_over_a_killed_o
     topic = f"logs-{uuid.uuid4().hex[:8]}"
     group = f"g-{topic}"
     kafka_broker.create_topic(topic, 8)
-    env = {
-        "LOGGUARDIAN_RECEIVERS__KAFKA__BROKERS": json.dumps([kafka_broker.bootstrap]),
-        "LOGGUARDIAN_RECEIVERS__KAFKA__TOPICS": json.dumps([topic]),
-        "LOGGUARDIAN_RECEIVERS__KAFKA__GROUP_ID": group,
-        "LOGGUARDIAN_RECEIVERS__KAFKA__COMMIT_SECONDS": "2",
-        "LOGGUARDIAN_RECEIVERS__KAFKA__CLIENT_CONFIG": json.dumps({"session.timeout.ms": "6000"}),
-        "LOGGUARDIAN_DETECTORS__WARMUP_RECORDS": "0",
-        "LOGGUARDIAN_TEMPLATES__SNAPSHOT_SECONDS": "3600",
-    }
+    env = kafka_broker.member_env(topic, group, commit_seconds=2, session_timeout_ms=6000)
     doomed = Serve(tmp_path / "a", env).start()
     survivor = Serve(tmp_path / "b", env).start()
     messages = [
@@ -160,7 +126,7 @@ def test_two_members_split_the_partitions_and_the_survivor_takes_over_a_killed_o
         doomed.kill9()
         producing.join(60)
         deadline = time.monotonic() + 120
-        while _committed_total(kafka_broker, group, topic) < N:
+        while kafka_broker.committed_total(group, topic, 8) < N:
             assert time.monotonic() < deadline, survivor.output()
             time.sleep(0.2)
         assert survivor.terminate() == 0

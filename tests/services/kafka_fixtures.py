@@ -6,6 +6,7 @@ the test, never skips it.
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import time
@@ -13,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from .fixtures import _binary, _free_port, _Process
@@ -75,6 +76,35 @@ class KafkaBroker:
             time.sleep(0.2)
         raise AssertionError(f"topic {name} not visible after 30 s")
 
+    def member_env(
+        self, topic: str, group: str, commit_seconds: int, session_timeout_ms: int | None = None
+    ) -> dict[str, str]:
+        """Environment of a `logguardian serve` consumer-group member reading `topic`
+        that annotates every first-seen template (no warm-up) and snapshots only when
+        it stops, so what a restart restores comes from Kafka, not a local snapshot."""
+        env = {
+            "LOGGUARDIAN_RECEIVERS__KAFKA__BROKERS": json.dumps([self.bootstrap]),
+            "LOGGUARDIAN_RECEIVERS__KAFKA__TOPICS": json.dumps([topic]),
+            "LOGGUARDIAN_RECEIVERS__KAFKA__GROUP_ID": group,
+            "LOGGUARDIAN_RECEIVERS__KAFKA__COMMIT_SECONDS": str(commit_seconds),
+            "LOGGUARDIAN_DETECTORS__WARMUP_RECORDS": "0",
+            "LOGGUARDIAN_TEMPLATES__SNAPSHOT_SECONDS": "3600",
+        }
+        if session_timeout_ms is not None:
+            env["LOGGUARDIAN_RECEIVERS__KAFKA__CLIENT_CONFIG"] = json.dumps(
+                {"session.timeout.ms": str(session_timeout_ms)}
+            )
+        return env
+
+    def committed_total(self, group: str, topic: str, partitions: int) -> int:
+        """Sum of the group's committed offsets over the topic's partitions."""
+        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": group})
+        try:
+            tps = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], 10)
+            return sum(max(tp.offset, 0) for tp in tps)
+        finally:
+            consumer.close()
+
     def produce(self, topic: str, messages: Iterable[tuple[bytes | None, bytes]]) -> None:
         """Send (key, value) pairs with the default partitioner; waits for every ack."""
         producer = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 5, "acks": "all"})
@@ -94,6 +124,16 @@ class KafkaBroker:
             producer.poll(0)
         assert producer.flush(60) == 0, "producer did not deliver everything in 60 s"
         assert not failures, failures[:3]
+
+
+def word(n: int) -> str:
+    """Four letters, no digits (a digit would make it a variable): distinct words for
+    records that must each be a template of their own."""
+    out = ""
+    for _ in range(4):
+        out += chr(97 + n % 26)
+        n //= 26
+    return out
 
 
 @pytest.fixture(scope="session")
