@@ -13,6 +13,8 @@ the package (core, receivers, server, API, CLI) can depend on it.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -216,3 +218,13 @@ class Components:
     services: list[Service] = field(default_factory=list)
     readiness: dict[str, ReadinessCheck] = field(default_factory=dict)
     parts: Registry = field(default_factory=Registry)
+
+
+async def cancel(task: asyncio.Task[Any] | None) -> None:
+    """Cancel a component's background task and wait until it has ended, so `stop()`
+    returns with nothing of the component still running."""
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

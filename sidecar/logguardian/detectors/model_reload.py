@@ -5,11 +5,11 @@ scored half by one model and half by another."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
 from ..bundle import Bundle, BundleError, load_bundle, signature
+from ..components import cancel
 
 
 class BundleWatcher:
@@ -36,11 +36,8 @@ class BundleWatcher:
         self._task = asyncio.create_task(poll(), name="model-reload")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
 
     async def check(self) -> bool:
         """Loads the bundle if its files changed since the last look; True if handed over."""

@@ -26,6 +26,7 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
+from ..components import cancel
 from ..config import AlertmanagerSettings
 from ..exceptions.annotate import alert_text
 from ..metrics import Metrics
@@ -240,10 +241,7 @@ class AlertmanagerExporter:
         """One last round so resolutions from the final batch go out; open incidents
         stay firing until their endsAt (the sidecar may be restarting)."""
         self._closing = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._round(time.time()), REQUEST_TIMEOUT)
         if self._session is not None:

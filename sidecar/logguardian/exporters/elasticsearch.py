@@ -25,6 +25,7 @@ import orjson
 from elasticsearch import ApiError, AsyncElasticsearch
 from elasticsearch.helpers import async_streaming_bulk
 
+from ..components import cancel
 from ..config import ElasticsearchSettings
 from ..metrics import Metrics
 from ..pipeline import Batch
@@ -172,9 +173,7 @@ class ElasticsearchExporter:
             try:
                 await asyncio.wait_for(asyncio.shield(self._task), STOP_GRACE_SECONDS)
             except TimeoutError:
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
+                await cancel(self._task)
         if self._inflight:
             self._to_spool(self._inflight)
             self._inflight = []

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter, Gauge
 
+from ..components import cancel
 from ..pipeline import Batch
 from ..signals import SEVERITIES, Annotation, Reason
 from .detector import SeriesDetector, SeriesPoint
@@ -164,11 +165,8 @@ class TargetRunner:
         self._task = asyncio.create_task(self._run(), name=f"watch-{self.target.name}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         t = self.target

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
@@ -11,6 +10,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 
+from ...components import cancel
 from ..proto import ingest_pb2
 
 log = logging.getLogger(__name__)
@@ -71,8 +71,5 @@ class PipelineHealth(health.aio.HealthServicer):
         self._poller = asyncio.create_task(self._poll(), name="grpc-health")
 
     async def stop(self) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
+        await cancel(self._poller)
         await self.enter_graceful_shutdown()
