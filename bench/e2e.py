@@ -2,6 +2,7 @@
 checkout or a git ref), in one run, so a refactor can show it costs nothing.
 
     .venv/bin/python bench/e2e.py [--peer main] [--records 100000] [--rounds 3]
+    .venv/bin/python bench/e2e.py --peer . --peer-env PYTHONMALLOC=pymalloc  # allocator cost
 
 End to end: a sidecar on default settings (template miner, model stage with the
 shipped bundle, online detection, local store) takes Fluent Bit-shaped JSON batches
@@ -126,8 +127,9 @@ def tree_of(peer: str, tmp: Path) -> Path | None:
     return tmp
 
 
-def measure(tree: Path, kind: str, n: int) -> dict[str, float]:
-    env = {**os.environ, "PYTHONPATH": str(tree / "sidecar")}
+def measure(tree: Path, kind: str, n: int, extra: dict[str, str]) -> dict[str, float]:
+    # The allocator `logguardian serve` runs under (logguardian.memory), unless overridden.
+    env = {"PYTHONMALLOC": "malloc", **os.environ, "PYTHONPATH": str(tree / "sidecar"), **extra}
     done = subprocess.run(
         [sys.executable, "-c", WORKER, kind, str(SHARED / "data" / "loghub"), str(n)],
         capture_output=True,
@@ -149,7 +151,15 @@ def main() -> int:
     parser.add_argument("--records", type=int, default=100_000, help="end-to-end records")
     parser.add_argument("--lines", type=int, default=300_000, help="mined lines")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--peer-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="environment for the peer's runs only (--peer . --peer-env PYTHONMALLOC=pymalloc)",
+    )
     args = parser.parse_args()
+    peer_env = dict(kv.split("=", 1) for kv in args.peer_env)
     with tempfile.TemporaryDirectory(prefix="logguardian-peer-") as tmp:
         peer = tree_of(args.peer, Path(tmp))
         trees = {"this": ROOT} | ({f"peer ({args.peer})": peer} if peer else {})
@@ -160,7 +170,8 @@ def main() -> int:
                 order.reverse()  # neither tree always runs first
             for name, tree in order:
                 for kind, n in (("e2e", args.records), ("mine", args.lines)):
-                    runs.setdefault((name, kind), []).append(measure(tree, kind, n))
+                    extra = peer_env if name != "this" else {}
+                    runs.setdefault((name, kind), []).append(measure(tree, kind, n, extra))
 
         def best(name: str, kind: str, clock: str) -> float:
             return max(run[clock] for run in runs[(name, kind)])

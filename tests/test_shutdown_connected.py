@@ -1,7 +1,8 @@
 """SIGTERM with shippers connected: open Forward connections (one idle, one under
 steady traffic) must not hold up the exit (Python >= 3.12.1 waits for every client in
 `wait_closed`), nothing is acked that is not processed, and no per-connection
-CancelledError traceback is logged (Python 3.11)."""
+CancelledError traceback is logged (Python 3.11). Run under the project's 3.11 and
+under the newest CPython on the machine (tests/services/newest_python.sh)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,26 @@ import threading
 import time
 from pathlib import Path
 
-from services.serve import ForwardClient, Serve
+import pytest
+from services.serve import LOGGUARDIAN, ForwardClient, Serve
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_sigterm_with_connected_forward_clients_exits_promptly(tmp_path: Path) -> None:
-    serve = Serve(tmp_path / "state").start()
+def newest_python_logguardian() -> Path:
+    found = sorted(
+        ROOT.glob(".tools/python-3*/bin/logguardian"),
+        key=lambda p: int(p.parents[1].name.removeprefix("python-")),
+    )
+    if not found:
+        pytest.fail("no newest-CPython venv: run tests/services/newest_python.sh (make test does)")
+    return found[-1]
+
+
+@pytest.mark.parametrize("python", ["3.11", "newest"])
+def test_sigterm_with_connected_forward_clients_exits_promptly(tmp_path: Path, python: str) -> None:
+    program = LOGGUARDIAN if python == "3.11" else newest_python_logguardian()
+    serve = Serve(tmp_path / "state", program=program).start()
     acked = 0
     stop = threading.Event()
 

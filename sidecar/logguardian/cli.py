@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from .config import ConfigError, listener_names
+from .memory import use_system_allocator
 
 
 def _add_input_flags(p: argparse.ArgumentParser) -> None:
@@ -96,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if argv is None and args.command == "serve":
+        # As a process of its own, the long-running server gives memory back after a
+        # flood (logguardian.memory); called in-process (tests) it leaves the host alone.
+        use_system_allocator()
     module = importlib.import_module(f"logguardian.commands.{args.command}")
     try:
         return int(module.run(args) or 0)

@@ -1,10 +1,15 @@
 """Handing freed memory back to the OS after a burst (issue 13: RSS must come back
 down after a flood, not stay at its peak).
 
-CPython frees a record or a closed session at once, but glibc keeps the freed heap
-pages mapped, so RSS stays at the burst's peak. `malloc_trim(0)` returns them; it is
-cheap (a heap walk, the GIL released) and runs only while the pipeline is idle after
-traffic, at most every `TRIM_SECONDS`.
+CPython's own small-object allocator (pymalloc) returns a 1 MiB arena only when every
+object in it is dead. After a flood, the few objects that outlive it (open sessions,
+templates, stored rows) are scattered over every arena, so RSS stays at the flood's
+peak: a 500k-session-key flood left `serve` at 350 MB with pymalloc, and at 220 MB
+with the system allocator plus `malloc_trim` once the sessions had closed.
+`logguardian serve` therefore re-executes itself under glibc malloc
+(`PYTHONMALLOC=malloc`) unless PYTHONMALLOC is already set, and the worker calls
+`malloc_trim(0)` at most every `TRIM_SECONDS`, which hands back the free pages in the
+middle of the heap too. bench/limits.py gives the figures and bench/e2e.py the cost.
 """
 
 from __future__ import annotations
@@ -12,15 +17,15 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import os
+import sys
 import time
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
 TRIM_SECONDS = 30.0
-# Sessions close 60 s of stream time after their last record: keep trimming a while
-# after traffic stops so what they free is returned too.
-TRIM_AFTER_TRAFFIC_SECONDS = 300.0
+ALLOCATOR = "malloc"
 
 
 def _malloc_trim() -> Callable[[int], int] | None:
@@ -36,26 +41,36 @@ def _malloc_trim() -> Callable[[int], int] | None:
     return trim  # type: ignore[no-any-return]
 
 
+def use_system_allocator() -> None:
+    """Re-executes this process (same pid, same arguments) under glibc malloc, once.
+
+    Only where `malloc_trim` exists to hand pages back; an explicit PYTHONMALLOC (any
+    value, e.g. `pymalloc`) is the operator's choice and is kept."""
+    if "PYTHONMALLOC" in os.environ or _malloc_trim() is None:
+        return
+    os.environ["PYTHONMALLOC"] = ALLOCATOR
+    try:
+        os.execv(sys.executable, sys.orig_argv)
+    except OSError as exc:  # keep running as is rather than not at all
+        log.warning("could not re-execute under PYTHONMALLOC=%s: %s", ALLOCATOR, exc)
+
+
 class Trimmer:
-    """`idle()` on every idle tick, `busy()` whenever records were processed."""
+    """`maybe()` after every batch and idle tick: trims at most every TRIM_SECONDS
+    (a heap walk, ~60 ms on a 600 MB heap, in the worker thread)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._trim = _malloc_trim()
-        self._last_traffic = float("-inf")
-        self._last_trim = float("-inf")
+        self._clock = clock
+        self._last = clock()
+        self.trims = 0
 
-    def busy(self) -> None:
-        self._last_traffic = time.monotonic()
-
-    def idle(self) -> bool:
+    def maybe(self) -> bool:
         """Trim when due; True when it did."""
-        now = time.monotonic()
-        if (
-            self._trim is None
-            or now - self._last_traffic > TRIM_AFTER_TRAFFIC_SECONDS
-            or now - self._last_trim < TRIM_SECONDS
-        ):
+        now = self._clock()
+        if self._trim is None or now - self._last < TRIM_SECONDS:
             return False
-        self._last_trim = now
+        self._last = now
         self._trim(0)
+        self.trims += 1
         return True

@@ -385,7 +385,6 @@ class Pipeline:
                     await loop.run_in_executor(
                         self._executor, self.run_batch, [], None, self._processed
                     )
-                    await loop.run_in_executor(self._executor, self._trimmer.idle)
                 continue  # woken by data, or by stop() with nothing left to drain
             if (
                 self._depth < settings.batch_records
@@ -397,7 +396,6 @@ class Pipeline:
                     await asyncio.wait_for(self._closed.wait(), settings.batch_wait_seconds)
             records, seq = self._take(settings.batch_records)
             await loop.run_in_executor(self._executor, self.run_batch, records, None, seq)
-            self._trimmer.busy()
             if seq is not None:
                 self._processed = seq + len(records)
 
@@ -429,6 +427,7 @@ class Pipeline:
         if batch.records:  # a stage may have released held records into a tick
             self._count(batch)
             self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        self._trimmer.maybe()
         return batch
 
     async def run_now(self, records: list[Record]) -> Batch:

@@ -83,3 +83,6 @@ echo "services ready: prometheus, alertmanager, elasticsearch $es_version, $flue
 # Apache Kafka 4 (KRaft) from Maven Central for the consumer-group tests.
 kafka=$(bash "$here/kafka.sh" install | tail -1)
 echo "services ready: $kafka"
+# The newest CPython on the machine, for the shutdown tests (asyncio changed in 3.12.1).
+newest=$(bash "$here/newest_python.sh" | tail -1)
+echo "services ready: $newest"

@@ -49,8 +49,10 @@ class Serve:
         env: dict[str, str] | None = None,
         log: Path | None = None,
         preexec_fn: Callable[[], None] | None = None,
+        program: Path = LOGGUARDIAN,
     ):
         self.state_dir = state_dir
+        self.program = program  # the `logguardian` script of the interpreter under test
         self.preexec_fn = preexec_fn  # runs in the child before exec (e.g. setrlimit)
         self.http_port = free_port()
         self.forward_port = free_port()
@@ -72,7 +74,7 @@ class Serve:
         out = open(self.log, "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(
             [
-                str(LOGGUARDIAN),
+                str(self.program),
                 "serve",
                 "--http-port",
                 str(self.http_port),
