@@ -29,6 +29,9 @@ from io import BytesIO
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "sidecar"))
+
+from logguardian.memory import ALLOCATOR, MALLOC_ENV  # noqa: E402
 SHARED = next(
     (p / "shared" for p in ROOT.parents[:2] if (p / "shared" / "data").is_dir()),
     ROOT.parent / "shared",
@@ -129,7 +132,13 @@ def tree_of(peer: str, tmp: Path) -> Path | None:
 
 def measure(tree: Path, kind: str, n: int, extra: dict[str, str]) -> dict[str, float]:
     # The allocator `logguardian serve` runs under (logguardian.memory), unless overridden.
-    env = {"PYTHONMALLOC": "malloc", **os.environ, "PYTHONPATH": str(tree / "sidecar"), **extra}
+    env = {
+        "PYTHONMALLOC": ALLOCATOR,
+        **MALLOC_ENV,
+        **os.environ,
+        "PYTHONPATH": str(tree / "sidecar"),
+        **extra,
+    }
     done = subprocess.run(
         [sys.executable, "-c", WORKER, kind, str(SHARED / "data" / "loghub"), str(n)],
         capture_output=True,

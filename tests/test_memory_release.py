@@ -48,7 +48,9 @@ def test_rss_comes_back_down_after_a_session_key_flood(tmp_path: Path) -> None:
     try:
         assert serve.proc is not None
         proc = psutil.Process(serve.proc.pid)
-        assert proc.environ().get("PYTHONMALLOC") == "malloc"  # re-executed, same pid
+        environ = proc.environ()
+        assert environ.get("PYTHONMALLOC") == "malloc"  # re-executed, same pid
+        assert environ.get("MALLOC_ARENA_MAX") == "2"
         base = proc.memory_info().rss / 1e6
         peak = _flood(serve, proc)
         deadline = time.monotonic() + 120

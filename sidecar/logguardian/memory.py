@@ -26,6 +26,11 @@ log = logging.getLogger(__name__)
 
 TRIM_SECONDS = 30.0
 ALLOCATOR = "malloc"
+# glibc tunables set with it (an operator's own values win): two arenas instead of eight
+# per core for the worker, exporter and receiver threads, and a fixed mmap threshold so
+# big request bodies stay mmapped and go back to the OS on free (glibc otherwise raises
+# the threshold after the first such free and serves the next ones from the heap).
+MALLOC_ENV = {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "131072"}
 
 
 def _malloc_trim() -> Callable[[int], int] | None:
@@ -49,6 +54,8 @@ def use_system_allocator() -> None:
     if "PYTHONMALLOC" in os.environ or _malloc_trim() is None:
         return
     os.environ["PYTHONMALLOC"] = ALLOCATOR
+    for key, value in MALLOC_ENV.items():
+        os.environ.setdefault(key, value)
     try:
         os.execv(sys.executable, sys.orig_argv)
     except OSError as exc:  # keep running as is rather than not at all
