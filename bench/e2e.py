@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "sidecar"))
 
 from logguardian.memory import ALLOCATOR, MALLOC_ENV  # noqa: E402
+
 SHARED = next(
     (p / "shared" for p in ROOT.parents[:2] if (p / "shared" / "data").is_dir()),
     ROOT.parent / "shared",
