@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -14,6 +15,7 @@ from logguardian.config import Settings, listener_names, load_settings
 from logguardian.pipeline import Batch
 from logguardian.record import Record
 from logguardian.server import Sidecar
+from services.serve import MEMORY_LIMIT_ENV
 
 # The shared benchmark data and reference docs sit beside the checkout (../shared).
 # (from a worktree, /work/wt/<name>, it is one level further up)
@@ -21,6 +23,11 @@ SHARED = next(
     (p / "shared" for p in Path(__file__).resolve().parents if (p / "shared" / "data").is_dir()),
     Path(__file__).resolve().parents[2] / "shared",
 )
+
+# A sidecar built in this process shares pytest's RSS (every model and test so far), which
+# says nothing of its own: the memory limit is off here unless a test sets it. A real
+# `logguardian serve` (tests/services/serve.py) runs with the default.
+os.environ[MEMORY_LIMIT_ENV] = "0"
 
 pytest_plugins: list[str] = ["services.fixtures", "services.kafka_fixtures", "services.llm"]
 

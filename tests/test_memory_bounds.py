@@ -5,6 +5,7 @@ session lets its last record go (the session-key flood held one per open session
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -133,3 +134,34 @@ def test_local_store_rows_waiting_for_the_writer_are_exact_size() -> None:
     finally:
         tracemalloc.stop()
     assert per_row < 2 * len(rows[0]) + 100, per_row
+
+
+async def test_over_the_memory_limit_ingest_waits_until_the_queue_drains(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """RSS over `pipeline.memory_limit_mib` (1 MiB: any process is over it) refuses new
+    records while some are queued, and admits again once the queue is empty; under a
+    limit the process is not near, the same offers are taken."""
+    normalize = Normalizer("http")
+    batch = [normalize({"log": f"INFO order {i} placed"}) for i in range(10)]
+    gate = Gate()
+    settings = make_settings(pipeline={"memory_limit_mib": 1})
+    pipeline = Pipeline(settings.pipeline, [gate], [], Metrics())
+    await pipeline.start()
+    try:
+        assert pipeline.offer(list(batch), "http")  # an empty queue takes one batch
+        assert not pipeline.offer(list(batch), "http")
+        assert pipeline.refuses("http")  # the pre-check before reading a body agrees
+        gate.open.set()
+        for _ in range(200):  # bounded: 10 s for the worker to drain 10 records
+            if not pipeline.depth:
+                break
+            await asyncio.sleep(0.05)
+        assert pipeline.offer(list(batch), "http")
+    finally:
+        gate.open.set()
+        await pipeline.stop()
+    roomy = Pipeline(
+        make_settings(pipeline={"memory_limit_mib": 1 << 20}).pipeline, [Gate()], [], Metrics()
+    )
+    assert all(roomy.offer(list(batch), "http") for _ in range(5))

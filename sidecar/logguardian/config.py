@@ -267,6 +267,11 @@ class PipelineSettings(Section):
         gt=0,
         description="bounded queue size, in estimated memory (pipeline.queued_bytes)",
     )
+    # The documented ceiling (issue 13): over it, records are refused (503 / ack
+    # withheld) while any are queued, whatever the estimates above let in.
+    memory_limit_mib: int = Field(
+        400, ge=0, description="process RSS over which queued-up ingest waits (0 = off)"
+    )
     batch_records: int = Field(2_000, gt=0)
     batch_wait_seconds: float = Field(0.05, ge=0)
     tick_seconds: float = Field(1.0, gt=0, description="idle tick for time-driven detectors")

@@ -25,6 +25,8 @@ from collections.abc import Callable
 log = logging.getLogger(__name__)
 
 TRIM_SECONDS = 30.0
+CHECK_SECONDS = 0.05  # how stale an RSS reading admission may use
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 ALLOCATOR = "malloc"
 # glibc tunables set with it (an operator's own values win): two arenas instead of eight
 # per core for the worker, exporter and receiver threads, and a fixed mmap threshold so
@@ -60,6 +62,50 @@ def use_system_allocator() -> None:
         os.execv(sys.executable, sys.orig_argv)
     except OSError as exc:  # keep running as is rather than not at all
         log.warning("could not re-execute under PYTHONMALLOC=%s: %s", ALLOCATOR, exc)
+
+
+def rss_bytes() -> int:
+    """Resident set size now (Linux /proc; 0 where there is none: never over a limit)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * PAGE_SIZE
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+class MemoryLimiter:
+    """Admission by RSS, as the OpenTelemetry Collector's memory_limiter does: over
+    `limit` bytes, new records are refused (retry later) while any are queued, so the
+    queue drains before more come in. An empty queue always admits one batch: what is
+    resident then is state, which refusing traffic would never free."""
+
+    def __init__(self, limit_bytes: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit_bytes
+        self._clock = clock
+        self._at = float("-inf")
+        self.rss = 0
+        self.refusals = 0
+        self._logged = float("-inf")
+
+    def over(self) -> bool:
+        if not self.limit:
+            return False
+        now = self._clock()
+        if now - self._at >= CHECK_SECONDS:
+            self._at, self.rss = now, rss_bytes()
+        if self.rss <= self.limit:
+            return False
+        self.refusals += 1
+        if now - self._logged >= 10.0:
+            self._logged = now
+            log.warning(
+                "memory limit: RSS %d MB over pipeline.memory_limit_mib (%d MB); refusing "
+                "new records until the queue drains (%d refusals so far)",
+                self.rss >> 20,
+                self.limit >> 20,
+                self.refusals,
+            )
+        return True
 
 
 class Trimmer:

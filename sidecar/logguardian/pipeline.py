@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from .components import Exporter, Holding, Processor, start_parts, stop_parts
 from .config import Pipeline as PipelineSettings
-from .memory import Trimmer
+from .memory import MemoryLimiter, Trimmer
 from .metrics import Metrics
 from .record import Record
 from .signals import Annotation, Incident, Reason
@@ -149,6 +149,7 @@ class Pipeline:
         self._worker: asyncio.Task[None] | None = None
         self._closing = False
         self._trimmer = Trimmer()  # RSS back down once a burst is processed
+        self._memory = MemoryLimiter(settings.memory_limit_mib << 20)
         metrics.queue_capacity.set(self.capacity)
 
     # -- admission (event loop thread) -------------------------------------------------
@@ -198,6 +199,8 @@ class Pipeline:
         self._asked[receiver] = now
         if not self._depth:
             return True
+        if self._memory.over():
+            return False
         room = self.capacity - self._depth
         if n > room or self._bytes + nbytes > self.capacity_bytes:
             return False
