@@ -1,15 +1,14 @@
-"""Handing freed memory back to the OS after a burst (issue 13: RSS must come back
-down after a flood, not stay at its peak).
+"""Memory that stays under its ceiling and comes back down after a flood (issue 13).
 
 CPython's own small-object allocator (pymalloc) returns a 1 MiB arena only when every
 object in it is dead. After a flood, the few objects that outlive it (open sessions,
-templates, stored rows) are scattered over every arena, so RSS stays at the flood's
-peak: a 500k-session-key flood left `serve` at 350 MB with pymalloc, and at 220 MB
-with the system allocator plus `malloc_trim` once the sessions had closed.
-`logguardian serve` therefore re-executes itself under glibc malloc
-(`PYTHONMALLOC=malloc`) unless PYTHONMALLOC is already set, and the worker calls
-`malloc_trim(0)` at most every `TRIM_SECONDS`, which hands back the free pages in the
-middle of the heap too. bench/limits.py gives the figures and bench/e2e.py the cost.
+templates, stored rows) are scattered over nearly every arena, so RSS stays at the
+flood's peak: 500k session keys left `serve` at 350 MB under pymalloc once the sessions
+had closed, and falling below 290 MB within a minute under glibc malloc plus
+`malloc_trim`. Hence: `logguardian serve` re-executes itself under glibc malloc
+(`use_system_allocator`), the worker trims at most every `TRIM_SECONDS` (`Trimmer`), and
+admission waits while RSS is over `pipeline.memory_limit_mib` (`MemoryLimiter`).
+bench/limits.py gives the figures and bench/e2e.py the allocator's cost.
 """
 
 from __future__ import annotations
