@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -11,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from logguardian import memory
 from logguardian.config import Settings, listener_names, load_settings
 from logguardian.pipeline import Batch
 from logguardian.record import Record
 from logguardian.server import Sidecar
-from services.serve import MEMORY_LIMIT_ENV
 
 # The shared benchmark data and reference docs sit beside the checkout (../shared).
 # (from a worktree, /work/wt/<name>, it is one level further up)
@@ -23,11 +22,6 @@ SHARED = next(
     (p / "shared" for p in Path(__file__).resolve().parents if (p / "shared" / "data").is_dir()),
     Path(__file__).resolve().parents[2] / "shared",
 )
-
-# A sidecar built in this process shares pytest's RSS (every model and test so far), which
-# says nothing of its own: the memory limit is off here unless a test sets it. A real
-# `logguardian serve` (tests/services/serve.py) runs with the default.
-os.environ[MEMORY_LIMIT_ENV] = "0"
 
 pytest_plugins: list[str] = ["services.fixtures", "services.kafka_fixtures", "services.llm"]
 
@@ -98,3 +92,14 @@ async def sidecar(make_settings: Callable[..., Settings]) -> AsyncIterator[Sidec
         yield running
     finally:
         await running.stop()
+
+
+@pytest.fixture(autouse=True)
+def _pytest_rss_is_no_sidecars(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sidecar built in this process shares pytest's RSS (every model and test so far),
+    which says nothing of its own: its memory limiter reads 0 unless the test is marked
+    `real_rss`. A real `logguardian serve` (tests/services/serve.py) measures its own."""
+    if "real_rss" not in request.keywords:
+        monkeypatch.setattr(memory, "rss_bytes", lambda: 0)

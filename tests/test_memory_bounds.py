@@ -13,6 +13,7 @@ from pathlib import Path
 import aiohttp
 import orjson
 import psutil
+import pytest
 from logguardian.config import Settings, load_settings
 from logguardian.detectors.model import ModelStage
 from logguardian.metrics import Metrics
@@ -136,6 +137,7 @@ def test_local_store_rows_waiting_for_the_writer_are_exact_size() -> None:
     assert per_row < 2 * len(rows[0]) + 100, per_row
 
 
+@pytest.mark.real_rss
 async def test_over_the_memory_limit_ingest_waits_until_the_queue_drains(
     make_settings: Callable[..., Settings],
 ) -> None:

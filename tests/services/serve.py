@@ -20,7 +20,6 @@ import msgpack
 import orjson
 
 LOGGUARDIAN = Path(sys.executable).with_name("logguardian")
-MEMORY_LIMIT_ENV = "LOGGUARDIAN_PIPELINE__MEMORY_LIMIT_MIB"
 
 
 def free_port() -> int:
@@ -58,8 +57,7 @@ class Serve:
         self.http_port = free_port()
         self.forward_port = free_port()
         self.env = {
-            # the default memory limit, not the one pytest's own process runs with
-            **{k: v for k, v in os.environ.items() if k != MEMORY_LIMIT_ENV},
+            **os.environ,
             "LOGGUARDIAN_RECEIVERS__HTTP__HOST": "127.0.0.1",
             "LOGGUARDIAN_RECEIVERS__FORWARD__HOST": "127.0.0.1",
             "LOGGUARDIAN_RECEIVERS__TCP__PORT": "0",
