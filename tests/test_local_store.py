@@ -313,3 +313,32 @@ async def test_a_replayed_annotation_id_is_stored_once(tmp_path: Path) -> None:
     await store.stop()
     assert sorted(a["id"] for a in store.anomalies(limit=10)) == ["a1", "a2", "a3"]
     store.close()
+
+
+async def test_writer_backlog_is_bounded_in_bytes_too(tmp_path: Path) -> None:
+    """An annotation carries its record's message: 1,000 findings on 100 KB lines with
+    the writer behind held 100 MB within the row bound. The byte bound (32 MiB) keeps
+    ~330 of them, drops and counts the rest, and has room again once they are written."""
+    metrics = Metrics()
+    store = LocalStore(tmp_path / "s.sqlite3", LocalStoreSettings(), metrics)
+    now = time.time()
+    big = []
+    for i in range(1_000):
+        a = annotation(i, now)
+        a.message = f"payload {i} " + "z" * 100_000
+        big.append(a)
+    for k in range(0, 1_000, 50):  # writer not started yet: nothing drains
+        store.export(batch(big[k : k + 50]))
+    queued = [row for rows, _ in list(store._queue.queue) for row in rows]  # type: ignore[misc]
+    held = sum(len(row[4]) for row in queued)
+    assert 300 <= len(queued) <= 336 and held <= 32 * 1024 * 1024, (len(queued), held)
+    lost = metrics.registry.get_sample_value(
+        "logguardian_exporter_dropped_total", {"exporter": "local", "reason": "backlog_full"}
+    )
+    assert lost == 1_000 - len(queued)
+    await store.start()
+    await store.aflush()
+    store.export(batch([big[-1]]))  # room again once written
+    await store.aflush()
+    await store.stop()
+    assert len(store.anomalies(limit=5_000)) == len(queued) + 1

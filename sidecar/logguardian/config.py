@@ -395,6 +395,10 @@ class LocalStoreSettings(ExporterSettings):
     max_pending_rows: int = Field(
         20_000, gt=0, description="writer backlog bound, in annotations (memory, not disk)"
     )
+    # ...and in bytes: an annotation carries its record's message, which may be 100 KB.
+    max_pending_bytes: int = Field(
+        32 * 1024 * 1024, gt=0, description="writer backlog bound, in encoded bytes"
+    )
 
 
 class ExportersSettings(Section):

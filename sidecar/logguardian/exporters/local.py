@@ -117,6 +117,10 @@ def _dumps(doc: dict[str, Any]) -> bytes:
     return encoded if len(encoded) >= ORJSON_BUFFER else bytes(memoryview(encoded))
 
 
+def _size(rows: list[_Row]) -> int:
+    return sum(len(row[4]) for row in rows)
+
+
 class LocalStore:
     name = NAME
 
@@ -129,6 +133,7 @@ class LocalStore:
         self._read_local = threading.local()
         self._pending_lock = threading.Lock()
         self._pending_rows = 0
+        self._pending_bytes = 0  # encoded size of those rows (a row may carry a 100 KB line)
         self._warned_at = 0.0
         self.dead_letter = path.parent / DEAD_LETTER
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -162,15 +167,23 @@ class LocalStore:
             if doc is not None:
                 incidents.append((i.id, i.service, int(i.open), i.last_seen, now, doc))
         with self._pending_lock:
-            room = self.settings.max_pending_rows - self._pending_rows
-            if len(rows) > room:
-                # The writer is behind (slow disk, a flood of findings): the backlog
-                # is bounded in rows, whatever the batch sizes.
-                lost = len(rows) - max(room, 0)
-                rows = rows[: max(room, 0)]
+            # The writer is behind (slow disk, a flood of findings): the backlog is
+            # bounded in rows and in bytes, whatever the batch sizes.
+            room = max(0, self.settings.max_pending_rows - self._pending_rows)
+            room_bytes = self.settings.max_pending_bytes - self._pending_bytes
+            kept = 0
+            for row in rows[:room]:
+                room_bytes -= len(row[4])
+                if room_bytes < 0:
+                    break
+                kept += 1
+            if kept < len(rows):
+                lost = len(rows) - kept
+                rows = rows[:kept]
                 self.metrics.exporter_dropped.labels(NAME, "backlog_full").inc(lost)
                 self._warn_backlog(lost)
             self._pending_rows += len(rows)
+            self._pending_bytes += _size(rows)
         if not rows and not incidents:
             return
         try:
@@ -178,6 +191,7 @@ class LocalStore:
         except queue.Full:
             with self._pending_lock:
                 self._pending_rows -= len(rows)
+                self._pending_bytes -= _size(rows)
             # The writer is stuck (disk?) for ~10k batches: count and say so rather
             # than stall detection or grow without bound.
             self.metrics.exporter_errors.labels(NAME).inc()
@@ -291,6 +305,7 @@ class LocalStore:
                 finally:
                     with self._pending_lock:
                         self._pending_rows -= sum(len(rows) for rows, _ in items)
+                        self._pending_bytes -= sum(_size(rows) for rows, _ in items)
                     for _ in range(len(items) + (1 if stop else 0)):
                         self._queue.task_done()
                 if stop:
