@@ -78,9 +78,8 @@ class MemoryLimiter:
     queue drains before more come in. An empty queue always admits one batch: what is
     resident then is state, which refusing traffic would never free."""
 
-    def __init__(self, limit_bytes: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, limit_bytes: int) -> None:
         self.limit = limit_bytes
-        self._clock = clock
         self._at = float("-inf")
         self.rss = 0
         self.refusals = 0
@@ -89,7 +88,7 @@ class MemoryLimiter:
     def over(self) -> bool:
         if not self.limit:
             return False
-        now = self._clock()
+        now = time.monotonic()
         if now - self._at >= CHECK_SECONDS:
             self._at, self.rss = now, rss_bytes()
         if self.rss <= self.limit:
@@ -115,7 +114,6 @@ class Trimmer:
         self._trim = _malloc_trim()
         self._clock = clock
         self._last = clock()
-        self.trims = 0
 
     def maybe(self) -> bool:
         """Trim when due; True when it did."""
@@ -124,5 +122,4 @@ class Trimmer:
             return False
         self._last = now
         self._trim(0)
-        self.trims += 1
         return True
