@@ -167,3 +167,43 @@ async def test_over_the_memory_limit_ingest_waits_until_the_queue_drains(
         make_settings(pipeline={"memory_limit_mib": 1 << 20}).pipeline, [Gate()], [], Metrics()
     )
     assert all(roomy.offer(list(batch), "http") for _ in range(5))
+
+
+class Sizes:
+    """A stage that notes each batch's record count."""
+
+    name = "sizes"
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    def process(self, batch: Batch) -> None:
+        if batch.records:
+            self.sizes.append(len(batch.records))
+
+
+async def test_a_batch_of_big_records_stops_at_batch_bytes(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """600 queued records of 100 KB in chunks of 20 go to the worker a few chunks at a
+    time (16 MiB), not as one 2,000-record batch of 60 MB held and copied at once;
+    short lines still fill whole batches."""
+    normalize = Normalizer("http")
+    sizes = Sizes()
+    pipeline = Pipeline(make_settings().pipeline, [sizes], [], Metrics())
+    for k in range(30):
+        chunk = [normalize({"log": f"{k}-{i} " + "z" * 100_000}) for i in range(20)]
+        assert pipeline.offer(chunk, "http")
+    lines = [normalize({"log": f"INFO order {i} placed"}) for i in range(4_000)]
+    assert pipeline.offer(lines, "http")
+    await pipeline.start()
+    try:
+        for _ in range(400):  # bounded: 20 s
+            if sum(sizes.sizes) == 4_600:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await pipeline.stop()
+    assert sum(sizes.sizes) == 4_600
+    big = [n for n in sizes.sizes if n < 2_000]
+    assert big and max(big) <= 100 and sizes.sizes.count(2_000) >= 1, sizes.sizes

@@ -273,6 +273,9 @@ class PipelineSettings(Section):
         400, ge=0, description="process RSS over which queued-up ingest waits (0 = off)"
     )
     batch_records: int = Field(2_000, gt=0)
+    # ...and whole queued chunks up to this estimate: a batch of big records is what the
+    # worker holds (and copies) at once.
+    batch_bytes: int = Field(16 * 1024 * 1024, gt=0)
     batch_wait_seconds: float = Field(0.05, ge=0)
     tick_seconds: float = Field(1.0, gt=0, description="idle tick for time-driven detectors")
     service_fields: list[str] = list(DEFAULT_SERVICE_FIELDS)

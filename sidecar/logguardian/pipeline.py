@@ -149,6 +149,7 @@ class Pipeline:
         self._worker: asyncio.Task[None] | None = None
         self._closing = False
         self._trimmer = Trimmer()  # RSS back down once a burst is processed
+        self.batch_bytes = settings.batch_bytes
         self._memory = MemoryLimiter(settings.memory_limit_mib << 20)
         metrics.queue_capacity.set(self.capacity)
 
@@ -338,12 +339,14 @@ class Pipeline:
     # -- processing -----------------------------------------------------------------------
 
     def _take(self, limit: int) -> tuple[list[Record], int | None]:
-        """Up to `limit` records from the head of the queue, and the WAL sequence
-        number of the first (records in the log are queued in log order)."""
+        """Up to `limit` records (and whole chunks up to `batch_bytes`: 2,000 records of
+        100 KB would be 200 MB in flight at once) from the head of the queue, and the WAL
+        sequence number of the first (records in the log are queued in log order)."""
         taken: list[Record] = []
         seq = self._chunks[0].seq if self._chunks else None
         held = self._held
-        while self._chunks and len(taken) < limit:
+        before = self._bytes
+        while self._chunks and len(taken) < limit and before - self._bytes < self.batch_bytes:
             chunk = self._chunks[0]
             if taken and chunk.seq in self._cuts:
                 break
