@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import orjson
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from logguardian.templates.miner import EMPTY_TEMPLATE, TemplateMiner
 from logguardian.templates.persistence import load_snapshot, save_snapshot
@@ -121,6 +121,8 @@ LINE_PARTS = st.sampled_from(
         max_size=8,
     )
 )
+@example(["\U0001fbf0"])  # a digit of another script, alone: no ASCII digit in the key
+@example(["took \u0663 ms", "took 3 ms"])
 def test_batch_masking_equals_line_masking(lines: list[str]) -> None:
     """Batch masking joins lines; no rule may see across a line or depend on its
     neighbours, or the same line would get different templates in different batches."""

@@ -242,11 +242,23 @@ def prepare(messages: Sequence[str], max_chars: int) -> tuple[list[str], list[by
     return lines, shape_keys(lines)
 
 
+_OTHER_DIGIT = re.compile(r"(?![0-9])\d")  # a digit of another script
+
+
 def shape_keys(lines: Sequence[str]) -> list[bytes]:
     """Cache keys: each line with every digit written "0" (lines must be
     newline-free). Lines that differ only in digit values share a key; keeping the
-    lengths means a key never mixes lines that mask differently ("" and "0")."""
-    return "\n".join(lines).encode("utf-8", "surrogatepass").translate(_DIGIT_TO_ZERO).split(b"\n")
+    lengths means a key never mixes lines that mask differently ("" and "0").
+    The number rules match digits of any script ("\\d"), the key only ASCII ones: a
+    line with digits of another script gets a "0" after a byte UTF-8 never holds,
+    so `mask_many` does not take it for a line without digits."""
+    joined = "\n".join(lines)
+    keys = joined.encode("utf-8", "surrogatepass").translate(_DIGIT_TO_ZERO).split(b"\n")
+    if not joined.isascii():
+        for i, line in enumerate(lines):
+            if not line.isascii() and _OTHER_DIGIT.search(line):
+                keys[i] += b"\xff0"
+    return keys
 
 
 _ZERO_RUN = re.compile(rb"00+")
