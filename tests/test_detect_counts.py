@@ -48,6 +48,10 @@ def run(
     return found
 
 
+def minute_of(a: Annotation) -> float:
+    return (a.ts - T0) / MIN
+
+
 def bursty(rng: np.random.Generator, minutes: int, p: float, size: float) -> list[int]:
     """Mostly-empty windows; now and then a burst of Poisson(size) records."""
     return [int(rng.poisson(size)) if rng.random() < p else 0 for _ in range(minutes)]
@@ -204,6 +208,20 @@ def test_an_alarmed_window_does_not_raise_the_two_window_peak() -> None:
     assert any(a.template_id == "A" for a in found)
     run(d, [{"A": 10, "S": 40}] * 3, start=123)
     assert float(d.stats.rows.peak2[row]) <= before
+
+
+def test_a_rise_too_slow_for_one_or_two_windows_pages_on_the_third() -> None:
+    """About twice its mean in each of three windows: no single window and no pair
+    reaches its limit, the three together do. Judged two windows after it began,
+    a pair covers only part of a rise that started mid-window; three cover all of it."""
+    d = make()
+    rng = np.random.default_rng(3)
+    assert run(d, [{"A": int(n), "S": 40} for n in rng.poisson(10, 120)]) == []
+    found = run(d, [{"A": 22, "S": 40}] * 3, seed=1, start=120)
+    spikes = [a for a in found if a.template_id == "A" and a.reasons[0].kind == "rate"]
+    assert spikes, "a rise of 66 over three windows (mean ~10 each) went unflagged"
+    assert minute_of(spikes[0]) >= 122  # not before its third window
+    assert "over 3 windows (22 + 22 + " in spikes[0].reasons[0].text
 
 
 def test_a_surge_spread_over_every_template_is_a_service_finding() -> None:

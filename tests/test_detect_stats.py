@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pytest
 from logguardian.config import load_settings
 from logguardian.detectors import stats as stats_mod
@@ -263,3 +264,25 @@ def test_snapshot_restore_keeps_baselines() -> None:
     # The restored detector catches the next spike at once and finds nothing new.
     found = feed(restored, lambda m, t: 1000, 1, start=120)
     assert found and {r.kind for a in found for r in a.reasons} == {"rate"}
+
+
+def test_a_snapshot_from_before_the_three_window_sum_keeps_its_limits() -> None:
+    """State written before the three-window sum existed lacks its peak and quantiles;
+    restored, they are derived (the peak bounded by the one- and two-window peaks),
+    never zero: a zero peak would put the three-window limit at 3 x mean + min_excess."""
+    d = make_detection()
+    rng = np.random.default_rng(7)
+    feed(d, lambda m, t: 60.0 if rng.random() < 0.1 else 10.0, 240)
+    state = orjson.loads(d.snapshot())
+    new = ("peak3", "last2", "prev2", "q3_at", "qp3_at", "limit2")
+    for svc in state["stats"]["services"].values():
+        for key in new:
+            del svc[key]
+    restored = make_detection()
+    restored.restore_from(orjson.dumps(state))
+    R, row = restored.stats.rows, restored.stats.services["svc"].index["T1"]
+    assert R.peak3[row] == d.stats.rows.peak2[row] + d.stats.rows.peak[row]
+    assert feed(restored, lambda m, t: 10.0, 1, start=240) == []
+    feed(d, lambda m, t: 10.0, 1, start=240)
+    assert R.q3_at[row] > 0
+    assert restored.stats.services["svc"].limits["T1"] == d.stats.services["svc"].limits["T1"]

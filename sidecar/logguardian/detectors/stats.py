@@ -15,9 +15,11 @@ when all of these hold (`RateModel`):
   template's ordinary bursts, however rare, are not spikes;
 - it is at least `min_excess` records and `min_fold` times above the mean.
 
-The same test runs on the sum of the open window and the one before (twice the
-mean, twice the NB shape, its own two-window peak): a rise that lasts is caught in
-about two windows even in a row whose single windows are too bursty to tell.
+The same test runs on the sums of the open window with the one and the two windows
+before it (n times the mean, n times the NB shape, its own n-window peak): a rise
+that lasts is caught even in a row whose single windows are too bursty to tell, and
+whatever the phase it starts at. Two windows judged at the deadline two windows after
+a rise began cover only 60-120 s of it; three cover all of it.
 
 Baselines learn each closed window two closes late (`LEARN_DELAY`), so the first,
 partial window of a rise does not widen the model the rest of it is judged by; an
@@ -133,9 +135,12 @@ FLOATS = (
     "mean",
     "var",
     "prev",
+    "prev2",
     "peak",
     "peak2",
+    "peak3",
     "last",
+    "last2",
     "zrun_peak",
     "on_mean",
     "on_var",
@@ -152,9 +157,12 @@ CACHE = (
     "q_frac",
     "q_at",
     "q2_at",
+    "q3_at",
     "qp_mean",
     "qp_at",
     "qp2_at",
+    "qp3_at",
+    "limit2",
 )
 
 
@@ -394,13 +402,16 @@ class RollingStatsStage:
             score = score_at(count - mean, at - mean, threshold)
             p = frac * float(counts.tail(np.asarray(count), np.asarray(mu), np.asarray(k)))
             text = f"{_versus(count, elapsed, mean, peak, self.width)}; {_tail(p, k, frac)}"
-        else:  # with the window before: a sustained rise
-            total, span = count + prev, self.width + elapsed
+        else:  # with the window before, or the two before: a sustained rise
+            n, before = (2, [prev]) if count >= R.limit2[row] else (3, [float(R.prev2[row]), prev])
+            total, span = count + sum(before), (n - 1) * self.width + elapsed
             score = score_at(count - mean, flag_at - mean, threshold)
-            p = frac * float(counts.tail(np.asarray(total), np.asarray(2 * mu), np.asarray(2 * k)))
+            p = frac * float(counts.tail(np.asarray(total), np.asarray(n * mu), np.asarray(n * k)))
+            peak_n = float((R.peak2 if n == 2 else R.peak3)[row])
+            parts = " + ".join(f"{c:.0f}" for c in [*before, count])
             text = (
-                f"{_versus(total, span, 2 * mean, float(self.rows.peak2[row]), 2 * self.width)}"
-                f" over two windows ({prev:.0f} + {count}); {_tail(p, 2 * k, frac)}"
+                f"{_versus(total, span, n * mean, peak_n, n * self.width)}"
+                f" over {n} windows ({parts}); {_tail(p, n * k, frac)}"
             )
         batch.add_reason(
             i,
@@ -546,6 +557,7 @@ class RollingStatsStage:
         self._defer(c, flagged, held)
         R.hist[:rows, R.pos] = c
         R.pos = (R.pos + 1) % HISTORY
+        R.prev2[:rows] = R.prev[:rows]
         R.prev[:rows] = c
         R.n[:rows] += 1
         # The longest run of empty windows, once it ends (a reported one too: a lull
@@ -603,6 +615,12 @@ class RollingStatsStage:
         R.peak2[idx] = np.where(
             keep, R.peak2[idx], np.maximum(R.peak2[idx] * self.decay, R.last[idx] + used)
         )
+        R.peak3[idx] = np.where(
+            keep,
+            R.peak3[idx],
+            np.maximum(R.peak3[idx] * self.decay, R.last2[idx] + R.last[idx] + used),
+        )
+        R.last2[idx] = R.last[idx]
         # The next window's two-window peak pairs it with this one: an alarmed window
         # enters that pair as an ordinary one (its mean), not at its limit.
         R.last[idx] = np.where(flagged, mean, used)
@@ -657,6 +675,7 @@ class RollingStatsStage:
             | (np.abs(frac - R.q_frac[rows]) > tol * R.q_frac[rows])
             | (R.q_at[rows] == 0)
             | (R.qp_at[rows] == 0)  # restored from a snapshot that predates it
+            | (R.q3_at[rows] == 0)  # ditto
         )
         if stale.any():
             sel = rows[stale]
@@ -665,9 +684,11 @@ class RollingStatsStage:
             R.q_at[sel] = counts.quantile(level, mu_s, k_s)
             # The sum of two windows: twice the mean, twice the shape (NB sums).
             R.q2_at[sel] = counts.quantile(level, 2 * mu_s, 2 * k_s)
+            R.q3_at[sel] = counts.quantile(level, 3 * mu_s, 3 * k_s)
             pm_s, poisson = np.maximum(pm[stale], 0.05), np.zeros_like(mu_s)
             R.qp_at[sel] = counts.quantile(level, pm_s, poisson)
             R.qp2_at[sel] = counts.quantile(level, 2 * pm_s, poisson)
+            R.qp3_at[sel] = counts.quantile(level, 3 * pm_s, poisson)
             R.q_mean[sel], R.q_k[sel], R.q_frac[sel] = mu[stale], k[stale], frac[stale]
             R.qp_mean[sel] = pm[stale]
 
@@ -694,7 +715,9 @@ class RollingStatsStage:
         peak, peak2 = R.peak[rows], R.peak2[rows]
         at = limit(capped(R.q_at[rows], R.qp_at[rows], mean, peak), mean, peak)
         at2 = limit(capped(R.q2_at[rows], R.qp2_at[rows], 2 * mean, peak2), 2 * mean, peak2)
-        return mean, at, at2
+        peak3 = R.peak3[rows]
+        at3 = limit(capped(R.q3_at[rows], R.qp3_at[rows], 3 * mean, peak3), 3 * mean, peak3)
+        return mean, at, at2, at3
 
     def _set_limits(self) -> None:
         """Per template, the count at which the open window becomes a spike, from the
@@ -707,16 +730,18 @@ class RollingStatsStage:
         ok = np.flatnonzero((R.n[:rows] >= MIN_WINDOWS) & R.live[:rows])
         if not len(ok):
             return
-        mean, at, at2 = self._model(ok)
+        mean, at, at2, at3 = self._model(ok)
         R.limit[ok] = at
         keep = ok != R.total[ok]  # templates only; totals get no per-record limit
-        ok, mean, at, at2 = ok[keep], mean[keep], at[keep], at2[keep]
+        ok, mean, at, at2, at3 = ok[keep], mean[keep], at[keep], at2[keep], at3[keep]
         if not len(ok):
             return
-        # The open window flags at its own limit, or where it and the window before
-        # reach the two-window limit (but never on fewer than min_excess records).
-        prev = R.prev[ok]
-        flag_at = np.minimum(at, np.maximum(at2 - prev, mean + self.model.min_excess))
+        # The open window flags at its own limit, or where it and the one or two windows
+        # before reach their n-window limit (but never on fewer than min_excess records).
+        prev, prev2 = R.prev[ok], R.prev2[ok]
+        floor = mean + self.model.min_excess
+        R.limit2[ok] = np.maximum(at2 - prev, floor)
+        flag_at = np.minimum.reduce([at, R.limit2[ok], np.maximum(at3 - prev - prev2, floor)])
         R.flag[ok] = np.ceil(flag_at)
         owner, key = R.owner, R.key
         for r, f in zip(ok.tolist(), R.flag[ok].tolist(), strict=True):
@@ -959,6 +984,8 @@ class RollingStatsStage:
                 getattr(R, f)[idx] = data[f]
         if "learned" not in data:
             R.learned[idx] = R.n[idx]
+        if "peak3" not in data:  # no three-window peak yet: the bound the others give
+            R.peak3[idx] = R.peak2[idx] + R.peak[idx]
         err = list(data["err"]) + [0.0] * (5 - len(data["err"]))
         st.err_mean, st.tot_mean, err_n, err_streak, st.err_peak = err[:5]
         st.err_n, st.err_streak = int(err_n), int(err_streak)
@@ -978,13 +1005,13 @@ def _versus(count: float, elapsed: float, mean: float, peak: float, width: float
     if mean < 0.05:
         return (
             f"{count:.0f} records in {elapsed:.0f}s vs ~0 per {width:g}s over the last 1h "
-            f"(recent peak {peak:.0f} per window)"
+            f"(recent peak {peak:.0f} per {width:g}s)"
         )
     rate = (count / elapsed) / (mean / width)
     whole = f", already {count / mean:.1f}x a whole window" if elapsed < width else ""
     return (
         f"{count:.0f} records in {elapsed:.0f}s = {rate:.1f}x its 1h mean rate "
-        f"({mean:.1f} per {width:g}s{whole}; recent peak {peak:.0f} per window)"
+        f"({mean:.1f} per {width:g}s{whole}; recent peak {peak:.0f} per {width:g}s)"
     )
 
 
