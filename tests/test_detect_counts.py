@@ -224,6 +224,52 @@ def test_a_rise_too_slow_for_one_or_two_windows_pages_on_the_third() -> None:
     assert "over 3 windows (22 + 22 + " in spikes[0].reasons[0].text
 
 
+def _bursts(gaps: list[int]) -> list[bool]:
+    """Whether each of a series of bursts (60 records in one window of a template
+    at ~5) pages; `gaps` are the windows from one burst to the next."""
+    d = make()
+    rng = np.random.default_rng(2)
+    assert run(d, [{"A": int(n), "S": 40} for n in rng.poisson(5, 120)]) == []
+    minute, paged = 120, []
+    for gap in gaps:
+        rows = [{"A": int(n), "S": 40} for n in rng.poisson(5, gap)]
+        rows[0] = {"A": 60, "S": 40}
+        found = run(d, rows, seed=minute, start=minute)
+        paged.append(any(a.template_id == "A" for a in found))
+        minute += gap
+    return paged
+
+
+def test_a_burst_on_a_schedule_pages_three_times_then_is_the_rows_rhythm(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Alarmed windows never enter the peaks, so a job's burst first seen after
+    warm-up would page at every run; once it has recurred twice at the same period
+    it is learned. Bursts at irregular times keep paging: they are incidents."""
+    assert _bursts([30] * 8) == [True] * 3 + [False] * 5
+    assert _bursts([30, 47, 25, 61, 38, 70, 29, 52]) == [True] * 8
+    monkeypatch.setattr(stats_mod.RollingStatsStage, "_schedule", lambda *a: None)
+    assert _bursts([30] * 8) == [True] * 8
+
+
+def test_a_record_of_the_next_window_is_not_paired_with_the_one_before_last() -> None:
+    """While a window stays open for late records, records of the next one already
+    arrive; the sums of the closed windows before belong to the open window, not to
+    them. A burst 100 in one window, nothing in the next, and 60 records in the first
+    seconds of the one after: 160 over two windows that are not adjacent."""
+    d = make()
+    rng = np.random.default_rng(8)
+    rows = [{"A": 100 if m % 10 == 5 else int(rng.poisson(5)), "S": 40} for m in range(120)]
+    assert run(d, rows) == []
+    assert run(d, [{"A": 100, "S": 40}, {"S": 40}], start=120) == []
+    at = T0 + 122 * MIN
+    records = [Record(ts=at + k / 10, message="A", service="svc", level=None) for k in range(60)]
+    batch = Batch(records=records, now=at + 10, template_ids=["A"] * 60, templates=["A"] * 60)
+    for stage in d.stages:
+        stage.process(batch)
+    assert batch.annotations == []
+
+
 def test_a_surge_spread_over_every_template_is_a_service_finding() -> None:
     """Each template doubles, each under its own limit: only the service's total shows
     the surge, and it is reported as the service's record rate."""

@@ -23,7 +23,8 @@ a rise began cover only 60-120 s of it; three cover all of it.
 
 Baselines learn each closed window two closes late (`LEARN_DELAY`), so the first,
 partial window of a rise does not widen the model the rest of it is judged by; an
-alarmed window is folded into the mean at its limit, never into a variance or a peak.
+alarmed window is folded into the mean at its limit, never into a variance or a peak,
+unless its burst recurs on a schedule (`_schedule`): a job is not an incident.
 
 MAD, IQR and rate of change are then reported as corroboration when they agree and
 are meaningful (MAD > 0, Q3 > Q1, a previous window of some size); they never fire
@@ -34,8 +35,11 @@ exceeds `gap_fold` times the longest gap it showed recently.
 Spikes are caught inside the open window: every close precomputes, per template,
 the count at which it becomes a spike, so the per-record cost is a dict lookup and
 a compare, and a burst is flagged on the record that crosses the limit instead of a
-window later. Error ratio is checked the same way on error records. Silence of a
-service is checked from the log clock as it passes, including on idle ticks.
+window later. Records of the next window that arrive while one is still open for
+late records are held to the one-window limit only: the sums pair the open window,
+not them, with the closed ones. Error ratio is checked the same way on error
+records. Silence of a service is checked from the log clock as it passes,
+including on idle ticks.
 
 Windows follow record timestamps: a window stays open `LATENESS` after its end for
 out-of-order records; records later than that are counted as late and left out,
@@ -85,6 +89,8 @@ SILENCE_EXPECTED = 30.0  # records expected but missing before silence alerts
 QUANTILE_TOLERANCE = 0.15  # relative change of mean/dispersion before a limit is recomputed
 MIN_ACTIVE = 10  # active (non-empty) windows before a row's active-window model is used
 LEARN_DELAY = 2  # closes a window waits before the baselines learn it (`_defer`)
+EPISODE_QUIET = 5  # quiet windows that end an alarmed episode (`_schedule`)
+PERIOD_TOLERANCE = 0.1  # of the period: how far a recurrence may drift and be on schedule
 EMPTY, NORMAL, FLAGGED, HELD = 0, 1, 2, 3  # what a queued window is to the baselines
 
 
@@ -145,8 +151,21 @@ FLOATS = (
     "on_mean",
     "on_var",
     "on_frac",
+    "ep1",
+    "ep2",
+    "ep3",
 )
-INTS = ("n", "streak", "zero_run", "on_n", "learned")
+INTS = (
+    "n",
+    "streak",
+    "zero_run",
+    "on_n",
+    "learned",
+    "ep_start",
+    "ep_quiet",
+    "ep_prev",
+    "ep_period",
+)
 # Derived at each close (the model behind the open window's limits); persisted so a
 # restored detector explains its first spike with the model that set the limit.
 CACHE = (
@@ -163,6 +182,7 @@ CACHE = (
     "qp2_at",
     "qp3_at",
     "limit2",
+    "limit3",
 )
 
 
@@ -381,12 +401,16 @@ class RollingStatsStage:
         count: int,
         flag_at: float,
     ) -> None:
+        R = self.rows
+        row = st.index[tid]
+        if window.number > self.next_window and count < R.limit[row]:
+            # A record of the next window while this one is open for late records:
+            # the sums pair the open window with the closed ones before it, not this.
+            return
         flagged = window.flags.get(tid, 0)
         if flagged >= MAX_FLAGS:
             return
         window.flags[tid] = flagged + 1
-        R = self.rows
-        row = st.index[tid]
         # The model that set the limit at the last close (arrays hold it until the next).
         at, mean, peak, prev = (
             float(R.limit[row]),
@@ -403,7 +427,8 @@ class RollingStatsStage:
             p = frac * float(counts.tail(np.asarray(count), np.asarray(mu), np.asarray(k)))
             text = f"{_versus(count, elapsed, mean, peak, self.width)}; {_tail(p, k, frac)}"
         else:  # with the window before, or the two before: a sustained rise
-            n, before = (2, [prev]) if count >= R.limit2[row] else (3, [float(R.prev2[row]), prev])
+            pair = max(float(R.limit2[row]) - prev, mean + self.model.min_excess)
+            n, before = (2, [prev]) if count >= pair else (3, [float(R.prev2[row]), prev])
             total, span = count + sum(before), (n - 1) * self.width + elapsed
             score = score_at(count - mean, flag_at - mean, threshold)
             p = frac * float(counts.tail(np.asarray(total), np.asarray(n * mu), np.asarray(n * k)))
@@ -554,6 +579,7 @@ class RollingStatsStage:
             flagged |= self._findings(w, ok, c, service_silent, surged, held)
         held |= service_silent & (c == 0)  # hold a silent service's baseline
 
+        self._schedule(w, c, flagged)
         self._defer(c, flagged, held)
         R.hist[:rows, R.pos] = c
         R.pos = (R.pos + 1) % HISTORY
@@ -571,6 +597,39 @@ class RollingStatsStage:
         R.zero_run[:rows] = np.where(c == 0, R.zero_run[:rows] + 1, 0)
         R.streak[:rows] = np.where(flagged, R.streak[:rows] + 1, 0)
         self._set_limits()
+
+    def _schedule(self, w: int, c: np.ndarray, flagged: np.ndarray) -> None:
+        """A burst that recurs on a schedule is a job, not an incident: alarmed
+        windows never enter the peaks (a spike must not raise the bar for the rest of
+        itself or for the next one), so without this a burst first seen after
+        warm-up would page at every recurrence, forever. An episode (alarmed windows
+        until EPISODE_QUIET quiet ones) that starts one period after the previous
+        one, which itself started one period after the one before (the same period
+        within PERIOD_TOLERANCE), enters the peaks at its full size once over: an
+        hourly job pages three times, then not again. Incidents at irregular times
+        leave the peaks alone. Call before the window's counts become `prev`."""
+        R = self.rows
+        rows = len(c)
+        R.ep_start[:rows] = np.where(flagged & (R.ep_start[:rows] == 0), w, R.ep_start[:rows])
+        open_ = R.ep_start[:rows] > 0
+        idx = np.flatnonzero(open_)
+        if len(idx):  # its size: every window while it lasts, the quiet ones too
+            one, two = c[idx], c[idx] + R.prev[idx]
+            for ep, total in ((R.ep1, one), (R.ep2, two), (R.ep3, two + R.prev2[idx])):
+                ep[idx] = np.maximum(ep[idx], total)
+        R.ep_quiet[:rows] = np.where(flagged, 0, np.where(open_, R.ep_quiet[:rows] + 1, 0))
+        over = np.flatnonzero(open_ & (R.ep_quiet[:rows] >= EPISODE_QUIET))
+        if not len(over):
+            return
+        start, before, period = R.ep_start[over], R.ep_prev[over], R.ep_period[over]
+        gap = np.where(before > 0, start - before, 0)
+        tolerance = np.maximum(2, PERIOD_TOLERANCE * period)
+        on_time = (period > 0) & (gap > 0) & (np.abs(gap - period) <= tolerance)
+        learn = over[on_time]
+        for peak, ep in ((R.peak, R.ep1), (R.peak2, R.ep2), (R.peak3, R.ep3)):
+            peak[learn] = np.maximum(peak[learn], ep[learn])
+            ep[over] = 0.0
+        R.ep_period[over], R.ep_prev[over], R.ep_start[over] = gap, start, 0
 
     def _defer(self, c: np.ndarray, flagged: np.ndarray, held: np.ndarray) -> None:
         """Queue the closed window for learning and learn the one LEARN_DELAY closes
@@ -740,8 +799,10 @@ class RollingStatsStage:
         # before reach their n-window limit (but never on fewer than min_excess records).
         prev, prev2 = R.prev[ok], R.prev2[ok]
         floor = mean + self.model.min_excess
-        R.limit2[ok] = np.maximum(at2 - prev, floor)
-        flag_at = np.minimum.reduce([at, R.limit2[ok], np.maximum(at3 - prev - prev2, floor)])
+        R.limit2[ok], R.limit3[ok] = at2, at3
+        flag_at = np.minimum.reduce(
+            [at, np.maximum(at2 - prev, floor), np.maximum(at3 - prev - prev2, floor)]
+        )
         R.flag[ok] = np.ceil(flag_at)
         owner, key = R.owner, R.key
         for r, f in zip(ok.tolist(), R.flag[ok].tolist(), strict=True):
@@ -901,6 +962,8 @@ class RollingStatsStage:
                 self.rows.n[r] = 0
                 self.rows.hist[r] = np.nan
                 self.rows.peak[r] = 0.0
+                for name in ("ep1", "ep2", "ep3", "ep_start", "ep_quiet", "ep_prev", "ep_period"):
+                    getattr(self.rows, name)[r] = 0
 
     def drop_templates(self, template_ids: set[str]) -> int:
         """Free the rows of templates the miner evicted (memory stays bounded); a
