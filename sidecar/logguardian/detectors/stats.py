@@ -1071,7 +1071,7 @@ def _versus(count: float, elapsed: float, mean: float, peak: float, width: float
             f"(recent peak {peak:.0f} per {width:g}s)"
         )
     rate = (count / elapsed) / (mean / width)
-    whole = f", already {count / mean:.1f}x a whole window" if elapsed < width else ""
+    whole = f", already {count / mean:.1f}x a whole {width:g}s" if elapsed < width else ""
     return (
         f"{count:.0f} records in {elapsed:.0f}s = {rate:.1f}x its 1h mean rate "
         f"({mean:.1f} per {width:g}s{whole}; recent peak {peak:.0f} per {width:g}s)"
