@@ -267,14 +267,16 @@ def test_snapshot_restore_keeps_baselines() -> None:
 
 
 def test_a_snapshot_from_before_the_three_window_sum_keeps_its_limits() -> None:
-    """State written before the three-window sum existed lacks its peak and quantiles;
+    """State written before the three-window sum existed lacks its peak and quantiles
+    (and the episodes of `_schedule`);
     restored, they are derived (the peak bounded by the one- and two-window peaks),
     never zero: a zero peak would put the three-window limit at 3 x mean + min_excess."""
     d = make_detection()
     rng = np.random.default_rng(7)
     feed(d, lambda m, t: 60.0 if rng.random() < 0.1 else 10.0, 240)
     state = orjson.loads(d.snapshot())
-    new = ("peak3", "last2", "prev2", "q3_at", "qp3_at", "limit2")
+    new = ("peak3", "last2", "prev2", "q3_at", "qp3_at", "limit2", "limit3", "ep1", "ep2")
+    new += ("ep3", "ep_start", "ep_quiet", "ep_prev", "ep_period")
     for svc in state["stats"]["services"].values():
         for key in new:
             del svc[key]
