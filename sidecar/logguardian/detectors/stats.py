@@ -90,7 +90,9 @@ QUANTILE_TOLERANCE = 0.15  # relative change of mean/dispersion before a limit i
 MIN_ACTIVE = 10  # active (non-empty) windows before a row's active-window model is used
 LEARN_DELAY = 2  # closes a window waits before the baselines learn it (`_defer`)
 EPISODE_QUIET = 5  # quiet windows that end an alarmed episode (`_schedule`)
-PERIOD_TOLERANCE = 0.1  # of the period: how far a recurrence may drift and be on schedule
+# How far a recurrence may drift and still be on schedule: a window either way, plus
+# a share of the period (a replayed or load-dependent cycle stretches a little).
+PERIOD_SLACK, PERIOD_DRIFT = 2, 0.03
 EMPTY, NORMAL, FLAGGED, HELD = 0, 1, 2, 3  # what a queued window is to the baselines
 
 
@@ -605,9 +607,11 @@ class RollingStatsStage:
         warm-up would page at every recurrence, forever. An episode (alarmed windows
         until EPISODE_QUIET quiet ones) that starts one period after the previous
         one, which itself started one period after the one before (the same period
-        within PERIOD_TOLERANCE), enters the peaks at its full size once over: an
-        hourly job pages three times, then not again. Incidents at irregular times
-        leave the peaks alone. Call before the window's counts become `prev`."""
+        within PERIOD_SLACK + PERIOD_DRIFT: a job's clock hardly drifts, and incidents
+        at random times rarely repeat an interval that closely), enters the peaks at its
+        full size once over: an hourly job pages three times, then not again.
+        Incidents at irregular times leave the peaks alone. Call before the window's
+        counts become `prev`."""
         R = self.rows
         rows = len(c)
         R.ep_start[:rows] = np.where(flagged & (R.ep_start[:rows] == 0), w, R.ep_start[:rows])
@@ -623,8 +627,8 @@ class RollingStatsStage:
             return
         start, before, period = R.ep_start[over], R.ep_prev[over], R.ep_period[over]
         gap = np.where(before > 0, start - before, 0)
-        tolerance = np.maximum(2, PERIOD_TOLERANCE * period)
-        on_time = (period > 0) & (gap > 0) & (np.abs(gap - period) <= tolerance)
+        slack = PERIOD_SLACK + PERIOD_DRIFT * period
+        on_time = (period > 0) & (gap > 0) & (np.abs(gap - period) <= slack)
         learn = over[on_time]
         for peak, ep in ((R.peak, R.ep1), (R.peak2, R.ep2), (R.peak3, R.ep3)):
             peak[learn] = np.maximum(peak[learn], ep[learn])
