@@ -270,6 +270,19 @@ def test_a_record_of_the_next_window_is_not_paired_with_the_one_before_last() ->
     assert batch.annotations == []
 
 
+def test_a_burst_that_straddled_two_windows_is_ordinary_in_one() -> None:
+    """A burst's size does not depend on where the window edges fall: a template whose
+    bursts of ~24 have always been split 12 + 12 does not page when one lands whole
+    in a window; one three times that size still does."""
+    d = make()
+    rng = np.random.default_rng(5)
+    rows = [{"A": 12 if m % 10 in (4, 5) else int(rng.poisson(0.5)), "S": 40} for m in range(180)]
+    assert run(d, rows) == []
+    assert run(d, [{"A": 24, "S": 40}, {"A": 0, "S": 40}], start=180) == []
+    found = run(d, [{"A": 72, "S": 40}], start=182)
+    assert any(a.template_id == "A" and a.reasons[0].kind == "rate" for a in found)
+
+
 def test_a_surge_spread_over_every_template_is_a_service_finding() -> None:
     """Each template doubles, each under its own limit: only the service's total shows
     the surge, and it is reported as the service's record rate."""

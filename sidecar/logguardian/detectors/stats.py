@@ -12,7 +12,9 @@ when all of these hold (`RateModel`):
   of the same tail is what the reason reports);
 - it clears the row's recent burst peak (a decaying maximum, half-life
   `peak_half_life`) by `peak_fold` times that peak's excess over the mean, so a
-  template's ordinary bursts, however rare, are not spikes;
+  template's ordinary bursts, however rare, are not spikes; the same for the excess of
+  its peak over one window more, since a burst's size does not depend on where the
+  window edges fall (one that was split 12 + 12 may land whole in one window);
 - it is at least `min_excess` records and `min_fold` times above the mean.
 
 The same test runs on the sums of the open window with the one and the two windows
@@ -778,11 +780,15 @@ class RollingStatsStage:
             )
             return np.maximum(qp, np.minimum(q, cap))
 
-        peak, peak2 = R.peak[rows], R.peak2[rows]
+        peak, peak2, peak3 = R.peak[rows], R.peak2[rows], R.peak3[rows]
         at = limit(capped(R.q_at[rows], R.qp_at[rows], mean, peak), mean, peak)
         at2 = limit(capped(R.q2_at[rows], R.qp2_at[rows], 2 * mean, peak2), 2 * mean, peak2)
-        peak3 = R.peak3[rows]
         at3 = limit(capped(R.q3_at[rows], R.qp3_at[rows], 3 * mean, peak3), 3 * mean, peak3)
+        # A burst's size does not depend on where the window edges fall: what the row
+        # has shown over n + 1 windows may land in n.
+        fold = m.peak_fold
+        at = np.maximum(at, np.ceil(mean + fold * np.maximum(peak2 - 2 * mean, 0.0)))
+        at2 = np.maximum(at2, np.ceil(2 * mean + fold * np.maximum(peak3 - 3 * mean, 0.0)))
         return mean, at, at2, at3
 
     def _set_limits(self) -> None:
