@@ -149,7 +149,6 @@ class Pipeline:
         self._worker: asyncio.Task[None] | None = None
         self._closing = False
         self._trimmer = Trimmer()  # RSS back down once a burst is processed
-        self.batch_bytes = settings.batch_bytes
         self._memory = MemoryLimiter(settings.memory_limit_mib << 20)
         metrics.queue_capacity.set(self.capacity)
 
@@ -345,8 +344,8 @@ class Pipeline:
         taken: list[Record] = []
         seq = self._chunks[0].seq if self._chunks else None
         held = self._held
-        before = self._bytes
-        while self._chunks and len(taken) < limit and before - self._bytes < self.batch_bytes:
+        stop_at = self._bytes - self.settings.batch_bytes
+        while self._chunks and len(taken) < limit and self._bytes > stop_at:
             chunk = self._chunks[0]
             if taken and chunk.seq in self._cuts:
                 break

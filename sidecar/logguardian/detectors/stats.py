@@ -186,7 +186,6 @@ CACHE = (
     "qp2_at",
     "qp3_at",
     "limit2",
-    "limit3",
 )
 
 
@@ -812,7 +811,7 @@ class RollingStatsStage:
         # before reach their n-window limit (but never on fewer than min_excess records).
         prev, prev2 = R.prev[ok], R.prev2[ok]
         floor = mean + self.model.min_excess
-        R.limit2[ok], R.limit3[ok] = at2, at3
+        R.limit2[ok] = at2
         flag_at = np.minimum.reduce(
             [at, np.maximum(at2 - prev, floor), np.maximum(at3 - prev - prev2, floor)]
         )

@@ -171,11 +171,11 @@ class LocalStore:
             # bounded in rows and in bytes, whatever the batch sizes.
             room = max(0, self.settings.max_pending_rows - self._pending_rows)
             room_bytes = self.settings.max_pending_bytes - self._pending_bytes
-            kept = 0
+            kept = size = 0
             for row in rows[:room]:
-                room_bytes -= len(row[4])
-                if room_bytes < 0:
+                if size + len(row[4]) > room_bytes:
                     break
+                size += len(row[4])
                 kept += 1
             if kept < len(rows):
                 lost = len(rows) - kept
@@ -183,7 +183,7 @@ class LocalStore:
                 self.metrics.exporter_dropped.labels(NAME, "backlog_full").inc(lost)
                 self._warn_backlog(lost)
             self._pending_rows += len(rows)
-            self._pending_bytes += _size(rows)
+            self._pending_bytes += size
         if not rows and not incidents:
             return
         try:
@@ -191,7 +191,7 @@ class LocalStore:
         except queue.Full:
             with self._pending_lock:
                 self._pending_rows -= len(rows)
-                self._pending_bytes -= _size(rows)
+                self._pending_bytes -= size
             # The writer is stuck (disk?) for ~10k batches: count and say so rather
             # than stall detection or grow without bound.
             self.metrics.exporter_errors.labels(NAME).inc()
