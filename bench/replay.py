@@ -1,10 +1,10 @@
 """Replays of real logs: false incidents per service-day and injected-incident
 detection, dev and leave-one-system-out.
 
-Each dev Loghub-2k system (`/work/shared/data/loghub/*/X_2k.log_structured.csv`) is
-one service. Its 2,000 lines are replayed in their real order, cycle after cycle,
-for `--hours` of log time, all services interleaved into one stream as one sidecar
-would see them:
+Each Loghub-2k system (`../shared/data/loghub/*/X_2k.log_structured.csv`, the 8 dev
+systems; `--data DIR` for another set laid out the same way) is one service. Its
+2,000 lines are replayed in their real order, cycle after cycle, for `--hours` of log
+time, all services interleaved into one stream as one sidecar would see them:
 
 - timing: the real relative timestamps (lines that share a coarse timestamp are
   spread evenly within its resolution; pauses longer than 3x the 99th-percentile gap,
@@ -26,10 +26,11 @@ way the sidecar wires them). Detection runs once per candidate rate-model settin
 (`grid`). A setting is chosen on a set of systems by one rule: among settings with
 at most TARGET false incidents per service-day on them, the one that misses the
 fewest injections (ties: fewer false incidents, then grid order). DEV = every
-system under the setting chosen on all 8 (the shipped default is that choice);
-LOO = each system under the setting chosen on the other 7, never on itself.
+system under the setting chosen on all of them (the shipped default is that choice);
+LOO = each system under the setting chosen on the others, never on itself.
 
     .venv/bin/python bench/replay.py [--hours 24] [--rate 1.0] [--seed 0] [--verbose]
+        [--data DIR]
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ import random
 import re
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -56,11 +57,11 @@ from logguardian.detectors import stats as stats_mod
 from logguardian.detectors.online import Detection
 from logguardian.metrics import Metrics
 from logguardian.pipeline import Batch
-from logguardian.record import Record
+from logguardian.record import Record, canonical_level
 from logguardian.signals import Incident
 from logguardian.templates.miner import TemplateMiner
 
-DATA = Path("/work/shared/data/loghub")
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "loghub"
 START = 1_760_000_000 - 1_760_000_000 % 86400  # midnight UTC
 TICK = 5.0  # log seconds per batch (empty batches are the sidecar's idle ticks)
 BATCH = 2000
@@ -74,6 +75,9 @@ SPACING = 3600.0
 TARGET = 0.25
 ESCALATED = "escalated: "
 
+# Loghub-2k time columns, joined in the order they appear: "Jul 1 09:00:55" (Month Date
+# Time), "Dec 10 06:55:46" (Date Day Time), "03-17 16:13:38.811", "10.30 16:49:06", ...
+TIME_COLUMNS = ("Month", "Date", "Day", "Time")
 TIME_FORMATS = (
     "%a %b %d %H:%M:%S %Y",
     "%y%m%d %H%M%S",
@@ -83,18 +87,10 @@ TIME_FORMATS = (
     "%y/%m/%d %H:%M:%S",
     "%b %d %H:%M:%S",
     "%Y-%m-%d %H:%M:%S",
+    "%m-%d %H:%M:%S.%f",
+    "%m.%d %H:%M:%S",
+    "%Y-%m-%d-%H.%M.%S.%f",
 )
-LEVELS = {
-    "info": "info",
-    "notice": "info",
-    "debug": "debug",
-    "warn": "warn",
-    "warning": "warn",
-    "error": "error",
-    "err": "error",
-    "fatal": "fatal",
-    "critical": "fatal",
-}
 FATALS = (
     "Unrecoverable error: storage journal corrupted at segment {n}, aborting",
     "panic: runtime error: index out of range [{n}] in request router",
@@ -135,24 +131,46 @@ class System:
 
 
 def _parse_times(rows: list[dict[str, str]]) -> np.ndarray:
-    def text(r: dict[str, str]) -> str:
-        return " ".join(r[k] for k in ("Month", "Date", "Time") if r.get(k))
-
-    first = text(rows[0])
-    fmt = next(f for f in TIME_FORMATS if _try(first, f) is not None)
+    """Epoch seconds per row: the time columns joined, else the `Time` column alone,
+    in the first format that reads the first row; else an epoch `Timestamp` column;
+    else one line a second. A row that does not parse keeps the time before it."""
+    names = [k for k in rows[0] if k in TIME_COLUMNS]
+    readers: list[Callable[[dict[str, str]], float | None]] = []
+    for cols in (names, ["Time"]):
+        fmt = next((f for f in TIME_FORMATS if _try(_joined(rows[0], cols), f) is not None), None)
+        if fmt is not None:
+            readers.append(lambda r, cols=cols, fmt=fmt: _try(_joined(r, cols), fmt))
+    for col in ("Timestamp", "Time"):
+        readers.append(lambda r, col=col: _epoch(r.get(col)))
+    read = next((f for f in readers if f(rows[0]) is not None), None)
+    if read is None:
+        print(f"  no timestamps read ({', '.join(rows[0])}): one line a second", file=sys.stderr)
+        return np.arange(len(rows), dtype=float)
     out = np.empty(len(rows))
     last = 0.0
     for i, r in enumerate(rows):
-        t = _try(text(r), fmt)
+        t = read(r)
         last = out[i] = last if t is None else t
     return out
 
 
+def _joined(row: dict[str, str], cols: list[str]) -> str:
+    return " ".join(row.get(k) or "" for k in cols)
+
+
 def _try(value: str, fmt: str) -> float | None:
     try:
-        return datetime.strptime(value, fmt).timestamp()
+        return datetime.strptime(value.strip(), fmt).timestamp()
     except ValueError:
         return None
+
+
+def _epoch(value: str | None) -> float | None:
+    try:
+        t = float(value or "")
+    except ValueError:
+        return None
+    return t if 1e8 < t < 1e10 else None
 
 
 def _spread(ts: np.ndarray) -> np.ndarray:
@@ -186,7 +204,7 @@ def load(path: Path, rate: float) -> System:
     for r in rows:
         content, event, template = r["Content"], r["EventId"], r["EventTemplate"]
         lines.append(content)
-        levels.append(LEVELS.get(r.get("Level", "").strip().lower()))
+        levels.append(canonical_level(r.get("Level")))
         events.append(event)
         if template not in regexes:
             literal = template.split("<*>")
@@ -577,8 +595,13 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--default-only", action="store_true", help="skip leave-one-out")
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument(
+        "--data", type=Path, default=DATA, help="a folder of Loghub-2k system folders"
+    )
     args = parser.parse_args()
-    paths = sorted(DATA.glob("*/*_2k.log_structured.csv"))
+    paths = sorted(args.data.glob("*/*_2k.log_structured.csv"))
+    if len(paths) < 2:
+        parser.error(f"{args.data}: need two or more */*_2k.log_structured.csv")
     systems = [load(p, args.rate) for p in paths]
     stream = build(systems, args.hours, args.seed)
     mined = mine(stream)
@@ -606,7 +629,7 @@ def main() -> int:
         f"{' = the shipped default' if dev_pick == 0 else ' (differs from the shipped default!)'}"
     )
     print(
-        "per system: DEV = setting chosen on all systems; LOO = chosen on the other 7\n"
+        "per system: DEV = setting chosen on all systems; LOO = chosen on the others\n"
         f"{'system':<10} {'false/day':>9} {'false/day':>9} {'detected':>9} {'detected':>9} "
         f"{'time to detect':>16}  LOO setting\n"
         f"{'':<10} {'DEV':>9} {'LOO':>9} {'DEV':>9} {'LOO':>9} {'DEV median/max':>16}"

@@ -86,6 +86,18 @@ def test_logstash_legacy_host_string_and_log_level_field() -> None:
     assert r.level == "warn"  # log.level (ECS) beats inference
 
 
+@pytest.mark.parametrize(
+    ("letter", "level"),
+    [("V", "trace"), ("D", "debug"), ("I", "info"), ("W", "warn"), ("E", "error"), ("F", "fatal")],
+)
+def test_one_letter_levels_of_logcat_and_glog(letter: str, level: str) -> None:
+    """A shipper's logcat or glog parser leaves the level as one letter."""
+    r = normalize({"message": "x", "level": letter}, source="http")
+    assert r.level == level
+    # A capital letter inside the message text is never read as a level.
+    assert normalize({"log": "E I W value"}, source="http").level is None
+
+
 def test_gelf_record() -> None:
     r = normalize(orjson.loads(GELF), source="http", service_fields=["_service", "service.name"])
     assert r.message == "disk almost full"

@@ -70,6 +70,14 @@ _LEVEL_ALIASES: dict[str, str] = {
     "5": "info",
     "6": "info",
     "7": "debug",
+    # One-letter levels of Android logcat, glog and klog (`E0412 ...`, `W/Tag: ...`)
+    "v": "trace",
+    "verbose": "trace",
+    "d": "debug",
+    "i": "info",
+    "w": "warn",
+    "e": "error",
+    "f": "fatal",
 }
 # Only obvious, upper-case level words count when inferring from the message text,
 # so "no errors found" stays unlevelled.
