@@ -288,3 +288,53 @@ def test_a_snapshot_from_before_the_three_window_sum_keeps_its_limits() -> None:
     feed(d, lambda m, t: 10.0, 1, start=240)
     assert R.q3_at[row] > 0
     assert restored.stats.services["svc"].limits["T1"] == d.stats.services["svc"].limits["T1"]
+
+
+def _skewed(
+    d: Detection, seconds: int, start: int, behind: float, rate_b: float
+) -> list[Annotation]:
+    """Batches every 10 s: service A stamps true time, B a clock `behind` seconds late."""
+    rng = np.random.default_rng(start)
+    found: list[Annotation] = []
+    for t in range(start, start + seconds, 10):
+        recs: list[tuple[float, str, str]] = []
+        for svc, tid, rate, shift in (("A", "T1", 1.0, 0.0), ("B", "T2", rate_b, behind)):
+            recs += [
+                (T0 + t + u - shift, svc, tid) for u in rng.uniform(0, 10, rng.poisson(rate * 10))
+            ]
+        recs.sort(key=lambda r: r[0] + (behind if r[1] == "B" else 0.0))  # arrival order
+        records = [Record(ts=ts, message=tid, service=svc, level=None) for ts, svc, tid in recs]
+        ids = [tid for *_, tid in recs]
+        batch = Batch(records=records, now=T0 + t + 10, template_ids=ids, templates=list(ids))
+        for stage in d.stages:
+            stage.process(batch)
+        found += batch.annotations
+    return found
+
+
+def test_a_service_whose_clock_runs_behind_is_counted_not_dropped() -> None:
+    """A host clock 40 s behind (or a shipper that delivers 40 s late) is past the
+    window lateness: its records used to be dropped as late (a third of them) and its
+    gaps read as silences. Its records are now counted that much later, and a spike
+    in it still pages."""
+    d = make_detection()
+    found = _skewed(d, 90 * 60, 0, behind=40.0, rate_b=1.0)
+    assert d.stats.late_records < 30  # the first batches, before its lag is known
+    assert [a for a in found if a.service == "B"] == []
+    assert d.stats.services["B"].offset == pytest.approx(40.0, abs=3)
+    spike = _skewed(d, 180, 90 * 60, behind=40.0, rate_b=10.0)
+    assert any(a.service == "B" and a.template_id == "T2" for a in spike)
+    assert not any(a.service == "A" for a in spike)
+
+
+def test_records_an_hour_behind_are_input_out_of_order_and_stay_late() -> None:
+    """Past MAX_LAG_SECONDS a lag is no clock or shipper (files concatenated one
+    service after another): those records stay late instead of piling into the
+    open window."""
+    d = make_detection()
+    _skewed(d, 60 * 60, 0, behind=0.0, rate_b=1.0)
+    late = d.stats.late_records
+    found = _skewed(d, 20 * 60, 60 * 60, behind=3600.0, rate_b=1.0)
+    assert d.stats.services["B"].offset == 0.0
+    assert d.stats.late_records - late > 1000  # B's 20 minutes, about 1,200 records
+    assert not [a for a in found if a.reasons[0].kind == "rate"]

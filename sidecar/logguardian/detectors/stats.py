@@ -45,7 +45,12 @@ including on idle ticks.
 
 Windows follow record timestamps: a window stays open `LATENESS` after its end for
 out-of-order records; records later than that are counted as late and left out,
-so they cannot corrupt closed windows. Memory is bounded: `HISTORY` windows per
+so they cannot corrupt closed windows. A service whose records keep arriving more
+than half the lateness behind the rest of the stream (its host's clock runs
+behind, its shipper flushes late) is counted on its own clock moved forward by that
+lag (the median over its last `LAG_BATCHES` batches, up to `MAX_LAG_SECONDS`), never
+past the stream's newest record: otherwise most of its records would be late and its
+gaps would read as silences. Memory is bounded: `HISTORY` windows per
 row, `MAX_ROWS` templates per service, `max_services` services; rows of templates
 the miner evicted are freed (`drop_templates`) and reused.
 """
@@ -53,6 +58,8 @@ the miner evicted are freed (`drop_templates`) and reused.
 from __future__ import annotations
 
 import math
+import statistics
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,6 +97,8 @@ TOTAL_PEAK_FOLD = 2.0  # a service-wide surge clears its recent peak's excess th
 SILENCE_EXPECTED = 30.0  # records expected but missing before silence alerts
 QUANTILE_TOLERANCE = 0.15  # relative change of mean/dispersion before a limit is recomputed
 MIN_ACTIVE = 10  # active (non-empty) windows before a row's active-window model is used
+LAG_BATCHES = 9  # recent batches a service's lag behind the log clock is the median of
+MAX_LAG_SECONDS = 600.0  # the most a service's records are moved forward by (`_Service.lag`)
 LEARN_DELAY = 2  # closes a window waits before the baselines learn it (`_defer`)
 EPISODE_QUIET = 5  # quiet windows that end an alarmed episode (`_schedule`)
 # How far a recurrence may drift and still be on schedule: a window either way, plus
@@ -271,6 +280,25 @@ class _Service:
         self.gap_peak = 0.0  # decaying max gap between records (burst-aware silence)
         self.silent_since: float | None = None
         self.silence_reported = 0.0
+        # How far behind the stream this service's records arrive (a host clock that
+        # runs behind, a shipper that flushes late): its records are counted that
+        # much later, so they fall in open windows instead of being dropped as late.
+        # A record's lag is the newest timestamp that arrived before it minus its
+        # own; `lag` is the largest in this batch (-1: none), `lags` recent batches'.
+        self.offset = 0.0
+        self.lag = -1.0
+        self.lags: deque[float] = deque(maxlen=LAG_BATCHES)
+
+    def follow_lag(self, slack: float) -> None:
+        """Fold this batch's lag in: the median of recent batches, so one stray old
+        record or backlog batch does not move it. A lag within `slack` (half the
+        lateness) is left alone, as it always was, and so is one past
+        MAX_LAG_SECONDS: that is not a clock or a shipper but input out of order
+        (files concatenated one service after another), and it stays late."""
+        self.lags.append(self.lag)
+        self.lag = -1.0
+        lag = statistics.median(self.lags)
+        self.offset = lag if slack < lag <= MAX_LAG_SECONDS else 0.0
 
     @property
     def rows(self) -> int:
@@ -306,6 +334,7 @@ class RollingStatsStage:
         self.next_window = -1  # oldest window not yet closed; -1 until the first record
         self.late_records = 0
         self._next_silence_check = 0.0
+        self._clock = -math.inf  # the newest record timestamp seen (capped like `skew`)
 
     # -- per record -----------------------------------------------------------------
 
@@ -332,8 +361,18 @@ class RollingStatsStage:
         # One compare per record guards the three rare events: a window to close, a
         # silence check due, a timestamp from the future.
         hurdle = min(close_at, self._next_silence_check, skew)
+        clock = self._clock
         for i, record in enumerate(batch.records):
+            st = services.get(record.service) or self._service(record.service)
             ts = record.ts
+            if ts > clock:
+                clock = min(ts, skew)
+            if clock - ts > st.lag:
+                st.lag = clock - ts
+            if st.offset:
+                # Never past the stream's newest record: a lagging service must not
+                # close the windows the others are still filling.
+                ts = min(ts + st.offset, clock)
             if ts >= hurdle:
                 if ts > skew:
                     ts = skew
@@ -346,7 +385,6 @@ class RollingStatsStage:
                     self._check_silence(ts)
                     self._next_silence_check = ts + width / 8
                 hurdle = min(close_at, self._next_silence_check, skew)
-            st = services.get(record.service) or self._service(record.service)
             window = st.current
             if not window.start <= ts < window.end:
                 found = self._window(st, ts)
@@ -377,6 +415,11 @@ class RollingStatsStage:
             limit = st.limits.get(tid)
             if limit is not None and count >= limit:
                 self._flag_spike(batch, i, ts, st, window, tid, count, limit)
+        if batch.records:
+            self._clock = clock
+            for st in services.values():
+                if st.lag >= 0:
+                    st.follow_lag(lateness / 2)
         if self.context.now:
             self._check_silence(self.context.now)
             if self.context.now >= close_at:
