@@ -338,3 +338,20 @@ def test_records_an_hour_behind_are_input_out_of_order_and_stay_late() -> None:
     assert d.stats.services["B"].offset == 0.0
     assert d.stats.late_records - late > 1000  # B's 20 minutes, about 1,200 records
     assert not [a for a in found if a.reasons[0].kind == "rate"]
+
+
+def test_one_record_stamped_minutes_ahead_closes_no_ones_windows() -> None:
+    """A record from a host whose clock is 4 minutes ahead used to carry the log clock
+    with it (up to 5 minutes ahead): the others' records were late until it caught
+    up. It now counts as arriving at most MAX_FUTURE_SKEW_SECONDS ahead."""
+    d = make_detection()
+    _skewed(d, 60 * 60, 0, behind=0.0, rate_b=1.0)
+    late = d.stats.late_records
+    bogus = Record(ts=T0 + 3600 + 240, message="T1", service="A", level=None)
+    batch = Batch(records=[bogus], now=T0 + 3600, template_ids=["T1"], templates=["T1"])
+    for stage in d.stages:
+        stage.process(batch)
+    assert d.context.now <= T0 + 3600 + stats_mod.MAX_FUTURE_SKEW_SECONDS
+    found = _skewed(d, 10 * 60, 3600, behind=0.0, rate_b=1.0)
+    assert d.stats.late_records - late < 30  # at most the first seconds after it
+    assert not [a for a in found if a.reasons[0].kind == "silence"]

@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from ..pipeline import Batch
 from ..signals import SEVERITIES, Reason, Severity
 
-# Records stamped further than this into the future (clock skew, bad parsers) are
-# treated as arriving now, so one bad timestamp cannot close every open window.
-MAX_FUTURE_SKEW_SECONDS = 300.0
+# Records stamped further than this ahead of their arrival (a host clock ahead, a bad
+# parser) count as arriving this far ahead: one bad timestamp, or one service whose
+# clock runs ahead, cannot move the log clock past the others and close their windows
+# under them (a window stays open 15 s for late records, so this is that lateness).
+MAX_FUTURE_SKEW_SECONDS = 15.0
 _TS = operator.attrgetter("ts")
 
 
