@@ -98,7 +98,7 @@ SILENCE_EXPECTED = 30.0  # records expected but missing before silence alerts
 QUANTILE_TOLERANCE = 0.15  # relative change of mean/dispersion before a limit is recomputed
 MIN_ACTIVE = 10  # active (non-empty) windows before a row's active-window model is used
 LAG_BATCHES = 9  # recent batches a service's lag behind the log clock is the median of
-MAX_LAG_SECONDS = 600.0  # the most a service's records are moved forward by (`_Service.lag`)
+MAX_LAG_SECONDS = 600.0  # the most a service's records are moved forward (`follow_lag`)
 LEARN_DELAY = 2  # closes a window waits before the baselines learn it (`_defer`)
 EPISODE_QUIET = 5  # quiet windows that end an alarmed episode (`_schedule`)
 # How far a recurrence may drift and still be on schedule: a window either way, plus
