@@ -325,6 +325,13 @@ def test_a_service_whose_clock_runs_behind_is_counted_not_dropped() -> None:
     spike = _skewed(d, 180, 90 * 60, behind=40.0, rate_b=10.0)
     assert any(a.service == "B" and a.template_id == "T2" for a in spike)
     assert not any(a.service == "A" for a in spike)
+    # B stops: its silence is found and stamped on B's own clock, like its records.
+    quiet = _skewed(d, 15 * 60, 93 * 60, behind=40.0, rate_b=0.0)
+    silences = [a for a in quiet if a.service == "B" and a.reasons[0].kind == "silence"]
+    assert silences
+    # Found about a minute into the quiet by the stream's clock (+56 s here); on B's
+    # clock, 40 s behind, that is +16 s.
+    assert T0 + 93 * 60 - 40 < silences[0].ts < T0 + 93 * 60 + 36
 
 
 def test_records_an_hour_behind_are_input_out_of_order_and_stay_late() -> None:

@@ -50,9 +50,10 @@ than half the lateness behind the rest of the stream (its host's clock runs
 behind, its shipper flushes late) is counted on its own clock moved forward by that
 lag (the median over its last `LAG_BATCHES` batches, up to `MAX_LAG_SECONDS`), never
 past the stream's newest record: otherwise most of its records would be late and its
-gaps would read as silences. Memory is bounded: `HISTORY` windows per
-row, `MAX_ROWS` templates per service, `max_services` services; rows of templates
-the miner evicted are freed (`drop_templates`) and reused.
+gaps would read as silences. Its findings are stamped on its own clock, like its
+records. Memory is bounded: `HISTORY` windows per row, `MAX_ROWS` templates per
+service, `max_services` services; rows of templates the miner evicted are freed
+(`drop_templates`) and reused.
 """
 
 from __future__ import annotations
@@ -556,7 +557,7 @@ class RollingStatsStage:
             self.context.findings.append(
                 Finding(
                     st.name,
-                    now,
+                    now - st.offset,  # on the service's own clock, like its records
                     Reason(
                         "silence",
                         score,
@@ -974,7 +975,7 @@ class RollingStatsStage:
             self.context.findings.append(
                 Finding(
                     st.name,
-                    end,
+                    end - st.offset,
                     Reason(
                         kind,
                         score,
