@@ -30,7 +30,9 @@ system under the setting chosen on all of them (the shipped default is that choi
 LOO = each system under the setting chosen on the others, never on itself.
 
     .venv/bin/python bench/replay.py [--hours 24] [--rate 1.0] [--seed 0] [--verbose]
-        [--data DIR]
+        [--data DIR] [--skew SYSTEM=SECONDS ...] [--stray SECONDS]
+
+`--skew` and `--stray` replay clocks that disagree (see `distort`).
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ SPACING = 3600.0
 # False incidents per service-day a setting may cost on the systems it is chosen on: a
 # quarter of the 1/service-day goal, as margin for systems it has never seen.
 TARGET = 0.25
+STRAY_EVERY = 50_000  # `--stray`: one record in this many is stamped ahead
 ESCALATED = "escalated: "
 
 # Loghub-2k time columns, joined in the order they appear: "Jul 1 09:00:55" (Month Date
@@ -553,6 +556,26 @@ def _score(
     return results
 
 
+def distort(stream: Stream, skews: dict[str, float], stray: float) -> None:
+    """Clocks that disagree, applied after `mine` cut the batches, so records still
+    arrive in true order: a service in `skews` stamps its records that many seconds
+    behind the others (negative: ahead), and its injections and warm-up are judged on
+    its own clock; with `stray`, every STRAY_EVERY-th record is stamped that many
+    seconds ahead of its arrival (a host with a bad clock)."""
+    records = stream.records
+    for i, r in enumerate(records):
+        shift = -skews.get(r.service, 0.0)
+        if stray and i % STRAY_EVERY == STRAY_EVERY - 1:
+            shift += stray
+        if shift:
+            records[i] = dataclasses.replace(r, ts=r.ts + shift)
+    for inj in stream.injections:
+        lag = skews.get(inj.service, 0.0)
+        inj.start, inj.end = inj.start - lag, inj.end - lag
+    for name, lag in skews.items():
+        stream.warm_until[name] -= lag
+
+
 # -- settings, leave-one-out, report -----------------------------------------------------
 
 
@@ -598,19 +621,46 @@ def main() -> int:
     parser.add_argument(
         "--data", type=Path, default=DATA, help="a folder of Loghub-2k system folders"
     )
+    parser.add_argument(
+        "--skew",
+        action="append",
+        default=[],
+        metavar="SYSTEM=SECONDS",
+        help="that system's clock runs SECONDS behind the others (negative: ahead)",
+    )
+    parser.add_argument(
+        "--stray",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help=f"every {STRAY_EVERY:,}th record is stamped SECONDS ahead of its arrival",
+    )
     args = parser.parse_args()
+    try:
+        skews = {k.lower(): float(v) for k, v in (x.split("=", 1) for x in args.skew)}
+    except ValueError:
+        parser.error("--skew takes SYSTEM=SECONDS")
     paths = sorted(args.data.glob("*/*_2k.log_structured.csv"))
     if len(paths) < 2:
         parser.error(f"{args.data}: need two or more */*_2k.log_structured.csv")
     systems = [load(p, args.rate) for p in paths]
     stream = build(systems, args.hours, args.seed)
+    unknown = set(skews) - {s.name for s in systems}
+    if unknown:
+        parser.error(f"--skew: no system {', '.join(sorted(unknown))}")
     mined = mine(stream)
+    distort(stream, skews, args.stray)
     n = len(stream.records)
     print(
         f"replay: {len(systems)} systems x {args.hours:g} h after warm-up, {n:,} records, "
         f"mean {args.rate:g} lines/s per service, seed {args.seed}; "
         f"mining {mined.seconds / n * 1e6:.1f} us/record"
     )
+    if skews or args.stray:
+        clocks = [f"{k} {abs(v):g} s {'behind' if v > 0 else 'ahead'}" for k, v in skews.items()]
+        if args.stray:
+            clocks.append(f"one record in {STRAY_EVERY:,} stamped {args.stray:g} s ahead")
+        print(f"clocks: {'; '.join(clocks)}")
     models = [stats_mod.RateModel()] if args.default_only else grid()
     runs = []
     for model in models:

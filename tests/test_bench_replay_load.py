@@ -91,3 +91,22 @@ def test_a_held_out_style_system_loads_with_levels_and_a_spike_target(tmp_path: 
     assert system.levels[:4] == ["error", "info", "info", "info"]
     assert system.cycle == pytest.approx(200.0, rel=0.02)  # scaled to 1 line/s
     assert system.steady == "E1"
+
+
+def test_distorted_clocks_keep_arrival_order_and_judge_on_the_services_clock() -> None:
+    records = [
+        replay.Record(ts=float(t), message="m", service=svc, level=None)
+        for t in range(6)
+        for svc in ("a", "b")
+    ]
+    inj = replay.Injection("spike", "b", 3.0, 4.0)
+    stream = replay.Stream(records, [""] * 12, [inj], {"a": 1.0, "b": 1.0}, 6.0)
+    replay.distort(stream, {"b": 30.0}, stray=0.0)
+    assert [r.ts for r in stream.records if r.service == "b"] == [t - 30.0 for t in range(6)]
+    assert [r.ts for r in stream.records if r.service == "a"] == list(map(float, range(6)))
+    assert (inj.start, inj.end, stream.warm_until["b"]) == (-27.0, -26.0, -29.0)
+    many = [replay.Record(ts=0.0, message="m", service="a", level=None)] * replay.STRAY_EVERY
+    stream = replay.Stream(many, [""] * len(many), [], {"a": 0.0}, 1.0)
+    replay.distort(stream, {}, stray=240.0)
+    assert sorted({r.ts for r in stream.records}) == [0.0, 240.0]
+    assert stream.records[-1].ts == 240.0
