@@ -644,10 +644,10 @@ def main() -> int:
     if len(paths) < 2:
         parser.error(f"{args.data}: need two or more */*_2k.log_structured.csv")
     systems = [load(p, args.rate) for p in paths]
-    stream = build(systems, args.hours, args.seed)
     unknown = set(skews) - {s.name for s in systems}
     if unknown:
         parser.error(f"--skew: no system {', '.join(sorted(unknown))}")
+    stream = build(systems, args.hours, args.seed)
     mined = mine(stream)
     distort(stream, skews, args.stray)
     n = len(stream.records)
