@@ -334,6 +334,18 @@ def test_a_service_whose_clock_runs_behind_is_counted_not_dropped() -> None:
     assert T0 + 93 * 60 - 40 < silences[0].ts < T0 + 93 * 60 + 36
 
 
+def test_a_restart_keeps_a_lagging_services_offset() -> None:
+    """The offset is in the snapshot: after a restart the lagging service's records
+    are counted from the first batch, not dropped as late until its lag is relearnt."""
+    d = make_detection()
+    _skewed(d, 30 * 60, 0, behind=40.0, rate_b=1.0)
+    restored = make_detection()
+    restored.restore_from(d.snapshot())
+    assert restored.stats.services["B"].offset == d.stats.services["B"].offset > 30
+    _skewed(restored, 60, 30 * 60, behind=40.0, rate_b=1.0)
+    assert restored.stats.late_records == 0
+
+
 def test_records_an_hour_behind_are_input_out_of_order_and_stay_late() -> None:
     """Past MAX_LAG_SECONDS a lag is no clock or shipper (files concatenated one
     service after another): those records stay late instead of piling into the

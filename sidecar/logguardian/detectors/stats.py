@@ -1070,6 +1070,8 @@ class RollingStatsStage:
             "err": [st.err_mean, st.tot_mean, st.err_n, st.err_streak, st.err_peak],
             "last_ts": st.last_ts,
             "gap_peak": st.gap_peak,
+            "offset": st.offset,
+            "lags": list(st.lags),
             "limits": st.limits,
         }
 
@@ -1110,6 +1112,8 @@ class RollingStatsStage:
         st.err_n, st.err_streak = int(err_n), int(err_streak)
         st.last_ts = float(data["last_ts"])
         st.gap_peak = float(data.get("gap_peak", 0.0))
+        st.offset = float(data.get("offset", 0.0))
+        st.lags = deque((float(x) for x in data.get("lags", ())), maxlen=LAG_BATCHES)
         st.limits = {
             str(k): float(v) for k, v in data["limits"].items() if isinstance(v, int | float)
         }  # older limit shapes are recomputed at the next close
