@@ -14,7 +14,10 @@ when all of these hold (`RateModel`):
   `peak_half_life`) by `peak_fold` times that peak's excess over the mean, so a
   template's ordinary bursts, however rare, are not spikes; the same for the excess of
   its peak over one window more, since a burst's size does not depend on where the
-  window edges fall (one that was split 12 + 12 may land whole in one window);
+  window edges fall (one that was split 12 + 12 may land whole in one window); but a
+  peak vouches only for what the history has met: the limit never drops below a count
+  the row's (unimodal) model expects `EVIDENCE` times in the windows it has learned
+  (two ordinary bursts in adjacent windows, first seen an hour in);
 - it is at least `min_excess` records and `min_fold` times above the mean.
 
 The same test runs on the sums of the open window with the one and the two windows
@@ -105,6 +108,10 @@ EPISODE_QUIET = 5  # quiet windows that end an alarmed episode (`_schedule`)
 # How far a recurrence may drift and still be on schedule: a window either way, plus
 # a share of the period (a replayed or load-dependent cycle stretches a little).
 PERIOD_SLACK, PERIOD_DRIFT = 2, 0.03
+# How many times the count model must expect a count in the windows a row has learned
+# before the row's peak may not hold the limit below it: had the model been right, a
+# history would miss it with probability e^-3 (5 %).
+EVIDENCE = 3.0
 EMPTY, NORMAL, FLAGGED, HELD = 0, 1, 2, 3  # what a queued window is to the baselines
 
 
@@ -119,7 +126,8 @@ class RateModel:
     ever reach (a 1e-6 quantile of 10-30x the mean where the recent peak is 5x), so
     the extrapolation is capped at `peak_cap` times the recent peak's excess over the
     mean, and never below the Poisson quantile of the same mean: the empirical peak
-    bounds how far the model may reach, the Poisson tail how close. `peak_fold`,
+    bounds how far the model may reach, the Poisson tail how close (and so does a
+    count the model expects several times in the windows learned). `peak_fold`,
     `peak_cap` and `gap_fold` are what the selection rule of bench/replay.py picks on
     the 8 dev systems' real-log replays (its leave-one-out figures say how that rule
     carries to a system it never saw)."""
@@ -195,6 +203,10 @@ CACHE = (
     "qp_at",
     "qp2_at",
     "qp3_at",
+    "qe_lvl",
+    "qe_at",
+    "qe2_at",
+    "qe3_at",
     "limit2",
 )
 
@@ -775,6 +787,13 @@ class RollingStatsStage:
         # it has shown (the 1h mean of a rarely bursting row decays towards 0 between
         # bursts, and so does any tail fitted to it).
         pm = np.where(R.on_n[rows] > 0, R.on_mean[rows], mean)
+        # What the row's history vouches for: a count the model expects EVIDENCE times
+        # or more in the windows learned is one the history has just not met yet (the
+        # windows rounded up to a power of two, so the quantile is not recomputed at
+        # every close).
+        evidence = np.minimum(
+            EVIDENCE * 0.5 ** np.ceil(np.log2(np.maximum(R.learned[rows], 2))), 0.5
+        )
         tol = QUANTILE_TOLERANCE
         stale = (
             (np.abs(mu - R.q_mean[rows]) > tol * np.maximum(R.q_mean[rows], 0.05))
@@ -784,22 +803,26 @@ class RollingStatsStage:
             | (R.q_at[rows] == 0)
             | (R.qp_at[rows] == 0)  # restored from a snapshot that predates it
             | (R.q3_at[rows] == 0)  # ditto
+            | (R.qe_lvl[rows] != evidence)
         )
         if stale.any():
             sel = rows[stale]
             level = np.minimum(m.tail_p / frac[stale], 0.5)
+            seen = np.minimum(evidence[stale] / frac[stale], 0.5)
             mu_s, k_s = np.maximum(mu[stale], 0.05), k[stale]
             pm_s, poisson = np.maximum(pm[stale], 0.05), np.zeros_like(mu_s)
-            # Sums of n windows: n times the mean, n times the shape (NB sums); all six
+            # Sums of n windows: n times the mean, n times the shape (NB sums); all nine
             # quantiles in one vectorized search.
             n = np.array([1.0, 2.0, 3.0])[:, None]
             q = counts.quantile(
-                np.tile(level, 6),
-                np.concatenate([(n * mu_s).ravel(), (n * pm_s).ravel()]),
-                np.concatenate([(n * k_s).ravel(), np.tile(poisson, 3)]),
-            ).reshape(6, -1)
+                np.concatenate([np.tile(level, 6), np.tile(seen, 3)]),
+                np.concatenate([(n * mu_s).ravel(), (n * pm_s).ravel(), (n * mu_s).ravel()]),
+                np.concatenate([(n * k_s).ravel(), np.tile(poisson, 3), (n * k_s).ravel()]),
+            ).reshape(9, -1)
             R.q_at[sel], R.q2_at[sel], R.q3_at[sel] = q[0], q[1], q[2]
             R.qp_at[sel], R.qp2_at[sel], R.qp3_at[sel] = q[3], q[4], q[5]
+            R.qe_at[sel], R.qe2_at[sel], R.qe3_at[sel] = q[6], q[7], q[8]
+            R.qe_lvl[sel] = evidence[stale]
             R.q_mean[sel], R.q_k[sel], R.q_frac[sel] = mu[stale], k[stale], frac[stale]
             R.qp_mean[sel] = pm[stale]
 
@@ -815,18 +838,27 @@ class RollingStatsStage:
                 )
             )
 
-        def capped(q: np.ndarray, qp: np.ndarray, mean: np.ndarray, peak: np.ndarray):
+        def capped(n: str, mean: np.ndarray, peak: np.ndarray) -> np.ndarray:
             # A peak is evidence of how far bursts reach only once the row has shown
-            # MIN_ACTIVE active windows; before that the count model stands alone.
+            # MIN_ACTIVE active windows; before that the count model stands alone. And
+            # only as far as the history goes: never below a count the model expects
+            # several times in the windows learned (two bursts that land in adjacent
+            # windows for the first time are not a spike).
+            q, qp, qe = (getattr(R, f"{x}{n}_at")[rows] for x in ("q", "qp", "qe"))
             cap = np.where(
                 active, mean + m.peak_cap * np.maximum(peak - mean, m.min_excess), np.inf
             )
-            return np.maximum(qp, np.minimum(q, cap))
+            return np.maximum.reduce([qp, np.where(credible, qe, 0.0), np.minimum(q, cap)])
 
+        # An NB with shape k < 1 has its mode at zero: fitted to active windows, which
+        # never are, its tail says nothing about how often the history should have met
+        # a count. With k >= 1 it is unimodal, and its body is a credible
+        # description of them.
+        credible = k >= 1.0
         peak, peak2, peak3 = R.peak[rows], R.peak2[rows], R.peak3[rows]
-        at = limit(capped(R.q_at[rows], R.qp_at[rows], mean, peak), mean, peak)
-        at2 = limit(capped(R.q2_at[rows], R.qp2_at[rows], 2 * mean, peak2), 2 * mean, peak2)
-        at3 = limit(capped(R.q3_at[rows], R.qp3_at[rows], 3 * mean, peak3), 3 * mean, peak3)
+        at = limit(capped("", mean, peak), mean, peak)
+        at2 = limit(capped("2", 2 * mean, peak2), 2 * mean, peak2)
+        at3 = limit(capped("3", 3 * mean, peak3), 3 * mean, peak3)
         # A burst's size does not depend on where the window edges fall: what the row
         # has shown over n + 1 windows may land in n.
         fold = m.peak_fold
