@@ -30,9 +30,10 @@ system under the setting chosen on all of them (the shipped default is that choi
 LOO = each system under the setting chosen on the others, never on itself.
 
     .venv/bin/python bench/replay.py [--hours 24] [--rate 1.0] [--seed 0] [--verbose]
-        [--data DIR] [--skew SYSTEM=SECONDS ...] [--stray SECONDS]
+        [--data DIR] [--skew SYSTEM=SECONDS ...] [--stray SECONDS] [--retime K]
 
-`--skew` and `--stray` replay clocks that disagree (see `distort`).
+`--skew` and `--stray` replay clocks that disagree (see `distort`); `--retime K` puts
+each system's lines on another system's timing (see `retime`).
 """
 
 from __future__ import annotations
@@ -227,6 +228,18 @@ def load(path: Path, rate: float) -> System:
     system = System(path.parent.name.lower(), lines, levels, events, gaps, parts, values, pools)
     _pick_steady(system)
     return system
+
+
+def retime(systems: list[System], k: int) -> None:
+    """`--retime K`: each system's lines on the timing of the system K places after it
+    (sorted by name), tiled and scaled to its own length and rate: bursts and lulls its
+    templates never had, for a held-out check of the rate model."""
+    gaps = [s.gaps for s in systems]
+    for i, s in enumerate(systems):
+        donor = gaps[(i + k) % len(systems)]
+        tiled = donor[np.arange(len(s.gaps)) % len(donor)]
+        s.gaps = tiled * (s.gaps.sum() / max(float(tiled.sum()), 1e-9))
+        _pick_steady(s)
 
 
 def _pick_steady(system: System) -> None:
@@ -629,6 +642,13 @@ def main() -> int:
         help="that system's clock runs SECONDS behind the others (negative: ahead)",
     )
     parser.add_argument(
+        "--retime",
+        type=int,
+        default=0,
+        metavar="K",
+        help="replay each system's lines on the timing of the system K places after it",
+    )
+    parser.add_argument(
         "--stray",
         type=float,
         default=0.0,
@@ -644,6 +664,8 @@ def main() -> int:
     if len(paths) < 2:
         parser.error(f"{args.data}: need two or more */*_2k.log_structured.csv")
     systems = [load(p, args.rate) for p in paths]
+    if args.retime % len(systems):
+        retime(systems, args.retime)
     unknown = set(skews) - {s.name for s in systems}
     if unknown:
         parser.error(f"--skew: no system {', '.join(sorted(unknown))}")
@@ -656,6 +678,8 @@ def main() -> int:
         f"mean {args.rate:g} lines/s per service, seed {args.seed}; "
         f"mining {mined.seconds / n * 1e6:.1f} us/record"
     )
+    if args.retime % len(systems):
+        print(f"timing: each system's lines on the timing of the system {args.retime} after it")
     if skews or args.stray:
         clocks = [f"{k} {abs(v):g} s {'behind' if v > 0 else 'ahead'}" for k, v in skews.items()]
         if args.stray:

@@ -110,3 +110,21 @@ def test_distorted_clocks_keep_arrival_order_and_judge_on_the_services_clock() -
     replay.distort(stream, {}, stray=240.0)
     assert sorted({r.ts for r in stream.records}) == [0.0, 240.0]
     assert stream.records[-1].ts == 240.0
+
+
+def test_retime_puts_each_systems_lines_on_the_next_ones_timing() -> None:
+    def system(name: str, gaps: list[float], events: list[str]) -> replay.System:
+        n = len(gaps)
+        return replay.System(
+            name, ["m"] * n, [None] * n, events, np.asarray(gaps), [None] * n, [[]] * n, {}
+        )
+
+    # a: steady, one line a second; b: bursts of 4 lines, then a long lull.
+    a = system("a", [1.0] * 8, ["A1", "A2"] * 4)
+    b = system("b", [0.1, 0.1, 0.1, 0.1, 7.6] * 2, ["B1"] * 10)
+    replay.retime([a, b], 1)
+    # b's timing, tiled to a's length, scaled to keep a's rate.
+    assert (a.gaps / a.gaps[0]).tolist() == pytest.approx([1, 1, 1, 1, 76, 1, 1, 1])
+    assert a.gaps.sum() == pytest.approx(8.0)
+    assert b.gaps.tolist() == pytest.approx([1.6] * 10)
+    assert a.steady in ("A1", "A2") and b.steady == "B1"
