@@ -664,8 +664,9 @@ def main() -> int:
     if len(paths) < 2:
         parser.error(f"{args.data}: need two or more */*_2k.log_structured.csv")
     systems = [load(p, args.rate) for p in paths]
-    if args.retime % len(systems):
-        retime(systems, args.retime)
+    retimed = args.retime % len(systems)
+    if retimed:
+        retime(systems, retimed)
     unknown = set(skews) - {s.name for s in systems}
     if unknown:
         parser.error(f"--skew: no system {', '.join(sorted(unknown))}")
@@ -678,8 +679,8 @@ def main() -> int:
         f"mean {args.rate:g} lines/s per service, seed {args.seed}; "
         f"mining {mined.seconds / n * 1e6:.1f} us/record"
     )
-    if args.retime % len(systems):
-        print(f"timing: each system's lines on the timing of the system {args.retime} after it")
+    if retimed:
+        print(f"timing: each system's lines on the timing of the system {retimed} after it")
     if skews or args.stray:
         clocks = [f"{k} {abs(v):g} s {'behind' if v > 0 else 'ahead'}" for k, v in skews.items()]
         if args.stray:
