@@ -814,10 +814,11 @@ class RollingStatsStage:
             # Sums of n windows: n times the mean, n times the shape (NB sums); all nine
             # quantiles in one vectorized search.
             n = np.array([1.0, 2.0, 3.0])[:, None]
+            nb_mu, nb_k = (n * mu_s).ravel(), (n * k_s).ravel()
             q = counts.quantile(
                 np.concatenate([np.tile(level, 6), np.tile(seen, 3)]),
-                np.concatenate([(n * mu_s).ravel(), (n * pm_s).ravel(), (n * mu_s).ravel()]),
-                np.concatenate([(n * k_s).ravel(), np.tile(poisson, 3), (n * k_s).ravel()]),
+                np.concatenate([nb_mu, (n * pm_s).ravel(), nb_mu]),
+                np.concatenate([nb_k, np.tile(poisson, 3), nb_k]),
             ).reshape(9, -1)
             R.q_at[sel], R.q2_at[sel], R.q3_at[sel] = q[0], q[1], q[2]
             R.qp_at[sel], R.qp2_at[sel], R.qp3_at[sel] = q[3], q[4], q[5]
