@@ -310,6 +310,27 @@ def test_a_young_rows_peak_does_not_page_on_what_its_model_calls_common(seed: in
     assert any(a.template_id == "T1" and a.reasons[0].kind == "rate" for a in spike)
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_two_ordinary_bursts_in_three_windows_are_not_a_spike(seed: int) -> None:
+    """A job bursts ~100 records into one window every four (k < 1: the row's NB has
+    no credible tail). When the schedule drifts and two bursts land two windows apart
+    (100, 1, 75), three windows hold 176 where the row's three-window peak is ~100:
+    that used to page, and to page again at every repeat. Around a quiet middle window
+    they are two bursts, each ordinary in its own window. A 10x rise still pages."""
+
+    def rate(m: int, tid: str) -> float:
+        if m >= 150 and m % 20 == 2:
+            return 75.0  # the next burst, two windows early
+        return 100.0 if m % 4 == 0 else 1.0
+
+    d = make_detection()
+    feed(d, rate, 150, seed=seed)  # its history: ~37 bursts, each in a window of its own
+    drift = feed(d, rate, 90, start=150, seed=seed)
+    assert not [a for a in drift if a.reasons[0].kind == "rate"]
+    spike = feed(d, lambda m, t: 260.0, 2, start=240, seed=seed)
+    assert any(a.template_id == "T1" and a.reasons[0].kind == "rate" for a in spike)
+
+
 def _skewed(
     d: Detection, seconds: int, start: int, behind: float, rate_b: float
 ) -> list[Annotation]:

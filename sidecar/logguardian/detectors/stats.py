@@ -24,7 +24,9 @@ The same test runs on the sums of the open window with the one and the two windo
 before it (n times the mean, n times the NB shape, its own n-window peak): a rise
 that lasts is caught even in a row whose single windows are too bursty to tell, and
 whatever the phase it starts at. Two windows judged at the deadline two windows after
-a rise began cover only 60-120 s of it; three cover all of it.
+a rise began cover only 60-120 s of it; three cover all of it. Three windows count
+only when the middle one is above the mean: a rise that lasts passes through it, while
+two bursts around a quiet window are two bursts, each judged by its own window.
 
 Baselines learn each closed window two closes late (`LEARN_DELAY`), so the first,
 partial window of a rise does not widen the model the rest of it is judged by; an
@@ -766,9 +768,9 @@ class RollingStatsStage:
         )
 
     def _model(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per row: the 1h mean and the counts at which one window, or two windows
-        together, are a spike (two windows: a sustained rise that each window alone,
-        in a bursty row, would not show).
+        """Per row: the 1h mean and the counts at which one window, or two or three
+        windows together, are a spike (n windows: a sustained rise that each window
+        alone, in a bursty row, would not show).
 
         The model is a hurdle: a template is either quiet (an empty window) or
         active, and once it has shown MIN_ACTIVE active windows, the tail is that of
@@ -889,9 +891,11 @@ class RollingStatsStage:
         prev, prev2 = R.prev[ok], R.prev2[ok]
         floor = mean + self.model.min_excess
         R.limit2[ok] = at2
-        flag_at = np.minimum.reduce(
-            [at, np.maximum(at2 - prev, floor), np.maximum(at3 - prev - prev2, floor)]
-        )
+        # Three windows are a sustained rise only if the middle one rose too: around a
+        # quiet one they are two bursts, each judged by its own window (100, 1, 75
+        # where bursts of 100 used to come four windows apart).
+        three = np.where(prev > mean, np.maximum(at3 - prev - prev2, floor), np.inf)
+        flag_at = np.minimum.reduce([at, np.maximum(at2 - prev, floor), three])
         R.flag[ok] = np.ceil(flag_at)
         owner, key = R.owner, R.key
         for r, f in zip(ok.tolist(), R.flag[ok].tolist(), strict=True):
