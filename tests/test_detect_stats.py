@@ -201,6 +201,32 @@ def test_error_burst_raises_error_ratio() -> None:
     assert minute_of(first_ratio) < 120.5
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_an_error_burst_landing_whole_in_one_window_is_not_a_surge(seed: int) -> None:
+    """Errors come in bursts of ~45 every 10 minutes, split by a window edge (22 + 23).
+    When the schedule drifts and a burst lands whole in one window, the service's
+    one-window error peak (~30) used to call it a surge, at every repeat (a flagged
+    window never raises the peak). A burst's size does not depend on where the window
+    edges fall: the two-window error peak bounds it. A 3x surge still pages."""
+
+    def level(tid: str) -> str | None:
+        return "error" if tid == "E" else "info"
+
+    def rate(m: int, tid: str) -> float:
+        if tid == "OK":
+            return 100.0
+        if m >= 150 and m % 30 in (0, 1):
+            return 45.0 if m % 30 == 0 else 0.0  # the whole burst in one window
+        return {0: 22.0, 1: 23.0}.get(m % 10, 0.5)
+
+    d = make_detection()
+    feed(d, rate, 150, tids=("OK", "E"), seed=seed, level=level)
+    drift = feed(d, rate, 90, tids=("OK", "E"), seed=seed, level=level, start=150)
+    assert not [a for a in drift for r in a.reasons if r.kind == "error_ratio"]
+    surge = feed(d, lambda m, t: 100 if t == "OK" else 140, 2, ("OK", "E"), seed, level, start=240)
+    assert any(r.kind == "error_ratio" for a in surge for r in a.reasons)
+
+
 def test_late_records_do_not_corrupt_closed_windows() -> None:
     d = make_detection()
     feed(d, lambda m, t: 100, 60)

@@ -288,6 +288,8 @@ class _Service:
         self.err_mean = 0.0  # EWMA of error records per window
         self.tot_mean = 0.0  # EWMA of records per window (unclipped, for the ratio)
         self.err_peak = 0.0  # decaying max of error records per window
+        self.err_peak2 = 0.0  # ... per two windows (a burst split by a window edge)
+        self.err_prev = 0.0  # error records of the window closed last
         self.err_n = 0
         self.err_streak = 0
         self.err_flagged: set[int] = set()
@@ -515,8 +517,10 @@ class RollingStatsStage:
         p = (st.err_mean + 0.5) / (st.tot_mean + 1.0)
         expected = n * p
         spread = ERR_Z * math.sqrt(expected * (1 - p) + 1.0)
-        # Burst-aware like template spikes: above the service's recent error peak.
-        floor = st.err_mean + self.model.peak_fold * max(0.0, st.err_peak - st.err_mean)
+        # Burst-aware like template spikes: above the service's recent error peak, and
+        # above what it has shown over two windows, which may land in one.
+        fold, mean = self.model.peak_fold, st.err_mean
+        floor = mean + fold * max(0.0, st.err_peak - mean, st.err_peak2 - 2 * mean)
         if e < expected + spread or e < 2 * expected or e < floor:
             return
         threshold = self.settings.threshold
@@ -1041,6 +1045,8 @@ class RollingStatsStage:
             st.err_mean += ALPHA * (errors - st.err_mean)
             st.tot_mean += ALPHA * (total - st.tot_mean)
         st.err_peak = max(st.err_peak * self.decay, float(errors))
+        st.err_peak2 = max(st.err_peak2 * self.decay, float(errors) + st.err_prev)
+        st.err_prev = float(errors)
         st.err_n += 1
 
     # -- feedback, eviction, inspection and persistence -----------------------------------
@@ -1104,7 +1110,15 @@ class RollingStatsStage:
             "lag_used": R.lag_used[idx].tolist(),
             "lag_state": R.lag_state[idx].tolist(),
             **{f: getattr(R, f)[idx].tolist() for f in (*FLOATS, *INTS, *CACHE)},
-            "err": [st.err_mean, st.tot_mean, st.err_n, st.err_streak, st.err_peak],
+            "err": [
+                st.err_mean,
+                st.tot_mean,
+                st.err_n,
+                st.err_streak,
+                st.err_peak,
+                st.err_peak2,
+                st.err_prev,
+            ],
             "last_ts": st.last_ts,
             "gap_peak": st.gap_peak,
             "offset": st.offset,
@@ -1144,8 +1158,10 @@ class RollingStatsStage:
             R.learned[idx] = R.n[idx]
         if "peak3" not in data:  # no three-window peak yet: the bound the others give
             R.peak3[idx] = R.peak2[idx] + R.peak[idx]
-        err = list(data["err"]) + [0.0] * (5 - len(data["err"]))
+        err = list(data["err"]) + [0.0] * (7 - len(data["err"]))
         st.err_mean, st.tot_mean, err_n, err_streak, st.err_peak = err[:5]
+        # Older snapshots lack the two-window peak: the bound the one-window peak gives.
+        st.err_peak2, st.err_prev = (err[5] or 2 * st.err_peak), err[6]
         st.err_n, st.err_streak = int(err_n), int(err_streak)
         st.last_ts = float(data["last_ts"])
         st.gap_peak = float(data.get("gap_peak", 0.0))
