@@ -223,6 +223,9 @@ def test_an_error_burst_landing_whole_in_one_window_is_not_a_surge(seed: int) ->
     feed(d, rate, 150, tids=("OK", "E"), seed=seed, level=level)
     drift = feed(d, rate, 90, tids=("OK", "E"), seed=seed, level=level, start=150)
     assert not [a for a in drift for r in a.reasons if r.kind == "error_ratio"]
+    restored = make_detection()  # a restart keeps the two-window peak
+    restored.restore_from(d.snapshot())
+    assert restored.stats.services["svc"].err_peak2 == d.stats.services["svc"].err_peak2 > 40
     surge = feed(d, lambda m, t: 100 if t == "OK" else 140, 2, ("OK", "E"), seed, level, start=240)
     assert any(r.kind == "error_ratio" for a in surge for r in a.reasons)
 
