@@ -53,6 +53,34 @@ def test_a_variable_of_any_shape_maps_to_one_template(
     assert len(_ids(TemplateMiner(), lines)) == 1, lines
 
 
+# Unix paths, glob segments included (`/api/*`, `/var/log/*.log`, `/src/**`).
+PATH = st.lists(
+    st.one_of(
+        st.from_regex(r"[a-z0-9_]{1,6}", fullmatch=True),
+        st.sampled_from(["*", "**"]),
+        st.from_regex(r"\*\.[a-z]{1,4}", fullmatch=True),
+    ),
+    min_size=2,
+    max_size=4,
+).map(lambda segments: "/" + "/".join(segments))
+
+
+@PROPS
+@given(
+    words=_distinct(4, 8),
+    at=st.integers(0, 8),
+    paths=st.lists(PATH, min_size=2, max_size=2, unique=True),
+)
+def test_two_paths_globbed_or_not_are_one_value(
+    words: list[str], at: int, paths: list[str]
+) -> None:
+    """A path is a value by its notation (rule M1), so two are enough: no third value
+    is needed to show the position varies."""
+    at %= len(words) + 1
+    lines = [" ".join([*words[:at], p, *words[at:]]) for p in paths]
+    assert len(_ids(TemplateMiner(), lines)) == 1, lines
+
+
 @PROPS
 @given(
     words=_distinct(4, 8),

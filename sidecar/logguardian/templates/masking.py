@@ -90,7 +90,8 @@ _POD = "[bcdfghjklmnpqrstvwxz2-9]"
 # folding rules last because they read placeholders.
 RULES: tuple[Rule, ...] = (
     _rule(r"[a-z](?<![\w+.-][a-z])[a-z0-9+.-]*://[^\s\"'<>]+", "<URL>", "://"),
-    _rule(r"/(?<![\w./<>-]/)[\w.@%+~:-]+(?:/[\w.@%+~:-]+)+/?(?:\?[^\s\"'<>]*)?", "<PATH>", "/"),
+    # A glob segment (`/api/*`, `/var/log/*.log`) is a path segment too.
+    _rule(r"/(?<![\w./<>-]/)[\w.@%+~:*-]+(?:/[\w.@%+~:*-]+)+/?(?:\?[^\s\"'<>]*)?", "<PATH>", "/"),
     # Windows paths: C:\Windows\x.dll, \\server\share\f
     _rule(r"(?:[A-Za-z]:|\\\\[\w.$-]+)\\(?<![\w\\][A-Za-z]:\\)[^\s,;\"'<>]*", "<PATH>", "\\"),
     # 2024-01-31T12:00:00.123Z, 2015-10-18 18:01:47,978
