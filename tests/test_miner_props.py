@@ -12,6 +12,16 @@ from logguardian.templates.miner import TemplateMiner
 PROPS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 WORD = st.from_regex(r"[a-z]{3,9}", fullmatch=True)
+# Unix paths, glob segments included (`/api/*`, `/var/log/*.log`, `/src/**`).
+PATH = st.lists(
+    st.one_of(
+        st.from_regex(r"[a-z0-9_]{1,6}", fullmatch=True),
+        st.sampled_from(["*", "**"]),
+        st.from_regex(r"\*\.[a-z]{1,4}", fullmatch=True),
+    ),
+    min_size=2,
+    max_size=4,
+).map(lambda segments: "/" + "/".join(segments))
 # Values of every shape a variable takes in real logs: words, names, numbers, host
 # names with dashes, `LOCAL(0)`-like calls, words glued to digits, addresses, ids,
 # paths. (Capitalized plain keywords such as `Started` are the one shape that needs
@@ -25,7 +35,7 @@ VALUE = st.one_of(
     st.from_regex(r"[a-z]{2,6}[0-9]{1,4}", fullmatch=True),
     st.tuples(*[st.integers(0, 255)] * 4).map(lambda t: ".".join(map(str, t))),
     st.from_regex(r"0x[0-9a-f]{4,12}", fullmatch=True),
-    st.from_regex(r"(/[a-z0-9_]{1,6}){2,4}", fullmatch=True),
+    PATH,
 )
 SPACES = st.from_regex(r"[ \t]{1,4}", fullmatch=True)
 
@@ -37,18 +47,6 @@ def _distinct(n_min: int, n_max: int) -> st.SearchStrategy[list[str]]:
 def _ids(miner: TemplateMiner, lines: list[str]) -> set[str]:
     ids = [miner.add(line)[0] for line in lines]
     return {miner.resolve(t) for t in ids}
-
-
-# Unix paths, glob segments included (`/api/*`, `/var/log/*.log`, `/src/**`).
-PATH = st.lists(
-    st.one_of(
-        st.from_regex(r"[a-z0-9_]{1,6}", fullmatch=True),
-        st.sampled_from(["*", "**"]),
-        st.from_regex(r"\*\.[a-z]{1,4}", fullmatch=True),
-    ),
-    min_size=2,
-    max_size=4,
-).map(lambda segments: "/" + "/".join(segments))
 
 
 @PROPS
