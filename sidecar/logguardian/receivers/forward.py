@@ -16,13 +16,12 @@ import hashlib
 import hmac
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from ..config import Limits
 from . import decode
 from .connections import ConnectionGate, connection_limit
 from .decode import Decoded, DecodeError, TooLarge
@@ -35,12 +34,12 @@ from .forward_frame import (
     FrameSkipper,
     peek,
 )
-from .limits import bounded_normalizer
+from .limits import PushReceiver
 from .listener import READ_BYTES, TcpListener
 from .tls import server_context
 
 if TYPE_CHECKING:
-    from ..components import Consumer, ReceiverContext
+    from ..components import ReceiverContext
     from ..config import ForwardReceiver
 
 log = logging.getLogger(__name__)
@@ -66,19 +65,8 @@ def _digest(*parts: bytes) -> str:
     return hashlib.sha512(b"".join(parts)).hexdigest()
 
 
-class ForwardServer:
-    def __init__(
-        self,
-        settings: ForwardReceiver,
-        consumer: Consumer,
-        service_fields: Sequence[str],
-        limits: Limits | None = None,
-    ):
-        self.settings = settings
-        self.pipeline = consumer
-        self.metrics = consumer.metrics
-        self.limits = limits if limits is not None else Limits()
-        self.normalize = bounded_normalizer(RECEIVER, service_fields, self.limits)
+class ForwardServer(PushReceiver["ForwardReceiver"]):
+    source = RECEIVER
 
     async def handle_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter

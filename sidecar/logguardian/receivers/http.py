@@ -20,7 +20,7 @@ from ..auth import HttpAuth
 from ..config import Limits
 from . import decode
 from .decode import Decoded, DecodeError, TooLarge
-from .limits import bounded_normalizer
+from .limits import PushReceiver
 
 if TYPE_CHECKING:
     from ..components import Consumer, ReceiverContext
@@ -46,8 +46,8 @@ def auth_of(settings: HttpReceiverSettings) -> HttpAuth:
     return HttpAuth(settings.auth_token, settings.basic_user, settings.basic_password)
 
 
-class HttpIngest:
-    name = RECEIVER
+class HttpIngest(PushReceiver["HttpReceiverSettings"]):
+    name = source = RECEIVER
 
     def __init__(
         self,
@@ -56,11 +56,7 @@ class HttpIngest:
         service_fields: Sequence[str],
         limits: Limits | None = None,
     ):
-        self.settings = settings
-        self.pipeline = consumer
-        self.metrics = consumer.metrics
-        self.limits = limits if limits is not None else Limits()
-        self.normalize = bounded_normalizer(RECEIVER, service_fields, self.limits)
+        super().__init__(settings, consumer, service_fields, limits)
         self.max_records: int | None = self.limits.max_records
         self.auth = auth_of(settings)
 

@@ -26,7 +26,7 @@ from ..config import Limits
 from . import decode
 from .connections import ConnectionGate, connection_limit
 from .decode import Decoded
-from .limits import bounded_normalizer
+from .limits import PushReceiver
 from .listener import READ_BYTES, TcpListener
 from .tls import client_verified, server_context
 
@@ -41,7 +41,9 @@ RECEIVER = "tcp"
 AUTH_LINE_BYTES = 4096
 
 
-class TcpServer:
+class TcpServer(PushReceiver["TcpReceiverSettings"]):
+    source = RECEIVER
+
     def __init__(
         self,
         settings: TcpReceiverSettings,
@@ -49,11 +51,7 @@ class TcpServer:
         service_fields: Sequence[str],
         limits: Limits | None = None,
     ):
-        self.settings = settings
-        self.pipeline = consumer
-        self.metrics = consumer.metrics
-        self.limits = limits if limits is not None else Limits()
-        self.normalize = bounded_normalizer(RECEIVER, service_fields, self.limits)
+        super().__init__(settings, consumer, service_fields, limits)
         self.auth = HttpAuth(settings.auth_token)
 
     async def handle_connection(
