@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
+from ..metrics import OTHER_SERVICE
 from ..pipeline import Batch
 from ..signals import SEVERITIES, Reason, Severity
 
@@ -20,6 +23,23 @@ from ..signals import SEVERITIES, Reason, Severity
 # under them (a window stays open 15 s for late records, so this is that lateness).
 MAX_FUTURE_SKEW_SECONDS = 15.0
 _TS = operator.attrgetter("ts")
+
+S = TypeVar("S")
+
+
+def bounded_service(services: dict[str, S], name: str, limit: int, make: Callable[[str], S]) -> S:
+    """The state of service `name`, made by `make(name)` while fewer than `limit`
+    services are known; past that, new services share one overflow state, so a
+    flood of service names cannot grow a detector's memory without bound."""
+    st = services.get(name)
+    if st is None:
+        if len(services) >= limit:
+            name = OTHER_SERVICE
+            st = services.get(name)
+            if st is not None:
+                return st
+        st = services[name] = make(name)
+    return st
 
 
 def score_at(x: float, x0: float, threshold: float) -> float:

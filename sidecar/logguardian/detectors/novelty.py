@@ -18,7 +18,7 @@ from typing import Any
 from ..config import Detectors
 from ..pipeline import Batch
 from ..signals import Reason
-from .context import severity_for
+from .context import bounded_service, severity_for
 
 # Score of a first-seen template by level: any new template reaches the threshold;
 # error/fatal ones go well past it. Rare (seen, but below rare_fraction) templates
@@ -48,15 +48,7 @@ class NoveltyStage:
         self.services: dict[str, _Service] = {}
 
     def _service(self, name: str) -> _Service:
-        st = self.services.get(name)
-        if st is None:
-            if len(self.services) >= self.max_services:
-                name = "other"
-                st = self.services.get(name)
-                if st is not None:
-                    return st
-            st = self.services[name] = _Service()
-        return st
+        return bounded_service(self.services, name, self.max_services, lambda _: _Service())
 
     def process(self, batch: Batch) -> None:
         warmup = self.settings.warmup_records

@@ -79,6 +79,7 @@ from .context import (
     MAX_FUTURE_SKEW_SECONDS,
     DetectionContext,
     Finding,
+    bounded_service,
     score_at,
     severity_for,
 )
@@ -356,15 +357,10 @@ class RollingStatsStage:
     # -- per record -----------------------------------------------------------------
 
     def _service(self, name: str) -> _Service:
-        st = self.services.get(name)
-        if st is None:
-            if len(self.services) >= self.max_services:
-                name = "other"
-                st = self.services.get(name)
-                if st is not None:
-                    return st
-            st = self.services[name] = _Service(name, len(self.services), self.rows)
-        return st
+        def make(key: str) -> _Service:
+            return _Service(key, len(self.services), self.rows)
+
+        return bounded_service(self.services, name, self.max_services, make)
 
     def process(self, batch: Batch) -> None:
         width = self.width

@@ -83,6 +83,18 @@ class Template:
         if not self.keys:
             self.keys = [key(u) for u in self.units]
 
+    def state(self) -> dict[str, object]:
+        """What a snapshot keeps of it (the rest is derived again on import)."""
+        return {
+            "id": self.id,
+            "units": self.units,
+            "seq": self.seq,
+            "count": self.count,
+            "services": self.services,
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+        }
+
 
 @dataclass(slots=True, frozen=True)
 class TemplateInfo:
@@ -665,18 +677,7 @@ class TemplateMiner:
             "format": 1,
             "seq": self._seq,
             "lines": self.lines,
-            "templates": [
-                {
-                    "id": t.id,
-                    "units": t.units,
-                    "seq": t.seq,
-                    "count": t.count,
-                    "services": t.services,
-                    "first_seen": t.first_seen,
-                    "last_seen": t.last_seen,
-                }
-                for t in self._templates.values()
-            ],
+            "templates": [t.state() for t in self._templates.values()],
             "merged": self._merged,
             **self._export_extra(),
         }
@@ -700,17 +701,7 @@ class TemplateMiner:
         for t in self._templates.values():
             data = encoded.get(t.id)
             if data is None or t.id in dirty:
-                data = orjson.dumps(
-                    {
-                        "id": t.id,
-                        "units": t.units,
-                        "seq": t.seq,
-                        "count": t.count,
-                        "services": t.services,
-                        "first_seen": t.first_seen,
-                        "last_seen": t.last_seen,
-                    }
-                )
+                data = orjson.dumps(t.state())
                 encoded[t.id] = data
             parts.append(data)
         dirty.clear()
