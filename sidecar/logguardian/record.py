@@ -181,22 +181,10 @@ class Record:
     size: int = 0
 
 
-def lookup(doc: Mapping[str, Any], path: str) -> Any:
+def lookup(doc: dict[str, Any], path: str) -> Any:
     """Value at a dotted path, trying the flat key first (`{"service.name": x}`)
     and then nested maps (`{"service": {"name": x}}`)."""
-    value = doc.get(path)
-    if value is not None:
-        return value
-    if "." not in path:
-        return None
-    current: Any = doc
-    for part in path.split("."):
-        if not isinstance(current, Mapping):
-            return None
-        current = current.get(part)
-        if current is None:
-            return None
-    return current
+    return _lookup_compiled(doc, *_compile_path(path))
 
 
 def names_a_service(value: Any) -> TypeGuard[str]:
