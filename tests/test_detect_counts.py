@@ -245,9 +245,11 @@ def test_a_burst_on_a_schedule_pages_three_times_then_is_the_rows_rhythm(
 ) -> None:
     """Alarmed windows never enter the peaks, so a job's burst first seen after
     warm-up would page at every run; once it has recurred twice at the same period
-    it is learned. Bursts at irregular times keep paging: they are incidents."""
+    it is learned; a job that runs twice a cycle at uneven intervals, once two
+    cycles match. Bursts at irregular times keep paging: they are incidents."""
     assert _bursts([30] * 8) == [True] * 3 + [False] * 5
-    assert _bursts([30, 47, 25, 61, 38, 70, 29, 52]) == [True] * 8
+    assert _bursts([20, 45] * 5) == [True] * 5 + [False] * 5
+    assert _bursts([30, 47, 25, 61, 38, 70, 45, 52]) == [True] * 8
     monkeypatch.setattr(stats_mod.RollingStatsStage, "_schedule", lambda *a: None)
     assert _bursts([30] * 8) == [True] * 8
 

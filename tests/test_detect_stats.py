@@ -305,7 +305,7 @@ def test_a_snapshot_from_before_the_three_window_sum_keeps_its_limits() -> None:
     feed(d, lambda m, t: 60.0 if rng.random() < 0.1 else 10.0, 240)
     state = orjson.loads(d.snapshot())
     new = ("peak3", "last2", "prev2", "q3_at", "qp3_at", "limit2", "ep1", "ep2")
-    new += ("ep3", "ep_start", "ep_quiet", "ep_prev", "ep_period")
+    new += ("ep3", "ep_start", "ep_quiet", *stats_mod.EPISODES)
     for svc in state["stats"]["services"].values():
         for key in new:
             del svc[key]

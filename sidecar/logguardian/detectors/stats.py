@@ -115,6 +115,9 @@ PERIOD_SLACK, PERIOD_DRIFT = 2, 0.03
 # before the row's peak may not hold the limit below it: had the model been right, a
 # history would miss it with probability e^-3 (5 %).
 EVIDENCE = 3.0
+# Start windows of a row's last alarmed episodes, latest first (`_schedule`): a job
+# may run up to len // 2 times a cycle and still be recognised.
+EPISODES = ("ep_prev", "ep_prev2", "ep_prev3", "ep_prev4")
 EMPTY, NORMAL, FLAGGED, HELD = 0, 1, 2, 3  # what a queued window is to the baselines
 
 
@@ -188,8 +191,7 @@ INTS = (
     "learned",
     "ep_start",
     "ep_quiet",
-    "ep_prev",
-    "ep_period",
+    *EPISODES,
 )
 # Derived at each close (the model behind the open window's limits); persisted so a
 # restored detector explains its first spike with the model that set the limit.
@@ -664,11 +666,12 @@ class RollingStatsStage:
         windows never enter the peaks (a spike must not raise the bar for the rest of
         itself or for the next one), so without this a burst first seen after
         warm-up would page at every recurrence, forever. An episode (alarmed windows
-        until EPISODE_QUIET quiet ones) that starts one period after the previous
-        one, which itself started one period after the one before (the same period
-        within PERIOD_SLACK + PERIOD_DRIFT: a job's clock hardly drifts, and incidents
-        at random times rarely repeat an interval that closely), enters the peaks at its
-        full size once over: an hourly job pages three times, then not again.
+        until EPISODE_QUIET quiet ones) that closes a cycle as long as the cycle before
+        it (the same length within PERIOD_SLACK + PERIOD_DRIFT: a job's clock hardly
+        drifts, and incidents at random times rarely repeat an interval that closely)
+        enters the peaks at its full size once over. A cycle is one episode to the next
+        (an hourly job pages three times, then not again) or, for a job that runs twice
+        a cycle at uneven intervals (A, B, A, B), two episodes (it pages five times).
         Incidents at irregular times leave the peaks alone. Call before the window's
         counts become `prev`."""
         R = self.rows
@@ -684,15 +687,21 @@ class RollingStatsStage:
         over = np.flatnonzero(open_ & (R.ep_quiet[:rows] >= EPISODE_QUIET))
         if not len(over):
             return
-        start, before, period = R.ep_start[over], R.ep_prev[over], R.ep_period[over]
-        gap = np.where(before > 0, start - before, 0)
-        slack = PERIOD_SLACK + PERIOD_DRIFT * period
-        on_time = (period > 0) & (gap > 0) & (np.abs(gap - period) <= slack)
+        start = R.ep_start[over]
+        before = [getattr(R, name)[over] for name in EPISODES]  # 0 where none yet
+        on_time = np.zeros(len(over), dtype=bool)
+        for k in range(1, len(EPISODES) // 2 + 1):
+            mid, first = before[k - 1], before[2 * k - 1]
+            cycle, last_cycle = start - mid, mid - first
+            slack = PERIOD_SLACK + PERIOD_DRIFT * last_cycle
+            on_time |= (first > 0) & (np.abs(cycle - last_cycle) <= slack)
         learn = over[on_time]
         for peak, ep in ((R.peak, R.ep1), (R.peak2, R.ep2), (R.peak3, R.ep3)):
             peak[learn] = np.maximum(peak[learn], ep[learn])
             ep[over] = 0.0
-        R.ep_period[over], R.ep_prev[over], R.ep_start[over] = gap, start, 0
+        for name, value in zip(EPISODES, [start, *before[:-1]], strict=True):
+            getattr(R, name)[over] = value
+        R.ep_start[over] = 0
 
     def _defer(self, c: np.ndarray, flagged: np.ndarray, held: np.ndarray) -> None:
         """Queue the closed window for learning and learn the one LEARN_DELAY closes
@@ -1057,7 +1066,7 @@ class RollingStatsStage:
                 self.rows.n[r] = 0
                 self.rows.hist[r] = np.nan
                 self.rows.peak[r] = 0.0
-                for name in ("ep1", "ep2", "ep3", "ep_start", "ep_quiet", "ep_prev", "ep_period"):
+                for name in ("ep1", "ep2", "ep3", "ep_start", "ep_quiet", *EPISODES):
                     getattr(self.rows, name)[r] = 0
 
     def drop_templates(self, template_ids: set[str]) -> int:
