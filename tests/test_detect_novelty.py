@@ -61,7 +61,7 @@ def test_first_seen_template_after_warmup() -> None:
 
 def test_error_and_fatal_novelty_weigh_more() -> None:
     d = detection(warmup=10)
-    run(d, [("pay", "T1", "info")] * 10)
+    run(d, [("pay", "T1", "info")] * 2000)  # settled enough for one new template at a time
     batch = run(
         d,
         [("pay", "I", "info"), ("pay", "W", "warn"), ("pay", "E", "error"), ("pay", "F", "fatal")],
@@ -71,6 +71,25 @@ def test_error_and_fatal_novelty_weigh_more() -> None:
     assert scores == sorted(scores) and len(set(scores)) == 4
     assert batch.reasons[3][0].severity == "critical"
     assert batch.reasons[0][0].severity == "medium"
+
+
+def test_a_new_info_template_pages_only_once_the_services_templates_settled() -> None:
+    """Until few of a service's records are templates seen only once (Good-Turing: the
+    chance the next record is new), a new info line is what its history predicts: it
+    is a reason without an alert. A new error line pages at once; so does a new info
+    line once the one-off templates have recurred."""
+    d = detection(warmup=50)
+    history = [("pay", "T1", "info")] * 970 + [("pay", f"ONCE{i}", "info") for i in range(30)]
+    run(d, history)
+    batch = run(d, [("pay", "NEW", "info"), ("pay", "ERR", "error")], start=T0 + 2000)
+    (reason,) = batch.reasons[0]
+    assert reason.kind == "novelty" and batch.scores[0] < 0.7
+    assert reason.text.endswith("(not settled: 30 of its 1001 records are templates seen once)")
+    assert [a.template_id for a in batch.annotations] == ["ERR"]
+    again = [("pay", f"ONCE{i}", "info") for i in range(30)] + [("pay", "NEW", "info")]
+    run(d, [*again, ("pay", "ERR", "error")], start=T0 + 3000)
+    batch = run(d, [("pay", "LATER", "info")], start=T0 + 4000)
+    assert [a.template_id for a in batch.annotations] == ["LATER"]
 
 
 def test_novelty_is_per_service() -> None:

@@ -149,14 +149,15 @@ def test_survivor_restores_the_dead_members_state_and_loses_nothing(
             counted[service] += n
     assert all(counted[s] >= sent[s] for s in moved), (counted, sent)
 
-    # No "first seen" storm: known templates were first seen once per service, all
-    # before the kill; the survivor found none of the moved services' known ones new.
+    # No "first seen" storm: each service's first known template paged once, before
+    # the kill (the other three came while its templates had not settled: each was a
+    # reason, not an alert); the survivor found none of the moved services' known ones new.
     known_first_seen = [
         (service, message)
         for _, service, message, kinds in first + second
         if not message.startswith("ERROR") and "novelty" in kinds
     ]
-    assert len(known_first_seen) == 4 * len(SERVICES), known_first_seen
+    assert sorted(s for s, _ in known_first_seen) == SERVICES, known_first_seen
     assert not [a for a in second if a[1] in moved and not a[2].startswith("ERROR")]
     # The survivor's templates for the moved services are the restored ones: every
     # template the dead member had for them, under the same id, with its count kept.

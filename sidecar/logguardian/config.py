@@ -307,6 +307,14 @@ class DetectorsSettings(Section):
     threshold: float = Field(0.7, gt=0, le=1, description="fused score at or above = anomaly")
     window_seconds: float = Field(60.0, gt=0)
     rare_fraction: float = Field(1e-4, gt=0, lt=1)
+    settled_fraction: float = Field(
+        1e-3,
+        ge=0,
+        lt=1,
+        description="a service's templates have settled once at most this share of its "
+        "records are templates seen only once; until then a first-seen template below "
+        "error level does not page on its own",
+    )
     consecutive_escalate: int = Field(3, ge=1)
 
 

@@ -35,6 +35,7 @@ OTEL_UNKNOWN_SERVICE = "unknown_service"
 MAX_DEPTH = 32
 MAX_RECORD_BYTES = 1024 * 1024
 
+ERROR_LEVELS = frozenset(("error", "fatal"))  # canonical levels that mean a failure
 # Canonical level names; keys are lower-cased spellings seen in the wild
 # (syslog keywords, log4j, Go/zap, GELF numeric syslog severities).
 _LEVEL_ALIASES: dict[str, str] = {

@@ -5,10 +5,17 @@ Per record this is one dict lookup and an increment. Nothing alerts until the
 service has passed `warmup_records`, so a fresh sidecar learns instead of paging.
 
 Rare-but-known is rarity, not novelty: a rare template scores below the threshold
-at every level, so it only adds weight to another finding. A first-seen template
-that the miner later merges into a known one was a split: `merge` carries its counts
-over and the incident stage retracts the finding (incidents.py). Counts of templates
-the miner evicted are dropped (`drop_templates`), so memory follows the miner's cap.
+at every level, so it only adds weight to another finding. So does a new template
+below error level while the service is still showing its repertoire: the share of
+its records whose template has been seen only once is the Good-Turing estimate of
+the chance that the next record is a new template, and until it falls to
+`settled_fraction` a new info line is what the service's own history predicts (a
+cycle not yet seen whole), not news. New error and fatal templates always page.
+
+A first-seen template that the miner later merges into a known one was a split:
+`merge` carries its counts over and the incident stage retracts the finding
+(incidents.py). Counts of templates the miner evicted are dropped
+(`drop_templates`), so memory follows the miner's cap.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from typing import Any
 
 from ..config import Detectors
 from ..pipeline import Batch
+from ..record import ERROR_LEVELS
 from ..signals import Reason
 from .context import bounded_service, severity_for
 
@@ -32,11 +40,16 @@ RARE_CAP = 0.95
 
 
 class _Service:
-    __slots__ = ("counts", "total")
+    __slots__ = ("counts", "once", "total")
 
-    def __init__(self) -> None:
-        self.total = 0
-        self.counts: dict[str, int] = {}
+    def __init__(self, total: int = 0, counts: dict[str, int] | None = None) -> None:
+        self.total = total
+        self.counts: dict[str, int] = counts or {}
+        self.once = 0  # templates seen exactly once
+        self.recount()
+
+    def recount(self) -> None:
+        self.once = sum(1 for n in self.counts.values() if n == 1)
 
 
 class NoveltyStage:
@@ -53,6 +66,7 @@ class NoveltyStage:
     def process(self, batch: Batch) -> None:
         warmup = self.settings.warmup_records
         rare_fraction = self.settings.rare_fraction
+        settled = self.settings.settled_fraction
         threshold = self.settings.threshold
         rare_cap = RARE_CAP * threshold
         services = self.services
@@ -65,19 +79,22 @@ class NoveltyStage:
                 continue
             seen = st.counts.get(tid, 0)
             st.counts[tid] = seen + 1
+            if seen <= 1:
+                st.once += 1 if seen == 0 else -1
             if st.total <= warmup:
                 continue
             if seen == 0:
-                score = NOVEL_SCORE.get(record.level or "", NOVEL_DEFAULT)
+                level = record.level or ""
+                score = NOVEL_SCORE.get(level, NOVEL_DEFAULT)
+                text = f"template {tid} first seen in {record.service}"
+                if level not in ERROR_LEVELS and st.once - 1 > st.total * settled:
+                    score = min(score, rare_cap)
+                    text += (
+                        f" (not settled: {st.once - 1} of its {st.total} records are "
+                        "templates seen once)"
+                    )
                 batch.add_reason(
-                    i,
-                    Reason(
-                        "novelty",
-                        score,
-                        f"template {tid} first seen in {record.service}",
-                        severity_for(score, threshold),
-                        1.0,
-                    ),
+                    i, Reason("novelty", score, text, severity_for(score, threshold), 1.0)
                 )
             elif seen + 1 < st.total * rare_fraction:
                 score = min(RARE_SCORE.get(record.level or "", RARE_DEFAULT), rare_cap)
@@ -96,6 +113,7 @@ class NoveltyStage:
         """Fold a template into a service's baseline (feedback "normal")."""
         st = self._service(service)
         st.counts[template_id] = st.counts.get(template_id, 0) + count
+        st.recount()
 
     def merge(self, old: str, new: str) -> None:
         """The miner merged template `old` into `new`: carry the counts over."""
@@ -103,14 +121,18 @@ class NoveltyStage:
             n = st.counts.pop(old, 0)
             if n:
                 st.counts[new] = st.counts.get(new, 0) + n
+                st.recount()
 
     def drop_templates(self, template_ids: set[str]) -> int:
         """Forget the counts of templates the miner evicted; returns counts dropped."""
         dropped = 0
         for st in self.services.values():
-            for tid in template_ids & st.counts.keys():
+            gone = template_ids & st.counts.keys()
+            for tid in gone:
                 del st.counts[tid]
-                dropped += 1
+            if gone:
+                st.recount()
+            dropped += len(gone)
         return dropped
 
     def known(self) -> set[str]:
@@ -125,9 +147,7 @@ class NoveltyStage:
 
     def restore(self, state: dict[str, Any]) -> None:
         for name, data in state.items():
-            st = self.services[name] = _Service()
-            st.total = int(data["total"])
-            st.counts = {str(k): int(v) for k, v in data["counts"].items()}
+            self.services[name] = _restored(data)
 
     def export_service(self, service: str) -> dict[str, Any] | None:
         """One service's baseline, to hand over with its Kafka partition."""
@@ -136,8 +156,10 @@ class NoveltyStage:
 
     def import_service(self, service: str, data: dict[str, Any]) -> None:
         """Replace one service's baseline with a handed-over one (`export_service`)."""
-        st = _Service()
-        st.total = int(data["total"])
-        st.counts = {str(k): int(v) for k, v in data["counts"].items()}
+        st = _restored(data)
         if service in self.services or len(self.services) < self.max_services:
             self.services[service] = st
+
+
+def _restored(data: dict[str, Any]) -> _Service:
+    return _Service(int(data["total"]), {str(k): int(v) for k, v in data["counts"].items()})

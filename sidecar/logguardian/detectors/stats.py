@@ -73,6 +73,7 @@ import numpy as np
 
 from ..config import Detectors
 from ..pipeline import Batch
+from ..record import ERROR_LEVELS
 from ..signals import Reason
 from . import counts
 from .context import (
@@ -90,7 +91,6 @@ ALPHA = 2.0 / (HISTORY + 1)  # EWMA weight: the same 1 h memory as the history
 LATENESS = 0.25  # of a window: how long it stays open for late records
 MAX_ROWS = 1000  # templates tracked per service
 MAX_FLAGS = 20  # records flagged per template per window in a burst
-ERROR_LEVELS = frozenset(("error", "fatal"))
 
 # Corroborating methods, reported when they agree: robust z (MAD), IQR fences, rate
 # of change (x the previous window, once that window held ROC_MIN_PREV records).

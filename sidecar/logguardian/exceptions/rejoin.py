@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..record import Record
+from ..record import ERROR_LEVELS, Record
 
 STREAM_FIELDS = (
     "stream",
@@ -59,7 +59,6 @@ _PY_CHAIN = (
 )
 _GO_FUNC = re.compile(r"[\w./*()~%-]+\(.*\)$")
 _PY_EXC_LINE = re.compile(r"[A-Za-z_][\w.]*(?::|$)")
-ERROR_LEVELS = frozenset(("error", "fatal"))
 
 
 def may_start(record: Record) -> bool:
