@@ -31,9 +31,11 @@ LOO = each system under the setting chosen on the others, never on itself.
 
     .venv/bin/python bench/replay.py [--hours 24] [--rate 1.0] [--seed 0] [--verbose]
         [--data DIR] [--skew SYSTEM=SECONDS ...] [--stray SECONDS] [--retime K]
+        [--warmup SECONDS]
 
 `--skew` and `--stray` replay clocks that disagree (see `distort`); `--retime K` puts
-each system's lines on another system's timing (see `retime`).
+each system's lines on another system's timing (see `retime`); `--warmup SECONDS`
+starts judging before the detector has met a whole cycle.
 """
 
 from __future__ import annotations
@@ -341,10 +343,13 @@ def _plan(
     return out
 
 
-def build(systems: list[System], hours: float, seed: int) -> Stream:
+def build(systems: list[System], hours: float, seed: int, warmup: float | None = None) -> Stream:
+    """The interleaved stream; warm-up `warmup` log seconds, by default at least
+    WARMUP and one full cycle of every service (shorter: the detector has not met
+    every event of a cycle when judging starts)."""
     rng = random.Random(seed)
     cycle = max(s.cycle for s in systems)
-    warm_at = START + max(WARMUP, cycle)
+    warm_at = START + (max(WARMUP, cycle) if warmup is None else warmup)
     end = warm_at + hours * 3600.0
     warm = {s.name: warm_at for s in systems}
     injections = _plan(systems, START, warm, end, rng)
@@ -649,6 +654,13 @@ def main() -> int:
         help="replay each system's lines on the timing of the system K places after it",
     )
     parser.add_argument(
+        "--warmup",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help=f"log seconds before judging starts (default: {WARMUP:g} s or a full cycle)",
+    )
+    parser.add_argument(
         "--stray",
         type=float,
         default=0.0,
@@ -670,12 +682,13 @@ def main() -> int:
     unknown = set(skews) - {s.name for s in systems}
     if unknown:
         parser.error(f"--skew: no system {', '.join(sorted(unknown))}")
-    stream = build(systems, args.hours, args.seed)
+    stream = build(systems, args.hours, args.seed, args.warmup)
     mined = mine(stream)
     distort(stream, skews, args.stray)
     n = len(stream.records)
     print(
-        f"replay: {len(systems)} systems x {args.hours:g} h after warm-up, {n:,} records, "
+        f"replay: {len(systems)} systems x {args.hours:g} h after "
+        f"{(min(stream.warm_until.values()) - START) / 60:.0f} min of warm-up, {n:,} records, "
         f"mean {args.rate:g} lines/s per service, seed {args.seed}; "
         f"mining {mined.seconds / n * 1e6:.1f} us/record"
     )
