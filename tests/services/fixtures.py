@@ -28,7 +28,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import pytest
 import yaml
@@ -43,6 +43,28 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+class _Service(Protocol):
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+S = TypeVar("S", bound=_Service)
+
+
+@contextlib.contextmanager
+def running(make: Callable[[Path], S], prefix: str) -> Iterator[S]:
+    """A service made in a fresh temporary directory and started; stopped and its
+    directory removed afterwards, however the test ended."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    service = make(workdir)
+    try:
+        service.start()
+        yield service
+    finally:
+        service.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 ROOT = HERE.parents[1]
@@ -274,14 +296,8 @@ class ElasticsearchNode:
 def elasticsearch_node() -> Iterator[ElasticsearchNode]:
     """A real ES 8 node for the whole session (started once, ~20 s)."""
     _binary("java")
-    node_dir = Path(tempfile.mkdtemp(prefix="logguardian-es-"))
-    node = ElasticsearchNode(node_dir)
-    try:
-        node.start()
+    with running(ElasticsearchNode, "logguardian-es-") as node:
         yield node
-    finally:
-        node.stop()
-        shutil.rmtree(node_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -290,16 +306,16 @@ def secure_elasticsearch() -> Iterator[ElasticsearchNode]:
     auth, and a 1 MB request limit (`http.max_content_length`) for oversize bulks."""
     _binary("java")
     _binary("openssl")
-    node_dir = Path(tempfile.mkdtemp(prefix="logguardian-es-"))
-    node = ElasticsearchNode(
-        node_dir, user=("logguardian", "s3cret-pass"), settings={"http.max_content_length": "1mb"}
-    )
-    try:
-        node.start()
+
+    def make(node_dir: Path) -> ElasticsearchNode:
+        return ElasticsearchNode(
+            node_dir,
+            user=("logguardian", "s3cret-pass"),
+            settings={"http.max_content_length": "1mb"},
+        )
+
+    with running(make, "logguardian-es-") as node:
         yield node
-    finally:
-        node.stop()
-        shutil.rmtree(node_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -410,24 +426,20 @@ class PrometheusServer:
 
 @pytest.fixture
 def prometheus_factory() -> Iterator[Callable[..., PrometheusServer]]:
-    started: list[PrometheusServer] = []
+    with contextlib.ExitStack() as stack:
 
-    def make(
-        targets: Sequence[str],
-        rule_files: Sequence[Path] = (),
-        metrics_path: str = "/metrics",
-        scrape_interval: str = "1s",
-    ) -> PrometheusServer:
-        workdir = Path(tempfile.mkdtemp(prefix="logguardian-prom-"))
-        server = PrometheusServer(workdir, targets, rule_files, metrics_path, scrape_interval)
-        started.append(server)
-        server.start()
-        return server
+        def make(
+            targets: Sequence[str],
+            rule_files: Sequence[Path] = (),
+            metrics_path: str = "/metrics",
+            scrape_interval: str = "1s",
+        ) -> PrometheusServer:
+            def server(workdir: Path) -> PrometheusServer:
+                return PrometheusServer(workdir, targets, rule_files, metrics_path, scrape_interval)
 
-    yield make
-    for server in started:
-        server.stop()
-        shutil.rmtree(server.workdir, ignore_errors=True)
+            return stack.enter_context(running(server, "logguardian-prom-"))
+
+        yield make
 
 
 # -- Alertmanager --------------------------------------------------------------------------
@@ -497,16 +509,12 @@ class AlertmanagerServer:
 
 @pytest.fixture
 def alertmanager_factory() -> Iterator[Callable[..., AlertmanagerServer]]:
-    started: list[AlertmanagerServer] = []
+    with contextlib.ExitStack() as stack:
 
-    def make(config_yaml: str | None = None) -> AlertmanagerServer:
-        workdir = Path(tempfile.mkdtemp(prefix="logguardian-am-"))
-        server = AlertmanagerServer(workdir, config_yaml or DEFAULT_ALERTMANAGER_CONFIG)
-        started.append(server)
-        server.start()
-        return server
+        def make(config_yaml: str | None = None) -> AlertmanagerServer:
+            config = config_yaml or DEFAULT_ALERTMANAGER_CONFIG
+            return stack.enter_context(
+                running(lambda workdir: AlertmanagerServer(workdir, config), "logguardian-am-")
+            )
 
-    yield make
-    for server in started:
-        server.stop()
-        shutil.rmtree(server.workdir, ignore_errors=True)
+        yield make

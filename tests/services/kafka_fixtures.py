@@ -7,8 +7,6 @@ the test, never skips it.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -17,7 +15,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from .fixtures import _binary, _free_port, _Process
+from .fixtures import _binary, _free_port, _Process, running
 
 HERE = Path(__file__).resolve().parent
 KAFKA_SCRIPT = HERE / "kafka.sh"
@@ -140,11 +138,5 @@ def word(n: int) -> str:
 def kafka_broker() -> Iterator[KafkaBroker]:
     """A real Kafka broker for the whole session (started once, ~20-60 s)."""
     _binary("java")
-    data_dir = Path(tempfile.mkdtemp(prefix="logguardian-kafka-"))
-    broker = KafkaBroker(data_dir)
-    try:
-        broker.start()
+    with running(KafkaBroker, "logguardian-kafka-") as broker:
         yield broker
-    finally:
-        broker.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
