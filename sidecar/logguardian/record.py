@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeGuard
@@ -182,10 +182,12 @@ class Record:
     size: int = 0
 
 
-def lookup(doc: dict[str, Any], path: str) -> Any:
-    """Value at a dotted path, trying the flat key first (`{"service.name": x}`)
-    and then nested maps (`{"service": {"name": x}}`)."""
-    return _lookup_compiled(doc, *_compile_path(path))
+def field_reader(path: str) -> Callable[[dict[str, Any]], Any]:
+    """Reads the value at a dotted path, trying the flat key first (`{"service.name":
+    x}`) and then nested maps (`{"service": {"name": x}}`); the path is split once,
+    not per record."""
+    flat, parts = _compile_path(path)
+    return lambda doc: _lookup_compiled(doc, flat, parts)
 
 
 def names_a_service(value: Any) -> TypeGuard[str]:

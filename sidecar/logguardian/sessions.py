@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
-from .record import Record, lookup
+from .record import Record, field_reader
 from .signals import Reason
 
 FIELD_PREFIX = "field:"
@@ -32,15 +33,16 @@ class SessionKeyer:
 
     def __init__(self, pattern: str | None):
         self.pattern = pattern
-        self._field: str | None = None
+        self._field: Callable[[dict[str, Any]], Any] | None = None
         self._search = None
         self._group = 0
         if pattern is None:
             return
         if pattern.startswith(FIELD_PREFIX):
-            self._field = pattern[len(FIELD_PREFIX) :]
-            if not self._field:
+            name = pattern[len(FIELD_PREFIX) :]
+            if not name:
                 raise ValueError(f"session key {pattern!r} names no field")
+            self._field = field_reader(name)
             return
         try:
             compiled = re.compile(pattern)
@@ -53,7 +55,7 @@ class SessionKeyer:
         if self._search is None:
             if self._field is None:
                 return record.service
-            value = lookup(record.attributes, self._field)
+            value = self._field(record.attributes)
             return None if value is None or value == "" else str(value)
         match = self._search(record.message)
         return match.group(self._group) if match is not None else None

@@ -45,10 +45,11 @@ class _Service:
     def __init__(self, total: int = 0, counts: dict[str, int] | None = None) -> None:
         self.total = total
         self.counts: dict[str, int] = counts or {}
-        self.once = 0  # templates seen exactly once
         self.recount()
 
     def recount(self) -> None:
+        """Templates seen exactly once (kept incrementally per record; recomputed
+        when counts change in bulk)."""
         self.once = sum(1 for n in self.counts.values() if n == 1)
 
 
