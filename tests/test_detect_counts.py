@@ -250,6 +250,9 @@ def test_a_burst_on_a_schedule_pages_three_times_then_is_the_rows_rhythm(
     assert _bursts([30] * 8) == [True] * 3 + [False] * 5
     assert _bursts([20, 45] * 5) == [True] * 5 + [False] * 5
     assert _bursts([30, 47, 25, 61, 38, 70, 45, 52]) == [True] * 8
+    # A job every 6 h: learned the same way, and its size still known at its next run
+    # (the 12 h peak half-life alone would have let it fade to 70 % by then).
+    assert _bursts([360] * 6) == [True] * 3 + [False] * 3
     monkeypatch.setattr(stats_mod.RollingStatsStage, "_schedule", lambda *a: None)
     assert _bursts([30] * 8) == [True] * 8
 

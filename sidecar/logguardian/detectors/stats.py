@@ -118,6 +118,11 @@ EVIDENCE = 3.0
 # Start windows of a row's last alarmed episodes, latest first (`_schedule`): a job
 # may run up to len // 2 times a cycle and still be recognised.
 EPISODES = ("ep_prev", "ep_prev2", "ep_prev3", "ep_prev4")
+# A learned job's peaks keep at least this many of its cycles as half-life, however
+# long the cycle: its next run finds its size decayed by 8 % at most, well inside
+# peak_fold (an hourly job gets about as much from the 12 h half-life); a job that
+# stops running fades over a few of its cycles like any other peak.
+JOB_MEMORY = 8
 EMPTY, NORMAL, FLAGGED, HELD = 0, 1, 2, 3  # what a queued window is to the baselines
 
 
@@ -192,6 +197,7 @@ INTS = (
     "ep_start",
     "ep_quiet",
     *EPISODES,
+    "cycle",
 )
 # Derived at each close (the model behind the open window's limits); persisted so a
 # restored detector explains its first spike with the model that set the limit.
@@ -669,7 +675,9 @@ class RollingStatsStage:
         until EPISODE_QUIET quiet ones) that closes a cycle as long as the cycle before
         it (the same length within PERIOD_SLACK + PERIOD_DRIFT: a job's clock hardly
         drifts, and incidents at random times rarely repeat an interval that closely)
-        enters the peaks at its full size once over. A cycle is one episode to the next
+        enters the peaks at its full size once over, and the row's peaks then decay
+        over JOB_MEMORY of its cycles at least (a daily job must not have faded to a
+        quarter by its next run). A cycle is one episode to the next
         (an hourly job pages three times, then not again) or, for a job that runs twice
         a cycle at uneven intervals (A, B, A, B), two episodes (it pages five times).
         Incidents at irregular times leave the peaks alone. Call before the window's
@@ -689,13 +697,15 @@ class RollingStatsStage:
             return
         start = R.ep_start[over]
         before = [getattr(R, name)[over] for name in EPISODES]  # 0 where none yet
-        on_time = np.zeros(len(over), dtype=bool)
+        matched = np.zeros(len(over), dtype=np.int64)  # the cycle it closes, 0: none
         for k in range(1, len(EPISODES) // 2 + 1):
             mid, first = before[k - 1], before[2 * k - 1]
             cycle, last_cycle = start - mid, mid - first
             slack = PERIOD_SLACK + PERIOD_DRIFT * last_cycle
-            on_time |= (first > 0) & (np.abs(cycle - last_cycle) <= slack)
-        learn = over[on_time]
+            on_time = (matched == 0) & (first > 0) & (np.abs(cycle - last_cycle) <= slack)
+            matched = np.where(on_time, cycle, matched)
+        learn = over[matched > 0]
+        R.cycle[learn] = matched[matched > 0]
         for peak, ep in ((R.peak, R.ep1), (R.peak2, R.ep2), (R.peak3, R.ep3)):
             peak[learn] = np.maximum(peak[learn], ep[learn])
             ep[over] = 0.0
@@ -742,14 +752,19 @@ class RollingStatsStage:
             fresh, 0.0, np.where(flagged, var, (1 - ALPHA) * (var + ALPHA * delta * delta))
         )
         keep = held | flagged
-        R.peak[idx] = np.where(keep, R.peak[idx], np.maximum(R.peak[idx] * self.decay, used))
+        # A learned job's peaks outlast its cycle (JOB_MEMORY), however long it is.
+        cycle = R.cycle[idx]
+        decay = np.where(
+            cycle > 0, np.maximum(self.decay, 0.5 ** (1.0 / (JOB_MEMORY * cycle + 1))), self.decay
+        )
+        R.peak[idx] = np.where(keep, R.peak[idx], np.maximum(R.peak[idx] * decay, used))
         R.peak2[idx] = np.where(
-            keep, R.peak2[idx], np.maximum(R.peak2[idx] * self.decay, R.last[idx] + used)
+            keep, R.peak2[idx], np.maximum(R.peak2[idx] * decay, R.last[idx] + used)
         )
         R.peak3[idx] = np.where(
             keep,
             R.peak3[idx],
-            np.maximum(R.peak3[idx] * self.decay, R.last2[idx] + R.last[idx] + used),
+            np.maximum(R.peak3[idx] * decay, R.last2[idx] + R.last[idx] + used),
         )
         R.last2[idx] = R.last[idx]
         # The next window's two-window peak pairs it with this one: an alarmed window
@@ -1066,7 +1081,7 @@ class RollingStatsStage:
                 self.rows.n[r] = 0
                 self.rows.hist[r] = np.nan
                 self.rows.peak[r] = 0.0
-                for name in ("ep1", "ep2", "ep3", "ep_start", "ep_quiet", *EPISODES):
+                for name in ("ep1", "ep2", "ep3", "ep_start", "ep_quiet", *EPISODES, "cycle"):
                     getattr(self.rows, name)[r] = 0
 
     def drop_templates(self, template_ids: set[str]) -> int:
