@@ -168,6 +168,50 @@ def test_service_silence_is_found_from_the_clock_and_held_open() -> None:
     assert 9 <= len(found) <= 11
 
 
+def test_a_service_that_stops_on_a_schedule_pages_four_times_then_only_off_it() -> None:
+    """A stop that recurs on schedule (2 h every 8 h here; a night works the same)
+    is the service's rhythm once it has recurred on time: it pages four times, then
+    a stop at that time is expected. A stop at any other time still pages, and so
+    does a scheduled one that runs far past its usual length."""
+    d = make_detection()
+    rng = np.random.default_rng(3)
+
+    def silences(minutes: range, off: Callable[[int], bool]) -> list[int]:
+        """Minutes at which "svc" (20/min unless `off`) was reported silent while
+        "web" kept logging."""
+        found = []
+        rate: Rate = lambda m, _t: 0 if off(m) else 20  # noqa: E731
+        for m in minutes:
+            svc, ids = minute_records(rng, m, rate, ("A",))
+            web, wids = minute_records(rng, m, lambda _m, _t: 5, ("W",), service="web")
+            pairs = sorted(zip(svc + web, ids + wids, strict=True), key=lambda p: p[0].ts)
+            batch = Batch(
+                records=[r for r, _ in pairs],
+                now=T0 + (m + 1) * MIN,
+                template_ids=[i for _, i in pairs],
+                templates=[i for _, i in pairs],
+            )
+            for stage in d.stages:
+                stage.process(batch)
+            found += [
+                int(minute_of(a))
+                for a in batch.annotations
+                if a.service == "svc" and a.reasons[0].kind == "silence"
+            ]
+        return found
+
+    cycle = 480
+    nightly: Callable[[int], bool] = lambda m: m % cycle >= 360  # noqa: E731
+    assert {m // cycle for m in silences(range(6 * cycle), nightly)} == {0, 1, 2, 3}
+    # Cycle 6: half an hour off in its middle, then its scheduled stop.
+    day = range(6 * cycle + 120, 6 * cycle + 150)
+    found = silences(range(6 * cycle, 7 * cycle), lambda m: nightly(m) or m in day)
+    assert found and all(m in day for m in found)
+    # Cycle 7: the scheduled stop that does not end pages once it is 1.5x its length.
+    found = silences(range(7 * cycle, 8 * cycle + 120), lambda m: m >= 7 * cycle + 360)
+    assert found and min(found) - (7 * cycle + 360) in range(175, 185)
+
+
 def test_no_service_is_blamed_when_the_whole_stream_stops() -> None:
     d = make_detection()
     feed(d, lambda m, t: 100, 120)

@@ -305,6 +305,14 @@ class _Service:
         self.last_ts = 0.0
         self.gap_peak = 0.0  # decaying max gap between records (burst-aware silence)
         self.silent_since: float | None = None
+        # A service that stops on a schedule (every night): start windows of its last
+        # silences, latest first; the cycle of its scheduled stops, the start window of
+        # the last one and how long they last; `expected` while the current silence is
+        # one of them (`_scheduled`).
+        self.silences = [0] * len(EPISODES)
+        self.gap_cycle = self.gap_at = 0
+        self.gap_len = 0.0
+        self.expected = False
         self.silence_reported = 0.0
         # How far behind the stream this service's records arrive (a host clock that
         # runs behind, a shipper that flushes late): its records are counted that
@@ -417,8 +425,11 @@ class RollingStatsStage:
             last = st.last_ts
             if ts > last:
                 # The longest ordinary gap: a reported silence is not ordinary.
-                if ts - last > st.gap_peak and last and st.silent_since is None:
-                    st.gap_peak = ts - last
+                if ts - last > st.gap_peak and last:
+                    if st.silent_since is None:
+                        st.gap_peak = ts - last
+                    else:
+                        self._silence_ended(st, ts - last)
                 st.last_ts = ts
             if record.level in ERROR_LEVELS:
                 window.errors += 1
@@ -571,8 +582,13 @@ class RollingStatsStage:
                 continue
             if st.silent_since is None:
                 st.silent_since = st.last_ts
-            elif now - st.silence_reported < self.width:
+                st.expected = self._scheduled(st)
+            elif now - st.silence_reported < self.width and not st.expected:
                 continue  # re-reported once per window while it lasts
+            if st.expected:
+                if gap < gap_fold * st.gap_len:
+                    continue
+                st.expected = False  # longer than its scheduled stops: a silence
             st.silence_reported = now
             score = score_at(expected, SILENCE_EXPECTED, threshold)
             escalate = 1 if gap >= self.width * self.settings.consecutive_escalate else 0
@@ -590,6 +606,36 @@ class RollingStatsStage:
                     ),
                 )
             )
+
+    def _scheduled(self, st: _Service) -> bool:
+        """Whether the silence starting now is the service's scheduled stop: one
+        learned cycle after the last one (or two: a night without a stop does not
+        unlearn it), within the slack `_cycle` allows."""
+        if not st.gap_cycle:
+            return False
+        since = int(st.last_ts // self.width) - st.gap_at
+        slack = PERIOD_SLACK + PERIOD_DRIFT * st.gap_cycle
+        return any(abs(since - n * st.gap_cycle) <= slack for n in (1, 2))
+
+    def _silence_ended(self, st: _Service, gap: float) -> None:
+        """A silence that recurs on a schedule is the service's rhythm, like a job's
+        burst, but an excused stop hides an outage, so it takes one more recurrence:
+        four stops at three intervals as long as each other (within the slack of
+        `_cycle`). A service that stops every night pages four nights; from then on a
+        stop at that time is expected, up to `gap_fold` times as long as such stops
+        last. The longest ordinary gap is left alone: a stop at any other time still
+        pages."""
+        start = int(st.last_ts // self.width)
+        starts = np.array([start, *st.silences[:3]])
+        cycles = starts[:-1] - starts[1:]
+        steady = np.abs(cycles - cycles[0]) <= PERIOD_SLACK + PERIOD_DRIFT * cycles[0]
+        cycle = int(cycles[0]) if starts[-1] > 0 and steady.all() else 0
+        if st.expected:
+            st.gap_len, st.gap_at = max(st.gap_len, gap), start
+        elif cycle:
+            st.gap_cycle, st.gap_len, st.gap_at = cycle, gap, start
+        st.silences = [start, *st.silences[:-1]]
+        st.expected = False
 
     # -- window close -------------------------------------------------------------------
 
@@ -672,16 +718,12 @@ class RollingStatsStage:
         windows never enter the peaks (a spike must not raise the bar for the rest of
         itself or for the next one), so without this a burst first seen after
         warm-up would page at every recurrence, forever. An episode (alarmed windows
-        until EPISODE_QUIET quiet ones) that closes a cycle as long as the cycle before
-        it (the same length within PERIOD_SLACK + PERIOD_DRIFT: a job's clock hardly
-        drifts, and incidents at random times rarely repeat an interval that closely)
-        enters the peaks at its full size once over, and the row's peaks then decay
-        over JOB_MEMORY of its cycles at least (a daily job must not have faded to a
-        quarter by its next run). A cycle is one episode to the next
-        (an hourly job pages three times, then not again) or, for a job that runs twice
-        a cycle at uneven intervals (A, B, A, B), two episodes (it pages five times).
-        Incidents at irregular times leave the peaks alone. Call before the window's
-        counts become `prev`."""
+        until EPISODE_QUIET quiet ones) that closes a cycle (`_cycle`) enters the peaks
+        at its full size once over, and the row's peaks then decay over JOB_MEMORY of
+        its cycles at least (a daily job must not have faded to a quarter by its next
+        run): an hourly job pages three times, then not again; one that runs twice a
+        cycle at uneven intervals, five times. Incidents at irregular times leave the
+        peaks alone. Call before the window's counts become `prev`."""
         R = self.rows
         rows = len(c)
         R.ep_start[:rows] = np.where(flagged & (R.ep_start[:rows] == 0), w, R.ep_start[:rows])
@@ -697,13 +739,7 @@ class RollingStatsStage:
             return
         start = R.ep_start[over]
         before = [getattr(R, name)[over] for name in EPISODES]  # 0 where none yet
-        matched = np.zeros(len(over), dtype=np.int64)  # the cycle it closes, 0: none
-        for k in range(1, len(EPISODES) // 2 + 1):
-            mid, first = before[k - 1], before[2 * k - 1]
-            cycle, last_cycle = start - mid, mid - first
-            slack = PERIOD_SLACK + PERIOD_DRIFT * last_cycle
-            on_time = (matched == 0) & (first > 0) & (np.abs(cycle - last_cycle) <= slack)
-            matched = np.where(on_time, cycle, matched)
+        matched = _cycle(start, before)
         learn = over[matched > 0]
         R.cycle[learn] = matched[matched > 0]
         for peak, ep in ((R.peak, R.ep1), (R.peak2, R.ep2), (R.peak3, R.ep3)):
@@ -1141,6 +1177,11 @@ class RollingStatsStage:
             ],
             "last_ts": st.last_ts,
             "gap_peak": st.gap_peak,
+            "silences": st.silences,
+            "gap_cycle": st.gap_cycle,
+            "gap_len": st.gap_len,
+            "gap_at": st.gap_at,
+            "expected": st.expected,
             "offset": st.offset,
             "lags": list(st.lags),
             "limits": st.limits,
@@ -1185,6 +1226,11 @@ class RollingStatsStage:
         st.err_n, st.err_streak = int(err_n), int(err_streak)
         st.last_ts = float(data["last_ts"])
         st.gap_peak = float(data.get("gap_peak", 0.0))
+        st.silences = [int(x) for x in data.get("silences", st.silences)]
+        st.gap_cycle = int(data.get("gap_cycle", 0))
+        st.gap_len = float(data.get("gap_len", 0.0))
+        st.gap_at = int(data.get("gap_at", 0))
+        st.expected = bool(data.get("expected", False))
         st.offset = float(data.get("offset", 0.0))
         st.lags = deque((float(x) for x in data.get("lags", ())), maxlen=LAG_BATCHES)
         st.limits = {
@@ -1193,6 +1239,23 @@ class RollingStatsStage:
 
 
 METHODS = ("MAD", "IQR", "rate of change")
+
+
+def _cycle(start: np.ndarray, before: list[np.ndarray]) -> np.ndarray:
+    """The cycle, in windows, that episodes starting at `start` close, given the starts
+    of the episodes before them (latest first, 0 where none yet); 0 where they close
+    none. One episode to the next, as long as the one before; or, for a job that runs
+    twice a cycle at uneven intervals (A, B, A, B), two episodes, as long as the two
+    before. Within PERIOD_SLACK + PERIOD_DRIFT: a job's clock hardly drifts, and
+    incidents at random times rarely repeat an interval that closely."""
+    matched = np.zeros(len(start), dtype=np.int64)
+    for k in range(1, len(before) // 2 + 1):
+        mid, first = before[k - 1], before[2 * k - 1]
+        cycle, last_cycle = start - mid, mid - first
+        slack = PERIOD_SLACK + PERIOD_DRIFT * last_cycle
+        on_time = (matched == 0) & (first > 0) & (np.abs(cycle - last_cycle) <= slack)
+        matched = np.where(on_time, cycle, matched)
+    return matched
 
 
 def _versus(count: float, elapsed: float, mean: float, peak: float, width: float) -> str:
