@@ -123,6 +123,9 @@ EPISODES = ("ep_prev", "ep_prev2", "ep_prev3", "ep_prev4")
 # peak_fold (an hourly job gets about as much from the 12 h half-life); a job that
 # stops running fades over a few of its cycles like any other peak.
 JOB_MEMORY = 8
+# Stops of a service at steady intervals before one at that time is expected
+# (`_silence_ended`): one more than a job's bursts need, as an excused stop hides an outage.
+SCHEDULED_STOPS = 4
 EMPTY, NORMAL, FLAGGED, HELD = 0, 1, 2, 3  # what a queued window is to the baselines
 
 
@@ -309,7 +312,7 @@ class _Service:
         # silences, latest first; the cycle of its scheduled stops, the start window of
         # the last one and how long they last; `expected` while the current silence is
         # one of them (`_scheduled`).
-        self.silences = [0] * len(EPISODES)
+        self.silences = [0] * (SCHEDULED_STOPS - 1)
         self.gap_cycle = self.gap_at = 0
         self.gap_len = 0.0
         self.expected = False
@@ -424,7 +427,8 @@ class RollingStatsStage:
             window.total += 1
             last = st.last_ts
             if ts > last:
-                # The longest ordinary gap: a reported silence is not ordinary.
+                # The longest ordinary gap; a reported silence is not one, but its end
+                # may show the service's schedule.
                 if ts - last > st.gap_peak and last:
                     if st.silent_since is None:
                         st.gap_peak = ts - last
@@ -610,7 +614,7 @@ class RollingStatsStage:
     def _scheduled(self, st: _Service) -> bool:
         """Whether the silence starting now is the service's scheduled stop: one
         learned cycle after the last one (or two: a night without a stop does not
-        unlearn it), within the slack `_cycle` allows."""
+        unlearn it), within PERIOD_SLACK + PERIOD_DRIFT."""
         if not st.gap_cycle:
             return False
         since = int(st.last_ts // self.width) - st.gap_at
@@ -619,14 +623,13 @@ class RollingStatsStage:
 
     def _silence_ended(self, st: _Service, gap: float) -> None:
         """A silence that recurs on a schedule is the service's rhythm, like a job's
-        burst, but an excused stop hides an outage, so it takes one more recurrence:
-        four stops at three intervals as long as each other (within the slack of
-        `_cycle`). A service that stops every night pages four nights; from then on a
-        stop at that time is expected, up to `gap_fold` times as long as such stops
-        last. The longest ordinary gap is left alone: a stop at any other time still
-        pages."""
+        burst: SCHEDULED_STOPS stops at intervals as long as each other (within
+        PERIOD_SLACK + PERIOD_DRIFT). A service that stops every night pages four
+        nights; from then on a stop at that time is expected, up to `gap_fold` times
+        as long as such stops last. The longest ordinary gap is left alone: a stop at
+        any other time still pages."""
         start = int(st.last_ts // self.width)
-        starts = np.array([start, *st.silences[:3]])
+        starts = np.array([start, *st.silences])
         cycles = starts[:-1] - starts[1:]
         steady = np.abs(cycles - cycles[0]) <= PERIOD_SLACK + PERIOD_DRIFT * cycles[0]
         cycle = int(cycles[0]) if starts[-1] > 0 and steady.all() else 0
@@ -718,7 +721,7 @@ class RollingStatsStage:
         windows never enter the peaks (a spike must not raise the bar for the rest of
         itself or for the next one), so without this a burst first seen after
         warm-up would page at every recurrence, forever. An episode (alarmed windows
-        until EPISODE_QUIET quiet ones) that closes a cycle (`_cycle`) enters the peaks
+        until EPISODE_QUIET quiet ones) that closes a cycle (below) enters the peaks
         at its full size once over, and the row's peaks then decay over JOB_MEMORY of
         its cycles at least (a daily job must not have faded to a quarter by its next
         run): an hourly job pages three times, then not again; one that runs twice a
@@ -739,7 +742,18 @@ class RollingStatsStage:
             return
         start = R.ep_start[over]
         before = [getattr(R, name)[over] for name in EPISODES]  # 0 where none yet
-        matched = _cycle(start, before)
+        # The cycle each closes: one episode to the next, as long as the one before;
+        # or, for a job that runs twice a cycle at uneven intervals (A, B, A, B), two
+        # episodes, as long as the two before. Within PERIOD_SLACK + PERIOD_DRIFT: a
+        # job's clock hardly drifts, and incidents at random times rarely repeat an
+        # interval that closely.
+        matched = np.zeros(len(over), dtype=np.int64)
+        for k in range(1, len(EPISODES) // 2 + 1):
+            mid, first = before[k - 1], before[2 * k - 1]
+            cycle, last_cycle = start - mid, mid - first
+            slack = PERIOD_SLACK + PERIOD_DRIFT * last_cycle
+            on_time = (matched == 0) & (first > 0) & (np.abs(cycle - last_cycle) <= slack)
+            matched = np.where(on_time, cycle, matched)
         learn = over[matched > 0]
         R.cycle[learn] = matched[matched > 0]
         for peak, ep in ((R.peak, R.ep1), (R.peak2, R.ep2), (R.peak3, R.ep3)):
@@ -1239,23 +1253,6 @@ class RollingStatsStage:
 
 
 METHODS = ("MAD", "IQR", "rate of change")
-
-
-def _cycle(start: np.ndarray, before: list[np.ndarray]) -> np.ndarray:
-    """The cycle, in windows, that episodes starting at `start` close, given the starts
-    of the episodes before them (latest first, 0 where none yet); 0 where they close
-    none. One episode to the next, as long as the one before; or, for a job that runs
-    twice a cycle at uneven intervals (A, B, A, B), two episodes, as long as the two
-    before. Within PERIOD_SLACK + PERIOD_DRIFT: a job's clock hardly drifts, and
-    incidents at random times rarely repeat an interval that closely."""
-    matched = np.zeros(len(start), dtype=np.int64)
-    for k in range(1, len(before) // 2 + 1):
-        mid, first = before[k - 1], before[2 * k - 1]
-        cycle, last_cycle = start - mid, mid - first
-        slack = PERIOD_SLACK + PERIOD_DRIFT * last_cycle
-        on_time = (matched == 0) & (first > 0) & (np.abs(cycle - last_cycle) <= slack)
-        matched = np.where(on_time, cycle, matched)
-    return matched
 
 
 def _versus(count: float, elapsed: float, mean: float, peak: float, width: float) -> str:
