@@ -614,24 +614,24 @@ class RollingStatsStage:
     def _scheduled(self, st: _Service) -> bool:
         """Whether the silence starting now is the service's scheduled stop: one
         learned cycle after the last one (or two: a night without a stop does not
-        unlearn it), within PERIOD_SLACK + PERIOD_DRIFT."""
+        unlearn it), within `_slack`."""
         if not st.gap_cycle:
             return False
         since = int(st.last_ts // self.width) - st.gap_at
-        slack = PERIOD_SLACK + PERIOD_DRIFT * st.gap_cycle
+        slack = _slack(st.gap_cycle)
         return any(abs(since - n * st.gap_cycle) <= slack for n in (1, 2))
 
     def _silence_ended(self, st: _Service, gap: float) -> None:
         """A silence that recurs on a schedule is the service's rhythm, like a job's
         burst: SCHEDULED_STOPS stops at intervals as long as each other (within
-        PERIOD_SLACK + PERIOD_DRIFT). A service that stops every night pages four
+        `_slack`). A service that stops every night pages four
         nights; from then on a stop at that time is expected, up to `gap_fold` times
         as long as such stops last. The longest ordinary gap is left alone: a stop at
         any other time still pages."""
         start = int(st.last_ts // self.width)
         starts = np.array([start, *st.silences])
         cycles = starts[:-1] - starts[1:]
-        steady = np.abs(cycles - cycles[0]) <= PERIOD_SLACK + PERIOD_DRIFT * cycles[0]
+        steady = np.abs(cycles - cycles[0]) <= _slack(cycles[0])
         cycle = int(cycles[0]) if starts[-1] > 0 and steady.all() else 0
         if st.expected:
             st.gap_len, st.gap_at = max(st.gap_len, gap), start
@@ -744,15 +744,15 @@ class RollingStatsStage:
         before = [getattr(R, name)[over] for name in EPISODES]  # 0 where none yet
         # The cycle each closes: one episode to the next, as long as the one before;
         # or, for a job that runs twice a cycle at uneven intervals (A, B, A, B), two
-        # episodes, as long as the two before. Within PERIOD_SLACK + PERIOD_DRIFT: a
-        # job's clock hardly drifts, and incidents at random times rarely repeat an
-        # interval that closely.
+        # episodes, as long as the two before. Within `_slack`: a job's clock hardly
+        # drifts, and incidents at random times rarely repeat an interval that closely.
         matched = np.zeros(len(over), dtype=np.int64)
         for k in range(1, len(EPISODES) // 2 + 1):
             mid, first = before[k - 1], before[2 * k - 1]
             cycle, last_cycle = start - mid, mid - first
-            slack = PERIOD_SLACK + PERIOD_DRIFT * last_cycle
-            on_time = (matched == 0) & (first > 0) & (np.abs(cycle - last_cycle) <= slack)
+            on_time = (
+                (matched == 0) & (first > 0) & (np.abs(cycle - last_cycle) <= _slack(last_cycle))
+            )
             matched = np.where(on_time, cycle, matched)
         learn = over[matched > 0]
         R.cycle[learn] = matched[matched > 0]
@@ -1195,7 +1195,6 @@ class RollingStatsStage:
             "gap_cycle": st.gap_cycle,
             "gap_len": st.gap_len,
             "gap_at": st.gap_at,
-            "expected": st.expected,
             "offset": st.offset,
             "lags": list(st.lags),
             "limits": st.limits,
@@ -1244,7 +1243,6 @@ class RollingStatsStage:
         st.gap_cycle = int(data.get("gap_cycle", 0))
         st.gap_len = float(data.get("gap_len", 0.0))
         st.gap_at = int(data.get("gap_at", 0))
-        st.expected = bool(data.get("expected", False))
         st.offset = float(data.get("offset", 0.0))
         st.lags = deque((float(x) for x in data.get("lags", ())), maxlen=LAG_BATCHES)
         st.limits = {
@@ -1253,6 +1251,12 @@ class RollingStatsStage:
 
 
 METHODS = ("MAD", "IQR", "rate of change")
+
+
+def _slack(cycle: np.ndarray | int) -> np.ndarray | float:
+    """How far, in windows, a recurrence may miss a cycle of `cycle` windows and still
+    be on schedule: a window either way plus a share of the period."""
+    return PERIOD_SLACK + PERIOD_DRIFT * cycle
 
 
 def _versus(count: float, elapsed: float, mean: float, peak: float, width: float) -> str:
